@@ -1,0 +1,35 @@
+"""gradproof: prove a backpropagation right, or show exactly where it is wrong.
+
+>>> import numpy as np, gradproof as gp
+>>> w = np.array([0.5, -1.0])
+>>> report = gp.check(lambda p: np.sum(np.tanh(p["w"])), {"w": w}, {"dw": 1 - np.tanh(w) ** 2})
+>>> report.passed
+True
+"""
+
+from ._check import assert_gradients as assert_gradients
+from ._check import check as check
+from ._errors import CostError as CostError
+from ._errors import GradientError as GradientError
+from ._errors import GradientSpecError as GradientSpecError
+from ._numerical import derivative as derivative
+from ._numerical import numerical_gradient as numerical_gradient
+from ._report import Report as Report
+from ._report import TensorReport as TensorReport
+from ._tree import flatten as flatten
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CostError",
+    "GradientError",
+    "GradientSpecError",
+    "Report",
+    "TensorReport",
+    "__version__",
+    "assert_gradients",
+    "check",
+    "derivative",
+    "flatten",
+    "numerical_gradient",
+]

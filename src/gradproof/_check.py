@@ -1,0 +1,427 @@
+"""The gradient check: full mode, with errors that say where and why."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _compare, _diagnose, _policy, _tree
+from ._cost import CostRaised, Evaluator, check_finite
+from ._errors import CostError, GradientError, GradientSpecError
+from ._finite import (
+    SweepInterrupted,
+    estimate,
+    make_steps,
+    noise_level,
+    points_for,
+    probe,
+    sweep,
+)
+from ._grads import resolve
+from ._progress import Progress
+from ._report import Report, TensorReport, index_tuple
+
+
+@dataclass(frozen=True)
+class Options:
+    method: str
+    eps: float | None
+    tol: float
+    mode: str
+    k: int | None
+    seed: int
+    progress: bool | None
+
+
+def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
+    if method not in _policy.METHODS:
+        raise GradientSpecError(
+            f"unknown method {method!r}; use one of {', '.join(map(repr, _policy.METHODS))}"
+        )
+    if eps is not None:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+            raise GradientSpecError(f"eps must be a positive float or None (automatic), got {eps!r}")
+        if not (math.isfinite(float(eps)) and float(eps) > 0):
+            raise GradientSpecError(f"eps must be a positive finite step or None, got {eps!r}")
+        eps = float(eps)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not (
+        math.isfinite(float(tol)) and float(tol) > 0
+    ):
+        raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {tol!r}")
+    if mode not in _policy.MODES:
+        raise GradientSpecError(
+            f"unknown mode {mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
+        )
+    if mode != "full":
+        raise GradientSpecError(
+            f"mode={mode!r} is not available in this version of gradproof; use mode='full'"
+        )
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise GradientSpecError(f"k must be a positive integer or None, got {k!r}")
+    if executor is not None:
+        raise GradientSpecError(
+            f"executor={executor!r} is not available in this version of gradproof; "
+            "use executor=None (checks run in this process)"
+        )
+    if progress not in (None, True, False):
+        raise GradientSpecError(f"progress must be None, True or False, got {progress!r}")
+    return Options(method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress)
+
+
+def check(
+    cost: Callable[[Any], Any],
+    params: Any,
+    grads: Any,
+    *,
+    method: str = "central",
+    eps: float | None = None,
+    tol: float = 1e-7,
+    mode: str = "full",
+    k: int | None = None,
+    seed: int = 0,
+    executor: Any = None,
+    progress: bool | None = None,
+) -> Report:
+    """Check an analytic gradient against finite differences of the cost.
+
+    Args:
+        cost: ``cost(params)`` returning the scalar cost (a float, a size-1
+            array, or a tuple whose first item is the cost).
+        params: where to check: an array, a number, or dicts/lists/tuples of
+            them. Never modified: the cost is evaluated on a private copy.
+        grads: the analytic gradient: the same structure as ``params``, a flat
+            dict keyed ``"d" + name`` (other ``d``-keys such as ``"dA1"`` are
+            ignored), or a callable ``grads(params)`` returning either.
+        method: ``"central"``, ``"forward"``, ``"backward"``, ``"complex"``
+            (the cost must accept complex input) or ``"richardson"``.
+        eps: the step; ``None`` picks one per coordinate.
+        tol: the threshold on the relative difference.
+        mode: ``"full"``: every coordinate is perturbed.
+        k, seed: coordinates or directions per parameter, and their seed, for
+            the sampling modes.
+        executor: where evaluations run; ``None`` runs them in this process.
+        progress: ``None`` shows a progress bar for long checks on a terminal.
+
+    Returns:
+        A :class:`Report`; ``print(report)`` shows which parameter is wrong and why.
+
+    Example:
+        >>> import numpy as np, gradproof as gp
+        >>> x = np.array([1.0, 2.0])
+        >>> gp.check(lambda p: np.sum(p["w"] ** 2), {"w": x}, {"dw": 2 * x}).passed
+        True
+    """
+    opts = _options(method, eps, tol, mode, k, seed, executor, progress)
+    leaves = _tree.parse(params)
+    rng_state = np.random.get_state()
+    started = time.perf_counter()
+    try:
+        return _full_check(cost, params, grads, leaves, opts, rng_state, started)
+    finally:
+        np.random.set_state(rng_state)
+
+
+def _fresh_copy(params: Any) -> Callable[[], Any]:
+    return lambda: _tree.working_copy(params, np.float64)[0]
+
+
+def _analytic(grads: Any, leaves: list[_tree.Leaf], params: Any, rng_state: tuple):
+    np.random.set_state(rng_state)
+    return resolve(grads, leaves, _fresh_copy(params))
+
+
+def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) -> Report:
+    warnings: list[str] = []
+    low = [leaf.name for leaf in leaves if leaf.dtype.itemsize < 8]
+    if low:
+        warnings.append(
+            f"{', '.join(low)} {'is' if len(low) == 1 else 'are'} "
+            f"{leaves[[leaf.name for leaf in leaves].index(low[0])].dtype}: checked on float64 copies, "
+            "so the cost ran in float64 (float32 round-off would swamp the finite differences)"
+        )
+    analytic = _analytic(grads, leaves, params, rng_state)
+    low_grads = sorted({str(a.dtype) for a in analytic.values() if a.dtype.itemsize < 8})
+    if low_grads:
+        warnings.append(
+            f"the analytic gradient is {'/'.join(low_grads)}: its own round-off is allowed for "
+            "in each parameter's verdict, but the overall difference cannot reach a float64 tol"
+        )
+
+    work_dtype = np.complex128 if opts.method == "complex" else np.float64
+    tree, arrays = _tree.working_copy(params, work_dtype)
+    evaluate = Evaluator(cost, tree, rng_state, complex_ok=opts.method == "complex")
+
+    j0 = _at_point(evaluate.first, "at the check point")
+    check_finite(j0, "at the check point")
+    j0_again = _at_point(evaluate, "at the check point (second evaluation)")
+    j0 = j0.real if isinstance(j0, complex) else j0
+
+    total = sum(leaf.size for leaf in leaves)
+    bar = Progress(total, "gradproof", opts.progress)
+    sweeps = {}
+    try:
+        for leaf in leaves:
+            sweeps[leaf.name] = _sweep_leaf(evaluate, arrays[leaf.name], leaf, j0, opts, bar.tick)
+    finally:
+        bar.close()
+    j0_end = _at_point(evaluate, "at the check point (final evaluation)")
+    spread = max(abs(_real(j0_again) - j0), abs(_real(j0_end) - j0))
+    noise = _cost_noise(evaluate, leaves, sweeps, j0, opts) + spread
+
+    tensors: dict[str, TensorReport] = {}
+    numeric_by_name: dict[str, np.ndarray] = {}
+    for leaf in leaves:
+        s = sweeps[leaf.name]
+        g = np.asarray(analytic[leaf.name], dtype=np.float64).reshape(-1)
+        rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
+        judgement = _compare.judge(
+            opts.method,
+            g,
+            s.numeric,
+            s.steps.h,
+            noise,
+            rel,
+            opts.tol,
+            s.second_difference,
+            s.prober(evaluate, j0) if opts.method != "complex" else None,
+        )
+        numeric_by_name[leaf.name] = s.numeric
+        tensors[leaf.name] = _tensor_report(leaf, g, s.numeric, judgement, opts.tol, analytic)
+
+    g_all = np.concatenate([np.asarray(analytic[lf.name], np.float64).reshape(-1) for lf in leaves])
+    n_all = np.concatenate([numeric_by_name[lf.name] for lf in leaves])
+    diff = _compare.difference(g_all, n_all)
+
+    deterministic = _judge_determinism(spread, j0, g_all, sweeps, opts, warnings)
+    _warn_kinks(tensors, warnings)
+    if not np.any(n_all) and np.any(g_all):
+        warnings.append(
+            "the cost did not change when any parameter was perturbed: does it use the params "
+            "passed to it, rather than arrays it closes over?"
+        )
+    passed = diff <= opts.tol and all(t.passed for t in tensors.values()) and deterministic
+    numerical = _tree.rebuild(
+        params,
+        lambda path, _: _shaped(numeric_by_name[_tree.path_name(path)], leaves, path),
+    )
+    return Report(
+        passed=bool(passed),
+        difference=diff,
+        tol=opts.tol,
+        tensors=tensors,
+        evaluations=evaluate.count,
+        numerical=numerical,
+        warnings=warnings,
+        method=opts.method,
+        eps=opts.eps,
+        mode=opts.mode,
+        policy=_policy.as_record(opts.method, opts.eps, opts.tol, opts.mode),
+        deterministic=deterministic,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
+    """The absolute error of one cost value: modelled, and measured where it can be."""
+    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
+    if opts.method == "complex":
+        return model
+    candidates = []
+    for leaf in leaves:
+        s = sweeps[leaf.name]
+        top = np.argsort(-np.abs(s.numeric), kind="stable")[: _policy.NOISE_COORDINATES]
+        candidates += [(abs(s.numeric[i]), leaf.name, int(i)) for i in top if s.numeric[i] != 0]
+    candidates.sort(key=lambda c: -c[0])
+    measured = 0.0
+    for _, name, i in candidates[: _policy.NOISE_COORDINATES]:
+        s = sweeps[name]
+        try:
+            sigma = noise_level(evaluate, s.flat, i, j0, float(s.steps.h[i]))
+        except CostRaised as exc:
+            raise CostError(
+                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
+                f"measured near {name}: {exc.__cause__}"
+            ) from exc.__cause__
+        measured = max(measured, sigma)
+    return max(model, _policy.NOISE_MARGIN * measured)
+
+
+def _real(x: float | complex) -> float:
+    return x.real if isinstance(x, complex) else x
+
+
+def _shaped(numeric: np.ndarray, leaves: list[_tree.Leaf], path) -> Any:
+    leaf = next(lf for lf in leaves if lf.path == path)
+    return float(numeric[0]) if leaf.is_scalar else numeric.reshape(leaf.shape).copy()
+
+
+def _at_point(fn: Callable[[], Any], where: str):
+    try:
+        return fn()
+    except CostRaised as exc:
+        original = exc.__cause__
+        raise CostError(
+            f"the cost raised {type(original).__name__} {where}: {original}"
+        ) from original
+
+
+@dataclass
+class _LeafSweep:
+    flat: np.ndarray
+    steps: Any
+    js: list[np.ndarray]
+    numeric: np.ndarray
+    second_difference: np.ndarray | None
+    method: str
+
+    def prober(self, evaluate, j0: float):
+        names = {"central": ("plus", "minus"), "forward": ("plus",), "backward": ("minus",),
+                 "richardson": ("plus", "minus", "half_plus", "half_minus")}[self.method]
+
+        def probe_at(i: int):
+            known = {name: float(js[i]) for name, js in zip(names, self.js)}
+            try:
+                return probe(evaluate, self.flat, i, j0, self.steps, known)
+            except CostRaised as exc:
+                raise CostError(
+                    f"the cost raised {type(exc.__cause__).__name__} while probing coordinate "
+                    f"{i} at a second step: {exc.__cause__}"
+                ) from exc.__cause__
+
+        return probe_at
+
+
+def _sweep_leaf(evaluate, array: np.ndarray, leaf: _tree.Leaf, j0, opts: Options, tick):
+    flat = array.reshape(-1)  # a view: the working array is C-contiguous
+    theta = flat.real.copy()
+    steps = make_steps(opts.method, theta, opts.eps)
+    if opts.method == "complex":
+        values = [(theta + 1j * steps.h).tolist()]
+    else:
+        values = [p.tolist() for p in points_for(opts.method, steps)]
+    try:
+        js = sweep(evaluate, flat, values, range(flat.size), tick)
+    except SweepInterrupted as exc:
+        raise _located(exc, leaf, opts) from _user_cause(exc)
+    if opts.method == "complex" and js[0].dtype.kind != "c":
+        raise CostError(
+            "method='complex' needs a cost that carries complex input through to its output, "
+            "but it returned a real value (np.real, np.abs or a float() cast drops the imaginary "
+            "part); make the cost complex-safe, or use method='central'"
+        )
+    for k, values_k in enumerate(js):
+        bad = ~np.isfinite(values_k)
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise CostError(
+                f"the cost is {values_k[i]} at {_where(leaf, i, k, opts)}; the step leaves the "
+                "cost's domain there (log(0), overflow?). Pass a smaller eps, or check the "
+                "parameter's value"
+            )
+    numeric = estimate(opts.method, j0, js, steps.h, opts.eps is not None)
+    second = None
+    if opts.method in ("central", "richardson"):
+        second = np.abs(js[0] - 2 * j0 + js[1]) / steps.h
+    return _LeafSweep(flat, steps, js, numeric, second, opts.method)
+
+
+def _where(leaf: _tree.Leaf, i: int, k: int, opts: Options) -> str:
+    offset = {"central": ("+ h", "- h"), "forward": ("+ h",), "backward": ("- h",),
+              "richardson": ("+ h", "- h", "+ h/2", "- h/2"), "complex": ("+ ih",)}[opts.method]
+    index = index_tuple(i, leaf.shape)
+    at = f"{leaf.name}[{', '.join(map(str, index))}]" if index else leaf.name
+    return f"{at} {offset[min(k, len(offset) - 1)]}"
+
+
+def _user_cause(exc: SweepInterrupted) -> BaseException | None:
+    cause = exc.__cause__
+    return cause.__cause__ if isinstance(cause, CostRaised) else cause
+
+
+def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Options) -> CostError:
+    cause = _user_cause(exc)
+    where = _where(leaf, exc.index, exc.point, opts)
+    if isinstance(cause, CostError):
+        return CostError(f"{cause} (at {where})")
+    return CostError(f"the cost raised {type(cause).__name__} at {where}: {cause}")
+
+
+def _tensor_report(leaf, g, numeric, judgement, tol, analytic) -> TensorReport:
+    judged = judgement.status != _compare.KINK
+    errors = np.abs(g - numeric)
+    masked = np.where(judged, errors, -1.0)
+    worst = int(np.argmax(masked)) if masked.size else 0
+    wrong = np.flatnonzero(judgement.status >= _compare.WRONG)
+    failed = judgement.failed
+    diff = _compare.difference(g, numeric)
+    diag = _diagnose.diagnose(leaf.name, leaf.shape, g, numeric, wrong, judged, failed, diff, tol)
+    return TensorReport(
+        name=leaf.name,
+        shape=leaf.shape,
+        passed=not failed,
+        difference=diff,
+        max_abs_error=float(max(masked[worst], 0.0)) if masked.size else 0.0,
+        worst_index=index_tuple(worst, leaf.shape),
+        scale=_diagnose.fit_scale(g[judged], numeric[judged]),
+        diagnosis=diag.sentence,
+        checked=int(g.size),
+        pattern=diag.pattern,
+        finding=diag.finding,
+        cause=diag.cause,
+        wrong=int(wrong.size),
+        wrong_indices=tuple(index_tuple(i, leaf.shape) for i in wrong[:10]),
+        kinks=tuple(index_tuple(i, leaf.shape) for i in judgement.indices(_compare.KINK)),
+        probed=judgement.probed,
+        dtype=str(analytic[leaf.name].dtype),
+    )
+
+
+def _judge_determinism(spread, j0, g_all, sweeps, opts: Options, warnings: list[str]) -> bool:
+    if spread == 0.0:
+        return True
+    h = float(np.median(np.concatenate([s.steps.h for s in sweeps.values()])))
+    typical = float(np.linalg.norm(g_all)) / math.sqrt(max(g_all.size, 1))
+    impact = spread / h
+    if impact > opts.tol * max(typical, np.finfo(float).tiny):
+        warnings.append(
+            f"the cost is non-deterministic: two evaluations at the same point differ by "
+            f"{spread:.3g} (relative {spread / max(abs(j0), 1e-300):.1e}), which moves the "
+            f"numeric partials by about {impact:.2g}. Fix the randomness (draw from np.random, "
+            "which gradproof replays, or seed your generator inside the cost) and check again"
+        )
+        return False
+    warnings.append(
+        f"the cost varies slightly between evaluations at the same point ({spread:.2g}); "
+        "this is below what the check can see and was allowed for"
+    )
+    return True
+
+
+def _warn_kinks(tensors: dict[str, TensorReport], warnings: list[str]) -> None:
+    for t in tensors.values():
+        if t.kinks:
+            shown = ", ".join(str(list(i)) for i in t.kinks[:5])
+            more = f" and {len(t.kinks) - 5} more" if len(t.kinks) > 5 else ""
+            warnings.append(
+                f"{t.name}: the cost has a kink (one-sided slopes disagree) at {shown}{more}; "
+                "left out of the verdict. Move the check point off the kink to check those too"
+            )
+
+
+def assert_gradients(cost: Callable[[Any], Any], params: Any, grads: Any, **kw: Any) -> Report:
+    """Like :func:`check`, but raises :class:`GradientError` (an ``AssertionError``) on failure.
+
+    Example:
+        >>> import numpy as np, gradproof as gp
+        >>> gp.assert_gradients(lambda w: np.sum(w ** 3), np.ones(3), 3 * np.ones(3)).passed
+        True
+    """
+    report = check(cost, params, grads, **kw)
+    if not report.passed:
+        raise GradientError(report)
+    return report

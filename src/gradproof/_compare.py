@@ -1,0 +1,137 @@
+"""Comparing analytic and numeric partials, knowing how wrong the numeric ones can be.
+
+A coordinate is in doubt when analytic and numeric disagree by more than the
+tolerance (relative to their size) and by more than round-off alone could
+explain. Each doubtful coordinate is probed at a second step (the only extra
+evaluations a check spends), which tells a kink, a disagreement within the
+numeric partial's own error, and a real error apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _policy
+from ._finite import Probe
+
+# Per-coordinate status codes.
+AGREES = 0  # within tol, or within round-off without further evidence
+NUMERICS = 1  # disagreement within the numeric partial's estimated error
+KINK = 2  # one-sided slopes inconsistent: a non-differentiable point
+WRONG = 3  # probed, and the disagreement is real
+SUSPECT = 4  # in doubt, not probed (the parameter already had enough confirmed errors)
+
+
+def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)``, and 0.0 when both are zero."""
+    den = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
+    if den == 0.0:
+        return 0.0
+    return float(np.linalg.norm(analytic - numeric)) / den
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict on each coordinate of one parameter (flat arrays)."""
+
+    status: np.ndarray  # int8 codes above
+    error_bound: np.ndarray  # estimated error of each numeric partial (NaN where not estimated)
+    probed: int  # coordinates probed with extra evaluations
+
+    @property
+    def failed(self) -> bool:
+        return bool(np.any(self.status >= WRONG))
+
+    def indices(self, code: int) -> np.ndarray:
+        return np.flatnonzero(self.status == code)
+
+
+def judge(
+    method: str,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    h: np.ndarray,
+    cost_noise: float,
+    analytic_rel: float,
+    tol: float,
+    second_difference: np.ndarray | None,
+    probe_at: Callable[[int], Probe] | None,
+) -> Judgement:
+    """Classify each coordinate of one parameter.
+
+    Args:
+        method: the finite-difference scheme.
+        analytic, numeric: flat float64 arrays.
+        h: the step of each coordinate.
+        cost_noise: the absolute error of one cost value (round-off and any
+            observed non-determinism).
+        analytic_rel: relative accuracy of the analytic gradient's dtype.
+        tol: the check's tolerance.
+        second_difference: ``|J(θ+h) − 2 J0 + J(θ−h)| / h`` per coordinate, a
+            free kink screen, where the scheme evaluated both sides.
+        probe_at: evaluates the cost around one coordinate; ``None`` when the
+            scheme cannot be probed (complex step).
+    """
+    n = analytic.size
+    gap = np.abs(analytic - numeric)
+    size = np.abs(analytic) + np.abs(numeric)
+    if method == "complex":
+        roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(numeric)
+    else:
+        roundoff = _policy.ROUNDOFF_GAIN[method] * cost_noise / h
+    roundoff = roundoff + analytic_rel * np.abs(analytic)
+    doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
+
+    status = np.zeros(n, dtype=np.int8)
+    bound = np.full(n, np.nan)
+    if probe_at is None:
+        status[doubtful] = WRONG
+        return Judgement(status, roundoff, 0)
+
+    order = np.flatnonzero(doubtful)
+    order = order[np.argsort(-gap[order], kind="stable")]
+    screen = np.zeros(0, dtype=np.int64)
+    if second_difference is not None:
+        kinkish = (second_difference > _policy.KINK_SCREEN * size) & (
+            second_difference > _policy.KINK_NOISE * cost_noise / h
+        )
+        screen = np.flatnonzero(kinkish & ~doubtful)
+
+    confirmed = 0
+    probed = 0
+    for i in order:
+        if confirmed >= _policy.CONFIRMED_ENOUGH:
+            status[i] = SUSPECT
+            continue
+        status[i], bound[i] = _classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
+        probed += 1
+        confirmed += status[i] == WRONG
+    for i in screen:
+        p = probe_at(int(i))
+        probed += 1
+        if _is_kink(method, p, gap[i], cost_noise, h[i]):
+            status[i] = KINK
+    return Judgement(status, bound, probed)
+
+
+def _is_kink(method: str, p: Probe, gap: float, noise: float, h: float) -> bool:
+    jump = p.nonsmoothness()
+    # A smooth cost's inconsistency is ~1.5x the truncation estimate; a kink's
+    # is its jump in slope, which no step size makes small.
+    return (
+        jump > _policy.KINK_SHARE * gap
+        and jump > 4 * p.truncation(method)
+        and jump > _policy.KINK_NOISE * noise / h
+    )
+
+
+def _classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float):
+    bound = p.truncation(method) + roundoff
+    if _is_kink(method, p, gap, noise, h):
+        return KINK, bound
+    if gap <= _policy.ERROR_SAFETY * bound:
+        return NUMERICS, bound
+    return WRONG, bound

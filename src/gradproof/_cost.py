@@ -1,0 +1,102 @@
+"""Calling the user's cost: scalar extraction, RNG replay, errors with context."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._errors import CostError
+
+
+class CostRaised(Exception):
+    """Internal: the cost raised; the caller adds where and re-raises CostError."""
+
+
+def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
+    """The cost value from what ``cost`` returned (number, size-1 array, tuple)."""
+    if type(out) is float:
+        return out
+    if isinstance(out, tuple):
+        if not out:
+            raise CostError("the cost returned an empty tuple; return the cost, or (cost, ...)")
+        out = out[0]
+    if isinstance(out, (bool, np.bool_)):
+        raise CostError(f"the cost returned a boolean ({out}); return the scalar cost")
+    if isinstance(out, np.ndarray):
+        if out.size != 1:
+            raise CostError(
+                f"the cost must return a scalar, got an array of shape {out.shape}; "
+                "reduce it (e.g. np.sum or np.mean) or return (cost, cache)"
+            )
+        out = out.reshape(()).item()
+    elif hasattr(out, "item") and callable(out.item) and not isinstance(out, (int, float, complex)):
+        size = getattr(out, "size", 1)
+        size = size() if callable(size) else size
+        if size != 1:
+            raise CostError(f"the cost must return a scalar, got {type(out).__name__} of size {size}")
+        out = out.item()
+    if isinstance(out, complex):
+        if allow_complex:
+            return out
+        raise CostError(
+            f"the cost returned a complex value {out!r} for real input; "
+            "return a real scalar (method='complex' is the only one that takes complex costs)"
+        )
+    if isinstance(out, (int, float)):
+        return float(out)
+    raise CostError(
+        f"the cost must return a scalar (a float, a size-1 array, or a tuple whose first "
+        f"item is the cost), got {type(out).__name__}"
+    )
+
+
+class Evaluator:
+    """Calls ``cost(tree)``, replaying the global NumPy RNG state when the cost uses it.
+
+    ``count`` is the number of calls made so far.
+    """
+
+    def __init__(self, cost: Callable[[Any], Any], tree: Any, rng_state: tuple, complex_ok: bool):
+        self.cost = cost
+        self.tree = tree
+        self.rng_state = rng_state
+        self.complex_ok = complex_ok
+        self.replay = True
+        self.count = 0
+
+    def __call__(self) -> float | complex:
+        if self.replay:
+            np.random.set_state(self.rng_state)
+        try:
+            out = self.cost(self.tree)
+        except Exception as exc:
+            raise CostRaised() from exc
+        finally:
+            self.count += 1
+        return to_scalar(out, self.complex_ok)
+
+    def first(self) -> float | complex:
+        """Evaluate once and find out whether the cost draws from ``np.random``.
+
+        If it does not, later calls skip restoring the state (a measurable cost
+        per evaluation); the state is restored when the check ends either way.
+        """
+        np.random.set_state(self.rng_state)
+        value = self()
+        self.replay = not _same_state(self.rng_state, np.random.get_state())
+        return value
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and a[2:] == b[2:] and np.array_equal(a[1], b[1])
+
+
+def check_finite(value: float | complex, where: str) -> None:
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+        raise CostError(
+            f"the cost is {value} {where}; the check needs a finite cost at and around the "
+            "check point (look for log(0), division by zero or overflow)"
+        )

@@ -1,0 +1,156 @@
+"""Saying why a parameter's gradient is wrong, from the pattern of its errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _policy
+
+# A pattern "fits" when it explains the analytic gradient to this relative
+# residual: far above finite-difference error, far below any real second bug.
+FIT = 1e-3
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    pattern: str | None  # "scale", "sign", "zero", "transpose", "mask", "unmasked", "few", "row", "column", "other", "numerics"
+    finding: str | None  # what the numbers show
+    cause: str | None  # the likely cause, and where to look
+
+    @property
+    def sentence(self) -> str | None:
+        if self.finding is None:
+            return None
+        return f"{self.finding}: {self.cause}" if self.cause else self.finding
+
+
+NONE = Diagnosis(None, None, None)
+
+
+def fit_scale(analytic: np.ndarray, numeric: np.ndarray) -> float | None:
+    """The ``s`` minimizing ``‖g − s·g̃‖``; ``None`` when the numeric side is all zero."""
+    nn = float(np.dot(numeric, numeric))
+    if nn == 0.0:
+        return None
+    return float(np.dot(analytic, numeric)) / nn
+
+
+def _grad_name(name: str) -> str:
+    return f"d{name}" if name.isidentifier() else f"the gradient of {name}"
+
+
+def _fmt_index(flat_index: int, shape: tuple[int, ...]) -> str:
+    if not shape:
+        return "()"
+    idx = np.unravel_index(flat_index, shape)
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def diagnose(
+    name: str,
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    wrong: np.ndarray,
+    judged: np.ndarray,
+    failed: bool,
+    difference: float,
+    tol: float,
+) -> Diagnosis:
+    """Diagnose one parameter from flat arrays.
+
+    Args:
+        wrong: flat indices judged wrong (or suspected).
+        judged: boolean mask of coordinates that count (kinks excluded).
+        failed: the parameter's verdict.
+    """
+    dname = _grad_name(name)
+    if not failed:
+        if difference > tol:
+            return Diagnosis(
+                "numerics",
+                f"difference {difference:.1e} is above tol, but every disagreement is within "
+                "the numerical error of the finite differences",
+                "not a bug; a better step (eps=None) or method gives a smaller difference",
+            )
+        return NONE
+    g, gt = analytic[judged], numeric[judged]
+    n, k = int(g.size), int(wrong.size)
+    g_norm = float(np.linalg.norm(g))
+    scale = fit_scale(g, gt)
+
+    if n and not np.any(g) and np.any(gt):
+        return Diagnosis(
+            "zero",
+            f"analytic gradient is zero for all {n} elements; the numeric one is not",
+            f"a missing path: {dname} is never computed or never accumulated",
+        )
+    if scale is not None and n > 0:
+        residual = float(np.linalg.norm(g - scale * gt))
+        if residual <= FIT * g_norm:
+            every = "the single element" if n == 1 else f"all {n} elements"
+            if abs(scale + 1) <= FIT:
+                return Diagnosis(
+                    "sign",
+                    f"analytic = -1.00 × numeric for {every}",
+                    f"a flipped sign in {dname} (e.g. A - Y written as Y - A)",
+                )
+            digits = 2 if abs(scale - 1) >= 0.01 else 5
+            return Diagnosis(
+                "scale",
+                f"analytic = {scale:.{digits}f} × numeric for {every}",
+                f"a stray constant factor in {dname}",
+            )
+    a2, n2 = analytic.reshape(shape), numeric.reshape(shape)
+    if len(shape) == 2 and shape[0] == shape[1] > 1:
+        if float(np.linalg.norm(a2 - n2.T)) <= FIT * max(g_norm, float(np.linalg.norm(n2))):
+            return Diagnosis(
+                "transpose",
+                "analytic is the transpose of the numeric gradient",
+                f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
+            )
+    aw, nw = analytic[wrong], numeric[wrong]
+    if k and np.all(aw == 0):
+        return Diagnosis(
+            "mask",
+            f"analytic is zero at {k} of {n} elements where the numeric one is not",
+            f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
+        )
+    if k and np.all(nw == 0):
+        return Diagnosis(
+            "unmasked",
+            f"analytic is non-zero at {k} of {n} elements where the cost does not change at all",
+            f"a mask forgotten in {dname}'s backward pass (dropout, ReLU or max-pool)",
+        )
+    if 0 < k <= _policy.FEW_ELEMENTS:
+        listed = "; ".join(
+            f"{name}{_fmt_index(int(i), shape)}: analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
+            for i in wrong
+        )
+        return Diagnosis(
+            "few",
+            f"{k} of {n} elements wrong ({listed})",
+            "an error confined to these elements: an indexing, slicing or boundary mistake",
+        )
+    if len(shape) == 2 and k:
+        rows, cols = np.unravel_index(wrong, shape)
+        if np.all(rows == rows[0]) and shape[0] > 1:
+            return Diagnosis(
+                "row",
+                f"all {k} wrong elements lie in row {int(rows[0])}",
+                f"one row of {dname} is wrong: look at how that row (unit) is indexed",
+            )
+        if np.all(cols == cols[0]) and shape[1] > 1:
+            return Diagnosis(
+                "column",
+                f"all {k} wrong elements lie in column {int(cols[0])}",
+                f"one column of {dname} is wrong: look at that input feature or example",
+            )
+    fit = f" (best fit: analytic ≈ {scale:.3g} × numeric)" if scale is not None else ""
+    return Diagnosis(
+        "other",
+        f"analytic and numeric disagree at {k} of {n} elements, with no simple pattern{fit}",
+        f"{dname} is wrong: re-derive each of its terms from the forward pass",
+    )

@@ -1,0 +1,104 @@
+"""The analytic gradient: the three forms ``grads`` may take, matched to the leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._errors import GradientSpecError
+from ._tree import Leaf, iter_items, path_name
+
+
+def resolve(grads: Any, leaves: list[Leaf], call_params: Callable[[], Any]) -> dict[str, np.ndarray]:
+    """Analytic gradient by leaf name, each a finite array of the leaf's shape.
+
+    ``grads`` is the same structure as params, a flat ``"d" + name`` dict, or a
+    callable returning either; ``call_params()`` gives the (copied) params to
+    call it with.
+    """
+    if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
+        grads = grads(call_params())
+    found = _index(grads, leaves)
+    out: dict[str, np.ndarray] = {}
+    for leaf in leaves:
+        out[leaf.name] = _validated(found[leaf.name], leaf)
+    return out
+
+
+def _index(grads: Any, leaves: list[Leaf]) -> dict[str, Any]:
+    by_name = {path_name(p): v for p, v in iter_items(grads)}
+    names = [leaf.name for leaf in leaves]
+    param_names = set(names)
+    out: dict[str, Any] = {}
+    for name in names:
+        plain, prefixed = name in by_name, ("d" + name) in by_name
+        if plain and prefixed:
+            raise GradientSpecError(
+                f"grads has both {name!r} and {'d' + name!r}; give each gradient once, "
+                f"either keyed like params ({name!r}) or with a 'd' prefix ({'d' + name!r})"
+            )
+        if plain:
+            out[name] = by_name[name]
+        elif prefixed:
+            out[name] = by_name["d" + name]
+        elif len(names) == 1 and len(by_name) == 1 and next(iter(by_name)) == "theta":
+            out[name] = by_name["theta"]  # a bare array for a one-leaf structure
+        else:
+            raise GradientSpecError(
+                f"grads has no gradient for parameter {name!r}: expected a key {name!r} "
+                f"(same structure as params) or {'d' + name!r} (seed-style dict); "
+                f"grads has {_preview(by_name)}"
+            )
+    used = set(names) | {"d" + n for n in names}
+    for key in by_name:
+        if key in used or (len(names) == 1 and key == "theta"):
+            continue
+        # A seed-style dict also holds dA1, dZ1, ...: gradients of intermediates,
+        # named with the 'd' prefix. A key without it names a parameter we lack.
+        if key.startswith("d") and key[1:] not in param_names:
+            continue
+        raise GradientSpecError(
+            f"grads has a gradient {key!r} for which params has no parameter; "
+            f"params has {_preview(dict.fromkeys(names))}. Remove it, or add the parameter."
+        )
+    return out
+
+
+def _preview(keys: Mapping[str, Any]) -> str:
+    listed = list(keys)
+    shown = ", ".join(repr(k) for k in listed[:8])
+    return f"keys {shown}{', ...' if len(listed) > 8 else ''}" if listed else "no entries"
+
+
+def _validated(value: Any, leaf: Leaf) -> np.ndarray:
+    if value is None:
+        raise GradientSpecError(f"the gradient for {leaf.name!r} is None; compute d{leaf.name}")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise GradientSpecError(
+            f"the gradient for {leaf.name!r} is a {type(value).__name__}, not an array"
+        ) from exc
+    if arr.dtype.kind == "c":
+        raise GradientSpecError(f"the gradient for {leaf.name!r} is complex; it must be real")
+    if arr.dtype.kind not in "fiub":
+        raise GradientSpecError(
+            f"the gradient for {leaf.name!r} has dtype {arr.dtype}; it must be a float array"
+        )
+    if arr.shape != leaf.shape:
+        if not (leaf.is_scalar and arr.size == 1):
+            raise GradientSpecError(
+                f"the gradient for {leaf.name!r} has shape {arr.shape}, but the parameter has "
+                f"shape {leaf.shape}; return d{leaf.name} with the parameter's shape"
+            )
+        arr = arr.reshape(())
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        where = tuple(int(i) for i in bad[0]) if arr.ndim else ()
+        raise GradientSpecError(
+            f"the gradient for {leaf.name!r} is not finite ({arr[where]} at index {where}, "
+            f"{len(bad)} element(s) in all); fix the backward pass before checking it"
+        )
+    return arr
