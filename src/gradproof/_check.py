@@ -45,12 +45,16 @@ def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
         )
     if eps is not None:
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-            raise GradientSpecError(f"eps must be a positive float or None (automatic), got {eps!r}")
+            raise GradientSpecError(
+                f"eps must be a positive float or None (automatic), got {eps!r}"
+            )
         if not (math.isfinite(float(eps)) and float(eps) > 0):
             raise GradientSpecError(f"eps must be a positive finite step or None, got {eps!r}")
         eps = float(eps)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not (
-        math.isfinite(float(tol)) and float(tol) > 0
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float, np.floating))
+        or not (math.isfinite(float(tol)) and float(tol) > 0)
     ):
         raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {tol!r}")
     if mode not in _policy.MODES:
@@ -70,7 +74,9 @@ def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
         )
     if progress not in (None, True, False):
         raise GradientSpecError(f"progress must be None, True or False, got {progress!r}")
-    return Options(method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress)
+    return Options(
+        method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress
+    )
 
 
 def check(
@@ -139,10 +145,11 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
     warnings: list[str] = []
     low = [leaf.name for leaf in leaves if leaf.dtype.itemsize < 8]
     if low:
+        dtypes = "/".join(sorted({str(leaf.dtype) for leaf in leaves if leaf.dtype.itemsize < 8}))
         warnings.append(
-            f"{', '.join(low)} {'is' if len(low) == 1 else 'are'} "
-            f"{leaves[[leaf.name for leaf in leaves].index(low[0])].dtype}: checked on float64 copies, "
-            "so the cost ran in float64 (float32 round-off would swamp the finite differences)"
+            f"{', '.join(low)} {'is' if len(low) == 1 else 'are'} {dtypes}: checked on float64 "
+            "copies, so the cost ran in float64 (low-precision round-off would swamp the "
+            "finite differences)"
         )
     analytic = _analytic(grads, leaves, params, rng_state)
     low_grads = sorted({str(a.dtype) for a in analytic.values() if a.dtype.itemsize < 8})
@@ -280,11 +287,15 @@ class _LeafSweep:
     method: str
 
     def prober(self, evaluate, j0: float):
-        names = {"central": ("plus", "minus"), "forward": ("plus",), "backward": ("minus",),
-                 "richardson": ("plus", "minus", "half_plus", "half_minus")}[self.method]
+        names = {
+            "central": ("plus", "minus"),
+            "forward": ("plus",),
+            "backward": ("minus",),
+            "richardson": ("plus", "minus", "half_plus", "half_minus"),
+        }[self.method]
 
         def probe_at(i: int):
-            known = {name: float(js[i]) for name, js in zip(names, self.js)}
+            known = {name: float(js[i]) for name, js in zip(names, self.js, strict=True)}
             try:
                 return probe(evaluate, self.flat, i, j0, self.steps, known)
             except CostRaised as exc:
@@ -331,8 +342,13 @@ def _sweep_leaf(evaluate, array: np.ndarray, leaf: _tree.Leaf, j0, opts: Options
 
 
 def _where(leaf: _tree.Leaf, i: int, k: int, opts: Options) -> str:
-    offset = {"central": ("+ h", "- h"), "forward": ("+ h",), "backward": ("- h",),
-              "richardson": ("+ h", "- h", "+ h/2", "- h/2"), "complex": ("+ ih",)}[opts.method]
+    offset = {
+        "central": ("+ h", "- h"),
+        "forward": ("+ h",),
+        "backward": ("- h",),
+        "richardson": ("+ h", "- h", "+ h/2", "- h/2"),
+        "complex": ("+ ih",),
+    }[opts.method]
     index = index_tuple(i, leaf.shape)
     at = f"{leaf.name}[{', '.join(map(str, index))}]" if index else leaf.name
     return f"{at} {offset[min(k, len(offset) - 1)]}"

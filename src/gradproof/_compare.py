@@ -106,7 +106,9 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        status[i], bound[i] = _classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
+        status[i], bound[i] = _classify(
+            method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i]
+        )
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:

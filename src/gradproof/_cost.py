@@ -36,7 +36,9 @@ def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
         size = getattr(out, "size", 1)
         size = size() if callable(size) else size
         if size != 1:
-            raise CostError(f"the cost must return a scalar, got {type(out).__name__} of size {size}")
+            raise CostError(
+                f"the cost must return a scalar, got {type(out).__name__} of size {size}"
+            )
         out = out.item()
     if isinstance(out, complex):
         if allow_complex:

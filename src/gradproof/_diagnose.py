@@ -15,7 +15,7 @@ FIT = 1e-3
 
 @dataclass(frozen=True)
 class Diagnosis:
-    pattern: str | None  # "scale", "sign", "zero", "transpose", "mask", "unmasked", "few", "row", "column", "other", "numerics"
+    pattern: str | None  # a short key, listed on TensorReport.pattern
     finding: str | None  # what the numbers show
     cause: str | None  # the likely cause, and where to look
 
@@ -104,13 +104,13 @@ def diagnose(
                 f"a stray constant factor in {dname}",
             )
     a2, n2 = analytic.reshape(shape), numeric.reshape(shape)
-    if len(shape) == 2 and shape[0] == shape[1] > 1:
-        if float(np.linalg.norm(a2 - n2.T)) <= FIT * max(g_norm, float(np.linalg.norm(n2))):
-            return Diagnosis(
-                "transpose",
-                "analytic is the transpose of the numeric gradient",
-                f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
-            )
+    square = len(shape) == 2 and shape[0] == shape[1] > 1
+    if square and np.linalg.norm(a2 - n2.T) <= FIT * max(g_norm, float(np.linalg.norm(n2))):
+        return Diagnosis(
+            "transpose",
+            "analytic is the transpose of the numeric gradient",
+            f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
+        )
     aw, nw = analytic[wrong], numeric[wrong]
     if k and np.all(aw == 0):
         return Diagnosis(
@@ -126,7 +126,8 @@ def diagnose(
         )
     if 0 < k <= _policy.FEW_ELEMENTS:
         listed = "; ".join(
-            f"{name}{_fmt_index(int(i), shape)}: analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
+            f"{name}{_fmt_index(int(i), shape)}: "
+            f"analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
             for i in wrong
         )
         return Diagnosis(

@@ -11,7 +11,9 @@ from ._errors import GradientSpecError
 from ._tree import Leaf, iter_items, path_name
 
 
-def resolve(grads: Any, leaves: list[Leaf], call_params: Callable[[], Any]) -> dict[str, np.ndarray]:
+def resolve(
+    grads: Any, leaves: list[Leaf], call_params: Callable[[], Any]
+) -> dict[str, np.ndarray]:
     """Analytic gradient by leaf name, each a finite array of the leaf's shape.
 
     ``grads`` is the same structure as params, a flat ``"d" + name`` dict, or a

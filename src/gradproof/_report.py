@@ -155,7 +155,9 @@ class Report:
         values = [max(t.difference, floor) for t in self.tensors.values()]
         colors = ["#2a9d8f" if t.passed else "#e63946" for t in self.tensors.values()]
         ax.bar(names, values, color=colors)
-        ax.axhline(self.tol, color="#555555", linestyle="--", linewidth=1, label=f"tol {self.tol:g}")
+        ax.axhline(
+            self.tol, color="#555555", linestyle="--", linewidth=1, label=f"tol {self.tol:g}"
+        )
         ax.set_yscale("log")
         ax.set_ylabel("relative difference")
         ax.set_title("gradient check: " + ("passed" if self.passed else "failed"))
@@ -165,7 +167,11 @@ class Report:
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return "()" if not shape else "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+    return (
+        "()"
+        if not shape
+        else "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+    )
 
 
 def _fmt_float(x: float | None) -> str:
@@ -186,7 +192,10 @@ def headline(report: Report) -> str:
     diff = f"difference {r.difference:.3g} {cmp} tol {r.tol:g}"
     if r.passed:
         coords = sum(t.checked for t in r.tensors.values())
-        return f"Gradient check passed: {n} parameter{'s' * (n != 1)}, {coords} coordinates checked ({diff})"
+        return (
+            f"Gradient check passed: {n} parameter{'s' * (n != 1)}, "
+            f"{coords} coordinates checked ({diff})"
+        )
     if not r.deterministic:
         return (
             "Gradient check failed: the cost is non-deterministic (it returns different values at "
@@ -230,7 +239,8 @@ def format_report(report: Report) -> str:
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines.append("")
     for row in rows:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        lines.append(("  " + "  ".join(cells)).rstrip())
     extras = [t for t in report.tensors.values() if t.passed and t.diagnosis]
     for t in extras:
         lines.append(f"  note: {t.name}: {t.diagnosis}")
@@ -254,7 +264,7 @@ def format_html(report: Report) -> str:
     out = [
         f'<div class="gradproof-report"><p style="color:{color};font-weight:bold">'
         f"{esc(headline(report))}</p>",
-        '<table><thead><tr><th>parameter</th><th>shape</th><th>difference</th>'
+        "<table><thead><tr><th>parameter</th><th>shape</th><th>difference</th>"
         "<th>max |error|</th><th>worst index</th><th>scale</th><th>verdict</th>"
         "<th>diagnosis</th></tr></thead><tbody>",
     ]

@@ -122,10 +122,10 @@ def parse(params: Any) -> list[Leaf]:
             "use distinct string keys."
         )
     if not leaves or sum(leaf.size for leaf in leaves) == 0:
+        got = "an empty structure" if isinstance(params, (dict, list, tuple)) else _describe(params)
         raise GradientSpecError(
-            "params holds no parameters to check (got "
-            f"{_describe(params) if not isinstance(params, (dict, list, tuple)) else 'an empty structure'}"
-            "); pass the arrays the cost depends on, e.g. {'W1': W1, 'b1': b1}."
+            f"params holds no parameters to check (got {got}); pass the arrays the cost "
+            "depends on, e.g. {'W1': W1, 'b1': b1}"
         )
     return leaves
 

@@ -71,7 +71,7 @@ def forward_propagation_n(X: np.ndarray, Y: np.ndarray, parameters: dict) -> tup
 def backward_propagation_n(X: np.ndarray, Y: np.ndarray, cache: tuple, buggy: bool = False) -> dict:
     """The seeds' backward pass. ``buggy=True`` plants their bug: dW2 ×2, db1 ×4."""
     m = X.shape[1]
-    (Z1, A1, W1, b1, Z2, A2, W2, b2, Z3, A3, W3, b3) = cache
+    (_, A1, _, _, _, A2, W2, _, _, A3, W3, _) = cache
     dZ3 = A3 - Y
     dW3 = 1.0 / m * np.dot(dZ3, A2.T)
     db3 = 1.0 / m * np.sum(dZ3, axis=1, keepdims=True)
@@ -84,7 +84,15 @@ def backward_propagation_n(X: np.ndarray, Y: np.ndarray, cache: tuple, buggy: bo
     dW1 = 1.0 / m * np.dot(dZ1, X.T)
     db1 = (4.0 if buggy else 1.0) / m * np.sum(dZ1, axis=1, keepdims=True)
     return {
-        "dZ3": dZ3, "dW3": dW3, "db3": db3,
-        "dA2": dA2, "dZ2": dZ2, "dW2": dW2, "db2": db2,
-        "dA1": dA1, "dZ1": dZ1, "dW1": dW1, "db1": db1,
+        "dZ3": dZ3,
+        "dW3": dW3,
+        "db3": db3,
+        "dA2": dA2,
+        "dZ2": dZ2,
+        "dW2": dW2,
+        "db2": db2,
+        "dA1": dA1,
+        "dZ1": dZ1,
+        "dW1": dW1,
+        "db1": db1,
     }
