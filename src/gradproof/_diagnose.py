@@ -11,6 +11,9 @@ from . import _policy
 # A pattern "fits" when it explains the analytic gradient to this relative
 # residual: far above finite-difference error, far below any real second bug.
 FIT = 1e-3
+# A forgotten mask shows as analytic != 0 where the cost is flat; the kept
+# elements may be wrong too (a dropout's 1/keep_prob), so a share suffices.
+MASK_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,9 @@ def diagnose(
         if difference > tol:
             return Diagnosis(
                 "numerics",
-                f"difference {difference:.1e} is above tol, but every disagreement is within "
-                "the numerical error of the finite differences",
-                "not a bug; a better step (eps=None) or method gives a smaller difference",
+                f"difference {difference:.1e} is above tol, but within the finite differences' "
+                "own error",
+                "not a bug (eps=None or method='richardson' gives a smaller difference)",
             )
         return NONE
     g, gt = analytic[judged], numeric[judged]
@@ -86,6 +89,16 @@ def diagnose(
             "zero",
             f"analytic gradient is zero for all {n} elements; the numeric one is not",
             f"a missing path: {dname} is never computed or never accumulated",
+        )
+    aw, nw = analytic[wrong], numeric[wrong]
+    flat_cost = int(np.count_nonzero((nw == 0) & (aw != 0)))
+    if k and flat_cost >= MASK_SHARE * k:
+        rest = f" (and wrong at {k - flat_cost} others)" if flat_cost < k else ""
+        return Diagnosis(
+            "unmasked",
+            f"analytic is non-zero at {flat_cost} of {n} elements where the cost does not "
+            f"change at all{rest}",
+            f"a mask forgotten in {dname}'s backward pass (dropout, ReLU or max-pool)",
         )
     if scale is not None and n > 0:
         residual = float(np.linalg.norm(g - scale * gt))
@@ -111,18 +124,11 @@ def diagnose(
             "analytic is the transpose of the numeric gradient",
             f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
         )
-    aw, nw = analytic[wrong], numeric[wrong]
     if k and np.all(aw == 0):
         return Diagnosis(
             "mask",
             f"analytic is zero at {k} of {n} elements where the numeric one is not",
             f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
-        )
-    if k and np.all(nw == 0):
-        return Diagnosis(
-            "unmasked",
-            f"analytic is non-zero at {k} of {n} elements where the cost does not change at all",
-            f"a mask forgotten in {dname}'s backward pass (dropout, ReLU or max-pool)",
         )
     if 0 < k <= _policy.FEW_ELEMENTS:
         listed = "; ".join(
