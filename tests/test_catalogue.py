@@ -16,7 +16,9 @@ CATALOGUE = [
 ]
 
 
-@pytest.mark.parametrize(("bug", "wrong", "pattern", "words"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
+@pytest.mark.parametrize(
+    ("bug", "wrong", "pattern", "words"), CATALOGUE, ids=[c[0] for c in CATALOGUE]
+)
 def test_planted_bug_is_caught_and_diagnosed(net, bug, wrong, pattern, words):
     report = gp.check(net.cost, net.params, net.backward(net.params, bug=bug))
     assert not report.passed
@@ -36,7 +38,9 @@ def test_one_element_wrong_is_located(net):
 
 
 def test_wrong_activation_derivative_blames_first_layer(net):
-    report = gp.check(net.cost, net.params, net.backward(net.params, bug="wrong activation derivative"))
+    report = gp.check(
+        net.cost, net.params, net.backward(net.params, bug="wrong activation derivative")
+    )
     assert {t.name for t in report.failing} == {"W1", "b1"}
     assert all(t.diagnosis for t in report.failing)
 

@@ -16,7 +16,9 @@ def seed():
 
 
 def test_two_sided_and_right_hand_derivative_of_x_squared():
-    assert gp.derivative(lambda x: x**2, 3.0, eps=1e-2) == pytest.approx(5.999999999999872, rel=1e-14)
+    assert gp.derivative(lambda x: x**2, 3.0, eps=1e-2) == pytest.approx(
+        5.999999999999872, rel=1e-14
+    )
     forward = gp.derivative(lambda x: x**2, 3.0, method="forward", eps=1e-2)
     assert forward == pytest.approx(6.009999999999849, rel=1e-14)
 

@@ -182,9 +182,10 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
 
     tensors: dict[str, TensorReport] = {}
     numeric_by_name: dict[str, np.ndarray] = {}
+    judgements: dict[str, _compare.Judgement] = {}
     for leaf in leaves:
         s = sweeps[leaf.name]
-        g = np.asarray(analytic[leaf.name], dtype=np.float64).reshape(-1)
+        g = _flat(analytic[leaf.name])
         rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
         judgement = _compare.judge(
             opts.method,
@@ -198,10 +199,13 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
             s.prober(evaluate, j0) if opts.method != "complex" else None,
         )
         numeric_by_name[leaf.name] = s.numeric
+        judgements[leaf.name] = judgement
         tensors[leaf.name] = _tensor_report(leaf, g, s.numeric, judgement, opts.tol, analytic)
 
-    g_all = np.concatenate([np.asarray(analytic[lf.name], np.float64).reshape(-1) for lf in leaves])
-    n_all = np.concatenate([numeric_by_name[lf.name] for lf in leaves])
+    # Kinks are left out of the verdict, and so out of the difference too.
+    judged = {n: _compare.judged_mask(j) for n, j in judgements.items()}
+    g_all = np.concatenate([_flat(analytic[lf.name])[judged[lf.name]] for lf in leaves])
+    n_all = np.concatenate([numeric_by_name[lf.name][judged[lf.name]] for lf in leaves])
     diff = _compare.difference(g_all, n_all)
 
     deterministic = _judge_determinism(spread, j0, g_all, sweeps, opts, warnings)
@@ -238,13 +242,20 @@ def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
     model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
     if opts.method == "complex":
         return model
+    # Sample the most sensitive coordinates that look smooth: a kink inside the
+    # stencil would read as noise.
     candidates = []
     for leaf in leaves:
         s = sweeps[leaf.name]
-        top = np.argsort(-np.abs(s.numeric), kind="stable")[: _policy.NOISE_COORDINATES]
-        candidates += [(abs(s.numeric[i]), leaf.name, int(i)) for i in top if s.numeric[i] != 0]
+        size = np.abs(s.numeric)
+        smooth = size > 0
+        if s.second_difference is not None:
+            smooth &= s.second_difference <= _policy.KINK_SCREEN * size
+        top = np.flatnonzero(smooth)
+        top = top[np.argsort(-size[top], kind="stable")][: _policy.NOISE_COORDINATES]
+        candidates += [(size[i], leaf.name, int(i)) for i in top]
     candidates.sort(key=lambda c: -c[0])
-    measured = 0.0
+    measured = []
     for _, name, i in candidates[: _policy.NOISE_COORDINATES]:
         s = sweeps[name]
         try:
@@ -254,8 +265,13 @@ def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
                 f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
                 f"measured near {name}: {exc.__cause__}"
             ) from exc.__cause__
-        measured = max(measured, sigma)
-    return max(model, _policy.NOISE_MARGIN * measured)
+        measured.append(sigma)
+    sigma = float(np.median(measured)) if measured else 0.0
+    return max(model, _policy.NOISE_MARGIN * sigma)
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
 def _real(x: float | complex) -> float:
@@ -368,13 +384,13 @@ def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Options) -> CostErro
 
 
 def _tensor_report(leaf, g, numeric, judgement, tol, analytic) -> TensorReport:
-    judged = judgement.status != _compare.KINK
+    judged = _compare.judged_mask(judgement)
     errors = np.abs(g - numeric)
     masked = np.where(judged, errors, -1.0)
     worst = int(np.argmax(masked)) if masked.size else 0
     wrong = np.flatnonzero(judgement.status >= _compare.WRONG)
     failed = judgement.failed
-    diff = _compare.difference(g, numeric)
+    diff = _compare.difference(g[judged], numeric[judged])
     diag = _diagnose.diagnose(leaf.name, leaf.shape, g, numeric, wrong, judged, failed, diff, tol)
     return TensorReport(
         name=leaf.name,

@@ -33,6 +33,11 @@ def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.linalg.norm(analytic - numeric)) / den
 
 
+def judged_mask(judgement: Judgement) -> np.ndarray:
+    """The coordinates that count: all but the kinks."""
+    return judgement.status != KINK
+
+
 @dataclass(frozen=True)
 class Judgement:
     """The verdict on each coordinate of one parameter (flat arrays)."""

@@ -82,8 +82,8 @@ def run(out: TextIO) -> int:
     w(
         f"   eps = automatic:          difference {auto.difference:.3e}, "
         f"{'passed' if auto.passed else 'FAILED'}.\n"
-        f"      The step {_policy.STEP_FACTOR['central']:.2g} * max(1, |theta|) balances truncation "
-        "error (~h^2)\n      against round-off (~1/h) for each coordinate.\n\n"
+        f"      The step {_policy.STEP_FACTOR['central']:.2g} * max(1, |theta|) balances "
+        "truncation error (~h^2)\n      against round-off (~1/h) for each coordinate.\n\n"
     )
     w(_indent(str(auto)) + "\n")
 

@@ -11,6 +11,9 @@ from . import _policy
 # A pattern "fits" when it explains the analytic gradient to this relative
 # residual: far above finite-difference error, far below any real second bug.
 FIT = 1e-3
+# ...and when it removes all but this share of the disagreement itself (a
+# scale of 1.000003 "fits" one wrong element but explains none of it).
+EXPLAINS = 0.01
 # A forgotten mask shows as analytic != 0 where the cost is flat; the kept
 # elements may be wrong too (a dropout's 1/keep_prob), so a share suffices.
 MASK_SHARE = 0.25
@@ -100,9 +103,10 @@ def diagnose(
             f"change at all{rest}",
             f"a mask forgotten in {dname}'s backward pass (dropout, ReLU or max-pool)",
         )
+    disagreement = float(np.linalg.norm(g - gt))
     if scale is not None and n > 0:
         residual = float(np.linalg.norm(g - scale * gt))
-        if residual <= FIT * g_norm:
+        if residual <= FIT * g_norm and residual <= EXPLAINS * disagreement:
             every = "the single element" if n == 1 else f"all {n} elements"
             if abs(scale + 1) <= FIT:
                 return Diagnosis(
@@ -118,7 +122,10 @@ def diagnose(
             )
     a2, n2 = analytic.reshape(shape), numeric.reshape(shape)
     square = len(shape) == 2 and shape[0] == shape[1] > 1
-    if square and np.linalg.norm(a2 - n2.T) <= FIT * max(g_norm, float(np.linalg.norm(n2))):
+    transposed = float(np.linalg.norm(a2 - n2.T)) if square else np.inf
+    if transposed <= FIT * max(g_norm, float(np.linalg.norm(n2))) and (
+        transposed <= EXPLAINS * disagreement
+    ):
         return Diagnosis(
             "transpose",
             "analytic is the transpose of the numeric gradient",

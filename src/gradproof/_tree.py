@@ -95,8 +95,9 @@ def _leaf_of(path: Path, value: Any) -> Leaf:
         kind = {"i": "integer", "u": "unsigned integer", "b": "boolean", "c": "complex"}.get(
             value.dtype.kind, str(value.dtype)
         )
+        article = "an" if kind[0] in "aeiou" else "a"
         raise GradientSpecError(
-            f"parameter {name!r} is a {kind} array (dtype {value.dtype}); gradients are "
+            f"parameter {name!r} is {article} {kind} array (dtype {value.dtype}); gradients are "
             f"checked for floating-point parameters only. Pass {name} as a float array "
             f"(e.g. x.astype(np.float64)), or leave it out of params if it is data."
         )

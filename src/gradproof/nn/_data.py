@@ -27,7 +27,7 @@ def load_breast_cancer(
     X = np.asarray(data.data, dtype=np.float64)
     y = (np.asarray(data.target) == 0).astype(np.float64)  # sklearn: 0 = malignant
     order = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
+    n_test = round(test_fraction * len(y))
     test, train = order[:n_test], order[n_test:]
     mean, std = X[train].mean(axis=0), X[train].std(axis=0)
     std[std == 0] = 1.0

@@ -24,7 +24,8 @@ PROBABILITY_FLOOR = 1e-15
 def _check_activation(name: str) -> None:
     if name not in HIDDEN_ACTIVATIONS:
         raise ValueError(
-            f"unknown hidden activation {name!r}; use one of {', '.join(map(repr, HIDDEN_ACTIVATIONS))}"
+            f"unknown hidden activation {name!r}; "
+            f"use one of {', '.join(map(repr, HIDDEN_ACTIVATIONS))}"
         )
 
 
@@ -41,10 +42,13 @@ def initialize_parameters(
     dims = [int(d) for d in layers_dims]
     if len(dims) < 2 or any(d < 1 for d in dims):
         raise ValueError(
-            f"layers_dims must list at least two positive sizes [n_x, ..., n_L], got {layers_dims!r}"
+            "layers_dims must list at least two positive sizes [n_x, ..., n_L], "
+            f"got {layers_dims!r}"
         )
     if method not in INIT_METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(map(repr, INIT_METHODS))}")
+        raise ValueError(
+            f"unknown method {method!r}; use one of {', '.join(map(repr, INIT_METHODS))}"
+        )
     rng = np.random.default_rng(seed)
     parameters = {}
     for layer in range(1, len(dims)):
@@ -82,9 +86,7 @@ def _num_layers(parameters: dict[str, Any]) -> int:
     while f"W{L + 1}" in parameters:
         L += 1
     if L == 0 or any(f"b{layer}" not in parameters for layer in range(1, L + 1)):
-        raise ValueError(
-            f"parameters must hold W1, b1, ..., WL, bL; got keys {sorted(parameters)}"
-        )
+        raise ValueError(f"parameters must hold W1, b1, ..., WL, bL; got keys {sorted(parameters)}")
     return L
 
 

@@ -1,0 +1,137 @@
+"""The public surface: grads forms, names, report records, helpers."""
+
+import json
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(2)
+    params = {"W1": rng.standard_normal((3, 2)), "b1": rng.standard_normal((3, 1))}
+    x = rng.standard_normal((2, 4))
+
+    def cost(p):
+        return float(np.sum(np.tanh(p["W1"] @ x + p["b1"])))
+
+    def grads(p):
+        d = 1 - np.tanh(p["W1"] @ x + p["b1"]) ** 2
+        return {"W1": d @ x.T, "b1": d.sum(axis=1, keepdims=True)}
+
+    return params, cost, grads
+
+
+def test_public_names_are_exported():
+    for name in [
+        "check",
+        "Report",
+        "TensorReport",
+        "assert_gradients",
+        "GradientError",
+        "GradientSpecError",
+        "numerical_gradient",
+        "derivative",
+        "flatten",
+    ]:
+        assert name in gp.__all__ and hasattr(gp, name)
+    assert issubclass(gp.GradientError, AssertionError)
+    assert issubclass(gp.GradientSpecError, ValueError)
+
+
+@pytest.mark.parametrize("form", ["same structure", "d-prefixed", "callable"])
+def test_three_forms_of_grads(problem, form):
+    params, cost, grads = problem
+    g = grads(params)
+    given = {
+        "same structure": g,
+        "d-prefixed": {"d" + k: v for k, v in g.items()},
+        "callable": grads,
+    }[form]
+    assert gp.check(cost, params, given).passed
+
+
+def test_cost_may_return_a_tuple_or_size_one_array(problem):
+    params, cost, grads = problem
+    assert gp.check(lambda p: (cost(p), "cache"), params, grads).passed
+    assert gp.check(lambda p: np.array([[cost(p)]]), params, grads).passed
+
+
+def test_nested_leaves_are_named_by_path():
+    params = {"layers": [{"W": np.ones((2, 2)), "b": np.zeros(2)}, {"W": np.ones((1, 2))}]}
+    cost = lambda p: sum(float(np.sum(layer["W"] ** 2)) for layer in p["layers"])  # noqa: E731
+    grads = {"layers": [{"W": 2 * np.ones((2, 2)), "b": np.zeros(2)}, {"W": 2 * np.ones((1, 2))}]}
+    report = gp.check(cost, params, grads)
+    assert list(report.tensors) == ["layers.0.W", "layers.0.b", "layers.1.W"]
+    assert report.passed
+
+
+def test_tensor_report_fields(problem):
+    params, cost, grads = problem
+    g = grads(params)
+    g["W1"] = -g["W1"]
+    t = gp.check(cost, params, g).tensors["W1"]
+    assert (t.name, t.shape, t.passed, t.checked) == ("W1", (3, 2), False, 6)
+    assert t.scale == pytest.approx(-1.0, rel=1e-6)
+    assert t.pattern == "sign" and "flipped sign in dW1" in t.diagnosis
+    assert len(t.worst_index) == 2 and t.max_abs_error > 0
+
+
+def test_report_reads_failing_first_and_serializes(problem):
+    params, cost, grads = problem
+    g = grads(params)
+    g["b1"] = 2 * g["b1"]
+    report = gp.check(cost, params, g)
+    text = str(report)
+    lines = text.splitlines()
+    assert lines[0].startswith("Gradient check failed: 1 of 2 parameters wrong")
+    assert lines[1].lstrip().startswith("b1")
+    assert "likely cause: a stray constant factor in db1" in text
+    data = json.loads(report.to_json())
+    assert data["passed"] is False and data["tensors"][1]["scale"] == pytest.approx(2.0)
+    assert "<table>" in report._repr_html_() and "b1" in report._repr_html_()
+    assert report.evaluations >= 2 * 9
+    assert isinstance(report.numerical["W1"], np.ndarray) and report.numerical["W1"].shape == (3, 2)
+
+
+def test_assert_gradients_raises_with_the_table(problem):
+    params, cost, grads = problem
+    assert gp.assert_gradients(cost, params, grads).passed
+    g = grads(params)
+    g["W1"] = g["W1"] * 0.5
+    with pytest.raises(gp.GradientError) as info:
+        gp.assert_gradients(cost, params, g)
+    assert "W1" in str(info.value) and "0.50 × numeric" in str(info.value)
+    assert info.value.report.failing[0].name == "W1"
+
+
+def test_derivative_refuses_arrays():
+    with pytest.raises(gp.GradientSpecError, match="numerical_gradient"):
+        gp.derivative(lambda x: x, np.ones(3))
+
+
+def test_flatten_order_and_unflatten_shapes():
+    params = {"W": np.arange(6.0).reshape(2, 3), "b": np.array([7.0]), "s": 8.0}
+    v, unflatten = gp.flatten(params)
+    np.testing.assert_array_equal(v, [0, 1, 2, 3, 4, 5, 7, 8])
+    back = unflatten(v * 2)
+    assert back["W"].shape == (2, 3) and back["s"] == 16.0
+    with pytest.raises(gp.GradientSpecError, match="1-d vector of 8 elements"):
+        unflatten(np.ones(3))
+
+
+def test_modes_and_executors_not_yet_available_say_so(problem):
+    params, cost, grads = problem
+    with pytest.raises(gp.GradientSpecError, match="mode='directional' is not available"):
+        gp.check(cost, params, grads, mode="directional")
+    with pytest.raises(gp.GradientSpecError, match="executor=2 is not available"):
+        gp.check(cost, params, grads, executor=2)
+
+
+def test_progress_bar_draws_when_forced(problem, capsys):
+    params, cost, grads = problem
+    gp.check(cost, params, grads, progress=True)
+    err = capsys.readouterr().err
+    assert "gradproof [" in err and "9/9" in err

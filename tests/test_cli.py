@@ -1,0 +1,30 @@
+"""The command line: `gradproof demo` tells the seeds' story and exits 0."""
+
+import subprocess
+import sys
+
+from gradproof._cli import main
+
+
+def test_demo_tells_the_story(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "5.999999999999872" in out and "6.009999999999849" in out
+    assert "2 of 6 parameters wrong" in out
+    assert "analytic = 2.00 × numeric" in out and "analytic = 4.00 × numeric" in out
+    assert "1.189e-07" in out
+    assert "Gradient check passed: 6 parameters" in out
+    assert "breast cancer" in out and "test accuracy" in out
+
+
+def test_console_script_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "gradproof", "demo", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "planted bug" in result.stdout
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out

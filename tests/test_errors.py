@@ -1,0 +1,174 @@
+"""Bad input gets a clear error naming the problem and the fix, and params come back intact."""
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+from conftest import snapshot
+
+
+@pytest.fixture
+def params():
+    rng = np.random.default_rng(0)
+    return {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(3)}
+
+
+def cost(p):
+    return float(np.sum(np.tanh(p["W"]) ** 2) + np.sum(p["b"] ** 3))
+
+
+def grads(p):
+    return {"dW": 2 * np.tanh(p["W"]) * (1 - np.tanh(p["W"]) ** 2), "db": 3 * p["b"] ** 2}
+
+
+def raises_intact(params, match, exc=gp.GradientSpecError, **kw):
+    before = snapshot(params)
+    with pytest.raises(exc, match=match) as info:
+        gp.check(kw.pop("cost", cost), params, kw.pop("grads", grads), **kw)
+    assert snapshot(params) == before
+    return info
+
+
+def test_cost_returning_a_vector(params):
+    raises_intact(params, r"scalar, got an array of shape \(3,\)", cost=lambda p: p["b"])
+
+
+def test_cost_nan_at_the_check_point(params):
+    raises_intact(params, r"nan at the check point", cost=lambda p: np.nan)
+
+
+def test_cost_that_raises_is_chained(params):
+    def broken(p):
+        raise ZeroDivisionError("boom")
+
+    info = raises_intact(params, r"raised ZeroDivisionError at the check point: boom", cost=broken)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_cost_that_raises_mid_check_names_the_coordinate(params):
+    x0 = params["b"][1]
+
+    def breaks_at(p):
+        if p["b"][1] > x0:
+            raise RuntimeError("out of range")
+        return cost(p)
+
+    info = raises_intact(params, r"at b\[1\] \+ h: out of range", cost=breaks_at)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert isinstance(info.value, gp.CostError)
+
+
+def test_cost_not_finite_at_a_perturbed_point(params):
+    x0 = params["W"][2, 0]
+    raises_intact(
+        params, r"inf at W\[2, 0\] - h", cost=lambda p: np.inf if p["W"][2, 0] < x0 else 1.0
+    )
+
+
+def test_missing_gradient(params):
+    raises_intact(params, r"no gradient for parameter 'b'", grads={"dW": np.zeros((3, 2))})
+
+
+def test_gradient_with_no_parameter(params):
+    g = {**grads(params), "c": np.zeros(2)}
+    raises_intact(params, r"gradient 'c' for which params has no parameter", grads=g)
+
+
+def test_seed_style_intermediates_are_ignored(params):
+    g = {**grads(params), "dA1": np.zeros(7), "dZ1": np.zeros(7)}
+    assert gp.check(cost, params, g).passed
+
+
+def test_shape_mismatch(params):
+    g = {**grads(params), "db": np.zeros((3, 1))}
+    raises_intact(params, r"'b' has shape \(3, 1\), but the parameter has shape \(3,\)", grads=g)
+
+
+def test_non_finite_gradient(params):
+    g = grads(params)
+    g["dW"][1, 1] = np.nan
+    raises_intact(params, r"'W' is not finite \(nan at index \(1, 1\)", grads=g)
+
+
+def test_empty_params():
+    with pytest.raises(gp.GradientSpecError, match="no parameters to check"):
+        gp.check(lambda p: 0.0, {}, {})
+    with pytest.raises(gp.GradientSpecError, match="no parameters to check"):
+        gp.check(lambda p: 0.0, {"W": np.zeros((0, 3))}, {"W": np.zeros((0, 3))})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("method", "five-point", r"unknown method 'five-point'; use one of 'central'"),
+        ("mode", "random", r"unknown mode 'random'; use one of 'full'"),
+        ("eps", 0.0, r"eps must be a positive finite step or None, got 0.0"),
+        ("eps", -1e-6, r"eps must be a positive finite step"),
+        ("tol", 0, r"tol must be a positive finite number"),
+        ("tol", -1e-7, r"tol must be a positive finite number"),
+    ],
+    ids=["method", "mode", "eps-zero", "eps-negative", "tol-zero", "tol-negative"],
+)
+def test_bad_options(params, option, value, match):
+    raises_intact(params, match, **{option: value})
+
+
+def test_integer_parameters_are_refused():
+    with pytest.raises(
+        gp.GradientSpecError, match=r"'W' is an integer array \(dtype int64\).*astype\(np.float64\)"
+    ):
+        gp.check(lambda p: 0.0, {"W": np.arange(3)}, {"W": np.zeros(3)})
+
+
+def test_boolean_parameters_are_refused():
+    with pytest.raises(gp.GradientSpecError, match="boolean"):
+        gp.check(lambda p: 0.0, {"mask": np.ones(3, bool)}, {"mask": np.zeros(3)})
+
+
+def test_non_array_leaf_is_refused():
+    with pytest.raises(gp.GradientSpecError, match=r"'act' is a str"):
+        gp.check(lambda p: 0.0, {"act": "relu", "W": np.ones(2)}, {"W": np.zeros(2)})
+
+
+def test_keyboard_interrupt_mid_check_leaves_params_intact(params):
+    calls = 0
+
+    def interrupted(p):
+        nonlocal calls
+        calls += 1
+        if calls == 7:
+            raise KeyboardInterrupt
+        return cost(p)
+
+    raises_intact(params, None, exc=KeyboardInterrupt, cost=interrupted)
+
+
+def test_cost_that_mutates_its_argument_cannot_touch_params(params):
+    def vandal(p):
+        value = cost(p)
+        p["b"][:] = 0.0
+        return value
+
+    before = snapshot(params)
+    gp.check(vandal, params, grads)
+    assert snapshot(params) == before
+
+
+def test_global_rng_state_is_left_as_found(params):
+    np.random.seed(7)
+    state = np.random.get_state()
+
+    def draws(p):
+        np.random.rand(3)
+        return cost(p)
+
+    gp.check(draws, params, grads)
+    after = np.random.get_state()
+    assert np.array_equal(state[1], after[1]) and state[2:] == after[2:]
+
+
+def test_grads_callable_that_raises_propagates_and_params_intact(params):
+    def bad_grads(p):
+        raise ValueError("no backward yet")
+
+    raises_intact(params, "no backward yet", exc=ValueError, grads=bad_grads)
