@@ -61,9 +61,10 @@ def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
         raise GradientSpecError(
             f"unknown mode {mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
         )
-    if mode != "full":
+    if mode not in ("full", "sample"):
         raise GradientSpecError(
-            f"mode={mode!r} is not available in this version of gradproof; use mode='full'"
+            f"mode={mode!r} is not available in this version of gradproof; "
+            "use mode='full' or mode='sample'"
         )
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
         raise GradientSpecError(f"k must be a positive integer or None, got {k!r}")
@@ -168,12 +169,15 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
     j0_again = _at_point(evaluate, "at the check point (second evaluation)")
     j0 = j0.real if isinstance(j0, complex) else j0
 
-    total = sum(leaf.size for leaf in leaves)
+    coords = _coordinates(leaves, opts)
+    total = sum(c.size for c in coords.values())
     bar = Progress(total, "gradproof", opts.progress)
     sweeps = {}
     try:
         for leaf in leaves:
-            sweeps[leaf.name] = _sweep_leaf(evaluate, arrays[leaf.name], leaf, j0, opts, bar.tick)
+            sweeps[leaf.name] = _sweep_leaf(
+                evaluate, arrays[leaf.name], leaf, j0, opts, bar.tick, coords[leaf.name]
+            )
     finally:
         bar.close()
     j0_end = _at_point(evaluate, "at the check point (final evaluation)")
@@ -185,7 +189,7 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
     judgements: dict[str, _compare.Judgement] = {}
     for leaf in leaves:
         s = sweeps[leaf.name]
-        g = _flat(analytic[leaf.name])
+        g = _flat(analytic[leaf.name])[s.coords]
         rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
         judgement = _compare.judge(
             opts.method,
@@ -200,11 +204,13 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
         )
         numeric_by_name[leaf.name] = s.numeric
         judgements[leaf.name] = judgement
-        tensors[leaf.name] = _tensor_report(leaf, g, s.numeric, judgement, opts.tol, analytic)
+        tensors[leaf.name] = _tensor_report(leaf, g, s, judgement, opts, analytic)
 
     # Kinks are left out of the verdict, and so out of the difference too.
     judged = {n: _compare.judged_mask(j) for n, j in judgements.items()}
-    g_all = np.concatenate([_flat(analytic[lf.name])[judged[lf.name]] for lf in leaves])
+    g_all = np.concatenate(
+        [_flat(analytic[lf.name])[sweeps[lf.name].coords][judged[lf.name]] for lf in leaves]
+    )
     n_all = np.concatenate([numeric_by_name[lf.name][judged[lf.name]] for lf in leaves])
     diff = _compare.difference(g_all, n_all)
 
@@ -216,10 +222,12 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
             "passed to it, rather than arrays it closes over?"
         )
     passed = diff <= opts.tol and all(t.passed for t in tensors.values()) and deterministic
-    numerical = _tree.rebuild(
-        params,
-        lambda path, _: _shaped(numeric_by_name[_tree.path_name(path)], leaves, path),
-    )
+    numerical = None
+    if opts.mode == "full":
+        numerical = _tree.rebuild(
+            params,
+            lambda path, _: _shaped(numeric_by_name[_tree.path_name(path)], leaves, path),
+        )
     return Report(
         passed=bool(passed),
         difference=diff,
@@ -231,10 +239,22 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
         method=opts.method,
         eps=opts.eps,
         mode=opts.mode,
-        policy=_policy.as_record(opts.method, opts.eps, opts.tol, opts.mode),
+        policy=_policy.as_record(opts.method, opts.eps, opts.tol, opts.mode, opts.k, opts.seed),
         deterministic=deterministic,
         seconds=time.perf_counter() - started,
     )
+
+
+def _coordinates(leaves: list[_tree.Leaf], opts: Options) -> dict[str, np.ndarray]:
+    """The flat indices checked in each parameter: all of them, or a seeded sample."""
+    if opts.mode == "full":
+        return {leaf.name: np.arange(leaf.size) for leaf in leaves}
+    k = opts.k if opts.k is not None else _policy.SAMPLE_K
+    rng = np.random.default_rng(opts.seed)
+    return {
+        leaf.name: np.sort(rng.choice(leaf.size, size=min(k, leaf.size), replace=False))
+        for leaf in leaves
+    }
 
 
 def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
@@ -253,13 +273,14 @@ def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
             smooth &= s.second_difference <= _policy.KINK_SCREEN * size
         top = np.flatnonzero(smooth)
         top = top[np.argsort(-size[top], kind="stable")][: _policy.NOISE_COORDINATES]
-        candidates += [(size[i], leaf.name, int(i)) for i in top]
+        candidates += [(size[j], leaf.name, int(j)) for j in top]
     candidates.sort(key=lambda c: -c[0])
     measured = []
-    for _, name, i in candidates[: _policy.NOISE_COORDINATES]:
+    for _, name, j in candidates[: _policy.NOISE_COORDINATES]:
         s = sweeps[name]
+        i = int(s.coords[j])
         try:
-            sigma = noise_level(evaluate, s.flat, i, j0, float(s.steps.h[i]))
+            sigma = noise_level(evaluate, s.flat, i, j0, float(s.steps.h[j]))
         except CostRaised as exc:
             raise CostError(
                 f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
@@ -296,6 +317,7 @@ def _at_point(fn: Callable[[], Any], where: str):
 @dataclass
 class _LeafSweep:
     flat: np.ndarray
+    coords: np.ndarray  # flat indices checked; the arrays below are aligned with them
     steps: Any
     js: list[np.ndarray]
     numeric: np.ndarray
@@ -310,10 +332,11 @@ class _LeafSweep:
             "richardson": ("plus", "minus", "half_plus", "half_minus"),
         }[self.method]
 
-        def probe_at(i: int):
-            known = {name: float(js[i]) for name, js in zip(names, self.js, strict=True)}
+        def probe_at(j: int):
+            known = {name: float(js[j]) for name, js in zip(names, self.js, strict=True)}
+            i = int(self.coords[j])
             try:
-                return probe(evaluate, self.flat, i, j0, self.steps, known)
+                return probe(evaluate, self.flat, i, j, j0, self.steps, known)
             except CostRaised as exc:
                 raise CostError(
                     f"the cost raised {type(exc.__cause__).__name__} while probing coordinate "
@@ -323,16 +346,17 @@ class _LeafSweep:
         return probe_at
 
 
-def _sweep_leaf(evaluate, array: np.ndarray, leaf: _tree.Leaf, j0, opts: Options, tick):
+def _sweep_leaf(evaluate, array, leaf: _tree.Leaf, j0, opts: Options, tick, coords=None):
     flat = array.reshape(-1)  # a view: the working array is C-contiguous
-    theta = flat.real.copy()
+    coords = np.arange(flat.size) if coords is None else coords
+    theta = flat.real[coords]
     steps = make_steps(opts.method, theta, opts.eps)
     if opts.method == "complex":
         values = [(theta + 1j * steps.h).tolist()]
     else:
         values = [p.tolist() for p in points_for(opts.method, steps)]
     try:
-        js = sweep(evaluate, flat, values, range(flat.size), tick)
+        js = sweep(evaluate, flat, values, coords.tolist(), tick)
     except SweepInterrupted as exc:
         raise _located(exc, leaf, opts) from _user_cause(exc)
     if opts.method == "complex" and js[0].dtype.kind != "c":
@@ -344,17 +368,17 @@ def _sweep_leaf(evaluate, array: np.ndarray, leaf: _tree.Leaf, j0, opts: Options
     for k, values_k in enumerate(js):
         bad = ~np.isfinite(values_k)
         if np.any(bad):
-            i = int(np.flatnonzero(bad)[0])
+            j = int(np.flatnonzero(bad)[0])
             raise CostError(
-                f"the cost is {values_k[i]} at {_where(leaf, i, k, opts)}; the step leaves the "
-                "cost's domain there (log(0), overflow?). Pass a smaller eps, or check the "
-                "parameter's value"
+                f"the cost is {values_k[j]} at {_where(leaf, int(coords[j]), k, opts)}; "
+                "the step leaves the cost's domain there (log(0), overflow?). Pass a smaller "
+                "eps, or check the parameter's value"
             )
     numeric = estimate(opts.method, j0, js, steps.h, opts.eps is not None)
     second = None
     if opts.method in ("central", "richardson"):
         second = np.abs(js[0] - 2 * j0 + js[1]) / steps.h
-    return _LeafSweep(flat, steps, js, numeric, second, opts.method)
+    return _LeafSweep(flat, coords, steps, js, numeric, second, opts.method)
 
 
 def _where(leaf: _tree.Leaf, i: int, k: int, opts: Options) -> str:
@@ -383,7 +407,8 @@ def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Options) -> CostErro
     return CostError(f"the cost raised {type(cause).__name__} at {where}: {cause}")
 
 
-def _tensor_report(leaf, g, numeric, judgement, tol, analytic) -> TensorReport:
+def _tensor_report(leaf, g, s: _LeafSweep, judgement, opts: Options, analytic) -> TensorReport:
+    numeric, coords = s.numeric, s.coords
     judged = _compare.judged_mask(judgement)
     errors = np.abs(g - numeric)
     masked = np.where(judged, errors, -1.0)
@@ -391,14 +416,25 @@ def _tensor_report(leaf, g, numeric, judgement, tol, analytic) -> TensorReport:
     wrong = np.flatnonzero(judgement.status >= _compare.WRONG)
     failed = judgement.failed
     diff = _compare.difference(g[judged], numeric[judged])
-    diag = _diagnose.diagnose(leaf.name, leaf.shape, g, numeric, wrong, judged, failed, diff, tol)
+    diag = _diagnose.diagnose(
+        leaf.name,
+        leaf.shape,
+        g,
+        numeric,
+        wrong,
+        judged,
+        failed,
+        diff,
+        opts.tol,
+        coords=None if opts.mode == "full" else coords,
+    )
     return TensorReport(
         name=leaf.name,
         shape=leaf.shape,
         passed=not failed,
         difference=diff,
         max_abs_error=float(max(masked[worst], 0.0)) if masked.size else 0.0,
-        worst_index=index_tuple(worst, leaf.shape),
+        worst_index=index_tuple(coords[worst], leaf.shape) if coords.size else (),
         scale=_diagnose.fit_scale(g[judged], numeric[judged]),
         diagnosis=diag.sentence,
         checked=int(g.size),
@@ -406,8 +442,8 @@ def _tensor_report(leaf, g, numeric, judgement, tol, analytic) -> TensorReport:
         finding=diag.finding,
         cause=diag.cause,
         wrong=int(wrong.size),
-        wrong_indices=tuple(index_tuple(i, leaf.shape) for i in wrong[:10]),
-        kinks=tuple(index_tuple(i, leaf.shape) for i in judgement.indices(_compare.KINK)),
+        wrong_indices=tuple(index_tuple(coords[j], leaf.shape) for j in wrong[:10]),
+        kinks=tuple(index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.KINK)),
         probed=judgement.probed,
         dtype=str(analytic[leaf.name].dtype),
     )

@@ -64,14 +64,21 @@ def diagnose(
     failed: bool,
     difference: float,
     tol: float,
+    coords: np.ndarray | None = None,
 ) -> Diagnosis:
     """Diagnose one parameter from flat arrays.
 
     Args:
-        wrong: flat indices judged wrong (or suspected).
-        judged: boolean mask of coordinates that count (kinks excluded).
+        wrong: positions (in the arrays) judged wrong or suspected.
+        judged: boolean mask of positions that count (kinks excluded).
         failed: the parameter's verdict.
+        coords: the flat index in the parameter of each position, when only a
+            sample was checked; ``None`` when the arrays cover every element.
     """
+
+    def index_of(position: int) -> int:
+        return int(position) if coords is None else int(coords[position])
+
     dname = _grad_name(name)
     if not failed:
         if difference > tol:
@@ -120,8 +127,9 @@ def diagnose(
                 f"analytic = {scale:.{digits}f} × numeric for {every}",
                 f"a stray constant factor in {dname}",
             )
-    a2, n2 = analytic.reshape(shape), numeric.reshape(shape)
-    square = len(shape) == 2 and shape[0] == shape[1] > 1
+    square = coords is None and len(shape) == 2 and shape[0] == shape[1] > 1
+    a2 = analytic.reshape(shape) if square else analytic
+    n2 = numeric.reshape(shape) if square else numeric
     transposed = float(np.linalg.norm(a2 - n2.T)) if square else np.inf
     if transposed <= FIT * max(g_norm, float(np.linalg.norm(n2))) and (
         transposed <= EXPLAINS * disagreement
@@ -139,7 +147,7 @@ def diagnose(
         )
     if 0 < k <= _policy.FEW_ELEMENTS:
         listed = "; ".join(
-            f"{name}{_fmt_index(int(i), shape)}: "
+            f"{name}{_fmt_index(index_of(i), shape)}: "
             f"analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
             for i in wrong
         )
@@ -149,7 +157,7 @@ def diagnose(
             "an error confined to these elements: an indexing, slicing or boundary mistake",
         )
     if len(shape) == 2 and k:
-        rows, cols = np.unravel_index(wrong, shape)
+        rows, cols = np.unravel_index([index_of(j) for j in wrong], shape)
         if np.all(rows == rows[0]) and shape[0] > 1:
             return Diagnosis(
                 "row",

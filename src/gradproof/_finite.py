@@ -79,12 +79,12 @@ def sweep(
     indices: range | list[int],
     tick: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """For each coordinate ``i`` in ``indices`` evaluate the cost at each of ``values``.
+    """For each coordinate ``indices[j]`` evaluate the cost at each of ``values``.
 
-    ``values[k][i]`` is the value coordinate ``i`` takes for evaluation ``k``
-    (lists of floats or complex numbers). Returns one array of cost values per
-    ``k``, aligned with ``indices``. ``flat[i]`` is restored after each
-    coordinate, and on any exception.
+    ``values[k][j]`` is the value coordinate ``indices[j]`` takes for
+    evaluation ``k`` (lists of floats or complex numbers). Returns one array of
+    cost values per ``k``, aligned with ``indices``. Each coordinate is
+    restored to its exact bits after its evaluations, and on any exception.
     """
     outs: list[list] = [[] for _ in values]
     i, k = -1, 0
@@ -94,25 +94,25 @@ def sweep(
         if len(values) == 2:
             vp, vm = values
             op, om = outs
-            for n_done, i in enumerate(indices):
+            for j, i in enumerate(indices):
                 x0 = flat[i]
                 k = 0
-                flat[i] = vp[i]
+                flat[i] = vp[j]
                 op.append(evaluate())
                 k = 1
-                flat[i] = vm[i]
+                flat[i] = vm[j]
                 om.append(evaluate())
                 flat[i] = x0
-                if tick is not None and n_done % stride == stride - 1:
+                if tick is not None and j % stride == stride - 1:
                     tick(stride)
         else:
-            for n_done, i in enumerate(indices):
+            for j, i in enumerate(indices):
                 x0 = flat[i]
                 for k, v in enumerate(values):
-                    flat[i] = v[i]
+                    flat[i] = v[j]
                     outs[k].append(evaluate())
                 flat[i] = x0
-                if tick is not None and n_done % stride == stride - 1:
+                if tick is not None and j % stride == stride - 1:
                     tick(stride)
     except BaseException as exc:
         if i >= 0 and x0 is not None:
@@ -181,12 +181,18 @@ class Probe:
 
 
 def probe(
-    evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, steps: Steps, known: dict[str, float]
+    evaluate: Evaluate,
+    flat: np.ndarray,
+    i: int,
+    j: int,
+    j0: float,
+    steps: Steps,
+    known: dict[str, float],
 ) -> Probe:
-    """Evaluate coordinate ``i`` at whichever of θ±h, θ±h/2 are not in ``known``."""
+    """Evaluate coordinate ``i`` (``steps`` entry ``j``) at those of θ±h, θ±h/2 not in ``known``."""
     x0 = flat[i]
     got = dict(known)
-    h = float(steps.h[i])
+    h = float(steps.h[j])
     try:
         for key, arr in (
             ("plus", steps.plus),
@@ -195,12 +201,12 @@ def probe(
             ("half_minus", steps.half_minus),
         ):
             if key not in got:
-                flat[i] = arr[i]
+                flat[i] = arr[j]
                 got[key] = evaluate()
     finally:
         flat[i] = x0
-    hh = float(steps.half_plus[i] - flat[i])
-    hm = float(flat[i] - steps.half_minus[i])
+    hh = float(steps.half_plus[j] - x0.real)
+    hm = float(x0.real - steps.half_minus[j])
     return Probe(
         forward=(got["plus"] - j0) / h,
         backward=(j0 - got["minus"]) / h,

@@ -72,6 +72,9 @@ KINK_SCREEN = 0.1
 # confirmed wrong: its verdict is settled, and the rest cost evaluations only.
 CONFIRMED_ENOUGH = 16
 
+# Coordinates per parameter that mode="sample" checks when k is not given.
+SAMPLE_K = 32
+
 # How many wrong elements a diagnosis names one by one.
 FEW_ELEMENTS = 5
 
@@ -81,10 +84,14 @@ def default_step(method: str, theta: np.ndarray) -> np.ndarray:
     return STEP_FACTOR[method] * np.maximum(1.0, np.abs(theta))
 
 
-def as_record(method: str, eps: float | None, tol: float, mode: str) -> dict[str, Any]:
+def as_record(
+    method: str, eps: float | None, tol: float, mode: str, k: int | None = None, seed: int = 0
+) -> dict[str, Any]:
     """The policy a check ran under, JSON-serializable."""
     return {
         "method": method,
+        "k": (k if k is not None else SAMPLE_K) if mode == "sample" else None,
+        "seed": seed,
         "eps": eps if eps is not None else f"auto: {STEP_FACTOR[method]:.3g} * max(1, |theta|)",
         "tol": tol,
         "mode": mode,
