@@ -13,18 +13,11 @@ import numpy as np
 from . import _compare, _diagnose, _policy, _tree
 from ._cost import CostRaised, Evaluator, check_finite
 from ._errors import CostError, GradientError, GradientSpecError
-from ._finite import (
-    SweepInterrupted,
-    estimate,
-    make_steps,
-    noise_level,
-    points_for,
-    probe,
-    sweep,
-)
+from ._finite import noise_level
 from ._grads import resolve
 from ._progress import Progress
 from ._report import Report, TensorReport, index_tuple
+from ._sweep import LeafSweep, at_point, sweep_leaf
 
 
 @dataclass(frozen=True)
@@ -164,9 +157,9 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
     tree, arrays = _tree.working_copy(params, work_dtype)
     evaluate = Evaluator(cost, tree, rng_state, complex_ok=opts.method == "complex")
 
-    j0 = _at_point(evaluate.first, "at the check point")
+    j0 = at_point(evaluate.first, "at the check point")
     check_finite(j0, "at the check point")
-    j0_again = _at_point(evaluate, "at the check point (second evaluation)")
+    j0_again = at_point(evaluate, "at the check point (second evaluation)")
     j0 = j0.real if isinstance(j0, complex) else j0
 
     coords = _coordinates(leaves, opts)
@@ -175,12 +168,12 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
     sweeps = {}
     try:
         for leaf in leaves:
-            sweeps[leaf.name] = _sweep_leaf(
+            sweeps[leaf.name] = sweep_leaf(
                 evaluate, arrays[leaf.name], leaf, j0, opts, bar.tick, coords[leaf.name]
             )
     finally:
         bar.close()
-    j0_end = _at_point(evaluate, "at the check point (final evaluation)")
+    j0_end = at_point(evaluate, "at the check point (final evaluation)")
     spread = max(abs(_real(j0_again) - j0), abs(_real(j0_end) - j0))
     noise = _cost_noise(evaluate, leaves, sweeps, j0, opts) + spread
 
@@ -304,110 +297,7 @@ def _shaped(numeric: np.ndarray, leaves: list[_tree.Leaf], path) -> Any:
     return float(numeric[0]) if leaf.is_scalar else numeric.reshape(leaf.shape).copy()
 
 
-def _at_point(fn: Callable[[], Any], where: str):
-    try:
-        return fn()
-    except CostRaised as exc:
-        original = exc.__cause__
-        raise CostError(
-            f"the cost raised {type(original).__name__} {where}: {original}"
-        ) from original
-
-
-@dataclass
-class _LeafSweep:
-    flat: np.ndarray
-    coords: np.ndarray  # flat indices checked; the arrays below are aligned with them
-    steps: Any
-    js: list[np.ndarray]
-    numeric: np.ndarray
-    second_difference: np.ndarray | None
-    method: str
-
-    def prober(self, evaluate, j0: float):
-        names = {
-            "central": ("plus", "minus"),
-            "forward": ("plus",),
-            "backward": ("minus",),
-            "richardson": ("plus", "minus", "half_plus", "half_minus"),
-        }[self.method]
-
-        def probe_at(j: int):
-            known = {name: float(js[j]) for name, js in zip(names, self.js, strict=True)}
-            i = int(self.coords[j])
-            try:
-                return probe(evaluate, self.flat, i, j, j0, self.steps, known)
-            except CostRaised as exc:
-                raise CostError(
-                    f"the cost raised {type(exc.__cause__).__name__} while probing coordinate "
-                    f"{i} at a second step: {exc.__cause__}"
-                ) from exc.__cause__
-
-        return probe_at
-
-
-def _sweep_leaf(evaluate, array, leaf: _tree.Leaf, j0, opts: Options, tick, coords=None):
-    flat = array.reshape(-1)  # a view: the working array is C-contiguous
-    coords = np.arange(flat.size) if coords is None else coords
-    theta = flat.real[coords]
-    steps = make_steps(opts.method, theta, opts.eps)
-    if opts.method == "complex":
-        values = [(theta + 1j * steps.h).tolist()]
-    else:
-        values = [p.tolist() for p in points_for(opts.method, steps)]
-    try:
-        js = sweep(evaluate, flat, values, coords.tolist(), tick)
-    except SweepInterrupted as exc:
-        raise _located(exc, leaf, opts) from _user_cause(exc)
-    if opts.method == "complex" and js[0].dtype.kind != "c":
-        raise CostError(
-            "method='complex' needs a cost that carries complex input through to its output, "
-            "but it returned a real value (np.real, np.abs or a float() cast drops the imaginary "
-            "part); make the cost complex-safe, or use method='central'"
-        )
-    for k, values_k in enumerate(js):
-        bad = ~np.isfinite(values_k)
-        if np.any(bad):
-            j = int(np.flatnonzero(bad)[0])
-            raise CostError(
-                f"the cost is {values_k[j]} at {_where(leaf, int(coords[j]), k, opts)}; "
-                "the step leaves the cost's domain there (log(0), overflow?). Pass a smaller "
-                "eps, or check the parameter's value"
-            )
-    numeric = estimate(opts.method, j0, js, steps.h, opts.eps is not None)
-    second = None
-    if opts.method in ("central", "richardson"):
-        second = np.abs(js[0] - 2 * j0 + js[1]) / steps.h
-    return _LeafSweep(flat, coords, steps, js, numeric, second, opts.method)
-
-
-def _where(leaf: _tree.Leaf, i: int, k: int, opts: Options) -> str:
-    offset = {
-        "central": ("+ h", "- h"),
-        "forward": ("+ h",),
-        "backward": ("- h",),
-        "richardson": ("+ h", "- h", "+ h/2", "- h/2"),
-        "complex": ("+ ih",),
-    }[opts.method]
-    index = index_tuple(i, leaf.shape)
-    at = f"{leaf.name}[{', '.join(map(str, index))}]" if index else leaf.name
-    return f"{at} {offset[min(k, len(offset) - 1)]}"
-
-
-def _user_cause(exc: SweepInterrupted) -> BaseException | None:
-    cause = exc.__cause__
-    return cause.__cause__ if isinstance(cause, CostRaised) else cause
-
-
-def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Options) -> CostError:
-    cause = _user_cause(exc)
-    where = _where(leaf, exc.index, exc.point, opts)
-    if isinstance(cause, CostError):
-        return CostError(f"{cause} (at {where})")
-    return CostError(f"the cost raised {type(cause).__name__} at {where}: {cause}")
-
-
-def _tensor_report(leaf, g, s: _LeafSweep, judgement, opts: Options, analytic) -> TensorReport:
+def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic) -> TensorReport:
     numeric, coords = s.numeric, s.coords
     judged = _compare.judged_mask(judgement)
     errors = np.abs(g - numeric)

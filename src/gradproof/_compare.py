@@ -43,7 +43,6 @@ class Judgement:
     """The verdict on each coordinate of one parameter (flat arrays)."""
 
     status: np.ndarray  # int8 codes above
-    error_bound: np.ndarray  # estimated error of each numeric partial (NaN where not estimated)
     probed: int  # coordinates probed with extra evaluations
 
     @property
@@ -91,10 +90,9 @@ def judge(
     doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
 
     status = np.zeros(n, dtype=np.int8)
-    bound = np.full(n, np.nan)
     if probe_at is None:
         status[doubtful] = WRONG
-        return Judgement(status, roundoff, 0)
+        return Judgement(status, 0)
 
     order = np.flatnonzero(doubtful)
     order = order[np.argsort(-gap[order], kind="stable")]
@@ -111,9 +109,7 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        status[i], bound[i] = _classify(
-            method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i]
-        )
+        status[i] = _classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:
@@ -121,7 +117,7 @@ def judge(
         probed += 1
         if _is_kink(method, p, gap[i], cost_noise, h[i]):
             status[i] = KINK
-    return Judgement(status, bound, probed)
+    return Judgement(status, probed)
 
 
 def _is_kink(method: str, p: Probe, gap: float, noise: float, h: float) -> bool:
@@ -135,10 +131,9 @@ def _is_kink(method: str, p: Probe, gap: float, noise: float, h: float) -> bool:
     )
 
 
-def _classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float):
-    bound = p.truncation(method) + roundoff
+def _classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float) -> int:
     if _is_kink(method, p, gap, noise, h):
-        return KINK, bound
-    if gap <= _policy.ERROR_SAFETY * bound:
-        return NUMERICS, bound
-    return WRONG, bound
+        return KINK
+    if gap <= _policy.ERROR_SAFETY * (p.truncation(method) + roundoff):
+        return NUMERICS
+    return WRONG

@@ -52,7 +52,7 @@ def make_steps(method: str, theta: np.ndarray, eps: float | None) -> Steps:
 
 def points_for(method: str, steps: Steps) -> list[np.ndarray]:
     """The perturbed values each coordinate takes, in evaluation order."""
-    if method in ("central",):
+    if method == "central":
         return [steps.plus, steps.minus]
     if method == "forward":
         return [steps.plus]
@@ -125,7 +125,7 @@ def sweep(
     return [np.asarray(o) for o in outs]
 
 
-def estimate(method: str, j0: float, js: list[np.ndarray], h: np.ndarray, eps_given: bool):
+def estimate(method: str, j0: float, js: list[np.ndarray], h: np.ndarray) -> np.ndarray:
     """The numerical partials from the cost values of :func:`sweep`."""
     if method == "central":
         jp, jm = js

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from . import _tree
-from ._check import _at_point, _options, _sweep_leaf
+from ._check import _options
 from ._cost import Evaluator, check_finite
 from ._errors import GradientSpecError
+from ._sweep import at_point, sweep_leaf
 
 
 def numerical_gradient(
@@ -31,11 +32,11 @@ def numerical_gradient(
         dtype = np.complex128 if opts.method == "complex" else np.float64
         tree, arrays = _tree.working_copy(params, dtype)
         evaluate = Evaluator(cost, tree, rng_state, complex_ok=opts.method == "complex")
-        j0 = _at_point(evaluate.first, "at the check point")
+        j0 = at_point(evaluate.first, "at the check point")
         check_finite(j0, "at the check point")
         j0 = j0.real if isinstance(j0, complex) else j0
         numeric = {
-            leaf.name: _sweep_leaf(evaluate, arrays[leaf.name], leaf, j0, opts, None).numeric
+            leaf.name: sweep_leaf(evaluate, arrays[leaf.name], leaf, j0, opts, None).numeric
             for leaf in leaves
         }
     finally:

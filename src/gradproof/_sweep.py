@@ -1,0 +1,118 @@
+"""Sweeping one parameter's coordinates through a finite-difference scheme."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _tree
+from ._cost import CostRaised
+from ._errors import CostError
+from ._finite import SweepInterrupted, estimate, make_steps, points_for, probe, sweep
+from ._report import index_tuple
+
+
+def at_point(fn: Callable[[], Any], where: str):
+    try:
+        return fn()
+    except CostRaised as exc:
+        original = exc.__cause__
+        raise CostError(
+            f"the cost raised {type(original).__name__} {where}: {original}"
+        ) from original
+
+
+@dataclass
+class LeafSweep:
+    flat: np.ndarray
+    coords: np.ndarray  # flat indices checked; the arrays below are aligned with them
+    steps: Any
+    js: list[np.ndarray]
+    numeric: np.ndarray
+    second_difference: np.ndarray | None
+    method: str
+
+    def prober(self, evaluate, j0: float):
+        names = {
+            "central": ("plus", "minus"),
+            "forward": ("plus",),
+            "backward": ("minus",),
+            "richardson": ("plus", "minus", "half_plus", "half_minus"),
+        }[self.method]
+
+        def probe_at(j: int):
+            known = {name: float(js[j]) for name, js in zip(names, self.js, strict=True)}
+            i = int(self.coords[j])
+            try:
+                return probe(evaluate, self.flat, i, j, j0, self.steps, known)
+            except CostRaised as exc:
+                raise CostError(
+                    f"the cost raised {type(exc.__cause__).__name__} while probing coordinate "
+                    f"{i} at a second step: {exc.__cause__}"
+                ) from exc.__cause__
+
+        return probe_at
+
+
+def sweep_leaf(evaluate, array, leaf: _tree.Leaf, j0, opts: Any, tick, coords=None):
+    flat = array.reshape(-1)  # a view: the working array is C-contiguous
+    coords = np.arange(flat.size) if coords is None else coords
+    theta = flat.real[coords]
+    steps = make_steps(opts.method, theta, opts.eps)
+    if opts.method == "complex":
+        values = [(theta + 1j * steps.h).tolist()]
+    else:
+        values = [p.tolist() for p in points_for(opts.method, steps)]
+    try:
+        js = sweep(evaluate, flat, values, coords.tolist(), tick)
+    except SweepInterrupted as exc:
+        raise _located(exc, leaf, opts) from _user_cause(exc)
+    if opts.method == "complex" and js[0].dtype.kind != "c":
+        raise CostError(
+            "method='complex' needs a cost that carries complex input through to its output, "
+            "but it returned a real value (np.real, np.abs or a float() cast drops the imaginary "
+            "part); make the cost complex-safe, or use method='central'"
+        )
+    for k, values_k in enumerate(js):
+        bad = ~np.isfinite(values_k)
+        if np.any(bad):
+            j = int(np.flatnonzero(bad)[0])
+            raise CostError(
+                f"the cost is {values_k[j]} at {location(leaf, int(coords[j]), k, opts)}; "
+                "the step leaves the cost's domain there (log(0), overflow?). Pass a smaller "
+                "eps, or check the parameter's value"
+            )
+    numeric = estimate(opts.method, j0, js, steps.h)
+    second = None
+    if opts.method in ("central", "richardson"):
+        second = np.abs(js[0] - 2 * j0 + js[1]) / steps.h
+    return LeafSweep(flat, coords, steps, js, numeric, second, opts.method)
+
+
+def location(leaf: _tree.Leaf, i: int, k: int, opts: Any) -> str:
+    offset = {
+        "central": ("+ h", "- h"),
+        "forward": ("+ h",),
+        "backward": ("- h",),
+        "richardson": ("+ h", "- h", "+ h/2", "- h/2"),
+        "complex": ("+ ih",),
+    }[opts.method]
+    index = index_tuple(i, leaf.shape)
+    at = f"{leaf.name}[{', '.join(map(str, index))}]" if index else leaf.name
+    return f"{at} {offset[min(k, len(offset) - 1)]}"
+
+
+def _user_cause(exc: SweepInterrupted) -> BaseException | None:
+    cause = exc.__cause__
+    return cause.__cause__ if isinstance(cause, CostRaised) else cause
+
+
+def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Any) -> CostError:
+    cause = _user_cause(exc)
+    at = location(leaf, exc.index, exc.point, opts)
+    if isinstance(cause, CostError):
+        return CostError(f"{cause} (at {at})")
+    return CostError(f"the cost raised {type(cause).__name__} at {at}: {cause}")
