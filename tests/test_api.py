@@ -122,10 +122,8 @@ def test_flatten_order_and_unflatten_shapes():
         unflatten(np.ones(3))
 
 
-def test_modes_and_executors_not_yet_available_say_so(problem):
+def test_executors_not_yet_available_say_so(problem):
     params, cost, grads = problem
-    with pytest.raises(gp.GradientSpecError, match=r"mode='directional' is not available"):
-        gp.check(cost, params, grads, mode="directional")
     with pytest.raises(gp.GradientSpecError, match="executor=2 is not available"):
         gp.check(cost, params, grads, executor=2)
 
@@ -160,3 +158,13 @@ def test_sample_mode_locates_a_sampled_wrong_element():
     t = report.tensors["theta"]
     assert not t.passed and t.pattern == "column" and "column 7" in t.diagnosis
     assert all(index[1] == 7 for index in t.wrong_indices)
+
+
+def test_an_empty_parameter_beside_others_is_checked_as_nothing():
+    params = {"W": np.ones((2, 2)), "unused": np.zeros((0, 3))}
+    report = gp.check(
+        lambda p: float(np.sum(p["W"] ** 2)),
+        params,
+        {"W": 2 * np.ones((2, 2)), "unused": np.zeros((0, 3))},
+    )
+    assert report.passed and report.tensors["unused"].checked == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _compare, _diagnose, _policy, _tree
+from . import _compare, _diagnose, _directional, _policy, _tree
 from ._cost import CostRaised, Evaluator, check_finite
 from ._errors import CostError, GradientError, GradientSpecError
 from ._finite import noise_level
@@ -53,11 +53,6 @@ def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
     if mode not in _policy.MODES:
         raise GradientSpecError(
             f"unknown mode {mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
-        )
-    if mode not in ("full", "sample"):
-        raise GradientSpecError(
-            f"mode={mode!r} is not available in this version of gradproof; "
-            "use mode='full' or mode='sample'"
         )
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
         raise GradientSpecError(f"k must be a positive integer or None, got {k!r}")
@@ -121,7 +116,7 @@ def check(
     rng_state = np.random.get_state()
     started = time.perf_counter()
     try:
-        return _full_check(cost, params, grads, leaves, opts, rng_state, started)
+        return _run(cost, params, grads, leaves, opts, rng_state, started)
     finally:
         np.random.set_state(rng_state)
 
@@ -135,34 +130,195 @@ def _analytic(grads: Any, leaves: list[_tree.Leaf], params: Any, rng_state: tupl
     return resolve(grads, leaves, _fresh_copy(params))
 
 
-def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) -> Report:
-    warnings: list[str] = []
-    low = [leaf.name for leaf in leaves if leaf.dtype.itemsize < 8]
+def _precision_warnings(leaves: list[_tree.Leaf], analytic: dict[str, np.ndarray]) -> list[str]:
+    warnings = []
+    low = [leaf for leaf in leaves if leaf.dtype.itemsize < 8]
     if low:
-        dtypes = "/".join(sorted({str(leaf.dtype) for leaf in leaves if leaf.dtype.itemsize < 8}))
+        dtypes = "/".join(sorted({str(leaf.dtype) for leaf in low}))
         warnings.append(
-            f"{', '.join(low)} {'is' if len(low) == 1 else 'are'} {dtypes}: checked on float64 "
-            "copies, so the cost ran in float64 (low-precision round-off would swamp the "
-            "finite differences)"
+            f"{', '.join(leaf.name for leaf in low)} {'is' if len(low) == 1 else 'are'} "
+            f"{dtypes}: checked on float64 copies, so the cost ran in float64 (low-precision "
+            "round-off would swamp the finite differences)"
         )
-    analytic = _analytic(grads, leaves, params, rng_state)
     low_grads = sorted({str(a.dtype) for a in analytic.values() if a.dtype.itemsize < 8})
     if low_grads:
         warnings.append(
             f"the analytic gradient is {'/'.join(low_grads)}: its own round-off is allowed for "
             "in each parameter's verdict, but the overall difference cannot reach a float64 tol"
         )
+    return warnings
 
+
+def _run(cost, params, grads, leaves, opts: Options, rng_state, started) -> Report:
+    analytic = _analytic(grads, leaves, params, rng_state)
+    warnings = _precision_warnings(leaves, analytic)
     work_dtype = np.complex128 if opts.method == "complex" else np.float64
     tree, arrays = _tree.working_copy(params, work_dtype)
     evaluate = Evaluator(cost, tree, rng_state, complex_ok=opts.method == "complex")
 
+    t0 = time.perf_counter()
     j0 = at_point(evaluate.first, "at the check point")
     check_finite(j0, "at the check point")
     j0_again = at_point(evaluate, "at the check point (second evaluation)")
-    j0 = j0.real if isinstance(j0, complex) else j0
+    seconds_per_eval = (time.perf_counter() - t0) / 2
+    j0 = _real(j0)
+    spread = abs(_real(j0_again) - j0)
 
-    coords = _coordinates(leaves, opts)
+    mode, policy = _choose_mode(opts, leaves, seconds_per_eval)
+    if mode == "directional":
+        outcome = _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts)
+        k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
+        policy["confidence"] = (
+            f"{k} random directions per parameter: an error {_policy.CONFIDENCE_FACTOR:g}× tol "
+            f"in a parameter goes unseen with probability {_directional.miss_probability(k):.1e}"
+        )
+    else:
+        outcome = _coordinate_phase(
+            evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode
+        )
+    j0_end = at_point(evaluate, "at the check point (final evaluation)")
+    spread = max(spread, abs(_real(j0_end) - j0))
+
+    warnings += list(outcome.notes)
+    g_all = np.concatenate([_flat(analytic[leaf.name]) for leaf in leaves])
+    typical = float(np.linalg.norm(g_all)) / math.sqrt(max(g_all.size, 1))
+    deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
+    _warn_kinks(outcome.tensors, warnings)
+    if outcome.numeric_all_zero and np.any(g_all):
+        warnings.append(
+            "the cost did not change when any parameter was perturbed: does it use the params "
+            "passed to it, rather than arrays it closes over?"
+        )
+    tensors = outcome.tensors
+    passed = (
+        outcome.difference <= opts.tol and all(t.passed for t in tensors.values()) and deterministic
+    )
+    return Report(
+        passed=bool(passed),
+        difference=outcome.difference,
+        tol=opts.tol,
+        tensors=tensors,
+        evaluations=evaluate.count,
+        numerical=outcome.numerical,
+        warnings=warnings,
+        method=opts.method,
+        eps=opts.eps,
+        mode=mode,
+        policy=policy,
+        deterministic=deterministic,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _choose_mode(opts: Options, leaves: list[_tree.Leaf], seconds_per_eval: float):
+    mode = opts.mode
+    policy = _policy.as_record(opts.method, opts.eps, opts.tol, mode, opts.k, opts.seed)
+    if mode == "auto":
+        n = sum(leaf.size for leaf in leaves)
+        full_seconds = _policy.EVALS_PER_COORDINATE[opts.method] * n * seconds_per_eval
+        mode = "full" if full_seconds <= _policy.AUTO_FULL_SECONDS else "directional"
+        policy = _policy.as_record(opts.method, opts.eps, opts.tol, mode, opts.k, opts.seed)
+        policy["auto"] = (
+            f"chose {mode}: a full check would take about {_fmt_duration(full_seconds)} "
+            f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
+        )
+    return mode, policy
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.Outcome:
+    if opts.method != "central":
+        raise GradientSpecError(
+            f"mode='directional' uses central differences; got method={opts.method!r}. "
+            "Leave method at its default, or use mode='full' or 'sample' for other methods"
+        )
+    noise = _noise_near(evaluate, arrays, leaves, analytic, j0) + spread
+    rng = np.random.default_rng(opts.seed)
+    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
+    bar = Progress(k * len(leaves), "gradproof directions", opts.progress)
+    tensors, sums, kinky = {}, {"ee": 0.0, "gg": 0.0, "nn": 0.0}, 0
+    try:
+        for leaf in leaves:
+            g = _flat(analytic[leaf.name])
+            rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
+            try:
+                report, part, crossed = _directional.check_parameter(
+                    leaf.name,
+                    leaf.shape,
+                    arrays[leaf.name].reshape(-1),
+                    g,
+                    evaluate,
+                    j0,
+                    noise,
+                    opts,
+                    rng,
+                    rel,
+                    bar.tick,
+                )
+            except CostRaised as exc:
+                raise CostError(
+                    f"the cost raised {type(exc.__cause__).__name__} while {leaf.name} was "
+                    f"moved along a random direction: {exc.__cause__}"
+                ) from exc.__cause__
+            tensors[leaf.name] = report
+            kinky += crossed
+            for key in sums:
+                sums[key] += part[key]
+    finally:
+        bar.close()
+    den = math.sqrt(sums["gg"]) + math.sqrt(sums["nn"])
+    difference = math.sqrt(sums["ee"]) / den if den > 0 else 0.0
+    notes = []
+    if kinky:
+        notes.append(
+            f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
+            "and were left out of the verdict"
+        )
+    return _compare.Outcome(
+        tensors=tensors,
+        difference=difference,
+        numeric_all_zero=sums["nn"] == 0.0,
+        step=_policy.DIRECTION_STEP_MAX,
+        notes=tuple(notes),
+    )
+
+
+def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
+    """The cost's round-off, measured at the coordinates with the largest analytic partials."""
+    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
+    tops = []
+    for leaf in leaves:
+        g = np.abs(_flat(analytic[leaf.name]))
+        if g.size:
+            i = int(np.argmax(g))
+            tops.append((g[i], leaf.name, i))
+    tops.sort(key=lambda c: -c[0])
+    measured = []
+    for size, name, i in tops[: _policy.NOISE_COORDINATES]:
+        if size == 0:
+            continue
+        flat = arrays[name].reshape(-1)
+        h = float(_policy.default_step("central", np.asarray(float(flat[i]))))
+        try:
+            measured.append(noise_level(evaluate, flat, i, j0, h))
+        except CostRaised as exc:
+            raise CostError(
+                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
+                f"measured near {name}: {exc.__cause__}"
+            ) from exc.__cause__
+    sigma = float(np.median(measured)) if measured else 0.0
+    return max(model, _policy.NOISE_MARGIN * sigma)
+
+
+def _coordinate_phase(evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode):
+    coords = _coordinates(leaves, opts, mode)
     total = sum(c.size for c in coords.values())
     bar = Progress(total, "gradproof", opts.progress)
     sweeps = {}
@@ -173,13 +329,10 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
             )
     finally:
         bar.close()
-    j0_end = at_point(evaluate, "at the check point (final evaluation)")
-    spread = max(abs(_real(j0_again) - j0), abs(_real(j0_end) - j0))
     noise = _cost_noise(evaluate, leaves, sweeps, j0, opts) + spread
 
     tensors: dict[str, TensorReport] = {}
-    numeric_by_name: dict[str, np.ndarray] = {}
-    judgements: dict[str, _compare.Judgement] = {}
+    judged_g, judged_n = [], []
     for leaf in leaves:
         s = sweeps[leaf.name]
         g = _flat(analytic[leaf.name])[s.coords]
@@ -195,52 +348,35 @@ def _full_check(cost, params, grads, leaves, opts: Options, rng_state, started) 
             s.second_difference,
             s.prober(evaluate, j0) if opts.method != "complex" else None,
         )
-        numeric_by_name[leaf.name] = s.numeric
-        judgements[leaf.name] = judgement
-        tensors[leaf.name] = _tensor_report(leaf, g, s, judgement, opts, analytic)
-
-    # Kinks are left out of the verdict, and so out of the difference too.
-    judged = {n: _compare.judged_mask(j) for n, j in judgements.items()}
-    g_all = np.concatenate(
-        [_flat(analytic[lf.name])[sweeps[lf.name].coords][judged[lf.name]] for lf in leaves]
-    )
-    n_all = np.concatenate([numeric_by_name[lf.name][judged[lf.name]] for lf in leaves])
-    diff = _compare.difference(g_all, n_all)
-
-    deterministic = _judge_determinism(spread, j0, g_all, sweeps, opts, warnings)
-    _warn_kinks(tensors, warnings)
-    if not np.any(n_all) and np.any(g_all):
-        warnings.append(
-            "the cost did not change when any parameter was perturbed: does it use the params "
-            "passed to it, rather than arrays it closes over?"
-        )
-    passed = diff <= opts.tol and all(t.passed for t in tensors.values()) and deterministic
+        tensors[leaf.name] = _tensor_report(leaf, g, s, judgement, opts, analytic, mode)
+        # Kinks are left out of the verdict, and so out of the difference too.
+        judged = _compare.judged_mask(judgement)
+        judged_g.append(g[judged])
+        judged_n.append(s.numeric[judged])
+    n_all = np.concatenate(judged_n)
     numerical = None
-    if opts.mode == "full":
-        numerical = _tree.rebuild(
-            params,
-            lambda path, _: _shaped(numeric_by_name[_tree.path_name(path)], leaves, path),
-        )
-    return Report(
-        passed=bool(passed),
-        difference=diff,
-        tol=opts.tol,
+    if mode == "full":
+        by_path = {leaf.path: leaf for leaf in leaves}
+
+        def shaped(path, _):
+            leaf = by_path[path]
+            values = sweeps[leaf.name].numeric
+            return float(values[0]) if leaf.is_scalar else values.reshape(leaf.shape).copy()
+
+        numerical = _tree.rebuild(params, shaped)
+    h_all = np.concatenate([s.steps.h for s in sweeps.values()])
+    return _compare.Outcome(
         tensors=tensors,
-        evaluations=evaluate.count,
+        difference=_compare.difference(np.concatenate(judged_g), n_all),
+        numeric_all_zero=not np.any(n_all),
+        step=float(np.median(h_all)),
         numerical=numerical,
-        warnings=warnings,
-        method=opts.method,
-        eps=opts.eps,
-        mode=opts.mode,
-        policy=_policy.as_record(opts.method, opts.eps, opts.tol, opts.mode, opts.k, opts.seed),
-        deterministic=deterministic,
-        seconds=time.perf_counter() - started,
     )
 
 
-def _coordinates(leaves: list[_tree.Leaf], opts: Options) -> dict[str, np.ndarray]:
+def _coordinates(leaves: list[_tree.Leaf], opts: Options, mode: str) -> dict[str, np.ndarray]:
     """The flat indices checked in each parameter: all of them, or a seeded sample."""
-    if opts.mode == "full":
+    if mode == "full":
         return {leaf.name: np.arange(leaf.size) for leaf in leaves}
     k = opts.k if opts.k is not None else _policy.SAMPLE_K
     rng = np.random.default_rng(opts.seed)
@@ -292,12 +428,7 @@ def _real(x: float | complex) -> float:
     return x.real if isinstance(x, complex) else x
 
 
-def _shaped(numeric: np.ndarray, leaves: list[_tree.Leaf], path) -> Any:
-    leaf = next(lf for lf in leaves if lf.path == path)
-    return float(numeric[0]) if leaf.is_scalar else numeric.reshape(leaf.shape).copy()
-
-
-def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic) -> TensorReport:
+def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic, mode) -> TensorReport:
     numeric, coords = s.numeric, s.coords
     judged = _compare.judged_mask(judgement)
     errors = np.abs(g - numeric)
@@ -316,7 +447,7 @@ def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic) ->
         failed,
         diff,
         opts.tol,
-        coords=None if opts.mode == "full" else coords,
+        coords=None if mode == "full" else coords,
     )
     return TensorReport(
         name=leaf.name,
@@ -339,13 +470,11 @@ def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic) ->
     )
 
 
-def _judge_determinism(spread, j0, g_all, sweeps, opts: Options, warnings: list[str]) -> bool:
+def _judge_determinism(spread, j0, typical: float, step: float, tol, warnings: list[str]) -> bool:
     if spread == 0.0:
         return True
-    h = float(np.median(np.concatenate([s.steps.h for s in sweeps.values()])))
-    typical = float(np.linalg.norm(g_all)) / math.sqrt(max(g_all.size, 1))
-    impact = spread / h
-    if impact > opts.tol * max(typical, np.finfo(float).tiny):
+    impact = spread / step
+    if impact > tol * max(typical, np.finfo(float).tiny):
         warnings.append(
             f"the cost is non-deterministic: two evaluations at the same point differ by "
             f"{spread:.3g} (relative {spread / max(abs(j0), 1e-300):.1e}), which moves the "

@@ -33,6 +33,18 @@ def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.linalg.norm(analytic - numeric)) / den
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a mode found, ready for the verdict: reports and the overall figures."""
+
+    tensors: dict  # name -> TensorReport
+    difference: float
+    numeric_all_zero: bool  # the cost never changed: it may ignore its argument
+    step: float  # a typical step, to judge what non-determinism does to the partials
+    numerical: object = None  # the numerical gradient (full mode)
+    notes: tuple = ()  # extra warnings from the mode
+
+
 def judged_mask(judgement: Judgement) -> np.ndarray:
     """The coordinates that count: all but the kinks."""
     return judgement.status != KINK
@@ -109,7 +121,7 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        status[i] = _classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
+        status[i] = classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:
@@ -131,7 +143,8 @@ def _is_kink(method: str, p: Probe, gap: float, noise: float, h: float) -> bool:
     )
 
 
-def _classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float) -> int:
+def classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float) -> int:
+    """Whether a probed disagreement is a kink, within numerical error, or wrong."""
     if _is_kink(method, p, gap, noise, h):
         return KINK
     if gap <= _policy.ERROR_SAFETY * (p.truncation(method) + roundoff):

@@ -145,17 +145,9 @@ def diagnose(
             f"analytic is zero at {k} of {n} elements where the numeric one is not",
             f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
         )
-    if 0 < k <= _policy.FEW_ELEMENTS:
-        listed = "; ".join(
-            f"{name}{_fmt_index(index_of(i), shape)}: "
-            f"analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
-            for i in wrong
-        )
-        return Diagnosis(
-            "few",
-            f"{k} of {n} elements wrong ({listed})",
-            "an error confined to these elements: an indexing, slicing or boundary mistake",
-        )
+    if 0 < k <= _policy.FEW_ELEMENTS and k < n:
+        items = [(index_of(i), analytic[i], numeric[i]) for i in wrong]
+        return _few(name, shape, items, f"{k} of {n} elements wrong")
     if len(shape) == 2 and k:
         rows, cols = np.unravel_index([index_of(j) for j in wrong], shape)
         if np.all(rows == rows[0]) and shape[0] > 1:
@@ -175,4 +167,85 @@ def diagnose(
         "other",
         f"analytic and numeric disagree at {k} of {n} elements, with no simple pattern{fit}",
         f"{dname} is wrong: re-derive each of its terms from the forward pass",
+    )
+
+
+def _few(name: str, shape: tuple[int, ...], items, finding: str) -> Diagnosis:
+    listed = "; ".join(
+        f"{name}{_fmt_index(i, shape)}: analytic {a:.6g}, numeric {b:.6g}" for i, a, b in items
+    )
+    return Diagnosis(
+        "few",
+        f"{finding} ({listed})",
+        "an error confined to these elements: an indexing, slicing or boundary mistake",
+    )
+
+
+def along_directions(
+    name: str, analytic: np.ndarray, d: np.ndarray, dn: np.ndarray
+) -> Diagnosis | None:
+    """A whole-parameter pattern seen along random directions, or ``None`` to localize."""
+    dname = _grad_name(name)
+    k = d.size
+    if not np.any(analytic) and np.any(dn):
+        return Diagnosis(
+            "zero",
+            f"analytic gradient is zero; the numeric one is not along {k} random directions",
+            f"a missing path: {dname} is never computed or never accumulated",
+        )
+    scale = fit_scale(d, dn)
+    if scale is None or k < 2:
+        return None
+    residual = float(np.linalg.norm(d - scale * dn))
+    if residual > FIT * float(np.linalg.norm(d)) or residual > EXPLAINS * float(
+        np.linalg.norm(d - dn)
+    ):
+        return None
+    if abs(scale + 1) <= FIT:
+        return Diagnosis(
+            "sign",
+            f"analytic = -1.00 × numeric along all {k} random directions",
+            f"a flipped sign in {dname} (e.g. A - Y written as Y - A)",
+        )
+    return Diagnosis(
+        "scale",
+        f"analytic = {scale:.2f} × numeric along all {k} random directions",
+        f"a stray constant factor in {dname}",
+    )
+
+
+def localized(
+    name: str, shape: tuple[int, ...], analytic: np.ndarray, partials: dict[int, float], many: bool
+) -> Diagnosis:
+    """The elements that bisection found wrong, with their analytic and numeric values."""
+    dname = _grad_name(name)
+    if not partials:
+        return Diagnosis(
+            "other",
+            "analytic and numeric disagree along random directions, with no simple pattern "
+            "and no few elements to blame",
+            f"{dname} is wrong throughout: re-derive each of its terms from the forward pass",
+        )
+    items = [(i, analytic[i], partials[i]) for i in sorted(partials)]
+    if len(items) == analytic.size > 1:
+        return Diagnosis(
+            "other",
+            f"all {analytic.size} elements wrong, with no simple pattern",
+            f"{dname} is wrong throughout: re-derive each of its terms from the forward pass",
+        )
+    if many:
+        shown = items[: _policy.FEW_ELEMENTS]
+        listed = "; ".join(
+            f"{name}{_fmt_index(i, shape)}: analytic {a:.6g}, numeric {b:.6g}" for i, a, b in shown
+        )
+        return Diagnosis(
+            "other",
+            f"wrong at {len(items)} or more elements, found by bisection (first: {listed})",
+            f"{dname} is wrong in many places: re-derive each of its terms from the forward pass",
+        )
+    return _few(
+        name,
+        shape,
+        items,
+        f"{len(items)} wrong element{'s' * (len(items) != 1)} found by bisection",
     )

@@ -20,13 +20,14 @@ Evaluate = Callable[[], float]
 
 @dataclass(frozen=True)
 class Steps:
-    """Where each coordinate is evaluated: ``theta ± h`` (and ``± h/2`` for Richardson)."""
+    """Each coordinate's value and step; it is evaluated at ``theta ± h`` (and ``± h/2``).
 
+    The points themselves are computed a chunk at a time (:func:`points_for`),
+    so a check holds a small constant number of copies of a parameter.
+    """
+
+    theta: np.ndarray
     h: np.ndarray  # the step actually taken (exactly representable when automatic)
-    plus: np.ndarray
-    minus: np.ndarray
-    half_plus: np.ndarray
-    half_minus: np.ndarray
 
 
 def make_steps(method: str, theta: np.ndarray, eps: float | None) -> Steps:
@@ -46,20 +47,21 @@ def make_steps(method: str, theta: np.ndarray, eps: float | None) -> Steps:
             h = np.where(h > 0, h, h0)
     else:
         h = np.full(theta.shape, float(eps))
-    half = h / 2
-    return Steps(h, theta + h, theta - h, theta + half, theta - half)
+    return Steps(theta, h)
 
 
-def points_for(method: str, steps: Steps) -> list[np.ndarray]:
+def points_for(method: str, theta: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
     """The perturbed values each coordinate takes, in evaluation order."""
     if method == "central":
-        return [steps.plus, steps.minus]
+        return [theta + h, theta - h]
     if method == "forward":
-        return [steps.plus]
+        return [theta + h]
     if method == "backward":
-        return [steps.minus]
+        return [theta - h]
     if method == "richardson":
-        return [steps.plus, steps.minus, steps.half_plus, steps.half_minus]
+        return [theta + h, theta - h, theta + h / 2, theta - h / 2]
+    if method == "complex":
+        return [theta + 1j * h]
     raise ValueError(method)
 
 
@@ -192,21 +194,22 @@ def probe(
     """Evaluate coordinate ``i`` (``steps`` entry ``j``) at those of θ±h, θ±h/2 not in ``known``."""
     x0 = flat[i]
     got = dict(known)
-    h = float(steps.h[j])
+    theta, h = float(steps.theta[j]), float(steps.h[j])
+    points = {
+        "plus": theta + h,
+        "minus": theta - h,
+        "half_plus": theta + h / 2,
+        "half_minus": theta - h / 2,
+    }
     try:
-        for key, arr in (
-            ("plus", steps.plus),
-            ("minus", steps.minus),
-            ("half_plus", steps.half_plus),
-            ("half_minus", steps.half_minus),
-        ):
+        for key, value in points.items():
             if key not in got:
-                flat[i] = arr[j]
+                flat[i] = value
                 got[key] = evaluate()
     finally:
         flat[i] = x0
-    hh = float(steps.half_plus[j] - x0.real)
-    hm = float(x0.real - steps.half_minus[j])
+    hh = points["half_plus"] - theta
+    hm = theta - points["half_minus"]
     return Probe(
         forward=(got["plus"] - j0) / h,
         backward=(j0 - got["minus"]) / h,

@@ -75,6 +75,27 @@ CONFIRMED_ENOUGH = 16
 # Coordinates per parameter that mode="sample" checks when k is not given.
 SAMPLE_K = 32
 
+# mode="directional": random directions per parameter when k is not given.
+DIRECTIONS_K = 8
+# The directional step makes the cost's round-off DIRECTION_SIGNAL times
+# smaller than tol times the directional derivative: large enough for
+# accuracy, small enough to cross few kinks (a ReLU MLP has thousands).
+DIRECTION_SIGNAL = 10.0
+# Bounds on that step, in units of the (scaled) direction.
+DIRECTION_STEP_MAX = STEP_FACTOR["central"]
+DIRECTION_STEP_MIN = 1e-12
+# A direction that crosses a kink is tried again at a step this much smaller.
+KINK_RETRY_SHRINK = 16.0
+KINK_RETRIES = 2
+# Localization stops after finding this many wrong elements (more: "many").
+LOCALIZE_MAX = 8
+# An error this many times tol is missed by all k directions with
+# probability ((2/pi) atan(1/c))^k, which the report states.
+CONFIDENCE_FACTOR = 10.0
+
+# mode="auto" runs a full check when it would take at most this long.
+AUTO_FULL_SECONDS = 30.0
+
 # How many wrong elements a diagnosis names one by one.
 FEW_ELEMENTS = 5
 
@@ -90,7 +111,7 @@ def as_record(
     """The policy a check ran under, JSON-serializable."""
     return {
         "method": method,
-        "k": (k if k is not None else SAMPLE_K) if mode == "sample" else None,
+        "k": k if k is not None else {"sample": SAMPLE_K, "directional": DIRECTIONS_K}.get(mode),
         "seed": seed,
         "eps": eps if eps is not None else f"auto: {STEP_FACTOR[method]:.3g} * max(1, |theta|)",
         "tol": tol,

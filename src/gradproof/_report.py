@@ -254,6 +254,9 @@ def format_report(report: Report) -> str:
         f"method {report.method}, eps {eps}, mode {report.mode}, "
         f"{report.evaluations} cost evaluations, {report.seconds:.2f} s"
     )
+    for key in ("auto", "confidence"):
+        if report.policy.get(key):
+            lines.append(f"{key}: {report.policy[key]}")
     return "\n".join(lines)
 
 

@@ -8,11 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _tree
+from . import _policy, _tree
 from ._cost import CostRaised
 from ._errors import CostError
 from ._finite import SweepInterrupted, estimate, make_steps, points_for, probe, sweep
 from ._report import index_tuple
+
+# Coordinates whose perturbed values are materialized at once: bounds the
+# memory of a sweep to a small multiple of one parameter.
+CHUNK = 1 << 13
 
 
 def at_point(fn: Callable[[], Any], where: str):
@@ -60,16 +64,21 @@ class LeafSweep:
 def sweep_leaf(evaluate, array, leaf: _tree.Leaf, j0, opts: Any, tick, coords=None):
     flat = array.reshape(-1)  # a view: the working array is C-contiguous
     coords = np.arange(flat.size) if coords is None else coords
-    theta = flat.real[coords]
-    steps = make_steps(opts.method, theta, opts.eps)
-    if opts.method == "complex":
-        values = [(theta + 1j * steps.h).tolist()]
-    else:
-        values = [p.tolist() for p in points_for(opts.method, steps)]
-    try:
-        js = sweep(evaluate, flat, values, coords.tolist(), tick)
-    except SweepInterrupted as exc:
-        raise _located(exc, leaf, opts) from _user_cause(exc)
+    steps = make_steps(opts.method, flat.real[coords], opts.eps)
+    n_points = _policy.EVALS_PER_COORDINATE[opts.method]
+    dtype = np.complex128 if opts.method == "complex" else np.float64
+    js = [np.empty(coords.size, dtype=dtype) for _ in range(n_points)]
+    for start in range(0, coords.size, CHUNK):
+        chunk = slice(start, start + CHUNK)
+        points = points_for(opts.method, steps.theta[chunk], steps.h[chunk])
+        try:
+            part = sweep(evaluate, flat, [p.tolist() for p in points], coords[chunk].tolist(), tick)
+        except SweepInterrupted as exc:
+            raise _located(exc, leaf, opts) from _user_cause(exc)
+        if opts.method == "complex" and part[0].dtype.kind != "c":
+            js[0] = js[0].real  # the cost dropped the imaginary part: refused below
+        for k in range(n_points):
+            js[k][chunk] = part[k]
     if opts.method == "complex" and js[0].dtype.kind != "c":
         raise CostError(
             "method='complex' needs a cost that carries complex input through to its output, "

@@ -1,0 +1,231 @@
+"""mode="directional": k random directions per parameter, then bisection to the wrong elements.
+
+Along a direction ``v`` the analytic side is ``vᵀg`` and the numeric side one
+central difference, 2 evaluations, however many elements the parameter has.
+A stray factor shows as the same ratio along every direction; an error in a
+few elements does not, and is found by splitting ``v``'s support in halves:
+because both sides are linear in ``v``, the error on one half is the parent's
+minus the other half's, so each level of the bisection costs 2 evaluations
+and a wrong element is found in about ``2 log2(n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _compare, _diagnose, _policy
+from ._finite import Probe
+from ._report import TensorReport, index_tuple
+
+
+@dataclass(frozen=True)
+class _Along:
+    analytic: float  # vᵀg along the displacement actually taken
+    numeric: float
+    step: float
+    status: int
+
+
+class _Mover:
+    """Moves one parameter along a direction and puts back its exact bits."""
+
+    def __init__(self, flat: np.ndarray, evaluate: Callable[[], float]):
+        self.flat = flat
+        self.saved = flat.copy()
+        self.evaluate = evaluate
+        self.step = np.empty_like(flat)  # scratch: t·v, then the displacement taken
+        self.scale = None
+
+    def direction(self, seed: int) -> np.ndarray:
+        """The random direction drawn from ``seed``, scaled by max(1, |θᵢ|)."""
+        v = np.random.default_rng(seed).standard_normal(self.flat.size)
+        np.abs(self.saved, out=self.step)
+        np.maximum(self.step, 1.0, out=self.step)
+        v *= self.step
+        return v
+
+    def central(self, v: np.ndarray, t: float, g: np.ndarray, lo: int = 0, hi: int | None = None):
+        """``J(θ + t·v)``, ``J(θ − t·v)`` on ``[lo, hi)``, and ``gᵀ·disp / t``.
+
+        ``disp`` is half the displacement actually taken (the points are
+        rounded), so the analytic side matches the numeric one exactly.
+        """
+        seg = slice(lo, self.flat.size if hi is None else hi)
+        base, step, out = self.saved[seg], self.step[seg], self.flat[seg]
+        np.multiply(v[seg], t, out=step)
+        try:
+            np.add(base, step, out=out)
+            jp = self.evaluate()
+            np.subtract(base, step, out=out)
+            jm = self.evaluate()
+            # (θ + tv) − (θ − tv), as rounded: out holds θ − tv; step becomes θ + tv first.
+            np.add(base, step, out=step)
+            np.subtract(step, out, out=step)
+        finally:
+            out[...] = base
+        return jp, jm, float(step @ g[seg]) / (2 * t)
+
+    def coordinate(self, i: int) -> float:
+        """The central difference of element ``i`` at the automatic step."""
+        x0 = float(self.saved[i])
+        h0 = float(_policy.default_step("central", np.asarray(x0)))
+        xp = x0 + h0
+        h = xp - x0
+        try:
+            self.flat[i] = xp
+            jp = self.evaluate()
+            self.flat[i] = x0 - h
+            jm = self.evaluate()
+        finally:
+            self.flat[i] = self.saved[i]
+        return (jp - jm) / (2 * h)
+
+
+def _step(noise: float, tol: float, vg: float, eps: float | None) -> float:
+    if eps is not None:
+        return eps
+    if vg == 0.0:
+        return _policy.DIRECTION_STEP_MAX
+    t = _policy.DIRECTION_SIGNAL * noise / (tol * abs(vg))
+    return float(np.clip(t, _policy.DIRECTION_STEP_MIN, _policy.DIRECTION_STEP_MAX))
+
+
+def _one_direction(mover, v, g, j0, t, noise, tol, rel) -> tuple[_Along, int]:
+    """Judge one direction; returns it and the number of probes spent."""
+    probes = 0
+    for attempt in range(_policy.KINK_RETRIES + 1):
+        jp, jm, d = mover.central(v, t, g)
+        dn = (jp - jm) / (2 * t)
+        gap = abs(d - dn)
+        roundoff = noise / t + rel * abs(d)
+        if gap <= tol * (abs(d) + abs(dn)) or gap <= _policy.ERROR_SAFETY * roundoff:
+            return _Along(d, dn, t, _compare.AGREES), probes
+        jp2, jm2, _ = mover.central(v, t / 2, g)
+        probes += 1
+        probe = Probe(
+            forward=(jp - j0) / t,
+            backward=(j0 - jm) / t,
+            forward_half=(jp2 - j0) / (t / 2),
+            backward_half=(j0 - jm2) / (t / 2),
+        )
+        status = _compare.classify("central", probe, gap, roundoff, noise, t)
+        if status == _compare.KINK and attempt < _policy.KINK_RETRIES:
+            t /= _policy.KINK_RETRY_SHRINK
+            continue
+        return _Along(d, dn, t, status), probes
+    raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+
+def _localize(mover, v, g, t, whole: _Along, noise, tol) -> list[int]:
+    """Flat indices of wrong elements, by bisection of ``v``'s support."""
+    n = g.size
+    found: list[int] = []
+    threshold_noise = 4 * _policy.ERROR_SAFETY * noise / t
+
+    def significant(e: float, d: float, dn: float) -> bool:
+        return abs(e) > max(tol * (abs(d) + abs(dn)), threshold_noise)
+
+    stack = [(0, n, whole.analytic - whole.numeric, whole.analytic, whole.numeric)]
+    while stack and len(found) < _policy.LOCALIZE_MAX:
+        lo, hi, e, d, dn = stack.pop()
+        if hi - lo == 1:
+            found.append(lo)
+            continue
+        mid = (lo + hi) // 2
+        jp, jm, d_a = mover.central(v, t, g, lo, mid)
+        dn_a = (jp - jm) / (2 * t)
+        halves = ((mid, hi, e - (d_a - dn_a), d - d_a, dn - dn_a), (lo, mid, d_a - dn_a, d_a, dn_a))
+        stack.extend(h for h in halves if significant(*h[2:]))
+    return sorted(found)
+
+
+def check_parameter(
+    name, shape, flat, g, evaluate, j0, noise, opts, rng, rel, tick
+) -> tuple[TensorReport, dict[str, float], int]:
+    """Check one parameter along k random directions; localize a failure.
+
+    Returns its report, the sums that make up the overall difference, and the
+    number of directions that crossed a kink.
+    """
+    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
+    mover = _Mover(flat, evaluate)
+    # Directions are kept as seeds, not vectors: k vectors would be k copies.
+    seeds = rng.integers(2**63, size=k)
+    directions, norms, probed = [], [], 0
+    for seed in seeds:
+        v = mover.direction(int(seed))
+        t = _step(noise, opts.tol, float(v @ g), opts.eps)
+        along, spent = _one_direction(mover, v, g, j0, t, noise, opts.tol, rel)
+        directions.append(along)
+        norms.append(float(np.linalg.norm(v)))
+        probed += spent
+        del v
+        if tick is not None:
+            tick(1)
+    status = np.array([a.status for a in directions])
+    valid = status != _compare.KINK
+    d = np.array([a.analytic for a in directions])[valid]
+    dn = np.array([a.numeric for a in directions])[valid]
+    failed = bool(np.any(status == _compare.WRONG))
+    difference = _compare.difference(d, dn)
+    fit = _diagnose.fit_scale(d, dn)
+    sums = {
+        "ee": float(np.sum((d - dn) ** 2)),
+        "gg": float(np.sum(d**2)),
+        "nn": float(np.sum(dn**2)),
+    }
+
+    found: list[int] = []
+    partials: dict[int, float] = {}
+    diagnosis = _diagnose.NONE
+    if failed:
+        diagnosis = _diagnose.along_directions(name, g, d, dn)
+        if diagnosis is None:
+            gaps = [
+                abs(a.analytic - a.numeric) if a.status == _compare.WRONG else -1.0
+                for a in directions
+            ]
+            j = int(np.argmax(gaps))
+            v = mover.direction(int(seeds[j]))
+            found = _localize(mover, v, g, directions[j].step, directions[j], noise, opts.tol)
+            partials = {i: mover.coordinate(i) for i in found}
+            diagnosis = _diagnose.localized(
+                name, shape, g, partials, len(found) >= _policy.LOCALIZE_MAX
+            )
+    elif difference > opts.tol:
+        diagnosis = _diagnose.diagnose(
+            name, shape, d, dn, np.zeros(0, int), np.ones(d.size, bool), False, difference, opts.tol
+        )
+    if partials:
+        max_error = max(abs(g[i] - partials[i]) for i in found)
+    else:  # the largest error along a unit direction
+        unit = np.asarray(norms)[valid]
+        max_error = float(np.max(np.abs(d - dn) / unit)) if unit.size else 0.0
+    wrong = len(found) if found else (g.size if failed else 0)
+    report = TensorReport(
+        name=name,
+        shape=shape,
+        passed=not failed,
+        difference=difference,
+        max_abs_error=float(max_error),
+        worst_index=index_tuple(found[0], shape) if found else (),
+        scale=fit,
+        diagnosis=diagnosis.sentence,
+        checked=int(np.count_nonzero(valid)),
+        pattern=diagnosis.pattern,
+        finding=diagnosis.finding,
+        cause=diagnosis.cause,
+        wrong=int(wrong),
+        wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
+        probed=probed,
+    )
+    return report, sums, int(np.count_nonzero(~valid))
+
+
+def miss_probability(k: int) -> float:
+    """Chance that k Gaussian directions all miss an error CONFIDENCE_FACTOR × tol."""
+    return ((2 / math.pi) * math.atan(1 / _policy.CONFIDENCE_FACTOR)) ** k
