@@ -12,11 +12,10 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+from directional import mlp  # benchmarks/directional.py
 
 import gradproof as gp
 from gradproof import nn
-
-from directional import mlp  # benchmarks/directional.py
 
 
 def peak_copies(cost, params, grads, **kw) -> tuple[float, gp.Report]:

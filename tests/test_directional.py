@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import gradproof as gp
+from conftest import snapshot
 from gradproof import _policy
-from conftest import TwoLayerNet, snapshot
 from test_catalogue import CATALOGUE
 
 BUGS = [None, *(c[0] for c in CATALOGUE), "wrong activation derivative"]
