@@ -122,10 +122,11 @@ def test_flatten_order_and_unflatten_shapes():
         unflatten(np.ones(3))
 
 
-def test_executors_not_yet_available_say_so(problem):
+@pytest.mark.parametrize("bad", [0, -2, True, "four", object()], ids=repr)
+def test_bad_executor_is_named(problem, bad):
     params, cost, grads = problem
-    with pytest.raises(gp.GradientSpecError, match="executor=2 is not available"):
-        gp.check(cost, params, grads, executor=2)
+    with pytest.raises(gp.GradientSpecError, match="executor must be None"):
+        gp.check(cost, params, grads, executor=bad)
 
 
 def test_progress_bar_draws_when_forced(problem, capsys):

@@ -12,6 +12,7 @@ from ._check import check as check
 from ._errors import CostError as CostError
 from ._errors import GradientError as GradientError
 from ._errors import GradientSpecError as GradientSpecError
+from ._errors import WorkerError as WorkerError
 from ._numerical import derivative as derivative
 from ._numerical import numerical_gradient as numerical_gradient
 from ._report import Report as Report
@@ -26,6 +27,7 @@ __all__ = [
     "GradientSpecError",
     "Report",
     "TensorReport",
+    "WorkerError",
     "__version__",
     "assert_gradients",
     "check",

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _compare, _diagnose, _directional, _policy, _tree
+from . import _compare, _diagnose, _directional, _parallel, _policy, _tree
 from ._cost import CostRaised, Evaluator, check_finite
 from ._errors import CostError, GradientError, GradientSpecError
 from ._finite import noise_level
 from ._grads import resolve
 from ._progress import Progress
 from ._report import Report, TensorReport, index_tuple
-from ._sweep import LeafSweep, at_point, sweep_leaf
+from ._sweep import LeafSweep, at_point, sweep_leaves
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Options:
     k: int | None
     seed: int
     progress: bool | None
+    executor: Any = None
 
 
 def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
@@ -56,15 +57,11 @@ def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
         )
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
         raise GradientSpecError(f"k must be a positive integer or None, got {k!r}")
-    if executor is not None:
-        raise GradientSpecError(
-            f"executor={executor!r} is not available in this version of gradproof; "
-            "use executor=None (checks run in this process)"
-        )
+    _parallel.validate(executor)
     if progress not in (None, True, False):
         raise GradientSpecError(f"progress must be None, True or False, got {progress!r}")
     return Options(
-        method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress
+        method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress, executor
     )
 
 
@@ -99,7 +96,11 @@ def check(
         mode: ``"full"``: every coordinate is perturbed.
         k, seed: coordinates or directions per parameter, and their seed, for
             the sampling modes.
-        executor: where evaluations run; ``None`` runs them in this process.
+        executor: where the evaluations of a full or sampled check run: ``None``
+            (this process), an ``int`` n (n worker processes; lambdas and
+            closures work), or any ``concurrent.futures.Executor``, such as
+            ``dask.distributed.Client(...).get_executor()``. Same numbers, bit
+            for bit; a chunk whose worker dies is retried once.
         progress: ``None`` shows a progress bar for long checks on a terminal.
 
     Returns:
@@ -174,7 +175,7 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started) -> Repo
         )
     else:
         outcome = _coordinate_phase(
-            evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode
+            evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, opts.executor
         )
     j0_end = at_point(evaluate, "at the check point (final evaluation)")
     spread = max(spread, abs(_real(j0_end) - j0))
@@ -234,6 +235,12 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.Outcome:
+    notes = []
+    if opts.executor is not None:
+        notes.append(
+            "directional mode ran in this process (it needs a few hundred evaluations); "
+            "executor= spreads full and sampled checks"
+        )
     if opts.method != "central":
         raise GradientSpecError(
             f"mode='directional' uses central differences; got method={opts.method!r}. "
@@ -275,7 +282,6 @@ def _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> 
         bar.close()
     den = math.sqrt(sums["gg"]) + math.sqrt(sums["nn"])
     difference = math.sqrt(sums["ee"]) / den if den > 0 else 0.0
-    notes = []
     if kinky:
         notes.append(
             f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
@@ -317,16 +323,27 @@ def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
     return max(model, _policy.NOISE_MARGIN * sigma)
 
 
-def _coordinate_phase(evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode):
+def _coordinate_phase(
+    evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, executor=None
+):
     coords = _coordinates(leaves, opts, mode)
     total = sum(c.size for c in coords.values())
     bar = Progress(total, "gradproof", opts.progress)
-    sweeps = {}
+    workers = payload = None
+    if executor is not None:
+        payload = _parallel.payload_for(
+            evaluate.cost,
+            params,
+            evaluate.rng_state,
+            np.float64 if opts.method != "complex" else np.complex128,
+            evaluate.replay,
+            evaluate.complex_ok,
+        )
+        workers = _parallel.Workers(executor)
     try:
-        for leaf in leaves:
-            sweeps[leaf.name] = sweep_leaf(
-                evaluate, arrays[leaf.name], leaf, j0, opts, bar.tick, coords[leaf.name]
-            )
+        sweeps = sweep_leaves(
+            evaluate, arrays, leaves, coords, j0, opts, bar.tick, workers, payload
+        )
     finally:
         bar.close()
     noise = _cost_noise(evaluate, leaves, sweeps, j0, opts) + spread

@@ -34,3 +34,7 @@ class GradientError(AssertionError):
     def __init__(self, report: Report) -> None:
         super().__init__(str(report))
         self.report = report
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed twice on the same chunk of evaluations (params are intact)."""

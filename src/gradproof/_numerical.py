@@ -11,7 +11,7 @@ from . import _tree
 from ._check import _options
 from ._cost import Evaluator, check_finite
 from ._errors import GradientSpecError
-from ._sweep import at_point, sweep_leaf
+from ._sweep import at_point, sweep_leaves
 
 
 def numerical_gradient(
@@ -35,10 +35,9 @@ def numerical_gradient(
         j0 = at_point(evaluate.first, "at the check point")
         check_finite(j0, "at the check point")
         j0 = j0.real if isinstance(j0, complex) else j0
-        numeric = {
-            leaf.name: sweep_leaf(evaluate, arrays[leaf.name], leaf, j0, opts, None).numeric
-            for leaf in leaves
-        }
+        coords = {leaf.name: np.arange(leaf.size) for leaf in leaves}
+        sweeps = sweep_leaves(evaluate, arrays, leaves, coords, j0, opts, None)
+        numeric = {name: s.numeric for name, s in sweeps.items()}
     finally:
         np.random.set_state(rng_state)
     by_path = {leaf.path: leaf for leaf in leaves}

@@ -61,24 +61,79 @@ class LeafSweep:
         return probe_at
 
 
-def sweep_leaf(evaluate, array, leaf: _tree.Leaf, j0, opts: Any, tick, coords=None):
-    flat = array.reshape(-1)  # a view: the working array is C-contiguous
-    coords = np.arange(flat.size) if coords is None else coords
-    steps = make_steps(opts.method, flat.real[coords], opts.eps)
+def _dtype(opts: Any):
+    return np.complex128 if opts.method == "complex" else np.float64
+
+
+def sweep_leaves(evaluate, arrays, leaves, coords, j0, opts: Any, tick, workers=None, payload=None):
+    """Sweep every parameter's checked coordinates, here or on ``workers``.
+
+    Returns a :class:`LeafSweep` per parameter name. The cost values are the
+    same, bit for bit, wherever they were computed.
+    """
     n_points = _policy.EVALS_PER_COORDINATE[opts.method]
-    dtype = np.complex128 if opts.method == "complex" else np.float64
-    js = [np.empty(coords.size, dtype=dtype) for _ in range(n_points)]
-    for start in range(0, coords.size, CHUNK):
-        chunk = slice(start, start + CHUNK)
-        points = points_for(opts.method, steps.theta[chunk], steps.h[chunk])
-        try:
-            part = sweep(evaluate, flat, [p.tolist() for p in points], coords[chunk].tolist(), tick)
-        except SweepInterrupted as exc:
-            raise _located(exc, leaf, opts) from _user_cause(exc)
+    plans = {}
+    for leaf in leaves:
+        flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
+        c = coords[leaf.name]
+        steps = make_steps(opts.method, flat.real[c], opts.eps)
+        js = [np.empty(c.size, dtype=_dtype(opts)) for _ in range(n_points)]
+        plans[leaf.name] = (leaf, flat, c, steps, js)
+
+    def chunks(size: int):
+        for name, (_, _, c, steps, _) in plans.items():
+            for start in range(0, c.size, size):
+                part = slice(start, start + size)
+                points = points_for(opts.method, steps.theta[part], steps.h[part])
+                yield name, start, c[part].tolist(), [p.tolist() for p in points]
+
+    def store(name: str, start: int, part: list[np.ndarray]) -> None:
+        js = plans[name][4]
         if opts.method == "complex" and part[0].dtype.kind != "c":
             js[0] = js[0].real  # the cost dropped the imaginary part: refused below
         for k in range(n_points):
-            js[k][chunk] = part[k]
+            js[k][start : start + len(part[k])] = part[k]
+
+    if workers is None:
+        for name, start, idx, values in chunks(CHUNK):
+            try:
+                store(name, start, sweep(evaluate, plans[name][1], values, idx, tick))
+            except SweepInterrupted as exc:
+                raise _located(exc, plans[name][0], opts) from _user_cause(exc)
+    else:
+        _sweep_on(workers, payload, chunks, store, evaluate, plans, opts, tick)
+    return {
+        name: _finish(leaf, flat, c, steps, js, j0, opts)
+        for name, (leaf, flat, c, steps, js) in plans.items()
+    }
+
+
+def _sweep_on(workers, payload, chunks, store, evaluate, plans, opts, tick) -> None:
+    from ._parallel import Chunk
+
+    total = sum(plan[2].size for plan in plans.values())
+    size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
+    work = [Chunk(name, start, idx, values) for name, start, idx, values in chunks(size)]
+
+    def done(chunk: Chunk, result: tuple) -> None:
+        evaluate.count += result[-1]
+        if result[0] == "raised":
+            _, index, point, exc, _ = result
+            located = _located(SweepInterrupted(index, point), plans[chunk.leaf][0], opts, exc)
+            raise located from exc
+        store(chunk.leaf, chunk.start, result[1])
+        if tick is not None:
+            tick(len(chunk.coords))
+
+    try:
+        workers.run(payload, work, done)
+    except BaseException:
+        workers.close(cancel=True)
+        raise
+    workers.close()
+
+
+def _finish(leaf, flat, coords, steps, js, j0, opts: Any) -> LeafSweep:
     if opts.method == "complex" and js[0].dtype.kind != "c":
         raise CostError(
             "method='complex' needs a cost that carries complex input through to its output, "
@@ -119,8 +174,8 @@ def _user_cause(exc: SweepInterrupted) -> BaseException | None:
     return cause.__cause__ if isinstance(cause, CostRaised) else cause
 
 
-def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Any) -> CostError:
-    cause = _user_cause(exc)
+def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Any, cause=None) -> CostError:
+    cause = _user_cause(exc) if cause is None else cause
     at = location(leaf, exc.index, exc.point, opts)
     if isinstance(cause, CostError):
         return CostError(f"{cause} (at {at})")
