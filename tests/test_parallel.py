@@ -59,7 +59,10 @@ def test_cost_raising_in_a_worker_is_a_cost_error_with_its_coordinate(case):
             raise ArithmeticError("negative bias")
         return net.cost(p)
 
-    with cf.ThreadPoolExecutor(2) as pool, pytest.raises(gp.CostError, match=r"at b2\[3, 0\] - h: negative bias") as info:
+    with (
+        cf.ThreadPoolExecutor(2) as pool,
+        pytest.raises(gp.CostError, match=r"at b2\[3, 0\] - h: negative bias") as info,
+    ):
         gp.check(breaks, net.params, grads, executor=pool)
     assert isinstance(info.value.__cause__, ArithmeticError)
 
@@ -100,10 +103,17 @@ def test_a_worker_that_always_dies_is_a_clear_error_and_params_are_intact(case):
 def test_dask_cluster_on_loopback(case):
     distributed = pytest.importorskip("distributed")
     net, grads, reference = case
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         report = gp.check(lambda p: net.cost(p), net.params, grads, executor=client.get_executor())
     same_numbers(report, reference)
 
