@@ -95,7 +95,7 @@ def test_a_worker_that_always_dies_is_a_clear_error_and_params_are_intact(case):
         return net.cost(p)
 
     before = snapshot(net.params)
-    with pytest.raises(gp.WorkerError, match="failed twice.*params are intact"):
+    with pytest.raises(gp.WorkerError, match=r"failed twice.*params are intact"):
         gp.check(always, net.params, grads, executor=2)
     assert snapshot(net.params) == before
 
