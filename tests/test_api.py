@@ -169,3 +169,11 @@ def test_an_empty_parameter_beside_others_is_checked_as_nothing():
         {"W": 2 * np.ones((2, 2)), "unused": np.zeros((0, 3))},
     )
     assert report.passed and report.tensors["unused"].checked == 0
+
+
+def test_progress_bar_stays_off_in_ci_and_when_refused(problem, capsys, monkeypatch):
+    params, cost, grads = problem
+    monkeypatch.setenv("CI", "true")
+    gp.check(cost, params, grads)  # progress=None: only on a terminal, never in CI
+    gp.check(cost, params, grads, progress=False)
+    assert capsys.readouterr().err == ""
