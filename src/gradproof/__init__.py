@@ -15,6 +15,8 @@ from ._errors import GradientSpecError as GradientSpecError
 from ._errors import WorkerError as WorkerError
 from ._numerical import derivative as derivative
 from ._numerical import numerical_gradient as numerical_gradient
+from ._plot import StepSweep as StepSweep
+from ._plot import step_sweep as step_sweep
 from ._report import Report as Report
 from ._report import TensorReport as TensorReport
 from ._tree import flatten as flatten
@@ -26,6 +28,7 @@ __all__ = [
     "GradientError",
     "GradientSpecError",
     "Report",
+    "StepSweep",
     "TensorReport",
     "WorkerError",
     "__version__",
@@ -34,4 +37,5 @@ __all__ = [
     "derivative",
     "flatten",
     "numerical_gradient",
+    "step_sweep",
 ]

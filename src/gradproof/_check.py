@@ -201,6 +201,7 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started) -> Repo
         tensors=tensors,
         evaluations=evaluate.count,
         numerical=outcome.numerical,
+        analytic=outcome.analytic,
         warnings=warnings,
         method=opts.method,
         eps=opts.eps,
@@ -371,7 +372,7 @@ def _coordinate_phase(
         judged_g.append(g[judged])
         judged_n.append(s.numeric[judged])
     n_all = np.concatenate(judged_n)
-    numerical = None
+    numerical = analytic_tree = None
     if mode == "full":
         by_path = {leaf.path: leaf for leaf in leaves}
 
@@ -381,6 +382,13 @@ def _coordinate_phase(
             return float(values[0]) if leaf.is_scalar else values.reshape(leaf.shape).copy()
 
         numerical = _tree.rebuild(params, shaped)
+
+        def analytic_of(path, _):
+            leaf = by_path[path]
+            a = np.asarray(analytic[leaf.name], dtype=np.float64)
+            return float(a.reshape(-1)[0]) if leaf.is_scalar else a.reshape(leaf.shape).copy()
+
+        analytic_tree = _tree.rebuild(params, analytic_of)
     h_all = np.concatenate([s.steps.h for s in sweeps.values()])
     return _compare.Outcome(
         tensors=tensors,
@@ -388,6 +396,7 @@ def _coordinate_phase(
         numeric_all_zero=not np.any(n_all),
         step=float(np.median(h_all)),
         numerical=numerical,
+        analytic=analytic_tree,
     )
 
 

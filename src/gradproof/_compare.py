@@ -42,6 +42,7 @@ class Outcome:
     numeric_all_zero: bool  # the cost never changed: it may ignore its argument
     step: float  # a typical step, to judge what non-determinism does to the partials
     numerical: object = None  # the numerical gradient (full mode)
+    analytic: object = None  # the analytic gradient, in params' structure (full mode)
     notes: tuple = ()  # extra warnings from the mode
 
 

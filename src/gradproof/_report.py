@@ -82,6 +82,7 @@ class Report:
         tensors: parameter name → :class:`TensorReport`, in the order of params.
         evaluations: how many times the cost was called.
         numerical: the numerical gradient, same structure as params (full mode).
+        analytic: the analytic gradient it was compared with, same structure (full mode).
         warnings: kinks crossed, float32 parameters, non-determinism, ...
         method, eps, mode: how the check ran (``eps=None``: automatic steps).
         policy: the numerical policy in force, for reproducing the verdict.
@@ -102,6 +103,7 @@ class Report:
     policy: dict[str, Any] = field(default_factory=dict)
     deterministic: bool = True
     seconds: float = 0.0
+    analytic: Any = None
 
     @property
     def failing(self) -> list[TensorReport]:
@@ -137,33 +139,37 @@ class Report:
     def _repr_html_(self) -> str:
         return format_html(self)
 
-    def plot(self, ax: Any = None) -> Any:
-        """Bar chart of each parameter's difference on a log scale, with the tolerance line.
+    def __rich__(self) -> Any:
+        from ._render import rich_renderable
 
-        Needs matplotlib (``pip install 'gradproof[plot]'``). Returns the axes.
+        return rich_renderable(self)
+
+    def show(self, file: Any = None, color: bool | None = None) -> None:
+        """Print the report, coloured on a terminal (needs rich: ``pip install 'gradproof[pretty]'``).
+
+        Plain text when the stream is not a terminal, when ``NO_COLOR`` is set,
+        or when rich is not installed.
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError(
-                "Report.plot needs matplotlib: pip install 'gradproof[plot]'"
-            ) from exc
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(self.tensors) + 2), 3.2))
-        names = list(self.tensors)
-        floor = 1e-17
-        values = [max(t.difference, floor) for t in self.tensors.values()]
-        colors = ["#2a9d8f" if t.passed else "#e63946" for t in self.tensors.values()]
-        ax.bar(names, values, color=colors)
-        ax.axhline(
-            self.tol, color="#555555", linestyle="--", linewidth=1, label=f"tol {self.tol:g}"
-        )
-        ax.set_yscale("log")
-        ax.set_ylabel("relative difference")
-        ax.set_title("gradient check: " + ("passed" if self.passed else "failed"))
-        ax.legend(loc="best")
-        ax.tick_params(axis="x", rotation=45 if len(names) > 6 else 0)
-        return ax
+        from ._render import show
+
+        show(self, file, color)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Each parameter's difference on a log scale against tol; failing ones red.
+
+        A failing 2-D parameter of a full check gets a heat map of its element
+        errors beside it. Needs matplotlib (``pip install 'gradproof[plot]'``).
+        Returns the figure.
+        """
+        from ._plot import plot_report
+
+        return plot_report(self, ax)
+
+    def save_html(self, path: Any) -> None:
+        """Write one self-contained HTML page: the table, warnings and (with matplotlib) plots."""
+        from ._html import save_html
+
+        save_html(self, path)
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:
@@ -248,16 +254,22 @@ def format_report(report: Report) -> str:
         lines.append("")
         lines.append("warnings:")
         lines.extend(f"  - {w}" for w in report.warnings)
-    eps = "auto" if report.eps is None else f"{report.eps:g}"
     lines.append("")
-    lines.append(
+    lines += footer_lines(report)
+    return "\n".join(lines)
+
+
+def footer_lines(report: Report) -> list[str]:
+    """How the check ran: method, step, mode, cost, and any mode choice or confidence."""
+    eps = "auto" if report.eps is None else f"{report.eps:g}"
+    lines = [
         f"method {report.method}, eps {eps}, mode {report.mode}, "
         f"{report.evaluations} cost evaluations, {report.seconds:.2f} s"
-    )
+    ]
     for key in ("auto", "confidence"):
         if report.policy.get(key):
             lines.append(f"{key}: {report.policy[key]}")
-    return "\n".join(lines)
+    return lines
 
 
 def format_html(report: Report) -> str:
