@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from ._report import Report
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1d3557; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem;
+  color: #1d3557; }
 .gradproof-report table { border-collapse: collapse; margin: 1rem 0; }
 .gradproof-report th, .gradproof-report td { padding: 0.3rem 0.8rem; border-bottom: 1px solid #ddd;
   text-align: left; font-variant-numeric: tabular-nums; }

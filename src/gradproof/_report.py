@@ -145,9 +145,9 @@ class Report:
         return rich_renderable(self)
 
     def show(self, file: Any = None, color: bool | None = None) -> None:
-        """Print the report, coloured on a terminal (needs rich: ``pip install 'gradproof[pretty]'``).
+        """Print the report, coloured on a terminal.
 
-        Plain text when the stream is not a terminal, when ``NO_COLOR`` is set,
+        Colour needs rich (``pip install 'gradproof[pretty]'``). Plain text when the stream is not a terminal, when ``NO_COLOR`` is set,
         or when rich is not installed.
         """
         from ._render import show
