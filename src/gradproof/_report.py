@@ -147,8 +147,9 @@ class Report:
     def show(self, file: Any = None, color: bool | None = None) -> None:
         """Print the report, coloured on a terminal.
 
-        Colour needs rich (``pip install 'gradproof[pretty]'``). Plain text when the stream is not a terminal, when ``NO_COLOR`` is set,
-        or when rich is not installed.
+        Colour needs rich (``pip install 'gradproof[pretty]'``). Plain text when
+        the stream is not a terminal, when ``NO_COLOR`` is set, or when rich is
+        not installed.
         """
         from ._render import show
 
