@@ -16,8 +16,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gradproof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from ._cli_check import add_parser as add_check
     from ._demo import DESCRIPTION
 
+    add_check(sub)
     sub.add_parser(
         "demo",
         help="the seed documents' story end to end: a planted bug caught, then fixed",
@@ -34,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._demo import run
 
         return run(sys.stdout)
+    if args.command == "check":
+        from ._cli_check import run as run_check
+
+        return run_check(args)
     parser.print_help()
     return 2
 

@@ -63,12 +63,37 @@ class TensorReport:
             "scale": self.scale,
             "diagnosis": self.diagnosis,
             "pattern": self.pattern,
+            "finding": self.finding,
+            "cause": self.cause,
             "checked": self.checked,
             "wrong": self.wrong,
             "wrong_indices": [list(i) for i in self.wrong_indices],
             "kinks": [list(i) for i in self.kinks],
             "probed": self.probed,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorReport:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            name=d["name"],
+            shape=tuple(d["shape"]),
+            passed=d["passed"],
+            difference=d["difference"],
+            max_abs_error=d["max_abs_error"],
+            worst_index=tuple(d["worst_index"]),
+            scale=d["scale"],
+            diagnosis=d["diagnosis"],
+            checked=d["checked"],
+            pattern=d.get("pattern"),
+            finding=d.get("finding"),
+            cause=d.get("cause"),
+            wrong=d.get("wrong", 0),
+            wrong_indices=tuple(tuple(i) for i in d.get("wrong_indices", ())),
+            kinks=tuple(tuple(i) for i in d.get("kinks", ())),
+            probed=d.get("probed", 0),
+            dtype=d.get("dtype", "float64"),
+        )
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,30 @@ class Report:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """A report from :meth:`to_dict`'s output (without the gradients themselves)."""
+        tensors = [TensorReport.from_dict(t) for t in d["tensors"]]
+        return cls(
+            passed=d["passed"],
+            difference=d["difference"],
+            tol=d["tol"],
+            tensors={t.name: t for t in tensors},
+            evaluations=d["evaluations"],
+            numerical=None,
+            warnings=list(d["warnings"]),
+            method=d["method"],
+            eps=d["eps"],
+            mode=d["mode"],
+            policy=dict(d["policy"]),
+            deterministic=d["deterministic"],
+            seconds=d["seconds"],
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.from_dict(json.loads(text))
 
     def _repr_html_(self) -> str:
         return format_html(self)
