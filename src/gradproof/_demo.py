@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 from typing import TextIO
 
@@ -11,6 +10,7 @@ import numpy as np
 from . import _policy
 from ._check import check
 from ._numerical import derivative
+from ._render import show
 from .examples import backward_propagation_n, forward_propagation_n, seed_case
 
 DESCRIPTION = """\
@@ -29,10 +29,6 @@ Tells the story of the seed documents on gradient checking, end to end:
 
 def _section(out: TextIO, title: str) -> None:
     out.write(f"\n== {title}\n")
-
-
-def _indent(text: str, prefix: str = "   ") -> str:
-    return textwrap.indent(text, prefix)
 
 
 def run(out: TextIO) -> int:
@@ -63,7 +59,7 @@ def run(out: TextIO) -> int:
     _section(out, "3. The seeds' network, LINEAR-RELU-LINEAR-RELU-LINEAR-SIGMOID, with their bug")
     w("   backward_propagation_n doubles dW2 and quadruples db1. At the seeds' eps = 1e-7:\n\n")
     buggy = check(cost, parameters, backward_propagation_n(X, Y, cache, buggy=True), eps=1e-7)
-    w(_indent(str(buggy)) + "\n")
+    show(buggy, out, indent=3)
     w(
         "\n   The seeds' code prints one number (0.2850931567761623) and a hint to look at\n"
         "   dW2 and db1; gradproof finds both, with the factors, and clears the rest.\n"
@@ -85,7 +81,7 @@ def run(out: TextIO) -> int:
         f"      The step {_policy.STEP_FACTOR['central']:.2g} * max(1, |theta|) balances "
         "truncation error (~h^2)\n      against round-off (~1/h) for each coordinate.\n\n"
     )
-    w(_indent(str(auto)) + "\n")
+    show(auto, out, indent=3)
 
     _section(out, "5. The L-layer network on real data: breast cancer diagnosis")
     try:

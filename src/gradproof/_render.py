@@ -64,7 +64,9 @@ def rich_renderable(report: Report) -> Any:
     return Group(*parts)
 
 
-def show(report: Report, file: TextIO | None = None, color: bool | None = None) -> None:
+def show(
+    report: Report, file: TextIO | None = None, color: bool | None = None, indent: int = 0
+) -> None:
     """Print the report: coloured on a terminal when rich is installed, plain otherwise."""
     stream = file if file is not None else sys.stdout
     color = wants_color(stream) if color is None else color
@@ -74,8 +76,12 @@ def show(report: Report, file: TextIO | None = None, color: bool | None = None) 
         except ImportError:
             color = False
     if not color:
-        stream.write(str(report) + "\n")
+        pad = " " * indent
+        stream.write("\n".join(pad + line if line else line for line in str(report).split("\n")))
+        stream.write("\n")
         return
+    from rich.padding import Padding
+
     Console(file=stream, force_terminal=True, highlight=False, soft_wrap=True).print(
-        rich_renderable(report)
+        Padding(rich_renderable(report), (0, 0, 0, indent))
     )
