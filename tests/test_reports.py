@@ -237,3 +237,13 @@ def test_pytest_plugin_fixture_shows_the_table(pytester):
     result.stdout.fnmatch_lines(
         ["*Gradient check failed: 1 of 1 parameter wrong*", "*w  (2,)*analytic = -1.00 × numeric*"]
     )
+
+
+def test_rich_print_renders_the_report(seed_reports):
+    rich_console = pytest.importorskip("rich.console")
+    *_, buggy, _ = seed_reports
+    console = rich_console.Console(record=True, width=140)
+    console.print(buggy)
+    text = console.export_text()
+    assert "Gradient check failed: 2 of 6 parameters wrong" in text
+    assert "likely cause: a stray constant factor in dW2" in text and "WRONG" in text
