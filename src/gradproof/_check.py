@@ -113,11 +113,16 @@ def check(
         True
     """
     opts = _options(method, eps, tol, mode, k, seed, executor, progress)
+    return run_check(cost, params, grads, opts)
+
+
+def run_check(cost, params, grads, opts: Options, batched=None) -> Report:
+    """:func:`check` with validated options; ``batched`` evaluates chunks at once (vmap)."""
     leaves = _tree.parse(params)
     rng_state = np.random.get_state()
     started = time.perf_counter()
     try:
-        return _run(cost, params, grads, leaves, opts, rng_state, started)
+        return _run(cost, params, grads, leaves, opts, rng_state, started, batched)
     finally:
         np.random.set_state(rng_state)
 
@@ -150,7 +155,7 @@ def _precision_warnings(leaves: list[_tree.Leaf], analytic: dict[str, np.ndarray
     return warnings
 
 
-def _run(cost, params, grads, leaves, opts: Options, rng_state, started) -> Report:
+def _run(cost, params, grads, leaves, opts: Options, rng_state, started, batched=None) -> Report:
     analytic = _analytic(grads, leaves, params, rng_state)
     warnings = _precision_warnings(leaves, analytic)
     work_dtype = np.complex128 if opts.method == "complex" else np.float64
@@ -175,7 +180,17 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started) -> Repo
         )
     else:
         outcome = _coordinate_phase(
-            evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, opts.executor
+            evaluate,
+            arrays,
+            params,
+            leaves,
+            analytic,
+            j0,
+            spread,
+            opts,
+            mode,
+            opts.executor,
+            batched if opts.method == "central" and opts.executor is None else None,
         )
     j0_end = at_point(evaluate, "at the check point (final evaluation)")
     spread = max(spread, abs(_real(j0_end) - j0))
@@ -325,7 +340,7 @@ def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
 
 
 def _coordinate_phase(
-    evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, executor=None
+    evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, executor=None, batched=None
 ):
     coords = _coordinates(leaves, opts, mode)
     total = sum(c.size for c in coords.values())
@@ -343,7 +358,7 @@ def _coordinate_phase(
         workers = _parallel.Workers(executor)
     try:
         sweeps = sweep_leaves(
-            evaluate, arrays, leaves, coords, j0, opts, bar.tick, workers, payload
+            evaluate, arrays, leaves, coords, j0, opts, bar.tick, workers, payload, batched
         )
     finally:
         bar.close()

@@ -65,11 +65,15 @@ def _dtype(opts: Any):
     return np.complex128 if opts.method == "complex" else np.float64
 
 
-def sweep_leaves(evaluate, arrays, leaves, coords, j0, opts: Any, tick, workers=None, payload=None):
-    """Sweep every parameter's checked coordinates, here or on ``workers``.
+def sweep_leaves(
+    evaluate, arrays, leaves, coords, j0, opts: Any, tick, workers=None, payload=None, batched=None
+):
+    """Sweep every parameter's checked coordinates: here, on ``workers``, or ``batched``.
 
-    Returns a :class:`LeafSweep` per parameter name. The cost values are the
-    same, bit for bit, wherever they were computed.
+    ``batched(name, flat, coords, values)`` evaluates a whole chunk at once (a
+    framework's vmap) and returns one array of cost values per point set.
+    Returns a :class:`LeafSweep` per parameter name. On workers the cost values
+    are the same, bit for bit, as here.
     """
     n_points = _policy.EVALS_PER_COORDINATE[opts.method]
     plans = {}
@@ -94,7 +98,14 @@ def sweep_leaves(evaluate, arrays, leaves, coords, j0, opts: Any, tick, workers=
         for k in range(n_points):
             js[k][start : start + len(part[k])] = part[k]
 
-    if workers is None:
+    if batched is not None:
+        for name, start, idx, values in chunks(CHUNK):
+            flat = plans[name][1]
+            store(name, start, [np.asarray(v) for v in batched(name, flat, idx, values)])
+            if tick is not None:
+                tick(len(idx))
+            evaluate.count += len(idx) * len(values)
+    elif workers is None:
         for name, start, idx, values in chunks(CHUNK):
             try:
                 store(name, start, sweep(evaluate, plans[name][1], values, idx, tick))

@@ -1,0 +1,272 @@
+"""Checking what PyTorch's autograd computes: modules, custom ``autograd.Function``\\ s, kernels.
+
+>>> import torch, gradproof.torch as gpt                                 # doctest: +SKIP
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())  # doctest: +SKIP
+>>> x = torch.randn(8, 4)                                                # doctest: +SKIP
+>>> print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))       # doctest: +SKIP
+
+The module and the inputs are never modified: the gradient is taken, and the
+cost evaluated, on float64 copies on the tensors' device. Torch's RNG is
+replayed before every evaluation, so dropout is checked with one mask.
+PyTorch is imported only when this module is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._check import _options, run_check
+from ._errors import GradientSpecError
+from ._report import Report
+
+# Elements of perturbed copies that one batched (vmap) evaluation may hold.
+BATCH_ELEMENTS = 1 << 23
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("gradproof.torch needs PyTorch: pip install 'gradproof[torch]'") from exc
+    return torch
+
+
+def check(
+    fn_or_module: Any,
+    *inputs: Any,
+    loss: Callable[[Any], Any] | None = None,
+    **check_options: Any,
+) -> Report:
+    """Check autograd's gradient of ``fn_or_module(*inputs)`` against finite differences.
+
+    Checked: the module's parameters that require grad (named as in
+    ``named_parameters()``, e.g. ``"0.weight"``) and the inputs that require
+    grad (``"input0"``, ``"input1"``, ...).
+
+    Args:
+        fn_or_module: an ``nn.Module`` or a function of tensors (custom
+            ``autograd.Function.apply`` included).
+        inputs: its positional inputs.
+        loss: turns the output into the scalar cost. Without it, a scalar
+            output is the cost, and any other output ``y`` is reduced to
+            ``sum(y * r)`` with a fixed random ``r`` (seeded by ``seed``),
+            which checks the backward pass for that cotangent.
+        check_options: as for :func:`gradproof.check` (``method``, ``eps``,
+            ``tol``, ``mode``, ``k``, ``seed``, ``progress``).
+
+    Returns:
+        A :class:`gradproof.Report`, by parameter and input name.
+    """
+    torch = _torch()
+    opts = _options(**_with_defaults(check_options))
+    checker = _Checker(torch, fn_or_module, inputs, loss, opts.seed)
+    with torch.random.fork_rng(devices=checker.cuda_devices):
+        report = run_check(
+            checker.cost,
+            checker.params,
+            checker.analytic(),
+            opts,
+            batched=checker.batched if opts.mode in ("full", "sample") else None,
+        )
+    notes = checker.notes()
+    return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+
+
+def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"method", "eps", "tol", "mode", "k", "seed", "executor", "progress"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise GradientSpecError(
+            f"unknown option {unknown[0]!r} for gradproof.torch.check; it takes "
+            f"{', '.join(sorted(allowed))} and loss="
+        )
+    defaults = {
+        "method": "central",
+        "eps": None,
+        "tol": 1e-7,
+        "mode": "full",
+        "k": None,
+        "seed": 0,
+        "executor": None,
+        "progress": None,
+    }
+    return {**defaults, **options}
+
+
+class _Checker:
+    """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
+
+    def __init__(self, torch, fn, inputs, loss, seed):
+        self.torch = torch
+        self.fn = fn
+        self.loss = loss
+        self.seed = seed
+        self.module = fn if isinstance(fn, torch.nn.Module) else None
+        named = {}
+        if self.module is not None:
+            named = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+            self.buffers = {n: b.detach() for n, b in self.module.named_buffers()}
+        else:
+            if not callable(fn):
+                raise GradientSpecError(
+                    "gradproof.torch.check takes an nn.Module or a function, "
+                    f"got {type(fn).__name__}"
+                )
+            self.buffers = {}
+        for i, x in enumerate(inputs):
+            if torch.is_tensor(x) and x.requires_grad:
+                named[f"input{i}"] = x
+        if not named:
+            raise GradientSpecError(
+                "nothing to check: no module parameter and no input requires grad. Pass a module, "
+                "or inputs created with requires_grad=True"
+            )
+        for name, t in named.items():
+            if not t.is_floating_point():
+                raise GradientSpecError(
+                    f"{name} has dtype {t.dtype}; only float tensors have gradients"
+                )
+        self.names = list(named)
+        self.shapes = {n: tuple(t.shape) for n, t in named.items()}
+        self.low = sorted({str(t.dtype) for t in named.values() if t.dtype != torch.float64})
+        self.device = next(iter(named.values())).device
+        self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        self.inputs = [
+            x.detach().to(torch.float64)
+            if torch.is_tensor(x) and x.is_floating_point()
+            else (x.detach() if torch.is_tensor(x) else x)
+            for x in inputs
+        ]
+        self.params = {
+            n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in named.items()
+        }
+        self.rng_state = torch.get_rng_state()
+        self.cuda_state = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
+        self.projection = None
+        self.vmap_failed: str | None = None
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.low:
+            notes.append(
+                f"the tensors checked are {'/'.join(self.low)}: the check ran on float64 copies "
+                "(autograd's gradient included); the module and inputs were not changed"
+            )
+        if self.vmap_failed:
+            notes.append(
+                f"evaluations ran one by one: torch.func.vmap could not batch the cost "
+                f"({self.vmap_failed}). A custom autograd.Function batches with "
+                "setup_context and generate_vmap_rule = True"
+            )
+        return notes
+
+    def replay(self) -> None:
+        self.torch.set_rng_state(self.rng_state)
+        for d, s in zip(self.cuda_devices, self.cuda_state, strict=True):
+            self.torch.cuda.set_rng_state(s, d)
+
+    def forward(self, tensors: dict[str, Any]):
+        torch = self.torch
+        args = [tensors.get(f"input{i}", x) for i, x in enumerate(self.inputs)]
+        if self.module is not None:
+            state = {n: t for n, t in tensors.items() if not n.startswith("input")}
+            # Fresh float64 copies of the buffers each time: batch norm's running
+            # statistics must neither change the module nor carry over.
+            buffers = {
+                n: b.to(torch.float64).clone() if b.is_floating_point() else b.clone()
+                for n, b in self.buffers.items()
+            }
+            out = torch.func.functional_call(self.module, {**state, **buffers}, tuple(args))
+        else:
+            out = self.fn(*args)
+        if self.loss is not None:
+            out = self.loss(out)
+        if not torch.is_tensor(out):
+            raise GradientSpecError(
+                f"the output (after loss) must be a tensor, got {type(out).__name__}"
+            )
+        if out.numel() == 1:
+            return out.reshape(())
+        if self.projection is None or self.projection.shape != out.shape:
+            generator = torch.Generator(device="cpu").manual_seed(self.seed)
+            self.projection = torch.randn(
+                tuple(out.shape), generator=generator, dtype=torch.float64
+            ).to(out.device)
+        return (out * self.projection).sum()
+
+    def _tensors(self, arrays: dict[str, np.ndarray], grad: bool = False) -> dict[str, Any]:
+        torch = self.torch
+        out = {}
+        for n, a in arrays.items():
+            t = torch.from_numpy(a).to(self.device)  # shares memory on the CPU
+            out[n] = t.clone().requires_grad_(True) if grad else t
+        return out
+
+    def analytic(self) -> dict[str, np.ndarray]:
+        torch = self.torch
+        self.replay()
+        tensors = self._tensors(self.params, grad=True)
+        cost = self.forward(tensors)
+        grads = torch.autograd.grad(cost, list(tensors.values()), allow_unused=True)
+        return {
+            n: np.zeros(self.shapes[n])
+            if g is None
+            else g.detach().to("cpu", torch.float64).numpy()
+            for n, g in zip(self.names, grads, strict=True)
+        }
+
+    def cost(self, arrays: dict[str, np.ndarray]) -> float:
+        self.replay()
+        with self.torch.no_grad():
+            return float(self.forward(self._tensors(arrays)))
+
+    def batched(self, name: str, flat: np.ndarray, coords: list[int], values: list[list[float]]):
+        """Cost values for each point set, the perturbed copies evaluated in vmap batches."""
+        if self.vmap_failed is None:
+            try:
+                return [self._vmapped(name, flat, coords, v) for v in values]
+            except Exception as exc:  # e.g. a custom Function without vmap support
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.vmap_failed = textwrap.shorten(f"{type(exc).__name__}: {first}", 160)
+        return [self._one_by_one(name, flat, coords, v) for v in values]
+
+    def _vmapped(self, name, flat, coords, values) -> np.ndarray:
+        torch = self.torch
+        shape = self.shapes[name]
+        others = self._tensors({n: self.params[n] for n in self.names if n != name})
+        base = torch.from_numpy(flat).to(self.device)
+        size = max(1, min(len(coords), BATCH_ELEMENTS // max(flat.size, 1)))
+        out = []
+
+        def one(leaf):
+            return self.forward({**others, name: leaf})
+
+        batched = torch.func.vmap(one, randomness="same")
+        for start in range(0, len(coords), size):
+            idx = torch.as_tensor(coords[start : start + size], device=self.device)
+            rows = torch.arange(idx.numel(), device=self.device)
+            leaf = base.expand(idx.numel(), flat.size).clone()
+            leaf[rows, idx] = torch.as_tensor(
+                values[start : start + size], dtype=torch.float64, device=self.device
+            )
+            self.replay()
+            with torch.no_grad():
+                out.append(batched(leaf.reshape((idx.numel(), *shape))).cpu().numpy())
+        return np.concatenate(out)
+
+    def _one_by_one(self, name, flat, coords, values) -> np.ndarray:
+        arrays = dict(self.params)
+        work = flat.copy()
+        arrays[name] = work.reshape(self.shapes[name])
+        out = np.empty(len(coords))
+        for j, (i, v) in enumerate(zip(coords, values, strict=True)):
+            x0 = work[i]
+            work[i] = v
+            out[j] = self.cost(arrays)
+            work[i] = x0
+        return out

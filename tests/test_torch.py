@@ -1,0 +1,139 @@
+"""gradproof.torch: autograd's gradients, custom Functions and modules, checked."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import gradproof.torch as gpt  # noqa: E402
+
+
+class MulSin(torch.autograd.Function):
+    """y = a * b + sin(a), with an optional planted bug in db."""
+
+    bug = False
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b):
+        return a * b + torch.sin(a)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * (b + torch.cos(a)), (2 if MulSin.bug else 1) * g * a
+
+
+@pytest.fixture
+def ab():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    return a, b
+
+
+@pytest.mark.parametrize("bug", [False, True], ids=["correct", "db doubled"])
+def test_custom_function_is_checked_by_input(ab, bug, monkeypatch):
+    monkeypatch.setattr(MulSin, "bug", bug)
+    report = gpt.check(MulSin.apply, *ab)
+    assert report.passed is not bug
+    if bug:
+        assert [t.name for t in report.failing] == ["input1"]
+        assert report.tensors["input1"].pattern == "scale"
+        assert "2.00 × numeric" in report.tensors["input1"].diagnosis
+    assert not any("one by one" in w for w in report.warnings)  # generate_vmap_rule: batched
+
+
+def test_old_style_function_falls_back_to_one_by_one(ab):
+    class Old(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g * a.exp()
+
+    report = gpt.check(Old.apply, ab[0])
+    assert report.passed
+    assert any("evaluations ran one by one" in w for w in report.warnings)
+
+
+def test_module_parameters_by_name_with_dropout_and_module_intact():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Dropout(0.4), torch.nn.Linear(6, 3)
+    )
+    x = torch.randn(7, 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    report = gpt.check(model, x, loss=lambda out: out.pow(2).mean())
+    assert report.passed, str(report)
+    assert list(report.tensors) == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert any("float32" in w and "float64 copies" in w for w in report.warnings)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.dtype == before[k].dtype
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_batch_norm_buffers_are_not_touched():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU())
+    x = torch.randn(8, 3, dtype=torch.float64)
+    model = model.double()
+    stats = model[1].running_mean.clone()
+    report = gpt.check(model, x)  # non-scalar output: a fixed random projection
+    assert report.passed, str(report)
+    assert report.tensors["0.bias"].passed  # exactly zero gradient through batch norm
+    assert torch.equal(model[1].running_mean, stats)
+
+
+def test_a_wrong_backward_in_a_module_is_named():
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return -2 * x * g  # sign flipped
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2).double()
+
+        def forward(self, x):
+            return Square.apply(self.lin(x)).sum()
+
+    torch.manual_seed(2)
+    report = gpt.check(Net(), torch.randn(4, 3, dtype=torch.float64))
+    assert {t.name for t in report.failing} == {"lin.weight", "lin.bias"}
+    assert all(t.pattern == "sign" for t in report.failing)
+
+
+def test_directional_mode_and_input_gradients(ab):
+    report = gpt.check(lambda a, b: (a.tanh() * b).sum(), *ab, mode="directional")
+    assert report.passed and report.mode == "directional"
+
+
+def test_nothing_requires_grad_is_a_clear_error():
+    with pytest.raises(ValueError, match="nothing to check"):
+        gpt.check(lambda x: x.sum(), torch.ones(3))
+
+
+def test_batched_and_one_by_one_give_the_same_verdict(ab):
+    f = lambda a, b: (a.sin() * b.cos()).sum()  # noqa: E731
+    vm = gpt.check(f, *ab)
+    seq = gpt.check(f, *ab, mode="sample", k=1000)  # the same coordinates, vmapped too
+    np.testing.assert_allclose(vm.difference, seq.difference, rtol=0.5)
