@@ -143,12 +143,20 @@ def test_directional_mode_passes_a_correct_relu_mlp_whatever_the_seed():
     """Random directions cross ReLU kinks; a doubtful direction is retried at a smaller step."""
     gen = torch.Generator().manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU(),
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 128),
+        torch.nn.ReLU(),
         torch.nn.Linear(128, 10),
     ).double()
     x = torch.randn(32, 784, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 10, (32,), generator=gen)
     for seed in range(3):
-        report = gpt.check(model, x, loss=lambda o: torch.nn.functional.cross_entropy(o, y),
-                           mode="directional", seed=seed)
+        report = gpt.check(
+            model,
+            x,
+            loss=lambda o: torch.nn.functional.cross_entropy(o, y),
+            mode="directional",
+            seed=seed,
+        )
         assert report.passed, str(report)
