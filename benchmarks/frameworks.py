@@ -13,6 +13,7 @@ gradient, and the first lines of what it prints.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -47,7 +48,7 @@ class Linear2(torch.autograd.Function):
 def torch_setup():
     gen = torch.Generator().manual_seed(0)
     ps = {}
-    for i, (a, b) in enumerate(zip(DIMS[:-1], DIMS[1:], strict=True), start=1):
+    for i, (a, b) in enumerate(itertools.pairwise(DIMS), start=1):
         ps[f"W{i}"] = torch.randn(b, a, generator=gen, dtype=torch.float64) * (2 / a) ** 0.5
         ps[f"b{i}"] = torch.randn(b, generator=gen, dtype=torch.float64) * 0.1
     x = torch.randn(BATCH, DIMS[0], generator=gen, dtype=torch.float64)
@@ -154,7 +155,7 @@ def jax_part() -> None:
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         p = {}
-        for i, (a, b) in enumerate(zip(DIMS[:-1], DIMS[1:], strict=True), start=1):
+        for i, (a, b) in enumerate(itertools.pairwise(DIMS), start=1):
             p[f"W{i}"] = jnp.asarray(rng.standard_normal((b, a)) * (2 / a) ** 0.5)
             p[f"b{i}"] = jnp.asarray(rng.standard_normal(b) * 0.1)
         x = jnp.asarray(rng.standard_normal((BATCH, DIMS[0])))
