@@ -10,14 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _compare, _diagnose, _directional, _parallel, _policy, _tree
-from ._cost import CostRaised, Evaluator, check_finite
-from ._errors import CostError, GradientError, GradientSpecError
-from ._finite import noise_level
+from . import _coordinate_mode, _directional, _parallel, _policy, _tree
+from ._compare import flat64
+from ._cost import Evaluator, check_finite
+from ._errors import GradientError, GradientSpecError
 from ._grads import resolve
-from ._progress import Progress
-from ._report import Report, TensorReport, index_tuple
-from ._sweep import LeafSweep, at_point, sweep_leaves
+from ._report import Report, TensorReport
+from ._sweep import at_point
 
 
 @dataclass(frozen=True)
@@ -172,14 +171,14 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started, batched
 
     mode, policy = _choose_mode(opts, leaves, seconds_per_eval)
     if mode == "directional":
-        outcome = _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts)
+        outcome = _directional.run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts)
         k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
         policy["confidence"] = (
             f"{k} random directions per parameter: an error {_policy.CONFIDENCE_FACTOR:g}× tol "
             f"in a parameter goes unseen with probability {_directional.miss_probability(k):.1e}"
         )
     else:
-        outcome = _coordinate_phase(
+        outcome = _coordinate_mode.run_phase(
             evaluate,
             arrays,
             params,
@@ -196,7 +195,7 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started, batched
     spread = max(spread, abs(_real(j0_end) - j0))
 
     warnings += list(outcome.notes)
-    g_all = np.concatenate([_flat(analytic[leaf.name]) for leaf in leaves])
+    g_all = np.concatenate([flat64(analytic[leaf.name]) for leaf in leaves])
     typical = float(np.linalg.norm(g_all)) / math.sqrt(max(g_all.size, 1))
     deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
     _warn_kinks(outcome.tensors, warnings)
@@ -250,265 +249,8 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _directional_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.Outcome:
-    notes = []
-    if opts.executor is not None:
-        notes.append(
-            "directional mode ran in this process (it needs a few hundred evaluations); "
-            "executor= spreads full and sampled checks"
-        )
-    if opts.method != "central":
-        raise GradientSpecError(
-            f"mode='directional' uses central differences; got method={opts.method!r}. "
-            "Leave method at its default, or use mode='full' or 'sample' for other methods"
-        )
-    noise = _noise_near(evaluate, arrays, leaves, analytic, j0) + spread
-    rng = np.random.default_rng(opts.seed)
-    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
-    bar = Progress(k * len(leaves), "gradproof directions", opts.progress)
-    tensors, sums, kinky = {}, {"ee": 0.0, "gg": 0.0, "nn": 0.0}, 0
-    try:
-        for leaf in leaves:
-            g = _flat(analytic[leaf.name])
-            rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
-            try:
-                report, part, crossed = _directional.check_parameter(
-                    leaf.name,
-                    leaf.shape,
-                    arrays[leaf.name].reshape(-1),
-                    g,
-                    evaluate,
-                    j0,
-                    noise,
-                    opts,
-                    rng,
-                    rel,
-                    bar.tick,
-                )
-            except CostRaised as exc:
-                raise CostError(
-                    f"the cost raised {type(exc.__cause__).__name__} while {leaf.name} was "
-                    f"moved along a random direction: {exc.__cause__}"
-                ) from exc.__cause__
-            tensors[leaf.name] = report
-            kinky += crossed
-            for key in sums:
-                sums[key] += part[key]
-    finally:
-        bar.close()
-    den = math.sqrt(sums["gg"]) + math.sqrt(sums["nn"])
-    difference = math.sqrt(sums["ee"]) / den if den > 0 else 0.0
-    if kinky:
-        notes.append(
-            f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
-            "and were left out of the verdict"
-        )
-    return _compare.Outcome(
-        tensors=tensors,
-        difference=difference,
-        numeric_all_zero=sums["nn"] == 0.0,
-        step=_policy.DIRECTION_STEP_MAX,
-        notes=tuple(notes),
-    )
-
-
-def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
-    """The cost's round-off, measured at the coordinates with the largest analytic partials."""
-    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
-    tops = []
-    for leaf in leaves:
-        g = np.abs(_flat(analytic[leaf.name]))
-        if g.size:
-            i = int(np.argmax(g))
-            tops.append((g[i], leaf.name, i))
-    tops.sort(key=lambda c: -c[0])
-    measured = []
-    for size, name, i in tops[: _policy.NOISE_COORDINATES]:
-        if size == 0:
-            continue
-        flat = arrays[name].reshape(-1)
-        h = float(_policy.default_step("central", np.asarray(float(flat[i]))))
-        try:
-            measured.append(noise_level(evaluate, flat, i, j0, h))
-        except CostRaised as exc:
-            raise CostError(
-                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
-                f"measured near {name}: {exc.__cause__}"
-            ) from exc.__cause__
-    sigma = float(np.median(measured)) if measured else 0.0
-    return max(model, _policy.NOISE_MARGIN * sigma)
-
-
-def _coordinate_phase(
-    evaluate, arrays, params, leaves, analytic, j0, spread, opts, mode, executor=None, batched=None
-):
-    coords = _coordinates(leaves, opts, mode)
-    total = sum(c.size for c in coords.values())
-    bar = Progress(total, "gradproof", opts.progress)
-    workers = payload = None
-    if executor is not None:
-        payload = _parallel.payload_for(
-            evaluate.cost,
-            params,
-            evaluate.rng_state,
-            np.float64 if opts.method != "complex" else np.complex128,
-            evaluate.replay,
-            evaluate.complex_ok,
-        )
-        workers = _parallel.Workers(executor)
-    try:
-        sweeps = sweep_leaves(
-            evaluate, arrays, leaves, coords, j0, opts, bar.tick, workers, payload, batched
-        )
-    finally:
-        bar.close()
-    noise = _cost_noise(evaluate, leaves, sweeps, j0, opts) + spread
-
-    tensors: dict[str, TensorReport] = {}
-    judged_g, judged_n = [], []
-    for leaf in leaves:
-        s = sweeps[leaf.name]
-        g = _flat(analytic[leaf.name])[s.coords]
-        rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
-        judgement = _compare.judge(
-            opts.method,
-            g,
-            s.numeric,
-            s.steps.h,
-            noise,
-            rel,
-            opts.tol,
-            s.second_difference,
-            s.prober(evaluate, j0) if opts.method != "complex" else None,
-        )
-        tensors[leaf.name] = _tensor_report(leaf, g, s, judgement, opts, analytic, mode)
-        # Kinks are left out of the verdict, and so out of the difference too.
-        judged = _compare.judged_mask(judgement)
-        judged_g.append(g[judged])
-        judged_n.append(s.numeric[judged])
-    n_all = np.concatenate(judged_n)
-    numerical = analytic_tree = None
-    if mode == "full":
-        by_path = {leaf.path: leaf for leaf in leaves}
-
-        def shaped(path, _):
-            leaf = by_path[path]
-            values = sweeps[leaf.name].numeric
-            return float(values[0]) if leaf.is_scalar else values.reshape(leaf.shape).copy()
-
-        numerical = _tree.rebuild(params, shaped)
-
-        def analytic_of(path, _):
-            leaf = by_path[path]
-            a = np.asarray(analytic[leaf.name], dtype=np.float64)
-            return float(a.reshape(-1)[0]) if leaf.is_scalar else a.reshape(leaf.shape).copy()
-
-        analytic_tree = _tree.rebuild(params, analytic_of)
-    h_all = np.concatenate([s.steps.h for s in sweeps.values()])
-    return _compare.Outcome(
-        tensors=tensors,
-        difference=_compare.difference(np.concatenate(judged_g), n_all),
-        numeric_all_zero=not np.any(n_all),
-        step=float(np.median(h_all)),
-        numerical=numerical,
-        analytic=analytic_tree,
-    )
-
-
-def _coordinates(leaves: list[_tree.Leaf], opts: Options, mode: str) -> dict[str, np.ndarray]:
-    """The flat indices checked in each parameter: all of them, or a seeded sample."""
-    if mode == "full":
-        return {leaf.name: np.arange(leaf.size) for leaf in leaves}
-    k = opts.k if opts.k is not None else _policy.SAMPLE_K
-    rng = np.random.default_rng(opts.seed)
-    return {
-        leaf.name: np.sort(rng.choice(leaf.size, size=min(k, leaf.size), replace=False))
-        for leaf in leaves
-    }
-
-
-def _cost_noise(evaluate, leaves, sweeps, j0: float, opts: Options) -> float:
-    """The absolute error of one cost value: modelled, and measured where it can be."""
-    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
-    if opts.method == "complex":
-        return model
-    # Sample the most sensitive coordinates that look smooth: a kink inside the
-    # stencil would read as noise.
-    candidates = []
-    for leaf in leaves:
-        s = sweeps[leaf.name]
-        size = np.abs(s.numeric)
-        smooth = size > 0
-        if s.second_difference is not None:
-            smooth &= s.second_difference <= _policy.KINK_SCREEN * size
-        top = np.flatnonzero(smooth)
-        top = top[np.argsort(-size[top], kind="stable")][: _policy.NOISE_COORDINATES]
-        candidates += [(size[j], leaf.name, int(j)) for j in top]
-    candidates.sort(key=lambda c: -c[0])
-    measured = []
-    for _, name, j in candidates[: _policy.NOISE_COORDINATES]:
-        s = sweeps[name]
-        i = int(s.coords[j])
-        try:
-            sigma = noise_level(evaluate, s.flat, i, j0, float(s.steps.h[j]))
-        except CostRaised as exc:
-            raise CostError(
-                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
-                f"measured near {name}: {exc.__cause__}"
-            ) from exc.__cause__
-        measured.append(sigma)
-    sigma = float(np.median(measured)) if measured else 0.0
-    return max(model, _policy.NOISE_MARGIN * sigma)
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64).reshape(-1)
-
-
 def _real(x: float | complex) -> float:
     return x.real if isinstance(x, complex) else x
-
-
-def _tensor_report(leaf, g, s: LeafSweep, judgement, opts: Options, analytic, mode) -> TensorReport:
-    numeric, coords = s.numeric, s.coords
-    judged = _compare.judged_mask(judgement)
-    errors = np.abs(g - numeric)
-    masked = np.where(judged, errors, -1.0)
-    worst = int(np.argmax(masked)) if masked.size else 0
-    wrong = np.flatnonzero(judgement.status >= _compare.WRONG)
-    failed = judgement.failed
-    diff = _compare.difference(g[judged], numeric[judged])
-    diag = _diagnose.diagnose(
-        leaf.name,
-        leaf.shape,
-        g,
-        numeric,
-        wrong,
-        judged,
-        failed,
-        diff,
-        opts.tol,
-        coords=None if mode == "full" else coords,
-    )
-    return TensorReport(
-        name=leaf.name,
-        shape=leaf.shape,
-        passed=not failed,
-        difference=diff,
-        max_abs_error=float(max(masked[worst], 0.0)) if masked.size else 0.0,
-        worst_index=index_tuple(coords[worst], leaf.shape) if coords.size else (),
-        scale=_diagnose.fit_scale(g[judged], numeric[judged]),
-        diagnosis=diag.sentence,
-        checked=int(g.size),
-        pattern=diag.pattern,
-        finding=diag.finding,
-        cause=diag.cause,
-        wrong=int(wrong.size),
-        wrong_indices=tuple(index_tuple(coords[j], leaf.shape) for j in wrong[:10]),
-        kinks=tuple(index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.KINK)),
-        probed=judgement.probed,
-        dtype=str(analytic[leaf.name].dtype),
-    )
 
 
 def _judge_determinism(spread, j0, typical: float, step: float, tol, warnings: list[str]) -> bool:

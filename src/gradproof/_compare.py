@@ -25,6 +25,11 @@ WRONG = 3  # probed, and the disagreement is real
 SUSPECT = 4  # in doubt, not probed (the parameter already had enough confirmed errors)
 
 
+def flat64(a: np.ndarray) -> np.ndarray:
+    """A float64, one-dimensional view (or copy) of an array."""
+    return np.asarray(a, dtype=np.float64).reshape(-1)
+
+
 def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)``, and 0.0 when both are zero."""
     den = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))

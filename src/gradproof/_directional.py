@@ -18,7 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _compare, _diagnose, _policy
-from ._finite import Probe
+from ._compare import flat64
+from ._cost import CostRaised
+from ._errors import CostError, GradientSpecError
+from ._finite import Probe, noise_level
+from ._progress import Progress
 from ._report import TensorReport, index_tuple
 
 
@@ -231,3 +235,92 @@ def check_parameter(
 def miss_probability(k: int) -> float:
     """Chance that k Gaussian directions all miss an error CONFIDENCE_FACTOR × tol."""
     return ((2 / math.pi) * math.atan(1 / _policy.CONFIDENCE_FACTOR)) ** k
+
+
+def run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.Outcome:
+    notes = []
+    if opts.executor is not None:
+        notes.append(
+            "directional mode ran in this process (it needs a few hundred evaluations); "
+            "executor= spreads full and sampled checks"
+        )
+    if opts.method != "central":
+        raise GradientSpecError(
+            f"mode='directional' uses central differences; got method={opts.method!r}. "
+            "Leave method at its default, or use mode='full' or 'sample' for other methods"
+        )
+    noise = _noise_near(evaluate, arrays, leaves, analytic, j0) + spread
+    rng = np.random.default_rng(opts.seed)
+    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
+    bar = Progress(k * len(leaves), "gradproof directions", opts.progress)
+    tensors, sums, kinky = {}, {"ee": 0.0, "gg": 0.0, "nn": 0.0}, 0
+    try:
+        for leaf in leaves:
+            g = flat64(analytic[leaf.name])
+            rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
+            try:
+                report, part, crossed = check_parameter(
+                    leaf.name,
+                    leaf.shape,
+                    arrays[leaf.name].reshape(-1),
+                    g,
+                    evaluate,
+                    j0,
+                    noise,
+                    opts,
+                    rng,
+                    rel,
+                    bar.tick,
+                )
+            except CostRaised as exc:
+                raise CostError(
+                    f"the cost raised {type(exc.__cause__).__name__} while {leaf.name} was "
+                    f"moved along a random direction: {exc.__cause__}"
+                ) from exc.__cause__
+            tensors[leaf.name] = report
+            kinky += crossed
+            for key in sums:
+                sums[key] += part[key]
+    finally:
+        bar.close()
+    den = math.sqrt(sums["gg"]) + math.sqrt(sums["nn"])
+    difference = math.sqrt(sums["ee"]) / den if den > 0 else 0.0
+    if kinky:
+        notes.append(
+            f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
+            "and were left out of the verdict"
+        )
+    return _compare.Outcome(
+        tensors=tensors,
+        difference=difference,
+        numeric_all_zero=sums["nn"] == 0.0,
+        step=_policy.DIRECTION_STEP_MAX,
+        notes=tuple(notes),
+    )
+
+
+def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
+    """The cost's round-off, measured at the coordinates with the largest analytic partials."""
+    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
+    tops = []
+    for leaf in leaves:
+        g = np.abs(flat64(analytic[leaf.name]))
+        if g.size:
+            i = int(np.argmax(g))
+            tops.append((g[i], leaf.name, i))
+    tops.sort(key=lambda c: -c[0])
+    measured = []
+    for size, name, i in tops[: _policy.NOISE_COORDINATES]:
+        if size == 0:
+            continue
+        flat = arrays[name].reshape(-1)
+        h = float(_policy.default_step("central", np.asarray(float(flat[i]))))
+        try:
+            measured.append(noise_level(evaluate, flat, i, j0, h))
+        except CostRaised as exc:
+            raise CostError(
+                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
+                f"measured near {name}: {exc.__cause__}"
+            ) from exc.__cause__
+    sigma = float(np.median(measured)) if measured else 0.0
+    return max(model, _policy.NOISE_MARGIN * sigma)

@@ -1,8 +1,10 @@
 """Checking what JAX's ``jax.grad`` computes, custom ``custom_vjp``/``custom_jvp`` rules included.
 
->>> import jax.numpy as jnp, gradproof.jax as gpj                      # doctest: +SKIP
->>> params = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.1)}        # doctest: +SKIP
->>> print(gpj.check(lambda p: jnp.sum(jnp.tanh(p["w"]) + p["b"]), params))  # doctest: +SKIP
+Example::
+
+    import jax.numpy as jnp, gradproof.jax as gpj
+    params = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.1)}
+    print(gpj.check(lambda p: jnp.sum(jnp.tanh(p["w"]) + p["b"]), params))
 
 The check runs in float64 (inside ``jax.enable_x64``, so the caller's
 setting is left alone) on copies of the parameters; evaluations are jitted

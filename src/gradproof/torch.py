@@ -1,9 +1,11 @@
 """Checking what PyTorch's autograd computes: modules, custom ``autograd.Function``\\ s, kernels.
 
->>> import torch, gradproof.torch as gpt                                 # doctest: +SKIP
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())  # doctest: +SKIP
->>> x = torch.randn(8, 4)                                                # doctest: +SKIP
->>> print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))       # doctest: +SKIP
+Example::
+
+    import torch, gradproof.torch as gpt
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+    x = torch.randn(8, 4)
+    print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))
 
 The module and the inputs are never modified: the gradient is taken, and the
 cost evaluated, on float64 copies on the tensors' device. Torch's RNG is
