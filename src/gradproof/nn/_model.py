@@ -1,0 +1,270 @@
+"""Losses, the Sequential model, optimizers and a training loop."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from ._layers import BatchNorm, Layer
+
+# ---------------------------------------------------------------------- losses
+
+
+class Loss:
+    """``forward(pred, y) -> float``, then ``backward() -> dpred``."""
+
+    def __call__(self, pred, y) -> float:
+        return self.forward(pred, y)
+
+
+class BinaryCrossEntropy(Loss):
+    """``-mean(y log p + (1 - y) log(1 - p))`` for probabilities p: (N, 1) or (N,), y ∈ {0, 1}."""
+
+    def forward(self, p, y):
+        p, y = np.asarray(p), np.asarray(y, dtype=np.float64)
+        if y.shape != p.shape:
+            if y.size == p.size:
+                y = y.reshape(p.shape)
+            else:
+                raise ValueError(
+                    f"labels must have the shape of the predictions {p.shape}, got {y.shape}"
+                )
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError(
+                f"binary labels must be 0 or 1; found {np.unique(y[(y != 0) & (y != 1)])[:5]}"
+            )
+        self.p, self.y = p, y
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+    def backward(self):
+        return (self.p - self.y) / (self.p * (1 - self.p)) / self.p.size
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Cross-entropy of softmax(logits): logits (N, C), y integer labels (N,) in [0, C)."""
+
+    def forward(self, logits, y):
+        logits = np.asarray(logits)
+        y = np.asarray(y)
+        if logits.ndim != 2:
+            raise ValueError(f"SoftmaxCrossEntropy expects logits (N, C), got shape {logits.shape}")
+        n, c = logits.shape
+        if y.shape != (n,) or y.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integers of shape ({n},), got {y.dtype} {y.shape}")
+        if y.min(initial=0) < 0 or y.max(initial=0) >= c:
+            raise ValueError(f"labels must lie in [0, {c}); got {y.min()}..{y.max()}")
+        z = logits - logits.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        self.p, self.y = np.exp(log_p), y
+        return float(-log_p[np.arange(n), y].mean())
+
+    def backward(self):
+        d = self.p.copy()
+        d[np.arange(len(self.y)), self.y] -= 1
+        return d / len(self.y)
+
+
+class MeanSquaredError(Loss):
+    def forward(self, pred, y):
+        pred, y = np.asarray(pred), np.asarray(y, dtype=np.float64)
+        if pred.shape != y.shape:
+            raise ValueError(
+                f"targets must have the predictions' shape {pred.shape}, got {y.shape}"
+            )
+        self.diff = pred - y
+        return float(np.mean(self.diff**2))
+
+    def backward(self):
+        return 2 * self.diff / self.diff.size
+
+
+# ----------------------------------------------------------------------- model
+
+
+class Sequential:
+    """Layers applied in order; parameters named ``"<index>.<name>"`` (``"0.W"``, ``"3.gamma"``)."""
+
+    def __init__(self, *layers: Layer):
+        self.layers = list(layers)
+
+    def forward(self, x, training: bool = True):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The live parameter arrays, in the dict form gradproof.check takes."""
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
+        }
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """The gradients of the last backward pass, keyed like :meth:`params`."""
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
+        }
+
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        """Use these arrays as the parameters (no copy)."""
+        for name, value in params.items():
+            i, key = name.split(".", 1)
+            self.layers[int(i)].params[key] = value
+
+    def cost(self, X, y, loss: Loss, lambd: float = 0.0, training: bool = True) -> float:
+        """The loss plus the L2 penalty ``lambd / (2 N) Σ ‖W‖²`` over weight matrices."""
+        value = loss.forward(self.forward(X, training), y)
+        if lambd:
+            value += lambd / (2 * len(X)) * sum(float(np.sum(w**2)) for w in self._weights())
+        return value
+
+    def cost_and_grads(self, X, y, loss: Loss, lambd: float = 0.0):
+        value = self.cost(X, y, loss, lambd)
+        self.backward(loss.backward())
+        grads = self.grads()
+        if lambd:
+            for name, w in self._named_weights():
+                grads[name] = grads[name] + lambd / len(X) * w
+        return value, grads
+
+    def _named_weights(self):
+        return [(n, v) for n, v in self.params().items() if n.split(".", 1)[1].startswith("W")]
+
+    def _weights(self):
+        return [v for _, v in self._named_weights()]
+
+    def gradient_check(self, X, y, loss: Loss, lambd: float = 0.0, **check_options: Any):
+        """Prove this model's backward on (X, y) with :func:`gradproof.check`; returns the report.
+
+        The model's parameters and batch-norm statistics are as they were afterwards.
+        """
+        from .._check import check
+
+        original = self.params()
+        norms = [layer for layer in self.layers if isinstance(layer, BatchNorm)]
+        saved = [(b.update_stats, b.running_mean.copy(), b.running_var.copy()) for b in norms]
+        for b in norms:
+            b.update_stats = False
+
+        def cost(p):
+            self.load(p)
+            return self.cost(X, y, loss, lambd)
+
+        def grads(p):
+            self.load(p)
+            return self.cost_and_grads(X, y, loss, lambd)[1]
+
+        try:
+            return check(cost, original, grads, **check_options)
+        finally:
+            self.load(original)
+            for b, (update, mean, var) in zip(norms, saved, strict=True):
+                b.update_stats, b.running_mean, b.running_var = update, mean, var
+
+    def predict(self, X) -> np.ndarray:
+        """Class predictions: argmax of (N, C) outputs, or 0/1 for (N, 1) probabilities."""
+        out = self.forward(X, training=False)
+        if out.ndim == 2 and out.shape[1] > 1:
+            return out.argmax(axis=1)
+        return (out.reshape(-1) > 0.5).astype(np.int64)
+
+    def accuracy(self, X, y) -> float:
+        return float(np.mean(self.predict(X) == np.asarray(y).reshape(-1)))
+
+
+# ------------------------------------------------------------------ optimizers
+
+
+class SGD:
+    """Gradient descent, with optional momentum."""
+
+    def __init__(self, lr: float = 0.1, momentum: float = 0.0):
+        self.lr, self.momentum, self.velocity = lr, momentum, {}
+
+    def step(self, params: dict, grads: dict) -> None:
+        for name, p in params.items():
+            g = grads[name]
+            if self.momentum:
+                v = self.velocity.get(name)
+                v = g if v is None else self.momentum * v + g
+                self.velocity[name] = v
+                g = v
+            p -= self.lr * g
+
+
+class Adam:
+    """Adam (Kingma & Ba), with bias correction."""
+
+    def __init__(
+        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m, self.v, self.t = {}, {}, 0
+
+    def step(self, params: dict, grads: dict) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        for name, p in params.items():
+            g = grads[name]
+            m = self.m[name] = b1 * self.m.get(name, 0.0) + (1 - b1) * g
+            v = self.v[name] = b2 * self.v.get(name, 0.0) + (1 - b2) * g * g
+            p -= self.lr * (m / (1 - b1**self.t)) / (np.sqrt(v / (1 - b2**self.t)) + self.eps)
+
+
+def fit(
+    model: Sequential,
+    X,
+    y,
+    loss: Loss,
+    optimizer: Any,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lambd: float = 0.0,
+    seed: int = 0,
+    check_gradients: bool = False,
+    progress: bool | None = None,
+) -> list[float]:
+    """Mini-batch training; returns the mean cost of each epoch.
+
+    With ``check_gradients=True`` the backward pass is first proven on a few
+    examples (raising :class:`gradproof.GradientError` if it is wrong).
+    """
+    from .._errors import GradientError
+
+    X, y = np.asarray(X), np.asarray(y)
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} examples but y has {len(y)}; give one label per row")
+    if check_gradients:
+        report = model.gradient_check(X[:4], y[:4], loss, lambd, progress=False)
+        if not report.passed:
+            raise GradientError(report)
+    rng = np.random.default_rng(seed)
+    history = []
+    show = progress is True or (progress is None and sys.stderr.isatty())
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(len(X))
+        costs = []
+        for i in range(0, len(X), batch_size):
+            batch = order[i : i + batch_size]
+            cost, grads = model.cost_and_grads(X[batch], y[batch], loss, lambd)
+            optimizer.step(model.params(), grads)
+            costs.append(cost)
+        history.append(float(np.mean(costs)))
+        if show:
+            sys.stderr.write(
+                f"\repoch {epoch + 1}/{epochs}  cost {history[-1]:.4f}  "
+                f"{time.perf_counter() - start:.1f}s"
+            )
+    if show:
+        sys.stderr.write("\n")
+    return history
