@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._functional import PROBABILITY_FLOOR
 from ._layers import BatchNorm, Layer
 
 # ---------------------------------------------------------------------- losses
@@ -36,6 +37,8 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(
                 f"binary labels must be 0 or 1; found {np.unique(y[(y != 0) & (y != 1)])[:5]}"
             )
+        # A saturated sigmoid gives p == 1.0 exactly: keep log() finite.
+        p = np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
         self.p, self.y = p, y
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
