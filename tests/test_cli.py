@@ -15,6 +15,7 @@ def test_demo_tells_the_story(capsys):
     assert "1.189e-07" in out
     assert "Gradient check passed: 6 parameters" in out
     assert "breast cancer" in out and "test accuracy" in out
+    assert "handwritten digits" in out and "backward proven" in out
 
 
 def test_console_script_help():
