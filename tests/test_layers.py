@@ -343,7 +343,7 @@ def test_bad_input_is_named(call, match):
         call()
 
 
-def test_learns_breast_cancer_with_layers():
+def test_learns_breast_cancer_with_layers(global_rng):
     pytest.importorskip("sklearn")
     Xtr, Ytr, Xte, Yte = nn.load_breast_cancer()
     model = nn.Sequential(
@@ -362,7 +362,7 @@ def test_learns_breast_cancer_with_layers():
     assert model.accuracy(Xte.T, Yte) >= 0.95
 
 
-def test_learns_digits_above_95_percent():
+def test_learns_digits_above_95_percent(global_rng):
     pytest.importorskip("sklearn")
     Xtr, ytr, Xte, yte = nn.load_digits()
     model = nn.Sequential(
@@ -393,3 +393,25 @@ def test_hdf5_loader_reads_the_seeds_layout(tmp_path):
     assert data["X_train"].shape == (48, 6) and data["Y_train"].shape == (1, 6)
     np.testing.assert_allclose(data["X_train"][:, 0], images[0].reshape(-1) / 255)
     assert data["classes"] == ["non-cat", "cat"] and "X_test" not in data
+
+
+class HalfMSE(nn.MeanSquaredError):
+    def backward(self):
+        return self.diff / self.diff.size  # the factor 2 forgotten
+
+
+class UnaveragedSoftmax(nn.SoftmaxCrossEntropy):
+    def backward(self):
+        return super().backward() * len(self.y)  # 1/N forgotten
+
+
+@pytest.mark.parametrize(
+    ("loss", "y", "factor"),
+    [(HalfMSE(), rng(2).standard_normal((8, 3)), "0.50"), (UnaveragedSoftmax(), CLASSES, "8.00")],
+    ids=["mse without its 2", "softmax without 1/N"],
+)
+def test_broken_loss_backward_blames_every_parameter_by_its_factor(loss, y, factor):
+    model = mlp(nn.Tanh())
+    report = model.gradient_check(rng().standard_normal((8, 5)), y, loss)
+    assert {t.name for t in report.failing} == set(model.params())
+    assert all(f"{factor} × numeric" in t.diagnosis for t in report.failing)
