@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -113,6 +114,20 @@ def check(
     """
     opts = _options(method, eps, tol, mode, k, seed, executor, progress)
     return run_check(cost, params, grads, opts)
+
+
+def run_adapter(checker: Any, opts: Options) -> Report:
+    """A check whose cost, params, analytic gradient and batched evaluation come from a
+    framework adapter (``gradproof.torch``, ``gradproof.jax``); its notes lead the warnings."""
+    report = run_check(
+        checker.cost,
+        checker.params,
+        checker.analytic(),
+        opts,
+        batched=checker.batched if opts.mode in ("full", "sample") else None,
+    )
+    notes = checker.notes()
+    return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
 
 
 def run_check(cost, params, grads, opts: Options, batched=None) -> Report:

@@ -13,13 +13,12 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._check import _options, run_check
+from ._check import _options, run_adapter
 from ._errors import GradientSpecError
 from ._report import Report
 from .torch import BATCH_ELEMENTS, _with_defaults
@@ -60,15 +59,7 @@ def check(fn: Callable[..., Any], params: Any, *args: Any, **check_options: Any)
     opts = _options(**_with_defaults(check_options))
     with _x64(jax):
         checker = _Checker(jax, fn, params, args, opts.seed)
-        report = run_check(
-            checker.cost,
-            checker.params,
-            checker.analytic(),
-            opts,
-            batched=checker.batched if opts.mode in ("full", "sample") else None,
-        )
-    notes = checker.notes()
-    return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+        return run_adapter(checker, opts)
 
 
 def _key_name(key: Any) -> str:

@@ -15,14 +15,13 @@ PyTorch is imported only when this module is used.
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._check import _options, run_check
+from ._check import _options, run_adapter
 from ._errors import GradientSpecError
 from ._report import Report
 
@@ -68,15 +67,7 @@ def check(
     opts = _options(**_with_defaults(check_options))
     checker = _Checker(torch, fn_or_module, inputs, loss, opts.seed)
     with torch.random.fork_rng(devices=checker.cuda_devices):
-        report = run_check(
-            checker.cost,
-            checker.params,
-            checker.analytic(),
-            opts,
-            batched=checker.batched if opts.mode in ("full", "sample") else None,
-        )
-    notes = checker.notes()
-    return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+        return run_adapter(checker, opts)
 
 
 def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 
+def _sklearn(loader: str, what: str):
+    try:
+        from sklearn import datasets
+    except ImportError as exc:
+        raise ImportError(
+            f"the {what} data set ships with scikit-learn: pip install 'gradproof[demo]'"
+        ) from exc
+    return getattr(datasets, loader)()
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices, shuffled reproducibly by ``seed``."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = round(test_fraction * n)
+    return order[n_test:], order[:n_test]
+
+
 def load_breast_cancer(
     test_fraction: float = 0.25, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -15,20 +34,10 @@ def load_breast_cancer(
     mean and deviation. Returns ``X_train (30, m), Y_train (1, m), X_test, Y_test``
     with ``Y = 1`` for malignant.
     """
-    try:
-        from sklearn.datasets import load_breast_cancer as sk_load
-    except ImportError as exc:
-        raise ImportError(
-            "the breast cancer data set ships with scikit-learn: pip install 'gradproof[demo]'"
-        ) from exc
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    data = sk_load()
+    data = _sklearn("load_breast_cancer", "breast cancer")
     X = np.asarray(data.data, dtype=np.float64)
     y = (np.asarray(data.target) == 0).astype(np.float64)  # sklearn: 0 = malignant
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = round(test_fraction * len(y))
-    test, train = order[:n_test], order[n_test:]
+    train, test = _split(len(y), test_fraction, seed)
     mean, std = X[train].mean(axis=0), X[train].std(axis=0)
     std[std == 0] = 1.0
     Xs = (X - mean) / std
@@ -43,20 +52,10 @@ def load_digits(
     Row-major for the layer API: ``X (N, 64)`` scaled to [0, 1], ``y (N,)``
     integer labels; split reproducibly by ``seed``.
     """
-    try:
-        from sklearn.datasets import load_digits as sk_load
-    except ImportError as exc:
-        raise ImportError(
-            "the digits data set ships with scikit-learn: pip install 'gradproof[demo]'"
-        ) from exc
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    data = sk_load()
+    data = _sklearn("load_digits", "digits")
     X = np.asarray(data.data, dtype=np.float64) / 16.0
     y = np.asarray(data.target, dtype=np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = round(test_fraction * len(y))
-    test, train = order[:n_test], order[n_test:]
+    train, test = _split(len(y), test_fraction, seed)
     return X[train], y[train], X[test], y[test]
 
 
