@@ -160,3 +160,13 @@ def test_directional_mode_passes_a_correct_relu_mlp_whatever_the_seed():
             seed=seed,
         )
         assert report.passed, str(report)
+
+
+def test_plain_check_accepts_a_cost_returning_a_torch_scalar():
+    import gradproof as gp
+
+    w = np.array([0.5, -1.5])
+    report = gp.check(lambda p: torch.tensor(p, dtype=torch.float64).pow(2).sum(), w, 2 * w)
+    assert report.passed
+    with pytest.raises(gp.CostError, match="of size 2"):
+        gp.check(lambda p: torch.tensor(p), w, 2 * w)

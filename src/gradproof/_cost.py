@@ -33,8 +33,9 @@ def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
             )
         out = out.reshape(()).item()
     elif hasattr(out, "item") and callable(out.item) and not isinstance(out, (int, float, complex)):
-        size = getattr(out, "size", 1)
-        size = size() if callable(size) else size
+        # torch tensors count with numel(); JAX and other arrays have an int .size
+        numel = getattr(out, "numel", None)
+        size = numel() if callable(numel) else getattr(out, "size", 1)
         if size != 1:
             raise CostError(
                 f"the cost must return a scalar, got {type(out).__name__} of size {size}"
