@@ -16,6 +16,7 @@ from ._compare import flat64
 from ._cost import Evaluator, check_finite
 from ._errors import GradientError, GradientSpecError
 from ._grads import resolve
+from ._progress import format_seconds
 from ._report import Report, TensorReport
 from ._sweep import at_point
 
@@ -250,18 +251,10 @@ def _choose_mode(opts: Options, leaves: list[_tree.Leaf], seconds_per_eval: floa
         mode = "full" if full_seconds <= _policy.AUTO_FULL_SECONDS else "directional"
         policy = _policy.as_record(opts.method, opts.eps, opts.tol, mode, opts.k, opts.seed)
         policy["auto"] = (
-            f"chose {mode}: a full check would take about {_fmt_duration(full_seconds)} "
+            f"chose {mode}: a full check would take about {format_seconds(full_seconds)} "
             f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
         )
     return mode, policy
-
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _real(x: float | complex) -> float:

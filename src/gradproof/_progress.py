@@ -52,7 +52,7 @@ class Progress:
         filled = int(frac * width)
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta = _fmt_seconds(left) if left != float("inf") else "?"
+        eta = format_seconds(left) if left != float("inf") else "?"
         return (
             f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
             f"{rate:,.0f}/s, {eta} left "
@@ -64,7 +64,7 @@ class Progress:
             self.stream.flush()
 
 
-def _fmt_seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
     if s < 60:
         return f"{s:.0f}s"
     if s < 3600:
