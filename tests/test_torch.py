@@ -132,11 +132,21 @@ def test_nothing_requires_grad_is_a_clear_error():
         gpt.check(lambda x: x.sum(), torch.ones(3))
 
 
-def test_batched_and_one_by_one_give_the_same_verdict(ab):
+def test_batched_and_one_by_one_give_the_same_verdict(ab, monkeypatch):
     f = lambda a, b: (a.sin() * b.cos()).sum()  # noqa: E731
     vm = gpt.check(f, *ab)
-    seq = gpt.check(f, *ab, mode="sample", k=1000)  # the same coordinates, vmapped too
+    assert not any("one by one" in w for w in vm.warnings)
+
+    def no_vmap(*args, **kwargs):
+        raise RuntimeError("vmap unavailable")
+
+    monkeypatch.setattr(gpt._Checker, "_vmapped", no_vmap)  # forces the one-by-one path
+    seq = gpt.check(f, *ab)
+    assert any("one by one" in w for w in seq.warnings)
+    assert seq.passed == vm.passed
     np.testing.assert_allclose(vm.difference, seq.difference, rtol=0.5)
+    for name in vm.tensors:
+        np.testing.assert_allclose(vm.numerical[name], seq.numerical[name], rtol=1e-9, atol=1e-12)
 
 
 def test_directional_mode_passes_a_correct_relu_mlp_whatever_the_seed():

@@ -211,11 +211,12 @@ def _run(cost, params, grads, leaves, opts: Options, rng_state, started, batched
     spread = max(spread, abs(_real(j0_end) - j0))
 
     warnings += list(outcome.notes)
-    g_all = np.concatenate([flat64(analytic[leaf.name]) for leaf in leaves])
-    typical = float(np.linalg.norm(g_all)) / math.sqrt(max(g_all.size, 1))
+    flats = [flat64(analytic[leaf.name]) for leaf in leaves]
+    size = sum(f.size for f in flats)
+    typical = math.sqrt(sum(float(f @ f) for f in flats) / max(size, 1))
     deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
     _warn_kinks(outcome.tensors, warnings)
-    if outcome.numeric_all_zero and np.any(g_all):
+    if outcome.numeric_all_zero and any(np.any(f) for f in flats):
         warnings.append(
             "the cost did not change when any parameter was perturbed: does it use the params "
             "passed to it, rather than arrays it closes over?"

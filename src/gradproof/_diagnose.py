@@ -35,6 +35,17 @@ class Diagnosis:
 NONE = Diagnosis(None, None, None)
 
 
+def within_numerics(difference: float, tol: float) -> Diagnosis:
+    """The note for a parameter that passed: why a difference above tol is no bug."""
+    if difference <= tol:
+        return NONE
+    return Diagnosis(
+        "numerics",
+        f"difference {difference:.1e} is above tol, but within the finite differences' own error",
+        "not a bug (eps=None or method='richardson' gives a smaller difference)",
+    )
+
+
 def fit_scale(analytic: np.ndarray, numeric: np.ndarray) -> float | None:
     """The ``s`` minimizing ``‖g − s·g̃‖``; ``None`` when the numeric side is all zero."""
     nn = float(np.dot(numeric, numeric))
@@ -81,14 +92,7 @@ def diagnose(
 
     dname = _grad_name(name)
     if not failed:
-        if difference > tol:
-            return Diagnosis(
-                "numerics",
-                f"difference {difference:.1e} is above tol, but within the finite differences' "
-                "own error",
-                "not a bug (eps=None or method='richardson' gives a smaller difference)",
-            )
-        return NONE
+        return within_numerics(difference, tol)
     g, gt = analytic[judged], numeric[judged]
     n, k = int(g.size), int(wrong.size)
     g_norm = float(np.linalg.norm(g))

@@ -202,10 +202,8 @@ def check_parameter(
             diagnosis = _diagnose.localized(
                 name, shape, g, partials, len(found) >= _policy.LOCALIZE_MAX
             )
-    elif difference > opts.tol:
-        diagnosis = _diagnose.diagnose(
-            name, shape, d, dn, np.zeros(0, int), np.ones(d.size, bool), False, difference, opts.tol
-        )
+    else:
+        diagnosis = _diagnose.within_numerics(difference, opts.tol)
     if partials:
         max_error = max(abs(g[i] - partials[i]) for i in found)
     else:  # the largest error along a unit direction
