@@ -9,19 +9,18 @@ True
 
 from ._check import assert_gradients as assert_gradients
 from ._check import check as check
+from ._check import derivative as derivative
+from ._check import numerical_gradient as numerical_gradient
 from ._errors import CostError as CostError
-from ._errors import GradientError as GradientError
 from ._errors import GradientSpecError as GradientSpecError
 from ._errors import WorkerError as WorkerError
-from ._numerical import derivative as derivative
-from ._numerical import numerical_gradient as numerical_gradient
-from ._plot import StepSweep as StepSweep
-from ._plot import step_sweep as step_sweep
+from ._records import TensorReport as TensorReport
+from ._report import GradientError as GradientError
 from ._report import Report as Report
-from ._report import TensorReport as TensorReport
+from ._step_sweep import StepSweep as StepSweep
+from ._step_sweep import step_sweep as step_sweep
 from ._tree import flatten as flatten
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "CostError",

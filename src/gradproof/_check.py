@@ -1,83 +1,49 @@
-"""The gradient check: full mode, with errors that say where and why."""
+"""The gradient check, top to bottom: options, a private working copy, the mode, the verdict.
+
+``check`` → :func:`._options.options` → :func:`run` (the analytic gradient,
+the check point) → :func:`._full.run` or :func:`._directional.run` (an
+:class:`._records.Outcome`) → :func:`_verdict` → :class:`._report.Report`.
+``numerical_gradient`` and ``derivative`` share the same setup.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _coordinate_mode, _directional, _parallel, _policy, _tree
+from . import _directional, _full, _policy, _tree
 from ._compare import flat64
-from ._cost import Evaluator, check_finite
-from ._errors import GradientError, GradientSpecError
+from ._cost import Evaluator, blame, check_finite
+from ._errors import GradientSpecError
 from ._grads import resolve
+from ._options import Executor, Options, options
+from ._policy import Method, Mode
 from ._progress import format_seconds
-from ._report import Report, TensorReport
-from ._sweep import at_point
+from ._records import Outcome, TensorReport
+from ._report import GradientError, Report
+from ._sweep import Batched, sweep_leaves
 
-
-@dataclass(frozen=True)
-class Options:
-    method: str
-    eps: float | None
-    tol: float
-    mode: str
-    k: int | None
-    seed: int
-    progress: bool | None
-    executor: Any = None
-
-
-def _options(method, eps, tol, mode, k, seed, executor, progress) -> Options:
-    if method not in _policy.METHODS:
-        raise GradientSpecError(
-            f"unknown method {method!r}; use one of {', '.join(map(repr, _policy.METHODS))}"
-        )
-    if eps is not None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-            raise GradientSpecError(
-                f"eps must be a positive float or None (automatic), got {eps!r}"
-            )
-        if not (math.isfinite(float(eps)) and float(eps) > 0):
-            raise GradientSpecError(f"eps must be a positive finite step or None, got {eps!r}")
-        eps = float(eps)
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, (int, float, np.floating))
-        or not (math.isfinite(float(tol)) and float(tol) > 0)
-    ):
-        raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {tol!r}")
-    if mode not in _policy.MODES:
-        raise GradientSpecError(
-            f"unknown mode {mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
-        )
-    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-        raise GradientSpecError(f"k must be a positive integer or None, got {k!r}")
-    _parallel.validate(executor)
-    if progress not in (None, True, False):
-        raise GradientSpecError(f"progress must be None, True or False, got {progress!r}")
-    return Options(
-        method, eps, float(tol), mode, None if k is None else int(k), int(seed), progress, executor
-    )
+Cost = Callable[[Any], Any]
 
 
 def check(
-    cost: Callable[[Any], Any],
+    cost: Cost,
     params: Any,
     grads: Any,
     *,
-    method: str = "central",
+    method: Method = "central",
     eps: float | None = None,
     tol: float = 1e-7,
-    mode: str = "full",
+    mode: Mode = "full",
     k: int | None = None,
     seed: int = 0,
-    executor: Any = None,
+    executor: Executor | None = None,
     progress: bool | None = None,
 ) -> Report:
     """Check an analytic gradient against finite differences of the cost.
@@ -90,11 +56,22 @@ def check(
         grads: the analytic gradient: the same structure as ``params``, a flat
             dict keyed ``"d" + name`` (other ``d``-keys such as ``"dA1"`` are
             ignored), or a callable ``grads(params)`` returning either.
-        method: ``"central"``, ``"forward"``, ``"backward"``, ``"complex"``
-            (the cost must accept complex input) or ``"richardson"``.
-        eps: the step; ``None`` picks one per coordinate.
+        method: ``"central"`` (two-sided), ``"forward"``, ``"backward"``,
+            ``"complex"`` (complex step; the cost must accept complex input)
+            or ``"richardson"`` (extrapolated central differences).
+        eps: the step; ``None`` picks one per coordinate from its magnitude.
         tol: the threshold on the relative difference.
-        mode: ``"full"``: every coordinate is perturbed.
+        mode: which coordinates are perturbed:
+
+            - ``"full"``: every coordinate (2 evaluations each, central);
+              ``report.numerical`` holds the whole numerical gradient.
+            - ``"sample"``: ``k`` coordinates per parameter (default 32),
+              drawn from ``seed``, judged and diagnosed as in full mode.
+            - ``"directional"``: ``k`` random directions per parameter
+              (default 8, 2 evaluations each whatever the parameter's size);
+              a failing parameter's wrong elements are found by bisection.
+            - ``"auto"``: full when it would take at most 30 s, else
+              directional; ``report.policy["auto"]`` says which and why.
         k, seed: coordinates or directions per parameter, and their seed, for
             the sampling modes.
         executor: where the evaluations of a full or sampled check run: ``None``
@@ -113,42 +90,230 @@ def check(
         >>> gp.check(lambda p: np.sum(p["w"] ** 2), {"w": x}, {"dw": 2 * x}).passed
         True
     """
-    opts = _options(method, eps, tol, mode, k, seed, executor, progress)
-    return run_check(cost, params, grads, opts)
-
-
-def run_adapter(checker: Any, opts: Options) -> Report:
-    """A check whose cost, params, analytic gradient and batched evaluation come from a
-    framework adapter (``gradproof.torch``, ``gradproof.jax``); its notes lead the warnings."""
-    report = run_check(
-        checker.cost,
-        checker.params,
-        checker.analytic(),
-        opts,
-        batched=checker.batched if opts.mode in ("full", "sample") else None,
+    opts = options(
+        "gp.check",
+        method=method,
+        eps=eps,
+        tol=tol,
+        mode=mode,
+        k=k,
+        seed=seed,
+        executor=executor,
+        progress=progress,
     )
-    notes = checker.notes()
-    return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+    return run(cost, params, grads, opts)
 
 
-def run_check(cost, params, grads, opts: Options, batched=None) -> Report:
-    """:func:`check` with validated options; ``batched`` evaluates chunks at once (vmap)."""
+def assert_gradients(cost: Cost, params: Any, grads: Any, **check_options: Any) -> Report:
+    """Like :func:`check`, but raises :class:`GradientError` (an ``AssertionError``) on failure.
+
+    Example:
+        >>> import numpy as np, gradproof as gp
+        >>> gp.assert_gradients(lambda w: np.sum(w ** 3), np.ones(3), 3 * np.ones(3)).passed
+        True
+    """
+    report = run(cost, params, grads, options("gp.assert_gradients", **check_options))
+    if not report.passed:
+        raise GradientError(report)
+    return report
+
+
+def numerical_gradient(
+    cost: Cost, params: Any, *, method: Method = "central", eps: float | None = None
+) -> Any:
+    """The finite-difference gradient of ``cost`` at ``params``, same structure as ``params``.
+
+    Example:
+        >>> import numpy as np, gradproof as gp
+        >>> g = gp.numerical_gradient(lambda p: np.sum(p["w"] ** 2), {"w": np.array([1.0, -2.0])})
+        >>> np.round(g["w"], 6)
+        array([ 2., -4.])
+    """
+    opts = options("gp.numerical_gradient", method=method, eps=eps, progress=False)
     leaves = _tree.parse(params)
-    rng_state = np.random.get_state()
-    started = time.perf_counter()
+    with _global_rng_kept() as rng_state:
+        point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
+        coords = {leaf.name: np.arange(leaf.size) for leaf in leaves}
+        sweeps = sweep_leaves(point.evaluate, point.arrays, leaves, coords, point.j0, opts)
+    return _tree.from_flat(params, leaves, {name: s.numeric for name, s in sweeps.items()})
+
+
+def derivative(
+    f: Callable[[Any], Any], x: float, *, method: Method = "central", eps: float | None = None
+) -> float:
+    """The derivative of a scalar function at the real number ``x``.
+
+    Example:
+        >>> import gradproof as gp
+        >>> gp.derivative(lambda x: x ** 2, 3.0, eps=1e-2)
+        5.999999999999872
+        >>> gp.derivative(lambda x: x ** 2, 3.0, method="forward", eps=1e-2)
+        6.009999999999849
+    """
+    if isinstance(x, np.ndarray):
+        if x.size != 1:
+            raise GradientSpecError(
+                f"derivative takes a single number x, got an array of shape {x.shape}; "
+                "use gp.numerical_gradient for arrays"
+            )
+        x = x.reshape(()).item()
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+        raise GradientSpecError(f"derivative takes a real number x, got {type(x).__name__}")
+    return float(numerical_gradient(f, float(x), method=method, eps=eps))
+
+
+@contextmanager
+def _global_rng_kept() -> Iterator[tuple]:
+    """The global NumPy RNG state at entry, put back on exit whatever happens."""
+    state = np.random.get_state()
     try:
-        return _run(cost, params, grads, leaves, opts, rng_state, started, batched)
+        yield state
     finally:
-        np.random.set_state(rng_state)
+        np.random.set_state(state)
 
 
-def _fresh_copy(params: Any) -> Callable[[], Any]:
-    return lambda: _tree.working_copy(params, np.float64)[0]
+@dataclass(frozen=True)
+class _CheckPoint:
+    """A private working copy of params, the cost on it, and its value there."""
+
+    leaves: list[_tree.Leaf]
+    arrays: dict[str, np.ndarray]  # the copy's arrays by leaf name; perturbed in place
+    evaluate: Evaluator
+    j0: float
+
+    @classmethod
+    def at(
+        cls, cost: Cost, params: Any, leaves: list[_tree.Leaf], opts: Options, rng_state: tuple
+    ) -> _CheckPoint:
+        complex_step = opts.scheme.is_complex
+        tree, arrays = _tree.working_copy(params, np.complex128 if complex_step else np.float64)
+        evaluate = Evaluator(cost, tree, rng_state, complex_ok=complex_step)
+        with blame("at the check point"):
+            j0 = evaluate.first()
+        check_finite(j0, "at the check point")
+        return cls(leaves, arrays, evaluate, _real(j0))
 
 
-def _analytic(grads: Any, leaves: list[_tree.Leaf], params: Any, rng_state: tuple):
-    np.random.set_state(rng_state)
-    return resolve(grads, leaves, _fresh_copy(params))
+def run(
+    cost: Cost,
+    params: Any,
+    grads: Any,
+    opts: Options,
+    *,
+    batched: Batched | None = None,
+) -> Report:
+    """:func:`check` with validated options.
+
+    ``batched`` evaluates chunks of a full check at once (a framework's vmap).
+    """
+    leaves = _tree.parse(params)
+    started = time.perf_counter()
+    with _global_rng_kept() as rng_state:
+        analytic = resolve(grads, leaves, lambda: _tree.working_copy(params, np.float64)[0])
+        t0 = time.perf_counter()
+        point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
+        evaluate = point.evaluate
+        with blame("at the check point (second evaluation)"):
+            spread = abs(_real(evaluate()) - point.j0)
+        opts, auto_note = _chosen_mode(opts, leaves, (time.perf_counter() - t0) / 2)
+        if opts.mode == "directional":
+            outcome = _directional.run(
+                evaluate, point.arrays, leaves, analytic, j0=point.j0, spread=spread, opts=opts
+            )
+        else:
+            outcome = _full.run(
+                evaluate,
+                point.arrays,
+                params,
+                leaves,
+                analytic,
+                j0=point.j0,
+                spread=spread,
+                opts=opts,
+                batched=batched if opts.method == "central" and opts.executor is None else None,
+            )
+        with blame("at the check point (final evaluation)"):
+            spread = max(spread, abs(_real(evaluate()) - point.j0))
+    policy = opts.policy()
+    if auto_note:
+        policy["auto"] = auto_note
+    if opts.mode == "directional":
+        policy["confidence"] = _directional.confidence(opts.k)
+    return _verdict(
+        outcome,
+        analytic,
+        opts,
+        policy=policy,
+        spread=spread,
+        j0=point.j0,
+        warnings=[*_precision_warnings(leaves, analytic), *outcome.notes],
+        evaluations=evaluate.count,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _verdict(
+    outcome: Outcome,
+    analytic: dict[str, np.ndarray],
+    opts: Options,
+    *,
+    policy: dict[str, Any],
+    spread: float,
+    j0: float,
+    warnings: list[str],
+    evaluations: int,
+    seconds: float,
+) -> Report:
+    flats = [flat64(a) for a in analytic.values()]
+    size = sum(f.size for f in flats)
+    typical = math.sqrt(sum(float(f @ f) for f in flats) / max(size, 1))
+    deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
+    warnings += _kink_warnings(outcome.tensors)
+    if outcome.numeric_all_zero and any(np.any(f) for f in flats):
+        warnings.append(
+            "the cost did not change when any parameter was perturbed: does it use the params "
+            "passed to it, rather than arrays it closes over?"
+        )
+    passed = (
+        outcome.difference <= opts.tol
+        and all(t.passed for t in outcome.tensors.values())
+        and deterministic
+    )
+    return Report(
+        passed=bool(passed),
+        difference=outcome.difference,
+        tol=opts.tol,
+        tensors=outcome.tensors,
+        evaluations=evaluations,
+        numerical=outcome.numerical,
+        analytic=outcome.analytic,
+        warnings=warnings,
+        method=opts.method,
+        eps=opts.eps,
+        mode=opts.mode,
+        policy=policy,
+        deterministic=deterministic,
+        seconds=seconds,
+    )
+
+
+def _chosen_mode(
+    opts: Options, leaves: list[_tree.Leaf], seconds_per_eval: float
+) -> tuple[Options, str | None]:
+    """``opts`` with mode="auto" resolved (full if it is quick enough), and why."""
+    if opts.mode != "auto":
+        return opts, None
+    n = sum(leaf.size for leaf in leaves)
+    full_seconds = opts.scheme.evaluations * n * seconds_per_eval
+    chosen = opts.with_mode("full" if full_seconds <= _policy.AUTO_FULL_SECONDS else "directional")
+    return chosen, (
+        f"chose {chosen.mode}: a full check would take about {format_seconds(full_seconds)} "
+        f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
+    )
+
+
+def _real(x: float | complex) -> float:
+    return x.real if isinstance(x, complex) else x
 
 
 def _precision_warnings(leaves: list[_tree.Leaf], analytic: dict[str, np.ndarray]) -> list[str]:
@@ -170,99 +335,9 @@ def _precision_warnings(leaves: list[_tree.Leaf], analytic: dict[str, np.ndarray
     return warnings
 
 
-def _run(cost, params, grads, leaves, opts: Options, rng_state, started, batched=None) -> Report:
-    analytic = _analytic(grads, leaves, params, rng_state)
-    warnings = _precision_warnings(leaves, analytic)
-    work_dtype = np.complex128 if opts.method == "complex" else np.float64
-    tree, arrays = _tree.working_copy(params, work_dtype)
-    evaluate = Evaluator(cost, tree, rng_state, complex_ok=opts.method == "complex")
-
-    t0 = time.perf_counter()
-    j0 = at_point(evaluate.first, "at the check point")
-    check_finite(j0, "at the check point")
-    j0_again = at_point(evaluate, "at the check point (second evaluation)")
-    seconds_per_eval = (time.perf_counter() - t0) / 2
-    j0 = _real(j0)
-    spread = abs(_real(j0_again) - j0)
-
-    mode, policy = _choose_mode(opts, leaves, seconds_per_eval)
-    if mode == "directional":
-        outcome = _directional.run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts)
-        k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
-        policy["confidence"] = (
-            f"{k} random directions per parameter: an error {_policy.CONFIDENCE_FACTOR:g}× tol "
-            f"in a parameter goes unseen with probability {_directional.miss_probability(k):.1e}"
-        )
-    else:
-        outcome = _coordinate_mode.run_phase(
-            evaluate,
-            arrays,
-            params,
-            leaves,
-            analytic,
-            j0,
-            spread,
-            opts,
-            mode,
-            opts.executor,
-            batched if opts.method == "central" and opts.executor is None else None,
-        )
-    j0_end = at_point(evaluate, "at the check point (final evaluation)")
-    spread = max(spread, abs(_real(j0_end) - j0))
-
-    warnings += list(outcome.notes)
-    flats = [flat64(analytic[leaf.name]) for leaf in leaves]
-    size = sum(f.size for f in flats)
-    typical = math.sqrt(sum(float(f @ f) for f in flats) / max(size, 1))
-    deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
-    _warn_kinks(outcome.tensors, warnings)
-    if outcome.numeric_all_zero and any(np.any(f) for f in flats):
-        warnings.append(
-            "the cost did not change when any parameter was perturbed: does it use the params "
-            "passed to it, rather than arrays it closes over?"
-        )
-    tensors = outcome.tensors
-    passed = (
-        outcome.difference <= opts.tol and all(t.passed for t in tensors.values()) and deterministic
-    )
-    return Report(
-        passed=bool(passed),
-        difference=outcome.difference,
-        tol=opts.tol,
-        tensors=tensors,
-        evaluations=evaluate.count,
-        numerical=outcome.numerical,
-        analytic=outcome.analytic,
-        warnings=warnings,
-        method=opts.method,
-        eps=opts.eps,
-        mode=mode,
-        policy=policy,
-        deterministic=deterministic,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _choose_mode(opts: Options, leaves: list[_tree.Leaf], seconds_per_eval: float):
-    mode = opts.mode
-    policy = _policy.as_record(opts.method, opts.eps, opts.tol, mode, opts.k, opts.seed)
-    if mode == "auto":
-        n = sum(leaf.size for leaf in leaves)
-        full_seconds = _policy.EVALS_PER_COORDINATE[opts.method] * n * seconds_per_eval
-        mode = "full" if full_seconds <= _policy.AUTO_FULL_SECONDS else "directional"
-        policy = _policy.as_record(opts.method, opts.eps, opts.tol, mode, opts.k, opts.seed)
-        policy["auto"] = (
-            f"chose {mode}: a full check would take about {format_seconds(full_seconds)} "
-            f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
-        )
-    return mode, policy
-
-
-def _real(x: float | complex) -> float:
-    return x.real if isinstance(x, complex) else x
-
-
-def _judge_determinism(spread, j0, typical: float, step: float, tol, warnings: list[str]) -> bool:
+def _judge_determinism(
+    spread: float, j0: float, typical: float, step: float, tol: float, warnings: list[str]
+) -> bool:
     if spread == 0.0:
         return True
     impact = spread / step
@@ -281,7 +356,8 @@ def _judge_determinism(spread, j0, typical: float, step: float, tol, warnings: l
     return True
 
 
-def _warn_kinks(tensors: dict[str, TensorReport], warnings: list[str]) -> None:
+def _kink_warnings(tensors: dict[str, TensorReport]) -> list[str]:
+    warnings = []
     for t in tensors.values():
         if t.kinks:
             shown = ", ".join(str(list(i)) for i in t.kinks[:5])
@@ -290,17 +366,4 @@ def _warn_kinks(tensors: dict[str, TensorReport], warnings: list[str]) -> None:
                 f"{t.name}: the cost has a kink (one-sided slopes disagree) at {shown}{more}; "
                 "left out of the verdict. Move the check point off the kink to check those too"
             )
-
-
-def assert_gradients(cost: Callable[[Any], Any], params: Any, grads: Any, **kw: Any) -> Report:
-    """Like :func:`check`, but raises :class:`GradientError` (an ``AssertionError``) on failure.
-
-    Example:
-        >>> import numpy as np, gradproof as gp
-        >>> gp.assert_gradients(lambda w: np.sum(w ** 3), np.ones(3), 3 * np.ones(3)).passed
-        True
-    """
-    report = check(cost, params, grads, **kw)
-    if not report.passed:
-        raise GradientError(report)
-    return report
+    return warnings

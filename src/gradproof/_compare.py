@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _policy
 from ._finite import Probe
+from ._policy import Scheme
 
 # Per-coordinate status codes.
 AGREES = 0  # within tol, or within round-off without further evidence
@@ -39,29 +40,21 @@ def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What a mode found, ready for the verdict: reports and the overall figures."""
-
-    tensors: dict  # name -> TensorReport
-    difference: float
-    numeric_all_zero: bool  # the cost never changed: it may ignore its argument
-    step: float  # a typical step, to judge what non-determinism does to the partials
-    numerical: object = None  # the numerical gradient (full mode)
-    analytic: object = None  # the analytic gradient, in params' structure (full mode)
-    notes: tuple = ()  # extra warnings from the mode
-
-
-def judged_mask(judgement: Judgement) -> np.ndarray:
-    """The coordinates that count: all but the kinks."""
-    return judgement.status != KINK
-
-
-@dataclass(frozen=True)
 class Judgement:
     """The verdict on each coordinate of one parameter (flat arrays)."""
 
     status: np.ndarray  # int8 codes above
     probed: int  # coordinates probed with extra evaluations
+
+    @property
+    def judged(self) -> np.ndarray:
+        """The coordinates that count: all but the kinks."""
+        return self.status != KINK
+
+    @property
+    def wrong(self) -> np.ndarray:
+        """Positions judged wrong or suspected."""
+        return np.flatnonzero(self.status >= WRONG)
 
     @property
     def failed(self) -> bool:
@@ -71,39 +64,49 @@ class Judgement:
         return np.flatnonzero(self.status == code)
 
 
+@dataclass(frozen=True)
+class Partials:
+    """One parameter's partials at the coordinates checked (flat float64, aligned).
+
+    ``second_difference`` is ``|J(θ+h) − 2 J0 + J(θ−h)| / h``, a free kink
+    screen where the scheme evaluated both sides (``None`` otherwise).
+    """
+
+    analytic: np.ndarray
+    numeric: np.ndarray
+    h: np.ndarray
+    second_difference: np.ndarray | None
+
+
 def judge(
-    method: str,
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    h: np.ndarray,
-    cost_noise: float,
+    p: Partials,
+    *,
+    scheme: Scheme,
+    noise: float,
     analytic_rel: float,
     tol: float,
-    second_difference: np.ndarray | None,
     probe_at: Callable[[int], Probe] | None,
 ) -> Judgement:
     """Classify each coordinate of one parameter.
 
     Args:
-        method: the finite-difference scheme.
-        analytic, numeric: flat float64 arrays.
-        h: the step of each coordinate.
-        cost_noise: the absolute error of one cost value (round-off and any
+        p: the partials.
+        scheme: the finite-difference scheme that made the numeric ones.
+        noise: the absolute error of one cost value (round-off and any
             observed non-determinism).
         analytic_rel: relative accuracy of the analytic gradient's dtype.
         tol: the check's tolerance.
-        second_difference: ``|J(θ+h) − 2 J0 + J(θ−h)| / h`` per coordinate, a
-            free kink screen, where the scheme evaluated both sides.
-        probe_at: evaluates the cost around one coordinate; ``None`` when the
-            scheme cannot be probed (complex step).
+        probe_at: evaluates the cost around one coordinate (by position in
+            ``p``); ``None`` when the scheme cannot be probed (complex step).
     """
+    analytic, numeric, h, second_difference = p.analytic, p.numeric, p.h, p.second_difference
     n = analytic.size
     gap = np.abs(analytic - numeric)
     size = np.abs(analytic) + np.abs(numeric)
-    if method == "complex":
+    if scheme.is_complex:
         roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(numeric)
     else:
-        roundoff = _policy.ROUNDOFF_GAIN[method] * cost_noise / h
+        roundoff = scheme.roundoff_gain * noise / h
     roundoff = roundoff + analytic_rel * np.abs(analytic)
     doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
 
@@ -117,7 +120,7 @@ def judge(
     screen = np.zeros(0, dtype=np.int64)
     if second_difference is not None:
         kinkish = (second_difference > _policy.KINK_SCREEN * size) & (
-            second_difference > _policy.KINK_NOISE * cost_noise / h
+            second_difference > _policy.KINK_NOISE * noise / h
         )
         screen = np.flatnonzero(kinkish & ~doubtful)
 
@@ -127,32 +130,35 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        status[i] = classify(method, probe_at(int(i)), gap[i], roundoff[i], cost_noise, h[i])
+        status[i] = classify(
+            scheme, probe_at(int(i)), gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i]
+        )
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:
-        p = probe_at(int(i))
         probed += 1
-        if _is_kink(method, p, gap[i], cost_noise, h[i]):
+        if _is_kink(scheme, probe_at(int(i)), gap[i], noise, h[i]):
             status[i] = KINK
     return Judgement(status, probed)
 
 
-def _is_kink(method: str, p: Probe, gap: float, noise: float, h: float) -> bool:
+def _is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:
     jump = p.nonsmoothness()
     # A smooth cost's inconsistency is ~1.5x the truncation estimate; a kink's
     # is its jump in slope, which no step size makes small.
     return (
         jump > _policy.KINK_SHARE * gap
-        and jump > 4 * p.truncation(method)
+        and jump > 4 * p.truncation(scheme)
         and jump > _policy.KINK_NOISE * noise / h
     )
 
 
-def classify(method: str, p: Probe, gap: float, roundoff: float, noise: float, h: float) -> int:
+def classify(
+    scheme: Scheme, p: Probe, *, gap: float, roundoff: float, noise: float, h: float
+) -> int:
     """Whether a probed disagreement is a kink, within numerical error, or wrong."""
-    if _is_kink(method, p, gap, noise, h):
+    if _is_kink(scheme, p, gap, noise, h):
         return KINK
-    if gap <= _policy.ERROR_SAFETY * (p.truncation(method) + roundoff):
+    if gap <= _policy.ERROR_SAFETY * (p.truncation(scheme) + roundoff):
         return NUMERICS
     return WRONG

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,27 @@ from ._errors import CostError
 
 
 class CostRaised(Exception):
-    """Internal: the cost raised; the caller adds where and re-raises CostError."""
+    """Internal: the cost raised (the cause is chained); :func:`blame` says where."""
+
+    @property
+    def original(self) -> BaseException | None:
+        return self.__cause__
+
+    def error(self, where: str) -> CostError:
+        """The user-facing error: what the cost raised, and what it was evaluating."""
+        cause = self.__cause__
+        if isinstance(cause, CostError):
+            return CostError(f"{cause} ({where})")
+        return CostError(f"the cost raised {type(cause).__name__} {where}: {cause}")
+
+
+@contextmanager
+def blame(where: str) -> Iterator[None]:
+    """Turn a failing cost inside the block into a :class:`CostError` that says ``where``."""
+    try:
+        yield
+    except CostRaised as exc:
+        raise exc.error(where) from exc.__cause__
 
 
 def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:

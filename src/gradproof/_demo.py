@@ -8,9 +8,8 @@ from typing import TextIO
 import numpy as np
 
 from . import _policy
-from ._check import check
-from ._numerical import derivative
-from ._render import show
+from ._check import check, derivative
+from ._format import show
 from .examples import backward_propagation_n, forward_propagation_n, seed_case
 
 DESCRIPTION = """\
@@ -80,7 +79,7 @@ def run(out: TextIO) -> int:
     w(
         f"   eps = automatic:          difference {auto.difference:.3e}, "
         f"{'passed' if auto.passed else 'FAILED'}.\n"
-        f"      The step {_policy.STEP_FACTOR['central']:.2g} * max(1, |theta|) balances "
+        f"      The step {_policy.SCHEMES['central'].step_factor:.2g} * max(1, |theta|) balances "
         "truncation error (~h^2)\n      against round-off (~1/h) for each coordinate.\n\n"
     )
     show(auto, out, indent=3)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _policy
+from ._compare import Judgement, Partials
+from ._records import NO_DIAGNOSIS, Diagnosis
+from ._tree import Index
 
 # A pattern "fits" when it explains the analytic gradient to this relative
 # residual: far above finite-difference error, far below any real second bug.
@@ -19,26 +20,10 @@ EXPLAINS = 0.01
 MASK_SHARE = 0.25
 
 
-@dataclass(frozen=True)
-class Diagnosis:
-    pattern: str | None  # a short key, listed on TensorReport.pattern
-    finding: str | None  # what the numbers show
-    cause: str | None  # the likely cause, and where to look
-
-    @property
-    def sentence(self) -> str | None:
-        if self.finding is None:
-            return None
-        return f"{self.finding}: {self.cause}" if self.cause else self.finding
-
-
-NONE = Diagnosis(None, None, None)
-
-
 def within_numerics(difference: float, tol: float) -> Diagnosis:
     """The note for a parameter that passed: why a difference above tol is no bug."""
     if difference <= tol:
-        return NONE
+        return NO_DIAGNOSIS
     return Diagnosis(
         "numerics",
         f"difference {difference:.1e} is above tol, but within the finite differences' own error",
@@ -58,7 +43,7 @@ def _grad_name(name: str) -> str:
     return f"d{name}" if name.isidentifier() else f"the gradient of {name}"
 
 
-def _fmt_index(flat_index: int, shape: tuple[int, ...]) -> str:
+def _fmt_index(flat_index: int, shape: Index) -> str:
     if not shape:
         return "()"
     idx = np.unravel_index(flat_index, shape)
@@ -66,33 +51,23 @@ def _fmt_index(flat_index: int, shape: tuple[int, ...]) -> str:
 
 
 def diagnose(
-    name: str,
-    shape: tuple[int, ...],
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    wrong: np.ndarray,
-    judged: np.ndarray,
-    failed: bool,
-    difference: float,
-    tol: float,
-    coords: np.ndarray | None = None,
+    name: str, shape: Index, p: Partials, judgement: Judgement, coords: np.ndarray | None
 ) -> Diagnosis:
-    """Diagnose one parameter from flat arrays.
+    """Say why a failed parameter is wrong, from the pattern of its errors.
 
     Args:
-        wrong: positions (in the arrays) judged wrong or suspected.
-        judged: boolean mask of positions that count (kinks excluded).
-        failed: the parameter's verdict.
+        p: the partials compared, flat and aligned.
+        judgement: the verdict on each of them (kinks are left out).
         coords: the flat index in the parameter of each position, when only a
             sample was checked; ``None`` when the arrays cover every element.
     """
+    analytic, numeric = p.analytic, p.numeric
+    judged, wrong = judgement.judged, judgement.wrong
 
     def index_of(position: int) -> int:
         return int(position) if coords is None else int(coords[position])
 
     dname = _grad_name(name)
-    if not failed:
-        return within_numerics(difference, tol)
     g, gt = analytic[judged], numeric[judged]
     n, k = int(g.size), int(wrong.size)
     g_norm = float(np.linalg.norm(g))
@@ -174,7 +149,7 @@ def diagnose(
     )
 
 
-def _few(name: str, shape: tuple[int, ...], items, finding: str) -> Diagnosis:
+def _few(name: str, shape: Index, items, finding: str) -> Diagnosis:
     listed = "; ".join(
         f"{name}{_fmt_index(i, shape)}: analytic {a:.6g}, numeric {b:.6g}" for i, a, b in items
     )
@@ -219,7 +194,7 @@ def along_directions(
 
 
 def localized(
-    name: str, shape: tuple[int, ...], analytic: np.ndarray, partials: dict[int, float], many: bool
+    name: str, shape: Index, analytic: np.ndarray, partials: dict[int, float], many: bool
 ) -> Diagnosis:
     """The elements that bisection found wrong, with their analytic and numeric values."""
     dname = _grad_name(name)

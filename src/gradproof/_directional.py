@@ -19,11 +19,15 @@ import numpy as np
 
 from . import _compare, _diagnose, _policy
 from ._compare import flat64
-from ._cost import CostRaised
-from ._errors import CostError, GradientSpecError
-from ._finite import Probe, noise_level
+from ._cost import Evaluator, blame
+from ._errors import GradientSpecError
+from ._finite import NoiseSite, Probe, Tick, automatic_step, cost_noise
+from ._options import Options
 from ._progress import Progress
-from ._report import TensorReport, index_tuple
+from ._records import NO_DIAGNOSIS, Outcome, TensorReport
+from ._tree import Leaf, index_tuple
+
+CENTRAL = _policy.SCHEMES["central"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,9 @@ class _Mover:
     def coordinate(self, i: int) -> float:
         """The central difference of element ``i`` at the automatic step."""
         x0 = float(self.saved[i])
-        h0 = float(_policy.default_step("central", np.asarray(x0)))
-        xp = x0 + h0
-        h = xp - x0
+        h = automatic_step(x0)
         try:
-            self.flat[i] = xp
+            self.flat[i] = x0 + h
             jp = self.evaluate()
             self.flat[i] = x0 - h
             jm = self.evaluate()
@@ -116,7 +118,7 @@ def _one_direction(mover, v, g, j0, t, noise, tol, rel) -> tuple[_Along, int]:
             forward_half=(jp2 - j0) / (t / 2),
             backward_half=(j0 - jm2) / (t / 2),
         )
-        status = _compare.classify("central", probe, gap, roundoff, noise, t)
+        status = _compare.classify(CENTRAL, probe, gap=gap, roundoff=roundoff, noise=noise, h=t)
         # A kink crossed off-centre reads as large truncation error rather than
         # as a kink: either way, a smaller step makes crossing one unlikely.
         if status in (_compare.KINK, _compare.NUMERICS) and attempt < _policy.KINK_RETRIES:
@@ -150,14 +152,26 @@ def _localize(mover, v, g, t, whole: _Along, noise, tol) -> list[int]:
 
 
 def check_parameter(
-    name, shape, flat, g, evaluate, j0, noise, opts, rng, rel, tick
+    leaf: Leaf,
+    flat: np.ndarray,
+    g: np.ndarray,
+    evaluate: Evaluator,
+    *,
+    j0: float,
+    noise: float,
+    opts: Options,
+    rng: np.random.Generator,
+    rel: float,
+    tick: Tick | None,
 ) -> tuple[TensorReport, dict[str, float], int]:
     """Check one parameter along k random directions; localize a failure.
 
     Returns its report, the sums that make up the overall difference, and the
     number of directions that crossed a kink.
     """
-    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
+    name, shape = leaf.name, leaf.shape
+    assert opts.k is not None  # resolved by Options for mode="directional"
+    k = opts.k
     mover = _Mover(flat, evaluate)
     # Directions are kept as seeds, not vectors: k vectors would be k copies.
     seeds = rng.integers(2**63, size=k)
@@ -187,7 +201,7 @@ def check_parameter(
 
     found: list[int] = []
     partials: dict[int, float] = {}
-    diagnosis = _diagnose.NONE
+    diagnosis = NO_DIAGNOSIS
     if failed:
         diagnosis = _diagnose.along_directions(name, g, d, dn)
         if diagnosis is None:
@@ -218,11 +232,8 @@ def check_parameter(
         max_abs_error=float(max_error),
         worst_index=index_tuple(found[0], shape) if found else (),
         scale=fit,
-        diagnosis=diagnosis.sentence,
         checked=int(np.count_nonzero(valid)),
-        pattern=diagnosis.pattern,
-        finding=diagnosis.finding,
-        cause=diagnosis.cause,
+        explanation=diagnosis,
         wrong=int(wrong),
         wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
         probed=probed,
@@ -230,12 +241,31 @@ def check_parameter(
     return report, sums, int(np.count_nonzero(~valid))
 
 
+def confidence(k: int | None) -> str:
+    """What k random directions per parameter can miss, in words, for the report's policy."""
+    assert k is not None  # resolved by Options for mode="directional"
+    return (
+        f"{k} random directions per parameter: an error {_policy.CONFIDENCE_FACTOR:g}× tol "
+        f"in a parameter goes unseen with probability {miss_probability(k):.1e}"
+    )
+
+
 def miss_probability(k: int) -> float:
     """Chance that k Gaussian directions all miss an error CONFIDENCE_FACTOR × tol."""
     return ((2 / math.pi) * math.atan(1 / _policy.CONFIDENCE_FACTOR)) ** k
 
 
-def run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.Outcome:
+def run(
+    evaluate: Evaluator,
+    arrays: dict[str, np.ndarray],
+    leaves: list[Leaf],
+    analytic: dict[str, np.ndarray],
+    *,
+    j0: float,
+    spread: float,
+    opts: Options,
+) -> Outcome:
+    """Check every parameter along ``opts.k`` random directions, localizing any failure."""
     notes = []
     if opts.executor is not None:
         notes.append(
@@ -249,32 +279,24 @@ def run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.
         )
     noise = _noise_near(evaluate, arrays, leaves, analytic, j0) + spread
     rng = np.random.default_rng(opts.seed)
-    k = opts.k if opts.k is not None else _policy.DIRECTIONS_K
-    bar = Progress(k * len(leaves), "gradproof directions", opts.progress)
+    assert opts.k is not None  # resolved by Options for mode="directional"
+    bar = Progress(opts.k * len(leaves), "gradproof directions", opts.progress)
     tensors, sums, kinky = {}, {"ee": 0.0, "gg": 0.0, "nn": 0.0}, 0
     try:
         for leaf in leaves:
-            g = flat64(analytic[leaf.name])
-            rel = _policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0)
-            try:
+            with blame(f"while {leaf.name} was moved along a random direction"):
                 report, part, crossed = check_parameter(
-                    leaf.name,
-                    leaf.shape,
+                    leaf,
                     arrays[leaf.name].reshape(-1),
-                    g,
+                    flat64(analytic[leaf.name]),
                     evaluate,
-                    j0,
-                    noise,
-                    opts,
-                    rng,
-                    rel,
-                    bar.tick,
+                    j0=j0,
+                    noise=noise,
+                    opts=opts,
+                    rng=rng,
+                    rel=_policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0),
+                    tick=bar.tick,
                 )
-            except CostRaised as exc:
-                raise CostError(
-                    f"the cost raised {type(exc.__cause__).__name__} while {leaf.name} was "
-                    f"moved along a random direction: {exc.__cause__}"
-                ) from exc.__cause__
             tensors[leaf.name] = report
             kinky += crossed
             for key in sums:
@@ -288,7 +310,7 @@ def run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.
             f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
             "and were left out of the verdict"
         )
-    return _compare.Outcome(
+    return Outcome(
         tensors=tensors,
         difference=difference,
         numeric_all_zero=sums["nn"] == 0.0,
@@ -297,9 +319,14 @@ def run_phase(evaluate, arrays, leaves, analytic, j0, spread, opts) -> _compare.
     )
 
 
-def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
+def _noise_near(
+    evaluate: Evaluator,
+    arrays: dict[str, np.ndarray],
+    leaves: list[Leaf],
+    analytic: dict[str, np.ndarray],
+    j0: float,
+) -> float:
     """The cost's round-off, measured at the coordinates with the largest analytic partials."""
-    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
     tops = []
     for leaf in leaves:
         g = np.abs(flat64(analytic[leaf.name]))
@@ -307,18 +334,11 @@ def _noise_near(evaluate, arrays, leaves, analytic, j0) -> float:
             i = int(np.argmax(g))
             tops.append((g[i], leaf.name, i))
     tops.sort(key=lambda c: -c[0])
-    measured = []
+    sites = []
     for size, name, i in tops[: _policy.NOISE_COORDINATES]:
         if size == 0:
             continue
         flat = arrays[name].reshape(-1)
-        h = float(_policy.default_step("central", np.asarray(float(flat[i]))))
-        try:
-            measured.append(noise_level(evaluate, flat, i, j0, h))
-        except CostRaised as exc:
-            raise CostError(
-                f"the cost raised {type(exc.__cause__).__name__} while its round-off was "
-                f"measured near {name}: {exc.__cause__}"
-            ) from exc.__cause__
-    sigma = float(np.median(measured)) if measured else 0.0
-    return max(model, _policy.NOISE_MARGIN * sigma)
+        h = float(CENTRAL.default_step(np.asarray(float(flat[i]))))
+        sites.append(NoiseSite(name, flat, i, h))
+    return cost_noise(evaluate, sites, j0)

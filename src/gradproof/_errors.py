@@ -1,40 +1,35 @@
-"""The exceptions gradproof raises."""
+"""The exceptions raised while a check is set up or run.
+
+Two different things go wrong: the *input* is malformed (:class:`GradientSpecError`,
+a ``ValueError``: fix the call), or the *cost itself* fails (:class:`CostError`:
+fix the function). The verdict on a gradient, :class:`gradproof.GradientError`,
+lives with the report it carries.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._report import Report
-
 
 class GradientSpecError(ValueError):
-    """The inputs to a check are malformed: params, grads, options or the cost's output.
+    """The inputs to a check are malformed: params, grads or options.
 
     The message names the parameter or argument, the value received and what
     is accepted instead.
     """
 
 
-class CostError(GradientSpecError):
+class CostError(Exception):
     """The cost function raised, or returned something that is not a finite scalar.
 
-    When the cost itself raised, the original exception is chained as
-    ``__cause__``.
+    Not a :class:`GradientSpecError`: the call was well formed, the user's
+    function failed. When the cost itself raised, the original exception is
+    chained as ``__cause__``; the message says which coordinate and step it was
+    evaluating.
     """
-
-
-class GradientError(AssertionError):
-    """A gradient check failed. ``str(error)`` holds the report's table.
-
-    Attributes:
-        report: the :class:`gradproof.Report` of the failing check.
-    """
-
-    def __init__(self, report: Report) -> None:
-        super().__init__(str(report))
-        self.report = report
 
 
 class WorkerError(RuntimeError):
-    """A worker process failed twice on the same chunk of evaluations (params are intact)."""
+    """Worker processes could not run the cost (params are intact).
+
+    Raised when a worker cannot start or unpack the cost, or when one dies
+    twice on the same chunk of evaluations.
+    """

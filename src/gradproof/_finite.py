@@ -1,4 +1,4 @@
-"""Finite-difference schemes over coordinates perturbed in place.
+"""Finite differences over coordinates perturbed in place: steps, sweeps, probes, noise.
 
 Nothing here copies the parameter vector per coordinate: a coordinate is set
 to its perturbed value in the working array, the cost is evaluated, and the
@@ -8,21 +8,24 @@ coordinate is set back to its exact original bits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _policy
+from ._cost import blame
+from ._policy import Scheme
 
 Evaluate = Callable[[], float]
+Tick = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class Steps:
-    """Each coordinate's value and step; it is evaluated at ``theta ± h`` (and ``± h/2``).
+    """Each coordinate's value and step; it is evaluated at ``theta + offset·h``.
 
-    The points themselves are computed a chunk at a time (:func:`points_for`),
+    The points themselves are computed a chunk at a time (:meth:`Scheme.points`),
     so a check holds a small constant number of copies of a parameter.
     """
 
@@ -30,7 +33,7 @@ class Steps:
     h: np.ndarray  # the step actually taken (exactly representable when automatic)
 
 
-def make_steps(method: str, theta: np.ndarray, eps: float | None) -> Steps:
+def make_steps(scheme: Scheme, theta: np.ndarray, eps: float | None) -> Steps:
     """Steps for the flat float64 coordinates ``theta``.
 
     With ``eps`` given, ``theta ± eps`` is used exactly as the textbook formula
@@ -38,31 +41,19 @@ def make_steps(method: str, theta: np.ndarray, eps: float | None) -> Steps:
     coordinate and rounded so that ``theta + h`` is exact: the divisor is then
     the true distance between the points.
     """
-    if eps is None:
-        h0 = _policy.default_step(method, theta)
-        if method == "complex":
-            h = h0
-        else:
-            h = (theta + h0) - theta
-            h = np.where(h > 0, h, h0)
-    else:
-        h = np.full(theta.shape, float(eps))
-    return Steps(theta, h)
+    if eps is not None:
+        return Steps(theta, np.full(theta.shape, float(eps)))
+    h0 = scheme.default_step(theta)
+    if scheme.is_complex:
+        return Steps(theta, h0)
+    h = (theta + h0) - theta
+    return Steps(theta, np.where(h > 0, h, h0))
 
 
-def points_for(method: str, theta: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
-    """The perturbed values each coordinate takes, in evaluation order."""
-    if method == "central":
-        return [theta + h, theta - h]
-    if method == "forward":
-        return [theta + h]
-    if method == "backward":
-        return [theta - h]
-    if method == "richardson":
-        return [theta + h, theta - h, theta + h / 2, theta - h / 2]
-    if method == "complex":
-        return [theta + 1j * h]
-    raise ValueError(method)
+def automatic_step(x: float) -> float:
+    """The central scheme's automatic step at one value, rounded so ``x + h`` is exact."""
+    steps = make_steps(_policy.SCHEMES["central"], np.asarray([x], dtype=np.float64), None)
+    return float(steps.h[0])
 
 
 class SweepInterrupted(Exception):
@@ -77,9 +68,9 @@ class SweepInterrupted(Exception):
 def sweep(
     evaluate: Evaluate,
     flat: np.ndarray,
-    values: list,
-    indices: range | list[int],
-    tick: Callable[[int], None] | None = None,
+    values: Sequence[Sequence[float | complex]],
+    indices: Sequence[int],
+    tick: Tick | None = None,
 ) -> list[np.ndarray]:
     """For each coordinate ``indices[j]`` evaluate the cost at each of ``values``.
 
@@ -93,7 +84,7 @@ def sweep(
     stride = 512
     x0 = None
     try:
-        if len(values) == 2:
+        if len(values) == 2:  # the common central case, unrolled: it is the hot loop
             vp, vm = values
             op, om = outs
             for j, i in enumerate(indices):
@@ -119,31 +110,12 @@ def sweep(
     except BaseException as exc:
         if i >= 0 and x0 is not None:
             flat[i] = x0
-        if isinstance(exc, Exception) and not isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, Exception):
             raise SweepInterrupted(i, k) from exc
         raise
     if tick is not None:
         tick(len(indices) % stride)
     return [np.asarray(o) for o in outs]
-
-
-def estimate(method: str, j0: float, js: list[np.ndarray], h: np.ndarray) -> np.ndarray:
-    """The numerical partials from the cost values of :func:`sweep`."""
-    if method == "central":
-        jp, jm = js
-        return (jp - jm) / (2 * h)
-    if method == "forward":
-        return (js[0] - j0) / h
-    if method == "backward":
-        return (j0 - js[0]) / h
-    if method == "richardson":
-        jp, jm, jhp, jhm = js
-        coarse = (jp - jm) / (2 * h)
-        fine = (jhp - jhm) / h
-        return (4 * fine - coarse) / 3
-    if method == "complex":
-        return np.imag(js[0]) / h
-    raise ValueError(method)
 
 
 @dataclass(frozen=True)
@@ -155,19 +127,11 @@ class Probe:
     forward_half: float  # (J(θ+h/2) − J0) / (h/2)
     backward_half: float
 
-    def scheme(self, method: str, half: bool) -> float:
-        f, b = (self.forward_half, self.backward_half) if half else (self.forward, self.backward)
-        if method in ("central", "richardson"):
-            return (f + b) / 2
-        return f if method == "forward" else b
-
-    def truncation(self, method: str) -> float:
-        """Estimated truncation error of the method's partial, from steps h and h/2."""
-        p = _policy.ORDER[method]
-        gap = abs(self.scheme(method, False) - self.scheme(method, True))
-        if method == "richardson":
-            return gap / 3
-        return gap / (1 - 2.0**-p)
+    def truncation(self, scheme: Scheme) -> float:
+        """Estimated truncation error of the scheme's partial, from steps h and h/2."""
+        coarse = scheme.slope(self.forward, self.backward)
+        fine = scheme.slope(self.forward_half, self.backward_half)
+        return abs(coarse - fine) / scheme.halving_divisor
 
     def nonsmoothness(self) -> float:
         """How far the four one-sided slopes are from any smooth function's.
@@ -182,39 +146,39 @@ class Probe:
         return max(abs(c1 - c2), abs(c3 - 2 * c1), abs(c3 - 2 * c2))
 
 
+PROBE_OFFSETS = (1.0, -1.0, 0.5, -0.5)
+
+
 def probe(
     evaluate: Evaluate,
     flat: np.ndarray,
     i: int,
-    j: int,
+    theta: float,
+    h: float,
     j0: float,
-    steps: Steps,
-    known: dict[str, float],
+    known: dict[float, float],
 ) -> Probe:
-    """Evaluate coordinate ``i`` (``steps`` entry ``j``) at those of θ±h, θ±h/2 not in ``known``."""
+    """Evaluate coordinate ``i`` (value ``theta``) at whichever of θ±h, θ±h/2 ``known`` lacks.
+
+    ``known`` maps offsets already evaluated by the sweep to their cost values.
+    """
     x0 = flat[i]
     got = dict(known)
-    theta, h = float(steps.theta[j]), float(steps.h[j])
-    points = {
-        "plus": theta + h,
-        "minus": theta - h,
-        "half_plus": theta + h / 2,
-        "half_minus": theta - h / 2,
-    }
+    points = {offset: theta + offset * h for offset in PROBE_OFFSETS}
     try:
-        for key, value in points.items():
-            if key not in got:
+        for offset, value in points.items():
+            if offset not in got:
                 flat[i] = value
-                got[key] = evaluate()
+                got[offset] = evaluate()
     finally:
         flat[i] = x0
-    hh = points["half_plus"] - theta
-    hm = theta - points["half_minus"]
+    hh = points[0.5] - theta
+    hm = theta - points[-0.5]
     return Probe(
-        forward=(got["plus"] - j0) / h,
-        backward=(j0 - got["minus"]) / h,
-        forward_half=(got["half_plus"] - j0) / hh,
-        backward_half=(j0 - got["half_minus"]) / hm,
+        forward=(got[1.0] - j0) / h,
+        backward=(j0 - got[-1.0]) / h,
+        forward_half=(got[0.5] - j0) / hh,
+        backward_half=(j0 - got[-0.5]) / hm,
     )
 
 
@@ -249,3 +213,28 @@ def noise_level(evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, h: floa
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
             estimates.append(math.sqrt(gamma * float(np.mean(diffs**2))))
     return float(np.median(estimates))
+
+
+@dataclass(frozen=True)
+class NoiseSite:
+    """A coordinate at which to measure the cost's round-off."""
+
+    name: str  # the parameter, for messages
+    flat: np.ndarray  # its working array, flat
+    index: int
+    h: float
+
+
+def cost_noise(evaluate: Evaluate, sites: Sequence[NoiseSite], j0: float) -> float:
+    """The absolute error of one cost value: modelled, and measured at ``sites``.
+
+    The larger of the model ``COST_ROUNDOFF · u · |J|`` and ``NOISE_MARGIN``
+    times the median measured deviation.
+    """
+    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
+    measured = []
+    for s in sites:
+        with blame(f"while its round-off was measured near {s.name}"):
+            measured.append(noise_level(evaluate, s.flat, s.index, j0, s.h))
+    sigma = float(np.median(measured)) if measured else 0.0
+    return max(model, _policy.NOISE_MARGIN * sigma)

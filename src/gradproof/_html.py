@@ -5,13 +5,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from ._report import footer_lines, format_html
-
-if TYPE_CHECKING:
-    from ._report import Report
+from . import _format
+from ._plot import plot_report, pyplot
+from ._records import ReportRecord
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem;
@@ -25,35 +22,30 @@ img { max-width: 100%; border: 1px solid #eee; margin-top: 1rem; }
 """
 
 
-def _figure_png(report: Report) -> str | None:
+def _figure_png(report: ReportRecord) -> str | None:
     try:
-        from ._plot import pyplot
-
         plt = pyplot()
     except ImportError:
         return None
-    fig = report.plot()
+    fig = plot_report(report)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def page(report: Report) -> str:
+def page(report: ReportRecord) -> str:
+    """The whole page: headline, table, warnings, the plots inlined, the footer."""
     png = _figure_png(report)
     picture = (
         f'<img alt="per-parameter differences" src="data:image/png;base64,{png}">'
         if png
         else "<p><em>Install matplotlib (pip install 'gradproof[plot]') for plots.</em></p>"
     )
-    footer = "<br>".join(html.escape(line) for line in footer_lines(report))
+    footer = "<br>".join(html.escape(line) for line in _format.footer(report))
     title = "gradproof: " + ("passed" if report.passed else "failed")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{STYLE}</style></head><body>"
-        f'{format_html(report)}{picture}<p class="footer">{footer}</p></body></html>\n'
+        f'{_format.html(report)}{picture}<p class="footer">{footer}</p></body></html>\n'
     )
-
-
-def save_html(report: Report, path: Any) -> None:
-    Path(path).write_text(page(report), encoding="utf-8")

@@ -78,33 +78,66 @@ def run_chunk(task_id: str, payload: bytes, leaf: str, coords: list[int], values
 
 @dataclass(frozen=True)
 class Chunk:
+    """Part of one parameter's sweep: coordinates and the values each takes."""
+
     leaf: str
     start: int  # position of the chunk in the parameter's checked coordinates
     coords: list[int]
     values: list[list]
 
 
-class Workers:
-    """An executor for one check: ours (``executor=n``) or the caller's."""
+@dataclass(frozen=True)
+class Task:
+    """What every worker needs to evaluate the cost, serialized once."""
 
-    def __init__(self, executor: Any):
+    cost: Callable[[Any], Any]
+    params: Any
+    rng_state: tuple
+    dtype: type
+    replay: bool
+    complex_ok: bool
+
+    def payload(self) -> bytes:
+        try:
+            return cloudpickle.dumps(
+                (self.cost, self.params, self.rng_state, self.dtype, self.replay, self.complex_ok)
+            )
+        except Exception as exc:
+            raise GradientSpecError(
+                f"the cost cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
+                "a cost that holds open files, locks or sockets must run with executor=None"
+            ) from exc
+
+
+class Workers:
+    """An executor for one check: ours (``executor=n``) or the caller's.
+
+    Use as a context manager: on leaving it, our own pool is shut down, and
+    on an exception (Ctrl-C included) pending chunks are cancelled.
+    """
+
+    def __init__(self, executor: int | cf.Executor, task: Task):
         self.own = isinstance(executor, int)
-        self.n = executor if self.own else _size_of(executor)
-        self.executor = self._new_pool() if self.own else executor
+        self.n = executor if isinstance(executor, int) else _size_of(executor)
+        self.payload = task.payload()
+        self.executor: cf.Executor = self._new_pool() if isinstance(executor, int) else executor
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self.own:
+            self.executor.shutdown(wait=exc_type is None, cancel_futures=True)
 
     def _new_pool(self) -> cf.Executor:
         return cf.ProcessPoolExecutor(
             max_workers=self.n, mp_context=multiprocessing.get_context("spawn")
         )
 
-    def close(self, cancel: bool = False) -> None:
-        if self.own:
-            self.executor.shutdown(wait=not cancel, cancel_futures=True)
-
-    def run(self, payload: bytes, chunks: list[Chunk], done: Callable[[Chunk, tuple], None]):
+    def run(self, chunks: list[Chunk], done: Callable[[Chunk, tuple], None]) -> None:
         """Run every chunk; a chunk whose worker failed is retried once, then WorkerError."""
         task_id = uuid.uuid4().hex
-        pending = {self._submit(task_id, payload, c): c for c in chunks}
+        pending = {self._submit(task_id, c): c for c in chunks}
         retried: set[int] = set()
         while pending:
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -124,21 +157,21 @@ class Workers:
                         ) from exc
                     retried.add(id(chunk))
                     if self.own and isinstance(exc, cf.process.BrokenProcessPool):
-                        pending = self._restart(task_id, payload, pending)
-                    pending[self._submit(task_id, payload, chunk)] = chunk
+                        pending = self._restart(task_id, pending)
+                    pending[self._submit(task_id, chunk)] = chunk
                     continue
                 done(chunk, result)
 
-    def _submit(self, task_id, payload, chunk: Chunk):
+    def _submit(self, task_id: str, chunk: Chunk) -> cf.Future:
         return self.executor.submit(
-            run_chunk, task_id, payload, chunk.leaf, chunk.coords, chunk.values
+            run_chunk, task_id, self.payload, chunk.leaf, chunk.coords, chunk.values
         )
 
-    def _restart(self, task_id, payload, pending):
+    def _restart(self, task_id: str, pending: dict[cf.Future, Chunk]) -> dict[cf.Future, Chunk]:
         """A dead process breaks the whole pool: start a new one, resubmit what was pending."""
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.executor = self._new_pool()
-        return {self._submit(task_id, payload, c): c for c in pending.values()}
+        return {self._submit(task_id, c): c for c in pending.values()}
 
 
 def _size_of(executor: Any) -> int:
@@ -147,29 +180,3 @@ def _size_of(executor: Any) -> int:
         if isinstance(n, int) and n > 0:
             return n
     return 4
-
-
-def validate(executor: Any) -> None:
-    if executor is None:
-        return
-    if isinstance(executor, bool) or (isinstance(executor, int) and executor < 1):
-        raise GradientSpecError(
-            f"executor must be None, a positive number of worker processes, or a "
-            f"concurrent.futures.Executor; got {executor!r}"
-        )
-    if not isinstance(executor, int) and not callable(getattr(executor, "submit", None)):
-        raise GradientSpecError(
-            f"executor must be None, an int (worker processes) or an object with .submit() "
-            f"such as a concurrent.futures.Executor or dask's client.get_executor(); "
-            f"got {type(executor).__name__}"
-        )
-
-
-def payload_for(cost, params, rng_state, dtype, replay: bool, complex_ok: bool) -> bytes:
-    try:
-        return cloudpickle.dumps((cost, params, rng_state, dtype, replay, complex_ok))
-    except Exception as exc:
-        raise GradientSpecError(
-            f"the cost cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
-            "a cost that holds open files, locks or sockets must run with executor=None"
-        ) from exc

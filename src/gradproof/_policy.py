@@ -1,38 +1,130 @@
-"""Numerical policy: every default step, error model and threshold in one place.
+"""Numerical policy: the difference schemes, every default step, error model and threshold.
 
-Each report records the policy it was made under (``Report.policy``), so a
-check can be reproduced and its verdict explained.
+One :class:`Scheme` record per finite-difference method holds its stencil, its
+step, its order and its evaluations; the rest of the engine asks the record
+instead of branching on the method's name. Each report records the policy it
+was made under (``Report.policy``), so a check can be reproduced and its
+verdict explained.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
+Method = Literal["central", "forward", "backward", "complex", "richardson"]
+Mode = Literal["full", "sample", "directional", "auto"]
+METHODS: tuple[str, ...] = get_args(Method)
+MODES: tuple[str, ...] = get_args(Mode)
+
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2  # u = 2**-53
+_EPS = float(np.finfo(np.float64).eps)
 
-METHODS = ("central", "forward", "backward", "complex", "richardson")
-MODES = ("full", "sample", "directional", "auto")
+Estimate = Callable[[float, Sequence[np.ndarray], np.ndarray], np.ndarray]
 
-# Automatic step h_i = STEP_FACTOR[method] * max(1, |theta_i|): the step that
-# balances truncation error against round-off for each scheme's order.
-STEP_FACTOR = {
-    "central": float(np.finfo(np.float64).eps ** (1 / 3)),  # ~6.1e-6, error O(h^2)
-    "forward": float(np.finfo(np.float64).eps ** (1 / 2)),  # ~1.5e-8, error O(h)
-    "backward": float(np.finfo(np.float64).eps ** (1 / 2)),
-    "richardson": float(np.finfo(np.float64).eps ** (1 / 5)),  # ~7.4e-4, error O(h^4)
-    "complex": 1e-20,  # no subtraction, so no round-off: the step can be tiny
+
+def _central(j0: float, js: Sequence[np.ndarray], h: np.ndarray) -> np.ndarray:
+    jp, jm = js
+    return (jp - jm) / (2 * h)
+
+
+def _forward(j0: float, js: Sequence[np.ndarray], h: np.ndarray) -> np.ndarray:
+    return (js[0] - j0) / h
+
+
+def _backward(j0: float, js: Sequence[np.ndarray], h: np.ndarray) -> np.ndarray:
+    return (j0 - js[0]) / h
+
+
+def _richardson(j0: float, js: Sequence[np.ndarray], h: np.ndarray) -> np.ndarray:
+    jp, jm, jhp, jhm = js
+    coarse = (jp - jm) / (2 * h)
+    fine = (jhp - jhm) / h
+    return (4 * fine - coarse) / 3
+
+
+def _complex(j0: float, js: Sequence[np.ndarray], h: np.ndarray) -> np.ndarray:
+    return np.imag(js[0]) / h
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One finite-difference method: where it evaluates, and how it turns values into a slope.
+
+    Attributes:
+        name: the method's name, as passed to ``gp.check(method=...)``.
+        offsets: the points evaluated for each coordinate, ``θ + offset·h``, in order.
+        step_factor: the automatic step is ``step_factor · max(1, |θ|)``; it
+            balances truncation error against round-off for the scheme's order.
+        order: ``p`` of the truncation error ``O(hᵖ)`` as estimated from the
+            same scheme at ``h`` and ``h/2`` (Richardson's is that of its
+            ``h/2`` part); ``None`` for the complex step, which cannot be probed.
+        halving_divisor: the gap between the estimates at ``h`` and ``h/2``,
+            divided by this, estimates the truncation error at ``h``.
+        roundoff_gain: its round-off error is ``roundoff_gain · σ / h`` for a
+            cost value with error ``σ``.
+        estimate: ``estimate(j0, values, h)``: the partials from the values at
+            ``offsets`` (and the value ``j0`` at the check point).
+    """
+
+    name: str
+    offsets: tuple[float | complex, ...]
+    step_factor: float
+    order: int | None
+    halving_divisor: float
+    roundoff_gain: float
+    estimate: Estimate
+
+    @property
+    def evaluations(self) -> int:
+        """Cost evaluations per coordinate."""
+        return len(self.offsets)
+
+    @property
+    def is_complex(self) -> bool:
+        return any(isinstance(o, complex) for o in self.offsets)
+
+    @property
+    def two_sided(self) -> bool:
+        """Whether it evaluates both ``θ + h`` and ``θ − h`` (a free kink screen)."""
+        return 1.0 in self.offsets and -1.0 in self.offsets
+
+    def slope(self, forward: float, backward: float) -> float:
+        """The scheme's partial from one-sided slopes at the same step."""
+        if self.two_sided:
+            return (forward + backward) / 2
+        return forward if 1.0 in self.offsets else backward
+
+    def points(self, theta: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
+        """The perturbed values each coordinate takes, in evaluation order."""
+        return [theta + offset * h for offset in self.offsets]
+
+    def default_step(self, theta: np.ndarray) -> np.ndarray:
+        """The automatic step for each coordinate of ``theta``."""
+        return self.step_factor * np.maximum(1.0, np.abs(theta))
+
+
+def offset_label(offset: float | complex) -> str:
+    """How a point is named in messages: ``"+ h"``, ``"- h/2"``, ``"+ ih"``."""
+    if isinstance(offset, complex):
+        return "+ ih"
+    sign = "+" if offset > 0 else "-"
+    return f"{sign} h" if abs(offset) == 1 else f"{sign} h/2"
+
+
+SCHEMES: dict[str, Scheme] = {
+    "central": Scheme("central", (1.0, -1.0), _EPS ** (1 / 3), 2, 0.75, 1.0, _central),
+    "forward": Scheme("forward", (1.0,), _EPS ** (1 / 2), 1, 0.5, 2.0, _forward),
+    "backward": Scheme("backward", (-1.0,), _EPS ** (1 / 2), 1, 0.5, 2.0, _backward),
+    "richardson": Scheme(
+        "richardson", (1.0, -1.0, 0.5, -0.5), _EPS ** (1 / 5), 2, 3.0, 3.0, _richardson
+    ),
+    # No subtraction, so no round-off: the step can be tiny.
+    "complex": Scheme("complex", (1j,), 1e-20, None, 1.0, 0.0, _complex),
 }
-
-# Order p of each scheme's truncation error, O(h^p), as estimated from the
-# same scheme at h and h/2. Richardson's estimate is that of its h/2 part.
-ORDER = {"central": 2, "forward": 1, "backward": 1, "richardson": 2}
-
-# Evaluations of the cost per coordinate, and round-off amplification of each
-# scheme: its round-off error is ROUNDOFF_GAIN * (error of one cost value) / h.
-EVALS_PER_COORDINATE = {"central": 2, "forward": 1, "backward": 1, "richardson": 4, "complex": 1}
-ROUNDOFF_GAIN = {"central": 1.0, "forward": 2.0, "backward": 2.0, "richardson": 3.0}
 
 # The cost's absolute error is modelled as COST_ROUNDOFF * u * |J|: a cost is a
 # long chain of float64 operations, each adding up to u of relative error.
@@ -72,17 +164,16 @@ KINK_SCREEN = 0.1
 # confirmed wrong: its verdict is settled, and the rest cost evaluations only.
 CONFIRMED_ENOUGH = 16
 
-# Coordinates per parameter that mode="sample" checks when k is not given.
-SAMPLE_K = 32
+# Coordinates (mode="sample") or directions (mode="directional") per parameter
+# when k is not given.
+DEFAULT_K = {"sample": 32, "directional": 8}
 
-# mode="directional": random directions per parameter when k is not given.
-DIRECTIONS_K = 8
 # The directional step makes the cost's round-off DIRECTION_SIGNAL times
 # smaller than tol times the directional derivative: large enough for
 # accuracy, small enough to cross few kinks (a ReLU MLP has thousands).
 DIRECTION_SIGNAL = 10.0
 # Bounds on that step, in units of the (scaled) direction.
-DIRECTION_STEP_MAX = STEP_FACTOR["central"]
+DIRECTION_STEP_MAX = SCHEMES["central"].step_factor
 DIRECTION_STEP_MIN = 1e-12
 # A direction that crosses a kink is tried again at a step this much smaller.
 KINK_RETRY_SHRINK = 16.0
@@ -100,20 +191,21 @@ AUTO_FULL_SECONDS = 30.0
 FEW_ELEMENTS = 5
 
 
-def default_step(method: str, theta: np.ndarray) -> np.ndarray:
-    """The automatic step for each coordinate of ``theta`` (float64 array)."""
-    return STEP_FACTOR[method] * np.maximum(1.0, np.abs(theta))
+def default_k(mode: str) -> int | None:
+    """Coordinates or directions per parameter for a sampling mode; ``None`` for full."""
+    return DEFAULT_K.get(mode)
 
 
 def as_record(
-    method: str, eps: float | None, tol: float, mode: str, k: int | None = None, seed: int = 0
+    method: str, eps: float | None, tol: float, mode: str, k: int | None, seed: int
 ) -> dict[str, Any]:
     """The policy a check ran under, JSON-serializable."""
+    step = SCHEMES[method].step_factor
     return {
         "method": method,
-        "k": k if k is not None else {"sample": SAMPLE_K, "directional": DIRECTIONS_K}.get(mode),
+        "k": k,
         "seed": seed,
-        "eps": eps if eps is not None else f"auto: {STEP_FACTOR[method]:.3g} * max(1, |theta|)",
+        "eps": eps if eps is not None else f"auto: {step:.3g} * max(1, |theta|)",
         "tol": tol,
         "mode": mode,
         "cost_roundoff": COST_ROUNDOFF,

@@ -1,183 +1,172 @@
-"""Sweeping one parameter's coordinates through a finite-difference scheme."""
+"""Sweeping parameters' coordinates through a scheme: here, on workers, or in batches.
+
+The sweep is the bulk of a check: each coordinate at each of the scheme's
+points. It runs in this process, on worker processes (:mod:`._parallel`), or
+through a framework's batched evaluation (vmap), and gives the same cost
+values, bit for bit, wherever it ran.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from . import _policy, _tree
-from ._cost import CostRaised
+from ._compare import Partials
+from ._cost import CostRaised, Evaluator, blame
 from ._errors import CostError
-from ._finite import SweepInterrupted, estimate, make_steps, points_for, probe, sweep
-from ._report import index_tuple
+from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
+from ._options import Options
+from ._parallel import Chunk, Workers
+from ._policy import Scheme, offset_label
+from ._tree import Leaf, index_tuple
 
 # Coordinates whose perturbed values are materialized at once: bounds the
 # memory of a sweep to a small multiple of one parameter.
 CHUNK = 1 << 13
 
-
-def at_point(fn: Callable[[], Any], where: str):
-    try:
-        return fn()
-    except CostRaised as exc:
-        original = exc.__cause__
-        raise CostError(
-            f"the cost raised {type(original).__name__} {where}: {original}"
-        ) from original
+# batched(name, flat, coords, values) -> one array of cost values per point set
+Batched = Callable[[str, np.ndarray, list[int], list[list[float]]], Sequence[np.ndarray]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LeafSweep:
-    flat: np.ndarray
+    """One parameter's swept coordinates: where, the steps, the cost values and the partials."""
+
+    leaf: Leaf
+    flat: np.ndarray  # the working array, flat (a view)
     coords: np.ndarray  # flat indices checked; the arrays below are aligned with them
-    steps: Any
-    js: list[np.ndarray]
+    steps: Steps
+    values: list[np.ndarray]  # cost values at each of the scheme's offsets
     numeric: np.ndarray
-    second_difference: np.ndarray | None
-    method: str
 
-    def prober(self, evaluate, j0: float):
-        names = {
-            "central": ("plus", "minus"),
-            "forward": ("plus",),
-            "backward": ("minus",),
-            "richardson": ("plus", "minus", "half_plus", "half_minus"),
-        }[self.method]
+    def partials(self, scheme: Scheme, j0: float, analytic: np.ndarray) -> Partials:
+        """These numeric partials beside the analytic ones (flat, at the same coordinates)."""
+        second = None
+        if scheme.two_sided:
+            jp, jm = self.values[0], self.values[1]
+            second = np.abs(jp - 2 * j0 + jm) / self.steps.h
+        return Partials(analytic[self.coords], self.numeric, self.steps.h, second)
 
-        def probe_at(j: int):
-            known = {name: float(js[j]) for name, js in zip(names, self.js, strict=True)}
+    def prober(self, scheme: Scheme, evaluate: Evaluator, j0: float) -> Callable[[int], Probe]:
+        """Probes coordinate ``coords[j]`` at ±h and ±h/2, reusing the values swept."""
+
+        def probe_at(j: int) -> Probe:
+            known = {o: float(v[j]) for o, v in zip(scheme.offsets, self.values, strict=True)}
             i = int(self.coords[j])
-            try:
-                return probe(evaluate, self.flat, i, j, j0, self.steps, known)
-            except CostRaised as exc:
-                raise CostError(
-                    f"the cost raised {type(exc.__cause__).__name__} while probing coordinate "
-                    f"{i} at a second step: {exc.__cause__}"
-                ) from exc.__cause__
+            with blame(f"while probing coordinate {i} at a second step"):
+                theta, h = float(self.steps.theta[j]), float(self.steps.h[j])
+                return probe(evaluate, self.flat, i, theta, h, j0, known)
 
         return probe_at
 
 
-def _dtype(opts: Any):
-    return np.complex128 if opts.method == "complex" else np.float64
-
-
 def sweep_leaves(
-    evaluate, arrays, leaves, coords, j0, opts: Any, tick, workers=None, payload=None, batched=None
-):
+    evaluate: Evaluator,
+    arrays: dict[str, np.ndarray],
+    leaves: list[Leaf],
+    coords: dict[str, np.ndarray],
+    j0: float,
+    opts: Options,
+    *,
+    tick: Tick | None = None,
+    workers: Workers | None = None,
+    batched: Batched | None = None,
+) -> dict[str, LeafSweep]:
     """Sweep every parameter's checked coordinates: here, on ``workers``, or ``batched``.
 
-    ``batched(name, flat, coords, values)`` evaluates a whole chunk at once (a
-    framework's vmap) and returns one array of cost values per point set.
-    Returns a :class:`LeafSweep` per parameter name. On workers the cost values
-    are the same, bit for bit, as here.
+    Returns a :class:`LeafSweep` per parameter name.
     """
-    n_points = _policy.EVALS_PER_COORDINATE[opts.method]
+    scheme = opts.scheme
     plans = {}
     for leaf in leaves:
         flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
         c = coords[leaf.name]
-        steps = make_steps(opts.method, flat.real[c], opts.eps)
-        js = [np.empty(c.size, dtype=_dtype(opts)) for _ in range(n_points)]
-        plans[leaf.name] = (leaf, flat, c, steps, js)
+        steps = make_steps(scheme, flat.real[c], opts.eps)
+        dtype = np.complex128 if scheme.is_complex else np.float64
+        values = [np.empty(c.size, dtype=dtype) for _ in scheme.offsets]
+        plans[leaf.name] = (leaf, flat, c, steps, values)
 
-    def chunks(size: int):
+    def chunks(size: int) -> Iterator[Chunk]:
         for name, (_, _, c, steps, _) in plans.items():
             for start in range(0, c.size, size):
                 part = slice(start, start + size)
-                points = points_for(opts.method, steps.theta[part], steps.h[part])
-                yield name, start, c[part].tolist(), [p.tolist() for p in points]
+                points = scheme.points(steps.theta[part], steps.h[part])
+                yield Chunk(name, start, c[part].tolist(), [p.tolist() for p in points])
 
-    def store(name: str, start: int, part: list[np.ndarray]) -> None:
-        js = plans[name][4]
-        if opts.method == "complex" and part[0].dtype.kind != "c":
-            js[0] = js[0].real  # the cost dropped the imaginary part: refused below
-        for k in range(n_points):
-            js[k][start : start + len(part[k])] = part[k]
+    def store(chunk: Chunk, part: Sequence[np.ndarray]) -> None:
+        values = plans[chunk.leaf][4]
+        for k, v in enumerate(part):
+            if scheme.is_complex and np.asarray(v).dtype.kind != "c":
+                _refuse_real()
+            values[k][chunk.start : chunk.start + len(v)] = v
 
     if batched is not None:
-        for name, start, idx, values in chunks(CHUNK):
-            flat = plans[name][1]
-            store(name, start, [np.asarray(v) for v in batched(name, flat, idx, values)])
+        for chunk in chunks(CHUNK):
+            flat = plans[chunk.leaf][1]
+            store(
+                chunk,
+                [np.asarray(v) for v in batched(chunk.leaf, flat, chunk.coords, chunk.values)],
+            )
+            evaluate.count += len(chunk.coords) * len(chunk.values)
             if tick is not None:
-                tick(len(idx))
-            evaluate.count += len(idx) * len(values)
+                tick(len(chunk.coords))
     elif workers is None:
-        for name, start, idx, values in chunks(CHUNK):
+        for chunk in chunks(CHUNK):
+            flat = plans[chunk.leaf][1]
             try:
-                store(name, start, sweep(evaluate, plans[name][1], values, idx, tick))
+                store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick))
             except SweepInterrupted as exc:
-                raise _located(exc, plans[name][0], opts) from _user_cause(exc)
+                raise _located(exc, plans[chunk.leaf][0], scheme) from _user_cause(exc)
     else:
-        _sweep_on(workers, payload, chunks, store, evaluate, plans, opts, tick)
+        total = sum(plan[2].size for plan in plans.values())
+        size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
+
+        def done(chunk: Chunk, result: tuple) -> None:
+            evaluate.count += result[-1]
+            if result[0] == "raised":
+                _, index, point, exc, _ = result
+                interrupted = SweepInterrupted(index, point)
+                raise _located(interrupted, plans[chunk.leaf][0], scheme, exc) from exc
+            store(chunk, result[1])
+            if tick is not None:
+                tick(len(chunk.coords))
+
+        workers.run(list(chunks(size)), done)
     return {
-        name: _finish(leaf, flat, c, steps, js, j0, opts)
-        for name, (leaf, flat, c, steps, js) in plans.items()
+        name: _finish(leaf, flat, c, steps, values, j0, scheme)
+        for name, (leaf, flat, c, steps, values) in plans.items()
     }
 
 
-def _sweep_on(workers, payload, chunks, store, evaluate, plans, opts, tick) -> None:
-    from ._parallel import Chunk
-
-    total = sum(plan[2].size for plan in plans.values())
-    size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
-    work = [Chunk(name, start, idx, values) for name, start, idx, values in chunks(size)]
-
-    def done(chunk: Chunk, result: tuple) -> None:
-        evaluate.count += result[-1]
-        if result[0] == "raised":
-            _, index, point, exc, _ = result
-            located = _located(SweepInterrupted(index, point), plans[chunk.leaf][0], opts, exc)
-            raise located from exc
-        store(chunk.leaf, chunk.start, result[1])
-        if tick is not None:
-            tick(len(chunk.coords))
-
-    try:
-        workers.run(payload, work, done)
-    except BaseException:
-        workers.close(cancel=True)
-        raise
-    workers.close()
+def _refuse_real() -> None:
+    raise CostError(
+        "method='complex' needs a cost that carries complex input through to its output, "
+        "but it returned a real value (np.real, np.abs or a float() cast drops the imaginary "
+        "part); make the cost complex-safe, or use method='central'"
+    )
 
 
-def _finish(leaf, flat, coords, steps, js, j0, opts: Any) -> LeafSweep:
-    if opts.method == "complex" and js[0].dtype.kind != "c":
-        raise CostError(
-            "method='complex' needs a cost that carries complex input through to its output, "
-            "but it returned a real value (np.real, np.abs or a float() cast drops the imaginary "
-            "part); make the cost complex-safe, or use method='central'"
-        )
-    for k, values_k in enumerate(js):
+def _finish(leaf, flat, coords, steps: Steps, values, j0: float, scheme: Scheme) -> LeafSweep:
+    for k, values_k in enumerate(values):
         bad = ~np.isfinite(values_k)
         if np.any(bad):
             j = int(np.flatnonzero(bad)[0])
             raise CostError(
-                f"the cost is {values_k[j]} at {location(leaf, int(coords[j]), k, opts)}; "
+                f"the cost is {values_k[j]} at {location(leaf, int(coords[j]), k, scheme)}; "
                 "the step leaves the cost's domain there (log(0), overflow?). Pass a smaller "
                 "eps, or check the parameter's value"
             )
-    numeric = estimate(opts.method, j0, js, steps.h)
-    second = None
-    if opts.method in ("central", "richardson"):
-        second = np.abs(js[0] - 2 * j0 + js[1]) / steps.h
-    return LeafSweep(flat, coords, steps, js, numeric, second, opts.method)
+    numeric = scheme.estimate(j0, values, steps.h)
+    return LeafSweep(leaf, flat, coords, steps, values, numeric)
 
 
-def location(leaf: _tree.Leaf, i: int, k: int, opts: Any) -> str:
-    offset = {
-        "central": ("+ h", "- h"),
-        "forward": ("+ h",),
-        "backward": ("- h",),
-        "richardson": ("+ h", "- h", "+ h/2", "- h/2"),
-        "complex": ("+ ih",),
-    }[opts.method]
+def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:
+    """Where the ``k``-th point of coordinate ``i`` is, e.g. ``"W1[2, 0] - h"``."""
     index = index_tuple(i, leaf.shape)
     at = f"{leaf.name}[{', '.join(map(str, index))}]" if index else leaf.name
-    return f"{at} {offset[min(k, len(offset) - 1)]}"
+    return f"{at} {offset_label(scheme.offsets[min(k, len(scheme.offsets) - 1)])}"
 
 
 def _user_cause(exc: SweepInterrupted) -> BaseException | None:
@@ -185,9 +174,11 @@ def _user_cause(exc: SweepInterrupted) -> BaseException | None:
     return cause.__cause__ if isinstance(cause, CostRaised) else cause
 
 
-def _located(exc: SweepInterrupted, leaf: _tree.Leaf, opts: Any, cause=None) -> CostError:
+def _located(
+    exc: SweepInterrupted, leaf: Leaf, scheme: Scheme, cause: BaseException | None = None
+) -> CostError:
     cause = _user_cause(exc) if cause is None else cause
-    at = location(leaf, exc.index, exc.point, opts)
+    at = location(leaf, exc.index, exc.point, scheme)
     if isinstance(cause, CostError):
         return CostError(f"{cause} (at {at})")
     return CostError(f"the cost raised {type(cause).__name__} at {at}: {cause}")

@@ -19,6 +19,7 @@ from ._errors import GradientSpecError
 ROOT_NAME = "theta"
 
 Path = tuple[Any, ...]
+Index = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class Leaf:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
+
+
+def index_tuple(flat_index: int, shape: Index) -> Index:
+    """The multi-index of element ``flat_index`` in an array of ``shape``."""
+    return tuple(int(i) for i in np.unravel_index(int(flat_index), shape)) if shape else ()
 
 
 def path_name(path: Path) -> str:
@@ -146,6 +152,21 @@ def working_copy(params: Any, dtype: type) -> tuple[Any, dict[str, np.ndarray]]:
         return arr
 
     return rebuild(params, copy_leaf), arrays
+
+
+def from_flat(params: Any, leaves: list[Leaf], flat: Mapping[str, np.ndarray]) -> Any:
+    """Flat arrays by leaf name, as fresh float64 arrays in ``params``' structure.
+
+    Numbers come back as Python floats.
+    """
+    by_path = {leaf.path: leaf for leaf in leaves}
+
+    def shaped(path: Path, _: Any) -> Any:
+        leaf = by_path[path]
+        values = np.asarray(flat[leaf.name], dtype=np.float64)
+        return float(values.reshape(-1)[0]) if leaf.is_scalar else values.reshape(leaf.shape).copy()
+
+    return rebuild(params, shaped)
 
 
 def flatten(params: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:

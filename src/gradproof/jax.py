@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ._check import _options, run_adapter
+from . import _adapter
+from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
+from ._options import options
 from ._report import Report
-from .torch import BATCH_ELEMENTS, _with_defaults
 
 
 def _jax():
@@ -56,10 +57,10 @@ def check(fn: Callable[..., Any], params: Any, *args: Any, **check_options: Any)
         A :class:`gradproof.Report`, by leaf name.
     """
     jax, _ = _jax()
-    opts = _options(**_with_defaults(check_options))
+    opts = options("gradproof.jax.check", **check_options)
     with _x64(jax):
         checker = _Checker(jax, fn, params, args, opts.seed)
-        return run_adapter(checker, opts)
+        return _adapter.run(checker, opts)
 
 
 def _key_name(key: Any) -> str:

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ._check import _options, run_adapter
+from . import _adapter
+from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
+from ._options import options
 from ._report import Report
-
-# Elements of perturbed copies that one batched (vmap) evaluation may hold.
-BATCH_ELEMENTS = 1 << 23
 
 
 def _torch():
@@ -64,31 +63,10 @@ def check(
         A :class:`gradproof.Report`, by parameter and input name.
     """
     torch = _torch()
-    opts = _options(**_with_defaults(check_options))
+    opts = options("gradproof.torch.check", **check_options)
     checker = _Checker(torch, fn_or_module, inputs, loss, opts.seed)
     with torch.random.fork_rng(devices=checker.cuda_devices):
-        return run_adapter(checker, opts)
-
-
-def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"method", "eps", "tol", "mode", "k", "seed", "executor", "progress"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise GradientSpecError(
-            f"unknown option {unknown[0]!r} for gradproof.torch.check; it takes "
-            f"{', '.join(sorted(allowed))} and loss="
-        )
-    defaults = {
-        "method": "central",
-        "eps": None,
-        "tol": 1e-7,
-        "mode": "full",
-        "k": None,
-        "seed": 0,
-        "executor": None,
-        "progress": None,
-    }
-    return {**defaults, **options}
+        return _adapter.run(checker, opts)
 
 
 class _Checker:

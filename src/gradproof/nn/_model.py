@@ -241,7 +241,7 @@ def fit(
     With ``check_gradients=True`` the backward pass is first proven on a few
     examples (raising :class:`gradproof.GradientError` if it is wrong).
     """
-    from .._errors import GradientError
+    from .._report import GradientError
 
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):

@@ -1,0 +1,236 @@
+"""How a report reads: one layout built from the record, drawn as text, with rich, or as HTML.
+
+:func:`layout` decides what is said (headline, the failing parameters with
+their diagnoses, the table, notes, warnings, footer); :func:`text`,
+:func:`rich_renderable` and :func:`html` only draw it.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from ._records import ReportRecord, TensorReport
+
+COLUMNS = ("parameter", "shape", "difference", "max |error|", "worst index", "scale", "verdict")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One parameter's line of the table, every cell already formatted."""
+
+    tensor: TensorReport
+    cells: tuple[str, ...]  # aligned with COLUMNS, verdict last
+
+    @property
+    def kinks(self) -> str:
+        n = len(self.tensor.kinks)
+        return f" ({n} kink{'s' * (n != 1)})" if n else ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    headline: str
+    passed: bool
+    failing: tuple[TensorReport, ...]  # listed first, each with its finding and cause
+    rows: tuple[Row, ...]  # failing parameters first
+    notes: tuple[str, ...]  # diagnoses of parameters that passed ("within numerical error")
+    warnings: tuple[str, ...]
+    footer: tuple[str, ...]
+
+
+def fmt_shape(shape: tuple[int, ...]) -> str:
+    if not shape:
+        return "()"
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def fmt_float(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1e}" if x != 0 else "0"
+
+
+def fmt_scale(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def headline(report: ReportRecord) -> str:
+    r = report
+    n = len(r.tensors)
+    cmp = "<=" if r.difference <= r.tol else ">"
+    diff = f"difference {r.difference:.3g} {cmp} tol {r.tol:g}"
+    if r.passed:
+        coords = sum(t.checked for t in r.tensors.values())
+        return (
+            f"Gradient check passed: {n} parameter{'s' * (n != 1)}, "
+            f"{coords} coordinates checked ({diff})"
+        )
+    if not r.deterministic:
+        return (
+            "Gradient check failed: the cost is non-deterministic (it returns different values at "
+            f"the same point), so no gradient can be judged ({diff})"
+        )
+    if r.failing:
+        bad = len(r.failing)
+        return f"Gradient check failed: {bad} of {n} parameter{'s' * (n != 1)} wrong ({diff})"
+    return (
+        f"Gradient check failed: {diff}, yet no parameter is wrong: every disagreement is within "
+        "the numerical error of the finite differences (use eps=None)"
+    )
+
+
+def footer(report: ReportRecord) -> tuple[str, ...]:
+    """How the check ran: method, step, mode, cost, and any mode choice or confidence."""
+    eps = "auto" if report.eps is None else f"{report.eps:g}"
+    lines = [
+        f"method {report.method}, eps {eps}, mode {report.mode}, "
+        f"{report.evaluations} cost evaluations, {report.seconds:.2f} s"
+    ]
+    lines += [
+        f"{key}: {report.policy[key]}" for key in ("auto", "confidence") if report.policy.get(key)
+    ]
+    return tuple(lines)
+
+
+def layout(report: ReportRecord) -> Layout:
+    ordered = report.failing + [t for t in report.tensors.values() if t.passed]
+    rows = tuple(
+        Row(
+            t,
+            (
+                t.name,
+                fmt_shape(t.shape),
+                fmt_float(t.difference),
+                fmt_float(t.max_abs_error),
+                fmt_shape(t.worst_index),
+                fmt_scale(t.scale),
+                "ok" if t.passed else "WRONG",
+            ),
+        )
+        for t in ordered
+    )
+    return Layout(
+        headline=headline(report),
+        passed=report.passed,
+        failing=tuple(report.failing),
+        rows=rows,
+        notes=tuple(f"{t.name}: {t.diagnosis}" for t in ordered if t.passed and t.diagnosis),
+        warnings=tuple(report.warnings),
+        footer=footer(report),
+    )
+
+
+def _failure_line(t: TensorReport) -> str:
+    return f"  {t.name}  {fmt_shape(t.shape)}  difference {fmt_float(t.difference)}  "
+
+
+def text(report: ReportRecord) -> str:
+    """The table a person reads at a glance, failing parameters first."""
+    view = layout(report)
+    lines = [view.headline]
+    for t in view.failing:
+        lines.append((_failure_line(t) + (t.finding or "")).rstrip())
+        if t.cause:
+            lines.append(f"      likely cause: {t.cause}")
+    table = [COLUMNS] + [(*row.cells[:-1], row.cells[-1] + row.kinks) for row in view.rows]
+    widths = [max(len(row[c]) for row in table) for c in range(len(COLUMNS))]
+    lines.append("")
+    for cells in table:
+        padded = (cell.ljust(w) for cell, w in zip(cells, widths, strict=True))
+        lines.append(("  " + "  ".join(padded)).rstrip())
+    lines += [f"  note: {note}" for note in view.notes]
+    if view.warnings:
+        lines += ["", "warnings:", *(f"  - {w}" for w in view.warnings)]
+    lines += ["", *view.footer]
+    return "\n".join(lines)
+
+
+def rich_renderable(report: ReportRecord) -> Any:
+    """The report as a rich renderable (needs rich): the same layout, coloured."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    view = layout(report)
+    parts: list[Any] = [Text(view.headline, style="bold green" if view.passed else "bold red")]
+    for t in view.failing:
+        line = Text("  ")
+        line.append(t.name, style="bold red")
+        line.append(_failure_line(t)[2 + len(t.name) :] + (t.finding or ""))
+        parts.append(line)
+        if t.cause:
+            parts.append(Text(f"      likely cause: {t.cause}", style="yellow"))
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in COLUMNS:
+        table.add_column(
+            column, justify="left" if column in ("parameter", "shape", "verdict") else "right"
+        )
+    for row in view.rows:
+        ok = row.tensor.passed
+        verdict = Text(row.cells[-1], style="green" if ok else "bold red")
+        verdict.append(row.kinks, style="yellow")
+        table.add_row(*row.cells[:-1], verdict)
+    parts += [Text(""), Padding(table, (0, 0, 0, 2))]
+    parts += [Text(f"  note: {note}", style="dim") for note in view.notes]
+    if view.warnings:
+        parts.append(Text("\nwarnings:", style="bold yellow"))
+        parts += [Text(f"  - {w}", style="yellow") for w in view.warnings]
+    parts.append(Text(""))
+    parts += [Text(line, style="dim") for line in view.footer]
+    return Group(*parts)
+
+
+def html(report: ReportRecord) -> str:
+    """The same layout as an HTML fragment, for notebooks and pages."""
+    esc = _html.escape
+    view = layout(report)
+    color = "#1b7f3b" if view.passed else "#b00020"
+    head = "".join(f"<th>{esc(c)}</th>" for c in (*COLUMNS, "diagnosis"))
+    out = [
+        f'<div class="gradproof-report"><p style="color:{color};font-weight:bold">'
+        f"{esc(view.headline)}</p>",
+        f"<table><thead><tr>{head}</tr></thead><tbody>",
+    ]
+    for row in view.rows:
+        style = "" if row.tensor.passed else ' style="color:#b00020"'
+        cells = "".join(f"<td>{esc(c)}</td>" for c in (*row.cells, row.tensor.diagnosis or ""))
+        out.append(f"<tr{style}>{cells}</tr>")
+    out.append("</tbody></table>")
+    if view.warnings:
+        out.append("<ul>" + "".join(f"<li>{esc(w)}</li>" for w in view.warnings) + "</ul>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, never with NO_COLOR set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def show(
+    report: ReportRecord, file: TextIO | None = None, color: bool | None = None, indent: int = 0
+) -> None:
+    """Print the report: coloured on a terminal when rich is installed, plain otherwise."""
+    stream = file if file is not None else sys.stdout
+    color = wants_color(stream) if color is None else color
+    if color:
+        try:
+            from rich.console import Console
+            from rich.padding import Padding
+        except ImportError:
+            color = False
+    if not color:
+        pad = " " * indent
+        lines = text(report).split("\n")
+        stream.write("\n".join(pad + line if line else line for line in lines) + "\n")
+        return
+    Console(file=stream, force_terminal=True, highlight=False, soft_wrap=True).print(
+        Padding(rich_renderable(report), (0, 0, 0, indent))
+    )

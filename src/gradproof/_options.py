@@ -1,0 +1,132 @@
+"""The options of a check: one validated, keyword-only record, defaults resolved once.
+
+Every entry point (``gp.check``, ``gp.assert_gradients``, ``gp.numerical_gradient``,
+the PyTorch and JAX front-ends) builds its :class:`Options` through
+:func:`options`, so a misspelt or out-of-range option reads the same
+everywhere and names the function it was passed to.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _policy
+from ._errors import GradientSpecError
+from ._policy import Method, Mode, Scheme
+
+Executor = int | concurrent.futures.Executor
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How a check runs. See :func:`gradproof.check` for each option's meaning."""
+
+    method: Method = "central"
+    eps: float | None = None
+    tol: float = 1e-7
+    mode: Mode = "full"
+    k: int | None = None  # resolved: set for "sample" and "directional", None for "full"
+    seed: int = 0
+    executor: Executor | None = None
+    progress: bool | None = None
+
+    @property
+    def scheme(self) -> Scheme:
+        return _policy.SCHEMES[self.method]
+
+    def with_mode(self, mode: Mode) -> Options:
+        """These options with ``mode`` chosen (by ``mode="auto"``) and its ``k`` resolved."""
+        k = self.k if self.k is not None else _policy.default_k(mode)
+        return dataclasses.replace(self, mode=mode, k=k)
+
+    def policy(self) -> dict[str, Any]:
+        """The numerical policy in force, JSON-serializable, for the report."""
+        return _policy.as_record(self.method, self.eps, self.tol, self.mode, self.k, self.seed)
+
+
+NAMES = tuple(f.name for f in dataclasses.fields(Options))
+
+
+def options(caller: str, /, **given: Any) -> Options:
+    """Validated :class:`Options` from keyword arguments given to ``caller``.
+
+    Raises:
+        GradientSpecError: an unknown option (with the closest known name) or a
+            bad value, naming ``caller``.
+    """
+    unknown = sorted(set(given) - set(NAMES))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise GradientSpecError(
+            f"{caller} got an unknown option {unknown[0]!r}{hint}; it takes {', '.join(NAMES)}"
+        )
+    opts = Options(**given)
+    _validate(opts)
+    k = None if opts.k is None else int(opts.k)
+    resolved = dataclasses.replace(
+        opts,
+        eps=None if opts.eps is None else float(opts.eps),
+        tol=float(opts.tol),
+        k=k,
+        seed=int(opts.seed),
+    )
+    return resolved if resolved.mode == "auto" else resolved.with_mode(resolved.mode)
+
+
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float, np.integer, np.floating))
+
+
+def _validate(o: Options) -> None:
+    if o.method not in _policy.METHODS:
+        raise GradientSpecError(
+            f"unknown method {o.method!r}; use one of {', '.join(map(repr, _policy.METHODS))}"
+        )
+    if o.eps is not None:
+        if not _is_number(o.eps):
+            raise GradientSpecError(
+                f"eps must be a positive float or None (automatic), got {o.eps!r}"
+            )
+        if not (math.isfinite(float(o.eps)) and float(o.eps) > 0):
+            raise GradientSpecError(f"eps must be a positive finite step or None, got {o.eps!r}")
+    if not _is_number(o.tol) or isinstance(o.tol, np.integer):
+        raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {o.tol!r}")
+    if not (math.isfinite(float(o.tol)) and float(o.tol) > 0):
+        raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {o.tol!r}")
+    if o.mode not in _policy.MODES:
+        raise GradientSpecError(
+            f"unknown mode {o.mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
+        )
+    if o.k is not None and (
+        isinstance(o.k, bool) or not isinstance(o.k, (int, np.integer)) or o.k < 1
+    ):
+        raise GradientSpecError(f"k must be a positive integer or None, got {o.k!r}")
+    if not isinstance(o.seed, (int, np.integer)) or isinstance(o.seed, bool):
+        raise GradientSpecError(f"seed must be an integer, got {o.seed!r}")
+    _validate_executor(o.executor)
+    if o.progress not in (None, True, False):
+        raise GradientSpecError(f"progress must be None, True or False, got {o.progress!r}")
+
+
+def _validate_executor(executor: Any) -> None:
+    if executor is None:
+        return
+    if isinstance(executor, bool) or (isinstance(executor, int) and executor < 1):
+        raise GradientSpecError(
+            f"executor must be None, a positive number of worker processes, or a "
+            f"concurrent.futures.Executor; got {executor!r}"
+        )
+    if not isinstance(executor, int) and not callable(getattr(executor, "submit", None)):
+        raise GradientSpecError(
+            f"executor must be None, an int (worker processes) or an object with .submit() "
+            f"such as a concurrent.futures.Executor or dask's client.get_executor(); "
+            f"got {type(executor).__name__}"
+        )

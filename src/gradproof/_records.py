@@ -1,0 +1,232 @@
+"""The records a check produces: frozen, plain data, knowing nothing of how they are shown.
+
+:class:`TensorReport` is one parameter's verdict; :class:`ReportRecord` the
+whole check's (the public :class:`gradproof.Report` adds its views on top);
+:class:`Outcome` is what a mode hands back to the check before the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ._tree import Index
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Why a parameter's gradient is wrong (or why a difference above tol is not a bug)."""
+
+    pattern: str | None = None  # a short key: "scale", "sign", "few", ... (TensorReport.pattern)
+    finding: str | None = None  # what the numbers show
+    cause: str | None = None  # the likely cause, and where to look
+
+    @property
+    def sentence(self) -> str | None:
+        if self.finding is None:
+            return None
+        return f"{self.finding}: {self.cause}" if self.cause else self.finding
+
+
+NO_DIAGNOSIS = Diagnosis()
+R = TypeVar("R", bound="ReportRecord")
+
+
+@dataclass(frozen=True)
+class TensorReport:
+    """The result for one parameter.
+
+    Attributes:
+        name: the parameter's path, e.g. ``"W1"`` or ``"layers.0.W"``.
+        shape: its shape.
+        passed: its verdict.
+        difference: ``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)`` over this parameter.
+        max_abs_error: the largest ``|g − g̃|`` over the coordinates judged.
+        worst_index: where that largest error is.
+        scale: the ``s`` that best fits ``g ≈ s·g̃`` (``None`` if ``g̃`` is zero).
+        checked: coordinates (or directions) checked.
+        explanation: the :class:`Diagnosis` behind ``diagnosis``, ``pattern``,
+            ``finding`` and ``cause``.
+        wrong: how many elements are judged wrong.
+        wrong_indices: the first of them (at most 10).
+        kinks: coordinates left out of the verdict because the cost has a kink there.
+        probed: coordinates that needed extra evaluations to judge.
+        dtype: the analytic gradient's dtype.
+    """
+
+    name: str
+    shape: Index
+    passed: bool
+    difference: float
+    max_abs_error: float
+    worst_index: Index
+    scale: float | None
+    checked: int
+    explanation: Diagnosis = NO_DIAGNOSIS
+    wrong: int = 0
+    wrong_indices: tuple[Index, ...] = ()
+    kinks: tuple[Index, ...] = ()
+    probed: int = 0
+    dtype: str = "float64"
+
+    @property
+    def diagnosis(self) -> str | None:
+        """What is wrong and its likely cause, as one sentence, or ``None``."""
+        return self.explanation.sentence
+
+    @property
+    def pattern(self) -> str | None:
+        """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
+        ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"few"``, ``"row"``,
+        ``"column"``, ``"other"``, ``"numerics"``, or ``None``."""
+        return self.explanation.pattern
+
+    @property
+    def finding(self) -> str | None:
+        return self.explanation.finding
+
+    @property
+    def cause(self) -> str | None:
+        return self.explanation.cause
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "passed": self.passed,
+            "difference": self.difference,
+            "max_abs_error": self.max_abs_error,
+            "worst_index": list(self.worst_index),
+            "scale": self.scale,
+            "diagnosis": self.diagnosis,
+            "pattern": self.pattern,
+            "finding": self.finding,
+            "cause": self.cause,
+            "checked": self.checked,
+            "wrong": self.wrong,
+            "wrong_indices": [list(i) for i in self.wrong_indices],
+            "kinks": [list(i) for i in self.kinks],
+            "probed": self.probed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorReport:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            name=d["name"],
+            shape=tuple(d["shape"]),
+            passed=d["passed"],
+            difference=d["difference"],
+            max_abs_error=d["max_abs_error"],
+            worst_index=tuple(d["worst_index"]),
+            scale=d["scale"],
+            checked=d["checked"],
+            explanation=Diagnosis(d.get("pattern"), d.get("finding"), d.get("cause")),
+            wrong=d.get("wrong", 0),
+            wrong_indices=tuple(tuple(i) for i in d.get("wrong_indices", ())),
+            kinks=tuple(tuple(i) for i in d.get("kinks", ())),
+            probed=d.get("probed", 0),
+            dtype=d.get("dtype", "float64"),
+        )
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """What a check found, as data. :class:`gradproof.Report` is this record with its views.
+
+    Attributes:
+        passed: ``difference <= tol``, no parameter failed, and the cost is deterministic.
+        difference: ``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)`` over everything checked.
+        tol: the threshold used.
+        tensors: parameter name → :class:`TensorReport`, in the order of params.
+        evaluations: how many times the cost was called.
+        numerical: the numerical gradient, same structure as params (full mode).
+        warnings: kinks crossed, float32 parameters, non-determinism, ...
+        method, eps, mode: how the check ran (``eps=None``: automatic steps).
+        policy: the numerical policy in force, for reproducing the verdict.
+        deterministic: whether repeated evaluations at the check point agreed.
+        seconds: wall time of the check.
+        analytic: the analytic gradient it was compared with, same structure (full mode).
+    """
+
+    passed: bool
+    difference: float
+    tol: float
+    tensors: dict[str, TensorReport]
+    evaluations: int
+    numerical: Any
+    warnings: list[str]
+    method: str = "central"
+    eps: float | None = None
+    mode: str = "full"
+    policy: dict[str, Any] = field(default_factory=dict)
+    deterministic: bool = True
+    seconds: float = 0.0
+    analytic: Any = None
+
+    @property
+    def failing(self) -> list[TensorReport]:
+        """The parameters that failed, in order of params."""
+        return [t for t in self.tensors.values() if not t.passed]
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable summary (the gradients themselves are left out)."""
+        return {
+            "passed": self.passed,
+            "difference": self.difference,
+            "tol": self.tol,
+            "evaluations": self.evaluations,
+            "method": self.method,
+            "eps": self.eps,
+            "mode": self.mode,
+            "deterministic": self.deterministic,
+            "seconds": self.seconds,
+            "warnings": list(self.warnings),
+            "policy": dict(self.policy),
+            "tensors": [t.to_dict() for t in self.tensors.values()],
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        """A report from :meth:`to_dict`'s output (without the gradients themselves)."""
+        tensors = [TensorReport.from_dict(t) for t in d["tensors"]]
+        return cls(
+            passed=d["passed"],
+            difference=d["difference"],
+            tol=d["tol"],
+            tensors={t.name: t for t in tensors},
+            evaluations=d["evaluations"],
+            numerical=None,
+            warnings=list(d["warnings"]),
+            method=d["method"],
+            eps=d["eps"],
+            mode=d["mode"],
+            policy=dict(d["policy"]),
+            deterministic=d["deterministic"],
+            seconds=d["seconds"],
+        )
+
+    @classmethod
+    def from_json(cls: type[R], text: str) -> R:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a mode found, ready for the verdict: per-parameter reports and overall figures."""
+
+    tensors: dict[str, TensorReport]
+    difference: float
+    numeric_all_zero: bool  # the cost never changed: it may ignore its argument
+    step: float  # a typical step, to judge what non-determinism does to the partials
+    numerical: Any = None  # the numerical gradient, in params' structure (full mode)
+    analytic: Any = None  # the analytic gradient, in params' structure (full mode)
+    notes: tuple[str, ...] = ()  # extra warnings from the mode
