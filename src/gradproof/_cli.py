@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -42,6 +42,25 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(args)
     parser.print_help()
     return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit status.
+
+    A reader that stops early (``gradproof demo | head``) ends the output quietly, as
+    the Python documentation recommends. The status is then the command's own when it
+    had finished (``gradproof check`` prints its report last, after the check, and still
+    writes ``--html``/``--json``), else 1, Python's status for a closed pipe.
+    """
+    from ._cli_check import stdout_to_devnull
+
+    code = 1
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # now, not at exit, where a closed pipe can no longer be caught
+    except BrokenPipeError:
+        stdout_to_devnull()
+    return code
 
 
 if __name__ == "__main__":
