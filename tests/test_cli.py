@@ -6,7 +6,7 @@ import sys
 from gradproof._cli import main
 
 
-def test_demo_tells_the_story(capsys):
+def test_demo_reproduces_the_seed_figures_and_diagnoses_the_bug(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "5.999999999999872" in out and "6.009999999999849" in out
@@ -18,7 +18,7 @@ def test_demo_tells_the_story(capsys):
     assert "handwritten digits" in out and "backward proven" in out
 
 
-def test_console_script_help():
+def test_demo_help_runs_as_a_module_and_mentions_the_planted_bug():
     result = subprocess.run(
         [sys.executable, "-m", "gradproof", "demo", "--help"], capture_output=True, text=True
     )

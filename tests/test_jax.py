@@ -48,7 +48,7 @@ def test_caller_precision_is_left_alone(params):
     assert jnp.asarray(1.0).dtype == jnp.float32
 
 
-def test_pytree_names_and_dropout_with_a_fixed_key():
+def test_pytree_leaves_are_named_by_path_and_fixed_key_dropout_passes():
     key = jax.random.PRNGKey(0)
     rng = np.random.default_rng(0)
     p = {
@@ -70,6 +70,6 @@ def test_pytree_names_and_dropout_with_a_fixed_key():
     assert list(report.tensors) == ["layers.0.W", "layers.1.W"]
 
 
-def test_directional_mode(params):
+def test_directional_mode_passes_a_correct_gradient(params):
     report = gpj.check(lambda p: jnp.sum(jnp.exp(p["x"]) * p["y"]), params, mode="directional")
     assert report.passed and report.mode == "directional"

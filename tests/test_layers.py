@@ -120,7 +120,7 @@ def test_every_layer_backward_passes_at_default_settings(case, global_rng):
         np.testing.assert_array_equal(v, before[k])
 
 
-def test_l2_regularisation_is_proven():
+def test_l2_regularised_backward_passes():
     model = mlp(nn.Tanh())
     report = model.gradient_check(
         rng().standard_normal((8, 5)), CLASSES, nn.SoftmaxCrossEntropy(), lambd=0.7
@@ -338,12 +338,12 @@ def test_fit_proves_the_backward_first():
         "fit-lengths",
     ],
 )
-def test_bad_input_is_named(call, match):
+def test_bad_layer_input_is_refused_with_a_clear_message(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 
 
-def test_learns_breast_cancer_with_layers(global_rng):
+def test_layers_learn_breast_cancer_above_95_percent(global_rng):
     pytest.importorskip("sklearn")
     Xtr, Ytr, Xte, Yte = nn.load_breast_cancer()
     model = nn.Sequential(
@@ -362,7 +362,7 @@ def test_learns_breast_cancer_with_layers(global_rng):
     assert model.accuracy(Xte.T, Yte) >= 0.95
 
 
-def test_learns_digits_above_95_percent(global_rng):
+def test_layers_learn_digits_above_95_percent(global_rng):
     pytest.importorskip("sklearn")
     Xtr, ytr, Xte, yte = nn.load_digits()
     model = nn.Sequential(

@@ -22,7 +22,7 @@ def rng():
     return np.random.default_rng(0)
 
 
-def test_dense(rng):
+def test_dense_forward_and_backward_match_torch(rng):
     layer = nn.Dense(5, 3, seed=1)
     x = rng.standard_normal((4, 5))
     dy = rng.standard_normal((4, 3))
@@ -35,8 +35,12 @@ def test_dense(rng):
     agree(layer.grads["b"], b.grad)
 
 
-@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (1, 1), (2, 1)])
-def test_conv2d(rng, stride, padding):
+@pytest.mark.parametrize(
+    ("stride", "padding"),
+    [(1, 0), (1, 1), (2, 1)],
+    ids=["stride 1 no padding", "stride 1 padding 1", "stride 2 padding 1"],
+)
+def test_conv2d_forward_and_backward_match_torch(rng, stride, padding):
     layer = nn.Conv2D(2, 3, 3, stride=stride, padding=padding, seed=2)
     x = rng.standard_normal((2, 2, 7, 7))
     W, b, xt = t(layer.params["W"]), t(layer.params["b"]), t(x)
@@ -49,7 +53,7 @@ def test_conv2d(rng, stride, padding):
     agree(layer.grads["b"], b.grad)
 
 
-def test_maxpool(rng):
+def test_maxpool_forward_and_backward_match_torch(rng):
     layer = nn.MaxPool2D(2)
     x = rng.standard_normal((2, 3, 6, 6))
     xt = t(x)
@@ -61,7 +65,7 @@ def test_maxpool(rng):
 
 
 @pytest.mark.parametrize("shape", [(8, 4), (3, 4, 5, 5)], ids=["dense", "images"])
-def test_batchnorm_training(rng, shape):
+def test_batchnorm_training_forward_and_backward_match_torch(rng, shape):
     layer = nn.BatchNorm(4)
     layer.params["gamma"] = rng.standard_normal(4)
     layer.params["beta"] = rng.standard_normal(4)
@@ -76,7 +80,7 @@ def test_batchnorm_training(rng, shape):
     agree(layer.grads["beta"], b.grad)
 
 
-def test_rnn(rng):
+def test_rnn_forward_and_backward_through_time_match_torch(rng):
     layer = nn.RNN(3, 4, seed=3)
     x = rng.standard_normal((2, 5, 3))
     ref = torch.nn.RNN(3, 4, batch_first=True, nonlinearity="tanh").double()
@@ -96,7 +100,7 @@ def test_rnn(rng):
     agree(layer.grads["b"], ref.bias_ih_l0.grad)
 
 
-def test_losses(rng):
+def test_losses_and_their_gradients_match_torch(rng):
     logits = rng.standard_normal((6, 4))
     labels = rng.integers(0, 4, 6)
     loss = nn.SoftmaxCrossEntropy()

@@ -8,8 +8,10 @@ from gradproof import nn
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu"])
-@pytest.mark.parametrize("dims", [[4, 1], [4, 5, 1], [6, 5, 3, 1]], ids=["L1", "L2", "L3"])
-def test_backward_passes_the_check(activation, dims):
+@pytest.mark.parametrize(
+    "dims", [[4, 1], [4, 5, 1], [6, 5, 3, 1]], ids=["1 layer", "2 layers", "3 layers"]
+)
+def test_l_layer_backward_passes_the_check(activation, dims):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((dims[0], 7))
     Y = (rng.random((1, 7)) > 0.5).astype(float)
@@ -21,7 +23,7 @@ def test_backward_passes_the_check(activation, dims):
     assert report.passed, str(report)
 
 
-def test_learns_breast_cancer_above_95_percent():
+def test_l_layer_model_learns_breast_cancer_above_95_percent():
     pytest.importorskip("sklearn")
     X_train, Y_train, X_test, Y_test = nn.load_breast_cancer()
     params, costs = nn.L_layer_model(X_train, Y_train, [30, 5, 5, 1], "relu", 0.1, 1500)
@@ -49,7 +51,7 @@ def test_learns_breast_cancer_above_95_percent():
     ],
     ids=["X shape", "activation", "Y shape", "Y values", "layers"],
 )
-def test_bad_input_is_named(call, match):
+def test_bad_input_is_refused_with_a_clear_message(call, match):
     params = nn.initialize_parameters([4, 3, 1])
     with pytest.raises(ValueError, match=match):
         call(params)

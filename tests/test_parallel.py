@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gradproof as gp
-from conftest import TwoLayerNet, snapshot
+from helpers import TwoLayerNet, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def test_two_worker_processes_give_bit_identical_results(case):
     assert snapshot(net.params) == before
 
 
-def test_any_executor_works_threads_too(case):
+def test_a_thread_pool_gives_bit_identical_results(case):
     net, grads, reference = case
     with cf.ThreadPoolExecutor(3) as pool:
         report = gp.check(net.cost, net.params, grads, executor=pool)
     same_numbers(report, reference)
 
 
-def test_sample_mode_runs_on_workers(case):
+def test_sample_mode_on_workers_gives_the_same_result(case):
     net, grads, _ = case
     here = gp.check(net.cost, net.params, grads, mode="sample", k=5, seed=2)
     with cf.ThreadPoolExecutor(2) as pool:
@@ -100,7 +100,7 @@ def test_a_worker_that_always_dies_is_a_clear_error_and_params_are_intact(case):
     assert snapshot(net.params) == before
 
 
-def test_dask_cluster_on_loopback(case):
+def test_a_dask_cluster_gives_bit_identical_results(case):
     distributed = pytest.importorskip("distributed")
     net, grads, reference = case
     with (
