@@ -134,22 +134,7 @@ class TensorReport:
 
 @dataclass(frozen=True)
 class ReportRecord:
-    """What a check found, as data. :class:`gradproof.Report` is this record with its views.
-
-    Attributes:
-        passed: ``difference <= tol``, no parameter failed, and the cost is deterministic.
-        difference: ``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)`` over everything checked.
-        tol: the threshold used.
-        tensors: parameter name → :class:`TensorReport`, in the order of params.
-        evaluations: how many times the cost was called.
-        numerical: the numerical gradient, same structure as params (full mode).
-        warnings: kinks crossed, float32 parameters, non-determinism, ...
-        method, eps, mode: how the check ran (``eps=None``: automatic steps).
-        policy: the numerical policy in force, for reproducing the verdict.
-        deterministic: whether repeated evaluations at the check point agreed.
-        seconds: wall time of the check.
-        analytic: the analytic gradient it was compared with, same structure (full mode).
-    """
+    """What a check found, as data; :class:`gradproof.Report` documents each field."""
 
     passed: bool
     difference: float

@@ -46,14 +46,14 @@ from ._layers import MaxPool2D as MaxPool2D
 from ._layers import ReLU as ReLU
 from ._layers import Sigmoid as Sigmoid
 from ._layers import Tanh as Tanh
-from ._model import SGD as SGD
-from ._model import Adam as Adam
-from ._model import BinaryCrossEntropy as BinaryCrossEntropy
-from ._model import Loss as Loss
-from ._model import MeanSquaredError as MeanSquaredError
+from ._losses import BinaryCrossEntropy as BinaryCrossEntropy
+from ._losses import Loss as Loss
+from ._losses import MeanSquaredError as MeanSquaredError
+from ._losses import SoftmaxCrossEntropy as SoftmaxCrossEntropy
 from ._model import Sequential as Sequential
-from ._model import SoftmaxCrossEntropy as SoftmaxCrossEntropy
 from ._model import fit as fit
+from ._optim import SGD as SGD
+from ._optim import Adam as Adam
 
 __all__ = [
     "HIDDEN_ACTIVATIONS",

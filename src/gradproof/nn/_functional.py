@@ -12,13 +12,9 @@ from typing import Any
 
 import numpy as np
 
-HIDDEN_ACTIVATIONS = ("relu", "tanh", "leaky_relu")
-INIT_METHODS = ("he", "xavier", "random")
-LEAKY_SLOPE = 0.01
+from ._ops import LEAKY_SLOPE, PROBABILITY_FLOOR, init_scale, sigmoid
 
-# Probabilities are kept this far from 0 and 1 in the cost, so log() stays
-# finite when a unit saturates.
-PROBABILITY_FLOOR = 1e-15
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "leaky_relu")
 
 
 def _check_activation(name: str) -> None:
@@ -45,16 +41,12 @@ def initialize_parameters(
             "layers_dims must list at least two positive sizes [n_x, ..., n_L], "
             f"got {layers_dims!r}"
         )
-    if method not in INIT_METHODS:
-        raise ValueError(
-            f"unknown method {method!r}; use one of {', '.join(map(repr, INIT_METHODS))}"
-        )
+    init_scale(method, 1)  # refuses an unknown method before any weight is drawn
     rng = np.random.default_rng(seed)
     parameters = {}
     for layer in range(1, len(dims)):
         n_in, n_out = dims[layer - 1], dims[layer]
-        scale = {"he": np.sqrt(2.0 / n_in), "xavier": np.sqrt(1.0 / n_in), "random": 0.01}[method]
-        parameters[f"W{layer}"] = rng.standard_normal((n_out, n_in)) * scale
+        parameters[f"W{layer}"] = rng.standard_normal((n_out, n_in)) * init_scale(method, n_in)
         parameters[f"b{layer}"] = np.zeros((n_out, 1))
     return parameters
 
@@ -66,9 +58,7 @@ def _activate(Z: np.ndarray, name: str) -> np.ndarray:
         return np.tanh(Z)
     if name == "leaky_relu":
         return np.where(Z > 0, Z, LEAKY_SLOPE * Z)
-    # sigmoid, written to never overflow
-    e = np.exp(-np.abs(Z))
-    return np.where(Z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return sigmoid(Z)
 
 
 def _activation_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray, name: str) -> np.ndarray:

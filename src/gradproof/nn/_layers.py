@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._ops import init_scale, sigmoid
+
 
 class Layer:
     """A differentiable step. ``params``/``grads`` map names to arrays of the same shapes."""
@@ -49,11 +51,9 @@ class Dense(Layer):
 
     def __init__(self, n_in: int, n_out: int, init: str = "he", seed=None):
         super().__init__()
-        scale = {"he": np.sqrt(2.0 / n_in), "xavier": np.sqrt(1.0 / n_in), "random": 0.01}
-        if init not in scale:
-            raise ValueError(f"unknown init {init!r}; use 'he', 'xavier' or 'random'")
+        scale = init_scale(init, n_in)
         self.params = {
-            "W": _rng(seed).standard_normal((n_out, n_in)) * scale[init],
+            "W": _rng(seed).standard_normal((n_out, n_in)) * scale,
             "b": np.zeros(n_out),
         }
 
@@ -104,8 +104,7 @@ class Tanh(Layer):
 
 class Sigmoid(Layer):
     def forward(self, x, training=True):
-        e = np.exp(-np.abs(x))  # never overflows
-        self.y = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        self.y = sigmoid(x)
         return self.y
 
     def backward(self, dy):
@@ -215,7 +214,7 @@ class Conv2D(Layer):
         fan_in = in_channels * k * k
         self.params = {
             "W": _rng(seed).standard_normal((out_channels, in_channels, k, k))
-            * np.sqrt(2 / fan_in),
+            * init_scale("he", fan_in),
             "b": np.zeros(out_channels),
         }
         self.k, self.stride, self.padding = k, stride, padding

@@ -1,4 +1,4 @@
-"""Losses, the Sequential model, optimizers and a training loop."""
+"""The Sequential model and its training loop."""
 
 from __future__ import annotations
 
@@ -8,83 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._functional import PROBABILITY_FLOOR
 from ._layers import BatchNorm, Layer
-
-# ---------------------------------------------------------------------- losses
-
-
-class Loss:
-    """``forward(pred, y) -> float``, then ``backward() -> dpred``."""
-
-    def __call__(self, pred, y) -> float:
-        return self.forward(pred, y)
-
-
-class BinaryCrossEntropy(Loss):
-    """``-mean(y log p + (1 - y) log(1 - p))`` for probabilities p: (N, 1) or (N,), y ∈ {0, 1}."""
-
-    def forward(self, p, y):
-        p, y = np.asarray(p), np.asarray(y, dtype=np.float64)
-        if y.shape != p.shape:
-            if y.size == p.size:
-                y = y.reshape(p.shape)
-            else:
-                raise ValueError(
-                    f"labels must have the shape of the predictions {p.shape}, got {y.shape}"
-                )
-        if not np.all((y == 0) | (y == 1)):
-            raise ValueError(
-                f"binary labels must be 0 or 1; found {np.unique(y[(y != 0) & (y != 1)])[:5]}"
-            )
-        # A saturated sigmoid gives p == 1.0 exactly: keep log() finite.
-        p = np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-        self.p, self.y = p, y
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
-
-    def backward(self):
-        return (self.p - self.y) / (self.p * (1 - self.p)) / self.p.size
-
-
-class SoftmaxCrossEntropy(Loss):
-    """Cross-entropy of softmax(logits): logits (N, C), y integer labels (N,) in [0, C)."""
-
-    def forward(self, logits, y):
-        logits = np.asarray(logits)
-        y = np.asarray(y)
-        if logits.ndim != 2:
-            raise ValueError(f"SoftmaxCrossEntropy expects logits (N, C), got shape {logits.shape}")
-        n, c = logits.shape
-        if y.shape != (n,) or y.dtype.kind not in "iu":
-            raise ValueError(f"labels must be integers of shape ({n},), got {y.dtype} {y.shape}")
-        if y.min(initial=0) < 0 or y.max(initial=0) >= c:
-            raise ValueError(f"labels must lie in [0, {c}); got {y.min()}..{y.max()}")
-        z = logits - logits.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        self.p, self.y = np.exp(log_p), y
-        return float(-log_p[np.arange(n), y].mean())
-
-    def backward(self):
-        d = self.p.copy()
-        d[np.arange(len(self.y)), self.y] -= 1
-        return d / len(self.y)
-
-
-class MeanSquaredError(Loss):
-    def forward(self, pred, y):
-        pred, y = np.asarray(pred), np.asarray(y, dtype=np.float64)
-        if pred.shape != y.shape:
-            raise ValueError(
-                f"targets must have the predictions' shape {pred.shape}, got {y.shape}"
-            )
-        self.diff = pred - y
-        return float(np.mean(self.diff**2))
-
-    def backward(self):
-        return 2 * self.diff / self.diff.size
-
-
-# ----------------------------------------------------------------------- model
+from ._losses import Loss
 
 
 class Sequential:
@@ -182,45 +107,6 @@ class Sequential:
 
     def accuracy(self, X, y) -> float:
         return float(np.mean(self.predict(X) == np.asarray(y).reshape(-1)))
-
-
-# ------------------------------------------------------------------ optimizers
-
-
-class SGD:
-    """Gradient descent, with optional momentum."""
-
-    def __init__(self, lr: float = 0.1, momentum: float = 0.0):
-        self.lr, self.momentum, self.velocity = lr, momentum, {}
-
-    def step(self, params: dict, grads: dict) -> None:
-        for name, p in params.items():
-            g = grads[name]
-            if self.momentum:
-                v = self.velocity.get(name)
-                v = g if v is None else self.momentum * v + g
-                self.velocity[name] = v
-                g = v
-            p -= self.lr * g
-
-
-class Adam:
-    """Adam (Kingma & Ba), with bias correction."""
-
-    def __init__(
-        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
-    ):
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m, self.v, self.t = {}, {}, 0
-
-    def step(self, params: dict, grads: dict) -> None:
-        self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        for name, p in params.items():
-            g = grads[name]
-            m = self.m[name] = b1 * self.m.get(name, 0.0) + (1 - b1) * g
-            v = self.v[name] = b2 * self.v.get(name, 0.0) + (1 - b2) * g * g
-            p -= self.lr * (m / (1 - b1**self.t)) / (np.sqrt(v / (1 - b2**self.t)) + self.eps)
 
 
 def fit(
