@@ -8,6 +8,7 @@ the check point) → :func:`._full.run` or :func:`._directional.run` (an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import numpy as np
 from . import _directional, _full, _policy, _tree
 from ._compare import flat64
 from ._cost import Evaluator, blame, check_finite
-from ._errors import GradientSpecError
+from ._errors import CostError, GradientSpecError
 from ._grads import resolve
 from ._options import Executor, Options, options
 from ._policy import Method, Mode
@@ -191,6 +192,14 @@ class _CheckPoint:
         with blame("at the check point"):
             j0 = evaluate.first()
         check_finite(j0, "at the check point")
+        changed = _tree.first_changed(params, arrays)
+        if changed is not None:
+            raise CostError(
+                f"the cost changed the params passed to it: {changed} is different after one "
+                "evaluation (an in-place update such as p['W'] -= ..., or out= into a "
+                "parameter). Your arrays are intact (the check runs on a private copy), but a "
+                "cost must leave its input alone: write W = W - ... or copy inside the cost"
+            )
         return cls(leaves, arrays, evaluate, _real(j0))
 
 
@@ -209,7 +218,12 @@ def run(
     leaves = _tree.parse(params)
     started = time.perf_counter()
     with _global_rng_kept() as rng_state:
-        analytic = resolve(grads, leaves, lambda: _tree.working_copy(params, np.float64)[0])
+        analytic = resolve(
+            grads,
+            leaves,
+            lambda: _tree.working_copy(params, np.float64)[0],
+            unchecked=_tree.nonfinite(params),
+        )
         t0 = time.perf_counter()
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
         evaluate = point.evaluate
@@ -239,6 +253,8 @@ def run(
         policy["auto"] = auto_note
     if opts.mode == "directional":
         policy["confidence"] = _directional.confidence(opts.k)
+    if evaluate.replay and not callable(grads):
+        outcome = _another_draw_suspected(outcome)
     return _verdict(
         outcome,
         analytic,
@@ -269,15 +285,16 @@ def _verdict(
     typical = math.sqrt(sum(float(f @ f) for f in flats) / max(size, 1))
     deterministic = _judge_determinism(spread, j0, typical, outcome.step, opts.tol, warnings)
     warnings += _kink_warnings(outcome.tensors)
-    if outcome.numeric_all_zero and any(np.any(f) for f in flats):
+    if outcome.cost_flat:
         warnings.append(
             "the cost did not change when any parameter was perturbed: does it use the params "
             "passed to it, rather than arrays it closes over?"
         )
+    # A difference above tol that is wholly numerical does not fail the check:
+    # only a wrong parameter, a cost that ignores params or one that cannot be
+    # judged (non-deterministic) does. ``strict`` keeps the literal rule.
     passed = (
-        outcome.difference <= opts.tol
-        and all(t.passed for t in outcome.tensors.values())
-        and deterministic
+        all(t.passed for t in outcome.tensors.values()) and deterministic and not outcome.cost_flat
     )
     return Report(
         passed=bool(passed),
@@ -294,7 +311,33 @@ def _verdict(
         policy=policy,
         deterministic=deterministic,
         seconds=seconds,
+        strict=passed and outcome.difference <= opts.tol,
+        cost_flat=outcome.cost_flat,
     )
+
+
+def _another_draw_suspected(outcome: Outcome) -> Outcome:
+    """Failing parameters of a cost that draws from np.random, checked against a grads dict:
+    that dict may come from another draw (dropout mask) than the one the check replays."""
+    suspects = {
+        name: t
+        for name, t in outcome.tensors.items()
+        if not t.passed and t.pattern in ("masks", "other")
+    }
+    if not suspects:
+        return outcome
+    cause = (
+        "the cost draws from np.random (dropout?) and grads is a fixed dict: if it came from "
+        "another draw than the one gradproof replays (the RNG state when check() was called), "
+        "every masked element disagrees. Pass grads as a function grads(params), or seed "
+        "np.random right before both; if it still fails, re-derive the backward pass"
+    )
+    tensors = dict(outcome.tensors)
+    for name, t in suspects.items():
+        tensors[name] = dataclasses.replace(
+            t, explanation=dataclasses.replace(t.explanation, cause=cause)
+        )
+    return dataclasses.replace(outcome, tensors=tensors)
 
 
 def _chosen_mode(

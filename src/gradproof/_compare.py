@@ -45,6 +45,9 @@ class Judgement:
 
     status: np.ndarray  # int8 codes above
     probed: int  # coordinates probed with extra evaluations
+    # Coordinates where analytic and numeric partials are both zero within round-off.
+    negligible: np.ndarray
+    floor: float  # the largest round-off bound among the coordinates, for messages
 
     @property
     def judged(self) -> np.ndarray:
@@ -108,12 +111,15 @@ def judge(
     else:
         roundoff = scheme.roundoff_gain * noise / h
     roundoff = roundoff + analytic_rel * np.abs(analytic)
-    doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
+    bound = _policy.ERROR_SAFETY * roundoff
+    doubtful = (gap > tol * size) & (gap > bound)
+    negligible = (np.abs(analytic) <= bound) & (np.abs(numeric) <= bound)
+    floor = float(np.max(bound)) if n else 0.0
 
     status = np.zeros(n, dtype=np.int8)
     if probe_at is None:
         status[doubtful] = WRONG
-        return Judgement(status, 0)
+        return Judgement(status, 0, negligible, floor)
 
     order = np.flatnonzero(doubtful)
     order = order[np.argsort(-gap[order], kind="stable")]
@@ -139,7 +145,7 @@ def judge(
         probed += 1
         if _is_kink(scheme, probe_at(int(i)), gap[i], noise, h[i]):
             status[i] = KINK
-    return Judgement(status, probed)
+    return Judgement(status, probed, negligible, floor)
 
 
 def _is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _policy
@@ -20,14 +22,34 @@ EXPLAINS = 0.01
 MASK_SHARE = 0.25
 
 
-def within_numerics(difference: float, tol: float) -> Diagnosis:
+def within_numerics(difference: float, tol: float, method: str, eps: float | None) -> Diagnosis:
     """The note for a parameter that passed: why a difference above tol is no bug."""
     if difference <= tol:
         return NO_DIAGNOSIS
+    better = _policy.smaller_difference(method, eps)
     return Diagnosis(
         "numerics",
         f"difference {difference:.1e} is above tol, but within the finite differences' own error",
-        "not a bug (eps=None or method='richardson' gives a smaller difference)",
+        f"not a bug ({better} gives a smaller difference)" if better else "not a bug",
+    )
+
+
+def zero_within_roundoff(floor: float) -> Diagnosis:
+    """The note for a parameter whose partials are all at the noise floor on both sides."""
+    return Diagnosis(
+        "roundoff",
+        f"zero within round-off: analytic and numeric partials are all below {floor:.1e}, "
+        "what the finite differences can resolve here",
+        None,
+    )
+
+
+def ignored(name: str) -> Diagnosis:
+    """The diagnosis when the cost did not move at all: it ignores its argument."""
+    return Diagnosis(
+        "flat",
+        f"the cost did not change when {name} was perturbed, yet the analytic gradient is not zero",
+        "the cost ignores params: make it use the params passed to it, not arrays it closes over",
     )
 
 
@@ -81,6 +103,15 @@ def diagnose(
         )
     aw, nw = analytic[wrong], numeric[wrong]
     flat_cost = int(np.count_nonzero((nw == 0) & (aw != 0)))
+    dropped = int(np.count_nonzero((aw == 0) & (nw != 0)))
+    if k and min(flat_cost, dropped) >= MASK_SHARE * k / 2:
+        return Diagnosis(
+            "masks",
+            f"analytic is non-zero at {flat_cost} elements where the cost does not change, and "
+            f"zero at {dropped} where it does",
+            f"{dname} was computed with another mask (a dropout draw, a ReLU pattern) than the "
+            "forward pass the cost runs",
+        )
     if k and flat_cost >= MASK_SHARE * k:
         rest = f" (and wrong at {k - flat_cost} others)" if flat_cost < k else ""
         return Diagnosis(
@@ -100,12 +131,7 @@ def diagnose(
                     f"analytic = -1.00 × numeric for {every}",
                     f"a flipped sign in {dname} (e.g. A - Y written as Y - A)",
                 )
-            digits = 2 if abs(scale - 1) >= 0.01 else 5
-            return Diagnosis(
-                "scale",
-                f"analytic = {scale:.{digits}f} × numeric for {every}",
-                f"a stray constant factor in {dname}",
-            )
+            return _scaled(scale, f"for {every}", dname)
     square = coords is None and len(shape) == 2 and shape[0] == shape[1] > 1
     a2 = analytic.reshape(shape) if square else analytic
     n2 = numeric.reshape(shape) if square else numeric
@@ -149,6 +175,24 @@ def diagnose(
     )
 
 
+def _scaled(scale: float, where: str, dname: str) -> Diagnosis:
+    """A gradient off by one factor: a stray constant, or (close to 1) a small systematic error.
+
+    The factor is printed with enough digits to show how far it is from 1.
+    """
+    off = abs(scale - 1)
+    digits = 2 if off >= 0.01 else min(12, 1 - math.floor(math.log10(off)))
+    finding = f"analytic = {scale:.{digits}f} × numeric {where}"
+    if off >= 0.01:
+        return Diagnosis("scale", finding, f"a stray constant factor in {dname}")
+    return Diagnosis(
+        "scale",
+        finding,
+        f"a small systematic error in {dname} (relative {scale - 1:+.1e}): an epsilon, a "
+        "rounded constant or an approximation in its backward pass",
+    )
+
+
 def _few(name: str, shape: Index, items, finding: str) -> Diagnosis:
     listed = "; ".join(
         f"{name}{_fmt_index(i, shape)}: analytic {a:.6g}, numeric {b:.6g}" for i, a, b in items
@@ -186,11 +230,7 @@ def along_directions(
             f"analytic = -1.00 × numeric along all {k} random directions",
             f"a flipped sign in {dname} (e.g. A - Y written as Y - A)",
         )
-    return Diagnosis(
-        "scale",
-        f"analytic = {scale:.2f} × numeric along all {k} random directions",
-        f"a stray constant factor in {dname}",
-    )
+    return _scaled(scale, f"along all {k} random directions", dname)
 
 
 def localized(

@@ -11,6 +11,7 @@ and a wrong element is found in about ``2 log2(n)``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class _Mover:
         self.saved = flat.copy()
         self.evaluate = evaluate
         self.step = np.empty_like(flat)  # scratch: t·v, then the displacement taken
-        self.scale = None
+        # Elements that are inf or NaN (a masked input) cannot move: they stay put.
+        finite = np.isfinite(self.saved)
+        self.frozen = None if finite.all() else ~finite
 
     def direction(self, seed: int) -> np.ndarray:
         """The random direction drawn from ``seed``, scaled by max(1, |θᵢ|)."""
@@ -54,6 +57,8 @@ class _Mover:
         np.abs(self.saved, out=self.step)
         np.maximum(self.step, 1.0, out=self.step)
         v *= self.step
+        if self.frozen is not None:
+            v[self.frozen] = 0.0
         return v
 
     def central(self, v: np.ndarray, t: float, g: np.ndarray, lo: int = 0, hi: int | None = None):
@@ -73,6 +78,8 @@ class _Mover:
             # (θ + tv) − (θ − tv), as rounded: out holds θ − tv; step becomes θ + tv first.
             np.add(base, step, out=step)
             np.subtract(step, out, out=step)
+            if self.frozen is not None:
+                step[self.frozen[seg]] = 0.0  # inf - inf: no displacement there
         finally:
             out[...] = base
         return jp, jm, float(step @ g[seg]) / (2 * t)
@@ -151,6 +158,18 @@ def _localize(mover, v, g, t, whole: _Along, noise, tol) -> list[int]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """One parameter's result along its directions, and its share of the overall figures."""
+
+    report: TensorReport
+    ee: float  # Σ (vᵀg − numeric)² over the directions judged
+    gg: float  # Σ (vᵀg)²
+    nn: float  # Σ numeric²
+    crossed: int  # directions that crossed a kink
+    signal: bool  # some vᵀg is beyond round-off: a flat cost would be a finding
+
+
 def check_parameter(
     leaf: Leaf,
     flat: np.ndarray,
@@ -163,16 +182,17 @@ def check_parameter(
     rng: np.random.Generator,
     rel: float,
     tick: Tick | None,
-) -> tuple[TensorReport, dict[str, float], int]:
-    """Check one parameter along k random directions; localize a failure.
-
-    Returns its report, the sums that make up the overall difference, and the
-    number of directions that crossed a kink.
-    """
+) -> _Checked:
+    """Check one parameter along k random directions; localize a failure."""
     name, shape = leaf.name, leaf.shape
     assert opts.k is not None  # resolved by Options for mode="directional"
     k = opts.k
     mover = _Mover(flat, evaluate)
+    if flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
+        if tick is not None:
+            tick(k)
+        report = TensorReport(name, shape, True, 0.0, 0.0, (), None, 0)
+        return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
     # Directions are kept as seeds, not vectors: k vectors would be k copies.
     seeds = rng.integers(2**63, size=k)
     directions, norms, probed = [], [], 0
@@ -193,11 +213,10 @@ def check_parameter(
     failed = bool(np.any(status == _compare.WRONG))
     difference = _compare.difference(d, dn)
     fit = _diagnose.fit_scale(d, dn)
-    sums = {
-        "ee": float(np.sum((d - dn) ** 2)),
-        "gg": float(np.sum(d**2)),
-        "nn": float(np.sum(dn**2)),
-    }
+    signal = any(
+        abs(a.analytic) > _policy.ERROR_SAFETY * (noise / a.step + rel * abs(a.analytic))
+        for a in directions
+    )
 
     found: list[int] = []
     partials: dict[int, float] = {}
@@ -217,7 +236,7 @@ def check_parameter(
                 name, shape, g, partials, len(found) >= _policy.LOCALIZE_MAX
             )
     else:
-        diagnosis = _diagnose.within_numerics(difference, opts.tol)
+        diagnosis = _diagnose.within_numerics(difference, opts.tol, opts.method, opts.eps)
     if partials:
         max_error = max(abs(g[i] - partials[i]) for i in found)
     else:  # the largest error along a unit direction
@@ -238,7 +257,14 @@ def check_parameter(
         wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
         probed=probed,
     )
-    return report, sums, int(np.count_nonzero(~valid))
+    return _Checked(
+        report,
+        ee=float(np.sum((d - dn) ** 2)),
+        gg=float(np.sum(d**2)),
+        nn=float(np.sum(dn**2)),
+        crossed=int(np.count_nonzero(~valid)),
+        signal=signal,
+    )
 
 
 def confidence(k: int | None) -> str:
@@ -281,11 +307,11 @@ def run(
     rng = np.random.default_rng(opts.seed)
     assert opts.k is not None  # resolved by Options for mode="directional"
     bar = Progress(opts.k * len(leaves), "gradproof directions", opts.progress)
-    tensors, sums, kinky = {}, {"ee": 0.0, "gg": 0.0, "nn": 0.0}, 0
+    results: dict[str, _Checked] = {}
     try:
         for leaf in leaves:
             with blame(f"while {leaf.name} was moved along a random direction"):
-                report, part, crossed = check_parameter(
+                results[leaf.name] = check_parameter(
                     leaf,
                     arrays[leaf.name].reshape(-1),
                     flat64(analytic[leaf.name]),
@@ -297,23 +323,28 @@ def run(
                     rel=_policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0),
                     tick=bar.tick,
                 )
-            tensors[leaf.name] = report
-            kinky += crossed
-            for key in sums:
-                sums[key] += part[key]
     finally:
         bar.close()
-    den = math.sqrt(sums["gg"]) + math.sqrt(sums["nn"])
-    difference = math.sqrt(sums["ee"]) / den if den > 0 else 0.0
+    ee, gg, nn = (sum(getattr(r, key) for r in results.values()) for key in ("ee", "gg", "nn"))
+    den = math.sqrt(gg) + math.sqrt(nn)
+    difference = math.sqrt(ee) / den if den > 0 else 0.0
+    kinky = sum(r.crossed for r in results.values())
     if kinky:
         notes.append(
             f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
             "and were left out of the verdict"
         )
+    cost_flat = nn == 0.0 and any(r.signal for r in results.values())
+    tensors = {
+        name: dataclasses.replace(r.report, explanation=_diagnose.ignored(name))
+        if cost_flat and not r.report.passed
+        else r.report
+        for name, r in results.items()
+    }
     return Outcome(
         tensors=tensors,
         difference=difference,
-        numeric_all_zero=sums["nn"] == 0.0,
+        cost_flat=cost_flat,
         step=_policy.DIRECTION_STEP_MAX,
         notes=tuple(notes),
     )

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ._policy import smaller_difference
 from ._records import ReportRecord, TensorReport
 
 COLUMNS = ("parameter", "shape", "difference", "max |error|", "worst index", "scale", "verdict")
@@ -61,26 +62,39 @@ def fmt_scale(x: float | None) -> str:
 def headline(report: ReportRecord) -> str:
     r = report
     n = len(r.tensors)
+    params = f"{n} parameter{'s' * (n != 1)}"
     cmp = "<=" if r.difference <= r.tol else ">"
     diff = f"difference {r.difference:.3g} {cmp} tol {r.tol:g}"
     if r.passed:
-        coords = sum(t.checked for t in r.tensors.values())
+        checked = sum(t.checked for t in r.tensors.values())
+        unit = "directions" if r.mode == "directional" else "coordinates"
+        if checked == 0:
+            return f"Gradient check passed: nothing to check, {params} with no elements"
+        head = f"Gradient check passed: {params}, {checked} {unit} checked"
+        if r.difference <= r.tol:
+            return f"{head} ({diff})"
+        at = f" at eps={r.eps:g}" if r.eps is not None else ""
         return (
-            f"Gradient check passed: {n} parameter{'s' * (n != 1)}, "
-            f"{coords} coordinates checked ({diff})"
+            f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "
+            f"finite differences' own error{at}{_smaller_figure(r)}"
         )
     if not r.deterministic:
         return (
             "Gradient check failed: the cost is non-deterministic (it returns different values at "
             f"the same point), so no gradient can be judged ({diff})"
         )
-    if r.failing:
-        bad = len(r.failing)
-        return f"Gradient check failed: {bad} of {n} parameter{'s' * (n != 1)} wrong ({diff})"
-    return (
-        f"Gradient check failed: {diff}, yet no parameter is wrong: every disagreement is within "
-        "the numerical error of the finite differences (use eps=None)"
-    )
+    if r.cost_flat:
+        return (
+            "Gradient check failed: the cost ignores params: it did not change when any "
+            "parameter was perturbed, yet the analytic gradient is not zero (does the cost use "
+            "the params passed to it, rather than arrays it closes over?)"
+        )
+    return f"Gradient check failed: {len(r.failing)} of {params} wrong ({diff})"
+
+
+def _smaller_figure(r: ReportRecord) -> str:
+    better = smaller_difference(r.method, r.eps)
+    return f"; {better} gives a smaller one" if better else ""
 
 
 def footer(report: ReportRecord) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ are judged (doubtful ones probed at a second step) and diagnosed.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ def run(
     batched: Batched | None = None,
 ) -> Outcome:
     """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``."""
-    coords = _coordinates(leaves, opts)
+    coords = _coordinates(leaves, arrays, opts)
     bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
     try:
         if opts.executor is not None:
@@ -63,48 +64,107 @@ def run(
         for leaf in leaves
     }
     noise = _noise(evaluate, sweeps, partials, j0, opts) + spread
-
-    tensors: dict[str, TensorReport] = {}
-    judged_g, judged_n = [], []
-    for leaf in leaves:
-        s, p = sweeps[leaf.name], partials[leaf.name]
-        judgement = _compare.judge(
-            p,
+    judgements = {
+        leaf.name: _compare.judge(
+            partials[leaf.name],
             scheme=opts.scheme,
             noise=noise,
             analytic_rel=_policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0),
             tol=opts.tol,
-            probe_at=None if opts.scheme.is_complex else s.prober(opts.scheme, evaluate, j0),
+            probe_at=None
+            if opts.scheme.is_complex
+            else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
         )
+        for leaf in leaves
+    }
+    # Flat: the cost never moved, yet some analytic partial is beyond round-off.
+    cost_flat = not any(np.any(p.numeric) for p in partials.values()) and not all(
+        np.all(j.negligible) for j in judgements.values()
+    )
+    tensors: dict[str, TensorReport] = {}
+    judged_g, judged_n = [], []
+    for leaf in leaves:
+        p, judgement = partials[leaf.name], judgements[leaf.name]
         dtype = str(analytic[leaf.name].dtype)
-        tensors[leaf.name] = _tensor_report(leaf, s.coords, p, judgement, opts, dtype)
-        # Kinks are left out of the verdict, and so out of the difference too.
-        judged_g.append(p.analytic[judgement.judged])
-        judged_n.append(p.numeric[judgement.judged])
-    n_all = np.concatenate(judged_n)
+        report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype)
+        if cost_flat and not report.passed:
+            report = dataclasses.replace(report, explanation=_diagnose.ignored(leaf.name))
+        tensors[leaf.name] = report
+        # Kinks are left out of the verdict, and so out of the difference too; a
+        # parameter that is zero within round-off counts as zero on both sides.
+        kept = judgement.judged & ~_roundoff_level(judgement)
+        judged_g.append(p.analytic[kept])
+        judged_n.append(p.numeric[kept])
     full = opts.mode == "full"
+    numeric = {name: s.numeric for name, s in sweeps.items()}
     return Outcome(
         tensors=tensors,
-        difference=_compare.difference(np.concatenate(judged_g), n_all),
-        numeric_all_zero=not np.any(n_all),
-        step=float(np.median(np.concatenate([s.steps.h for s in sweeps.values()]))),
-        numerical=_tree.from_flat(params, leaves, {n: s.numeric for n, s in sweeps.items()})
-        if full
-        else None,
+        difference=_compare.difference(np.concatenate(judged_g), np.concatenate(judged_n)),
+        cost_flat=cost_flat,
+        step=_typical_step(sweeps, opts),
+        numerical=_tree.from_flat(params, leaves, numeric) if full else None,
         analytic=_tree.from_flat(params, leaves, analytic) if full else None,
+        notes=tuple(_left_out_notes(leaves, arrays, sweeps)),
     )
 
 
-def _coordinates(leaves: list[Leaf], opts: Options) -> dict[str, np.ndarray]:
-    """The flat indices checked in each parameter: all of them, or a seeded sample."""
+def _typical_step(sweeps: dict[str, LeafSweep], opts: Options) -> float:
+    steps = np.concatenate([s.steps.h for s in sweeps.values()])
+    return float(np.median(steps)) if steps.size else opts.scheme.step_factor
+
+
+def _roundoff_level(judgement: Judgement) -> np.ndarray:
+    """All of a parameter's coordinates when every one is zero within round-off, else none."""
+    negligible = judgement.negligible
+    everywhere = negligible.size > 0 and bool(np.all(negligible[judgement.judged]))
+    return np.full(negligible.shape, everywhere)
+
+
+def _left_out_notes(
+    leaves: list[Leaf], arrays: dict[str, np.ndarray], sweeps: dict[str, LeafSweep]
+) -> list[str]:
+    notes = []
+    for leaf in leaves:
+        flat = arrays[leaf.name].reshape(-1).real
+        bad = int(np.count_nonzero(~np.isfinite(flat)))
+        if bad:
+            kinds = ", ".join(sorted({str(v) for v in flat[~np.isfinite(flat)]}))
+            notes.append(
+                f"{leaf.name}: {bad} element{'s' * (bad != 1)} {'are' if bad != 1 else 'is'} "
+                f"not finite ({kinds}) and were left out of the check"
+            )
+        shrunk = sweeps[leaf.name].shrunk
+        if shrunk:
+            notes.append(
+                f"{leaf.name}: {shrunk} coordinate{'s' * (shrunk != 1)} near the edge of the "
+                "cost's domain were checked at a smaller step (the automatic one left the domain)"
+            )
+    return notes
+
+
+def _coordinates(
+    leaves: list[Leaf], arrays: dict[str, np.ndarray], opts: Options
+) -> dict[str, np.ndarray]:
+    """The flat indices checked in each parameter: all of them, or a seeded sample.
+
+    Elements that are not finite (an input masked with -inf) cannot be moved
+    by a step, and are left out.
+    """
+    finite = {leaf.name: np.isfinite(arrays[leaf.name].reshape(-1).real) for leaf in leaves}
     if opts.mode == "full":
-        return {leaf.name: np.arange(leaf.size) for leaf in leaves}
+        return {
+            name: np.arange(ok.size) if ok.all() else np.flatnonzero(ok)
+            for name, ok in finite.items()
+        }
     assert opts.k is not None  # resolved by Options for mode="sample"
     rng = np.random.default_rng(opts.seed)
-    return {
-        leaf.name: np.sort(rng.choice(leaf.size, size=min(opts.k, leaf.size), replace=False))
-        for leaf in leaves
-    }
+    out = {}
+    for leaf in leaves:
+        ok = finite[leaf.name]
+        pool = leaf.size if ok.all() else np.flatnonzero(ok)
+        n = leaf.size if ok.all() else pool.size
+        out[leaf.name] = np.sort(rng.choice(pool, size=min(opts.k, n), replace=False))
+    return out
 
 
 def _noise(
@@ -149,8 +209,11 @@ def _tensor_report(
     if judgement.failed:
         sampled = None if opts.mode == "full" else coords
         explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled)
+    elif diff > 0 and np.all(_roundoff_level(judgement)):
+        diff = 0.0
+        explanation = _diagnose.zero_within_roundoff(judgement.floor)
     else:
-        explanation = _diagnose.within_numerics(diff, opts.tol)
+        explanation = _diagnose.within_numerics(diff, opts.tol, opts.method, opts.eps)
     return TensorReport(
         name=leaf.name,
         shape=leaf.shape,

@@ -12,20 +12,26 @@ from ._tree import Leaf, iter_items, path_name
 
 
 def resolve(
-    grads: Any, leaves: list[Leaf], call_params: Callable[[], Any]
+    grads: Any,
+    leaves: list[Leaf],
+    call_params: Callable[[], Any],
+    unchecked: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Analytic gradient by leaf name, each a finite array of the leaf's shape.
 
     ``grads`` is the same structure as params, a flat ``"d" + name`` dict, or a
     callable returning either; ``call_params()`` gives the (copied) params to
-    call it with.
+    call it with. ``unchecked`` masks, by leaf name, the elements that will not
+    be checked (non-finite parameters): their gradient may be anything, and is
+    taken as 0.
     """
     if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
         grads = grads(call_params())
     found = _index(grads, leaves)
     out: dict[str, np.ndarray] = {}
     for leaf in leaves:
-        out[leaf.name] = _validated(found[leaf.name], leaf)
+        mask = None if unchecked is None else unchecked.get(leaf.name)
+        out[leaf.name] = _validated(found[leaf.name], leaf, mask)
     return out
 
 
@@ -74,7 +80,7 @@ def _preview(keys: Mapping[str, Any]) -> str:
     return f"keys {shown}{', ...' if len(listed) > 8 else ''}" if listed else "no entries"
 
 
-def _validated(value: Any, leaf: Leaf) -> np.ndarray:
+def _validated(value: Any, leaf: Leaf, unchecked: np.ndarray | None = None) -> np.ndarray:
     if value is None:
         raise GradientSpecError(f"the gradient for {leaf.name!r} is None; compute d{leaf.name}")
     try:
@@ -96,6 +102,8 @@ def _validated(value: Any, leaf: Leaf) -> np.ndarray:
                 f"shape {leaf.shape}; return d{leaf.name} with the parameter's shape"
             )
         arr = arr.reshape(())
+    if unchecked is not None and np.any(unchecked):
+        arr = np.where(unchecked.reshape(arr.shape), 0.0, arr).astype(arr.dtype, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))
         where = tuple(int(i) for i in bad[0]) if arr.ndim else ()

@@ -184,11 +184,28 @@ LOCALIZE_MAX = 8
 # probability ((2/pi) atan(1/c))^k, which the report states.
 CONFIDENCE_FACTOR = 10.0
 
+# A point outside the cost's domain (a non-finite value) is tried again at a
+# step DOMAIN_SHRINK times smaller, at most DOMAIN_RETRIES times.
+DOMAIN_SHRINK = 16.0
+DOMAIN_RETRIES = 4
+
 # mode="auto" runs a full check when it would take at most this long.
 AUTO_FULL_SECONDS = 30.0
 
 # How many wrong elements a diagnosis names one by one.
 FEW_ELEMENTS = 5
+
+
+def smaller_difference(method: str, eps: float | None) -> str | None:
+    """The setting that gives a smaller difference than ``method`` at ``eps``, in words.
+
+    Never the setting already in use; ``None`` when there is no better one.
+    """
+    if eps is not None:
+        return "eps=None (automatic steps)"
+    if method in ("central", "forward", "backward"):
+        return "method='richardson'"
+    return None
 
 
 def default_k(mode: str) -> int | None:

@@ -150,6 +150,8 @@ class ReportRecord:
     deterministic: bool = True
     seconds: float = 0.0
     analytic: Any = None
+    strict: bool = False
+    cost_flat: bool = False
 
     @property
     def failing(self) -> list[TensorReport]:
@@ -170,6 +172,8 @@ class ReportRecord:
             "eps": self.eps,
             "mode": self.mode,
             "deterministic": self.deterministic,
+            "strict": self.strict,
+            "cost_flat": self.cost_flat,
             "seconds": self.seconds,
             "warnings": list(self.warnings),
             "policy": dict(self.policy),
@@ -197,6 +201,8 @@ class ReportRecord:
             policy=dict(d["policy"]),
             deterministic=d["deterministic"],
             seconds=d["seconds"],
+            strict=d.get("strict", d["passed"] and d["difference"] <= d["tol"]),
+            cost_flat=d.get("cost_flat", False),
         )
 
     @classmethod
@@ -210,7 +216,7 @@ class Outcome:
 
     tensors: dict[str, TensorReport]
     difference: float
-    numeric_all_zero: bool  # the cost never changed: it may ignore its argument
+    cost_flat: bool  # the cost never changed, yet the analytic gradient is not zero
     step: float  # a typical step, to judge what non-determinism does to the partials
     numerical: Any = None  # the numerical gradient, in params' structure (full mode)
     analytic: Any = None  # the analytic gradient, in params' structure (full mode)

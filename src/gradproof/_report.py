@@ -22,7 +22,12 @@ class Report(ReportRecord):
     """What :func:`gradproof.check` found.
 
     Attributes:
-        passed: ``difference <= tol``, no parameter failed, and the cost is deterministic.
+        passed: no parameter is wrong: every element agrees within ``tol``, or
+            its disagreement is explained by the measured error of the finite
+            differences, or by a kink. A ``difference`` above ``tol`` that is
+            wholly numerical passes (the headline says so). A non-deterministic
+            cost cannot be judged and does not pass.
+        strict: the seeds' literal rule, for teaching: ``difference <= tol`` and ``passed``.
         difference: ``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)`` over everything checked.
         tol: the threshold used.
         tensors: parameter name → :class:`TensorReport`, in the order of params.
@@ -34,6 +39,8 @@ class Report(ReportRecord):
         policy: the numerical policy in force, for reproducing the verdict.
         deterministic: whether repeated evaluations at the check point agreed.
         seconds: wall time of the check.
+        cost_flat: the cost did not change when any parameter was perturbed,
+            although the analytic gradient is not zero: it ignores its argument.
     """
 
     def __str__(self) -> str:

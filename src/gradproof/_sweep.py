@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _policy
 from ._compare import Partials
 from ._cost import CostRaised, Evaluator, blame
 from ._errors import CostError
@@ -40,6 +41,7 @@ class LeafSweep:
     steps: Steps
     values: list[np.ndarray]  # cost values at each of the scheme's offsets
     numeric: np.ndarray
+    shrunk: int = 0  # coordinates whose step was made smaller to stay in the cost's domain
 
     def partials(self, scheme: Scheme, j0: float, analytic: np.ndarray) -> Partials:
         """These numeric partials beside the analytic ones (flat, at the same coordinates)."""
@@ -135,7 +137,7 @@ def sweep_leaves(
 
         workers.run(list(chunks(size)), done)
     return {
-        name: _finish(leaf, flat, c, steps, values, j0, scheme)
+        name: _finish(evaluate, leaf, flat, c, steps, values, j0, scheme)
         for name, (leaf, flat, c, steps, values) in plans.items()
     }
 
@@ -148,18 +150,45 @@ def _refuse_real() -> None:
     )
 
 
-def _finish(leaf, flat, coords, steps: Steps, values, j0: float, scheme: Scheme) -> LeafSweep:
-    for k, values_k in enumerate(values):
-        bad = ~np.isfinite(values_k)
-        if np.any(bad):
-            j = int(np.flatnonzero(bad)[0])
+def _finish(
+    evaluate: Evaluator,
+    leaf: Leaf,
+    flat: np.ndarray,
+    coords: np.ndarray,
+    steps: Steps,
+    values: list[np.ndarray],
+    j0: float,
+    scheme: Scheme,
+) -> LeafSweep:
+    """The partials, once every cost value is finite: near the edge of the cost's domain
+    (log, sqrt close to 0) the step is made smaller until the points stay inside it."""
+    bad = np.flatnonzero(~np.all([np.isfinite(v) for v in values], axis=0))
+    h = steps.h
+    if bad.size:
+        h = h.copy()
+    for j in bad:
+        i = int(coords[j])
+        for _ in range(_policy.DOMAIN_RETRIES):
+            h[j] /= _policy.DOMAIN_SHRINK
+            points = [p.tolist() for p in scheme.points(steps.theta[j : j + 1], h[j : j + 1])]
+            try:
+                got = sweep(evaluate, flat, points, [i])
+            except SweepInterrupted as exc:
+                raise _located(exc, leaf, scheme) from _user_cause(exc)
+            for k, v in enumerate(got):
+                values[k][j] = v[0]
+            if all(np.isfinite(v[j]) for v in values):
+                break
+        else:
+            k = next(k for k, v in enumerate(values) if not np.isfinite(v[j]))
             raise CostError(
-                f"the cost is {values_k[j]} at {location(leaf, int(coords[j]), k, scheme)}; "
-                "the step leaves the cost's domain there (log(0), overflow?). Pass a smaller "
-                "eps, or check the parameter's value"
+                f"the cost is {values[k][j]} at {location(leaf, i, k, scheme)} even at a step "
+                f"of {h[j]:.1e}; the step leaves the cost's domain there (log(0), overflow?). "
+                "Check the parameter's value, or pass a smaller eps"
             )
-    numeric = scheme.estimate(j0, values, steps.h)
-    return LeafSweep(leaf, flat, coords, steps, values, numeric)
+    final = Steps(steps.theta, h)
+    numeric = scheme.estimate(j0, values, final.h)
+    return LeafSweep(leaf, flat, coords, final, values, numeric, int(bad.size))
 
 
 def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:

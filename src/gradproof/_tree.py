@@ -119,7 +119,10 @@ def _leaf_of(path: Path, value: Any) -> Leaf:
 
 
 def parse(params: Any) -> list[Leaf]:
-    """The leaves of ``params``, validated; raises if there are none to check."""
+    """The leaves of ``params``, validated; raises if there are none.
+
+    Leaves with no elements are fine (a check reports 0 coordinates for them).
+    """
     leaves = [_leaf_of(path, value) for path, value in iter_items(params)]
     names = [leaf.name for leaf in leaves]
     if len(set(names)) != len(names):
@@ -128,7 +131,7 @@ def parse(params: Any) -> list[Leaf]:
             f"params has two leaves both named {dup[0]!r} (keys that print the same); "
             "use distinct string keys."
         )
-    if not leaves or sum(leaf.size for leaf in leaves) == 0:
+    if not leaves:
         got = "an empty structure" if isinstance(params, (dict, list, tuple)) else _describe(params)
         raise GradientSpecError(
             f"params holds no parameters to check (got {got}); pass the arrays the cost "
@@ -167,6 +170,27 @@ def from_flat(params: Any, leaves: list[Leaf], flat: Mapping[str, np.ndarray]) -
         return float(values.reshape(-1)[0]) if leaf.is_scalar else values.reshape(leaf.shape).copy()
 
     return rebuild(params, shaped)
+
+
+def first_changed(params: Any, arrays: dict[str, np.ndarray]) -> str | None:
+    """The first leaf whose working copy no longer holds the values of ``params``."""
+    for path, value in iter_items(params):
+        name = path_name(path)
+        original = np.asarray(value).reshape(-1)
+        copy = arrays[name].reshape(-1)
+        if not np.array_equal(copy, original.astype(copy.dtype), equal_nan=True):
+            return name
+    return None
+
+
+def nonfinite(params: Any) -> dict[str, np.ndarray]:
+    """Masks of the elements that are inf or NaN, for the leaves that have any."""
+    out = {}
+    for path, value in iter_items(params):
+        bad = ~np.isfinite(np.asarray(value, dtype=np.float64))
+        if np.any(bad):
+            out[path_name(path)] = bad.reshape(-1)
+    return out
 
 
 def flatten(params: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:

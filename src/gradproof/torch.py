@@ -15,7 +15,9 @@ PyTorch is imported only when this module is used.
 
 from __future__ import annotations
 
+import math
 import textwrap
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -119,7 +121,10 @@ class _Checker:
         self.rng_state = torch.get_rng_state()
         self.cuda_state = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
         self.projection = None
-        self.vmap_failed: str | None = None
+        self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
+        self.vmap_slower: str | None = None  # batching ran, but slower than one by one
+        self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
+        self.vmap_timed = False  # batching has been timed against one by one
 
     def notes(self) -> list[str]:
         notes = []
@@ -134,6 +139,8 @@ class _Checker:
                 f"({self.vmap_failed}). A custom autograd.Function batches with "
                 "setup_context and generate_vmap_rule = True"
             )
+        if self.vmap_slower:
+            notes.append(f"evaluations ran one by one: {self.vmap_slower}")
         return notes
 
     def replay(self) -> None:
@@ -184,24 +191,46 @@ class _Checker:
         tensors = self._tensors(self.params, grad=True)
         cost = self.forward(tensors)
         grads = torch.autograd.grad(cost, list(tensors.values()), allow_unused=True)
-        return {
-            n: np.zeros(self.shapes[n])
-            if g is None
-            else g.detach().to("cpu", torch.float64).numpy()
-            for n, g in zip(self.names, grads, strict=True)
-        }
+        return {n: self._dense(n, g) for n, g in zip(self.names, grads, strict=True)}
+
+    def _dense(self, name: str, g: Any) -> np.ndarray:
+        """Autograd's gradient as a float64 array: ``None`` (the input does not reach the
+        output) and ZeroTensors are zeros; sparse gradients are made dense."""
+        torch = self.torch
+        if g is None or g._is_zerotensor():
+            return np.zeros(self.shapes[name])
+        try:
+            if g.layout != torch.strided:
+                g = g.to_dense()
+            return g.detach().resolve_conj().resolve_neg().to("cpu", torch.float64).numpy()
+        except (RuntimeError, TypeError) as exc:
+            raise GradientSpecError(
+                f"autograd's gradient for {name} is a {g.layout} tensor that cannot be made a "
+                f"dense float64 array ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
+        started = time.perf_counter()
         self.replay()
         with self.torch.no_grad():
-            return float(self.forward(self._tensors(arrays)))
+            value = float(self.forward(self._tensors(arrays)))
+        self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
+        return value
 
     def batched(self, name: str, flat: np.ndarray, coords: list[int], values: list[list[float]]):
-        """Cost values for each point set, the perturbed copies evaluated in vmap batches."""
-        if self.vmap_failed is None:
+        """Cost values for each point set, the perturbed copies evaluated in vmap batches.
+
+        Falls back to one by one, for the rest of the check, when vmap cannot
+        batch the cost or when batching turns out slower than one by one.
+        """
+        if self.vmap_failed is None and self.vmap_slower is None:
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
-            except Exception as exc:  # e.g. a custom Function without vmap support
+            except _SlowerBatched as slower:
+                self.vmap_slower = str(slower)
+            except (RuntimeError, NotImplementedError, ValueError) as exc:
+                if not _cannot_batch(exc):
+                    raise
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.vmap_failed = textwrap.shorten(f"{type(exc).__name__}: {first}", 160)
         return [self._one_by_one(name, flat, coords, v) for v in values]
@@ -218,16 +247,29 @@ class _Checker:
             return self.forward({**others, name: leaf})
 
         batched = torch.func.vmap(one, randomness="same")
-        for start in range(0, len(coords), size):
-            idx = torch.as_tensor(coords[start : start + size], device=self.device)
-            rows = torch.arange(idx.numel(), device=self.device)
+        start, timed = 0, not self.vmap_timed
+        while start < len(coords):
+            # Two small batches first: the second, warm, is timed against one-by-one.
+            rows = min(PROBE_ROWS, size) if timed else size
+            idx = torch.as_tensor(coords[start : start + rows], device=self.device)
             leaf = base.expand(idx.numel(), flat.size).clone()
-            leaf[rows, idx] = torch.as_tensor(
-                values[start : start + size], dtype=torch.float64, device=self.device
+            leaf[torch.arange(idx.numel(), device=self.device), idx] = torch.as_tensor(
+                values[start : start + rows], dtype=torch.float64, device=self.device
             )
+            began = time.perf_counter()
             self.replay()
             with torch.no_grad():
                 out.append(batched(leaf.reshape((idx.numel(), *shape))).cpu().numpy())
+            start += idx.numel()
+            if timed and len(out) == 2:
+                timed = False
+                self.vmap_timed = True
+                per_eval = (time.perf_counter() - began) / idx.numel()
+                if per_eval > self.seconds_per_eval:
+                    raise _SlowerBatched(
+                        f"batching with torch.func.vmap took {per_eval * 1e3:.3g} ms per "
+                        f"evaluation against {self.seconds_per_eval * 1e3:.3g} ms one by one"
+                    )
         return np.concatenate(out)
 
     def _one_by_one(self, name, flat, coords, values) -> np.ndarray:
@@ -241,3 +283,17 @@ class _Checker:
             out[j] = self.cost(arrays)
             work[i] = x0
         return out
+
+
+# Rows of the first two batches; the second is timed against one-by-one evaluation.
+PROBE_ROWS = 64
+
+
+class _SlowerBatched(Exception):
+    """Internal: batching ran, but slower than evaluating one by one."""
+
+
+def _cannot_batch(exc: BaseException) -> bool:
+    """Whether an exception from vmap means "this function cannot be batched"."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(word in text for word in ("vmap", "batch", "functorch"))
