@@ -44,6 +44,18 @@ def zero_within_roundoff(floor: float) -> Diagnosis:
     )
 
 
+def left_out(name: str, flat: np.ndarray) -> str | None:
+    """The note for a parameter with inf or NaN elements, which no step can move."""
+    bad = flat[~np.isfinite(flat)]
+    if not bad.size:
+        return None
+    kinds = ", ".join(sorted({str(v) for v in bad}))
+    return (
+        f"{name}: {bad.size} element{'s' * (bad.size != 1)} {'are' if bad.size != 1 else 'is'} "
+        f"not finite ({kinds}) and were left out of the check"
+    )
+
+
 def ignored(name: str) -> Diagnosis:
     """The diagnosis when the cost did not move at all: it ignores its argument."""
     return Diagnosis(

@@ -77,7 +77,8 @@ class _Mover:
             jm = self.evaluate()
             # (θ + tv) − (θ − tv), as rounded: out holds θ − tv; step becomes θ + tv first.
             np.add(base, step, out=step)
-            np.subtract(step, out, out=step)
+            with np.errstate(invalid="ignore"):  # inf - inf where an element is frozen
+                np.subtract(step, out, out=step)
             if self.frozen is not None:
                 step[self.frozen[seg]] = 0.0  # inf - inf: no displacement there
         finally:
@@ -303,6 +304,9 @@ def run(
             f"mode='directional' uses central differences; got method={opts.method!r}. "
             "Leave method at its default, or use mode='full' or 'sample' for other methods"
         )
+    notes += [
+        n for leaf in leaves if (n := _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1)))
+    ]
     noise = _noise_near(evaluate, arrays, leaves, analytic, j0) + spread
     rng = np.random.default_rng(opts.seed)
     assert opts.k is not None  # resolved by Options for mode="directional"

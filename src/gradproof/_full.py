@@ -96,7 +96,7 @@ def run(
         judged_g.append(p.analytic[kept])
         judged_n.append(p.numeric[kept])
     full = opts.mode == "full"
-    numeric = {name: s.numeric for name, s in sweeps.items()}
+    numeric = {leaf.name: _scattered(sweeps[leaf.name], leaf.size) for leaf in leaves}
     return Outcome(
         tensors=tensors,
         difference=_compare.difference(np.concatenate(judged_g), np.concatenate(judged_n)),
@@ -106,6 +106,15 @@ def run(
         analytic=_tree.from_flat(params, leaves, analytic) if full else None,
         notes=tuple(_left_out_notes(leaves, arrays, sweeps)),
     )
+
+
+def _scattered(s: LeafSweep, size: int) -> np.ndarray:
+    """The numeric partials at every element, NaN where an element was left out."""
+    if s.coords.size == size:
+        return s.numeric
+    out = np.full(size, np.nan)
+    out[s.coords] = s.numeric
+    return out
 
 
 def _typical_step(sweeps: dict[str, LeafSweep], opts: Options) -> float:
@@ -125,14 +134,9 @@ def _left_out_notes(
 ) -> list[str]:
     notes = []
     for leaf in leaves:
-        flat = arrays[leaf.name].reshape(-1).real
-        bad = int(np.count_nonzero(~np.isfinite(flat)))
-        if bad:
-            kinds = ", ".join(sorted({str(v) for v in flat[~np.isfinite(flat)]}))
-            notes.append(
-                f"{leaf.name}: {bad} element{'s' * (bad != 1)} {'are' if bad != 1 else 'is'} "
-                f"not finite ({kinds}) and were left out of the check"
-            )
+        note = _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1).real)
+        if note:
+            notes.append(note)
         shrunk = sweeps[leaf.name].shrunk
         if shrunk:
             notes.append(

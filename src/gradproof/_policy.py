@@ -187,7 +187,7 @@ CONFIDENCE_FACTOR = 10.0
 # A point outside the cost's domain (a non-finite value) is tried again at a
 # step DOMAIN_SHRINK times smaller, at most DOMAIN_RETRIES times.
 DOMAIN_SHRINK = 16.0
-DOMAIN_RETRIES = 4
+DOMAIN_RETRIES = 6
 
 # mode="auto" runs a full check when it would take at most this long.
 AUTO_FULL_SECONDS = 30.0

@@ -16,7 +16,7 @@ import numpy as np
 from . import _policy
 from ._compare import Partials
 from ._cost import CostRaised, Evaluator, blame
-from ._errors import CostError
+from ._errors import CostError, GradientSpecError
 from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
 from ._options import Options
 from ._parallel import Chunk, Workers
@@ -107,10 +107,16 @@ def sweep_leaves(
     if batched is not None:
         for chunk in chunks(CHUNK):
             flat = plans[chunk.leaf][1]
-            store(
-                chunk,
-                [np.asarray(v) for v in batched(chunk.leaf, flat, chunk.coords, chunk.values)],
-            )
+            try:
+                part = batched(chunk.leaf, flat, chunk.coords, chunk.values)
+            except (CostError, GradientSpecError):
+                raise
+            except Exception as exc:
+                raise CostError(
+                    f"the cost raised {type(exc).__name__} while a batch of {chunk.leaf} "
+                    f"coordinates was evaluated: {exc}"
+                ) from exc
+            store(chunk, [np.asarray(v) for v in part])
             evaluate.count += len(chunk.coords) * len(chunk.values)
             if tick is not None:
                 tick(len(chunk.coords))

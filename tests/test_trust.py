@@ -1,0 +1,127 @@
+"""Correct code nobody here wrote passes; each awkward case is handled and said plainly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+
+
+def test_a_difference_above_tol_that_is_only_round_off_passes_but_not_strictly():
+    x = np.linspace(0.5, 2.0, 6)
+    report = gp.check(lambda p: np.sum(p**3) + 1e6, x, 3 * x**2, eps=1e-7)
+    assert report.passed and report.failing == []
+    assert report.difference > report.tol and not report.strict
+    head = str(report).splitlines()[0]
+    assert "only through the finite differences' own error at eps=1e-07" in head
+    assert "eps=None (automatic steps) gives a smaller one" in head
+
+
+def test_the_hint_never_names_the_setting_in_use():
+    x = np.linspace(0.5, 2.0, 6)
+    report = gp.check(lambda p: np.sum(p**3) + 1e9, x, 3 * x**2)
+    head = str(report).splitlines()[0]
+    assert report.passed and "eps=None" not in head
+    assert "method='richardson' gives a smaller one" in head
+
+
+def test_assert_gradients_raises_only_when_a_parameter_is_wrong():
+    x = np.linspace(0.5, 2.0, 6)
+    report = gp.assert_gradients(lambda p: np.sum(p**3) + 1e6, x, 3 * x**2, eps=1e-7)
+    assert not report.strict
+    with pytest.raises(gp.GradientError, match="1 of 1 parameter wrong"):
+        gp.assert_gradients(lambda p: np.sum(p**3), x, 3.5 * x**2)
+
+
+def test_round_off_level_gradients_are_zero_within_round_off_not_a_difference_of_one():
+    # Flat in w: both sides are noise (analytic 1e-17, numeric round-off of a cost near 1).
+    w = np.array([0.3, -0.2, 0.1])
+    cost = lambda p: 1.0 + 1e-17 * np.sum(p["w"]) + np.sum(p["v"] ** 2)  # noqa: E731
+    v = np.array([1.0, 2.0])
+    report = gp.check(cost, {"w": w, "v": v}, {"w": np.full(3, 1e-17), "v": 2 * v})
+    assert report.passed and report.tensors["w"].difference == 0.0
+    assert report.tensors["w"].pattern == "roundoff"
+    assert "zero within round-off" in report.tensors["w"].diagnosis
+    assert not any("did not change" in w for w in report.warnings)
+
+
+def test_a_cost_that_ignores_its_argument_says_so_in_the_headline():
+    fixed = {"W": np.array([1.0, 2.0])}
+    report = gp.check(
+        lambda p: float(np.sum(fixed["W"] ** 2)), {"W": fixed["W"].copy()}, {"W": 2 * fixed["W"]}
+    )
+    assert not report.passed and report.cost_flat
+    assert str(report).startswith("Gradient check failed: the cost ignores params")
+    assert report.tensors["W"].pattern == "flat"
+    assert "mask" not in str(report)
+
+
+def test_a_factor_close_to_one_is_a_small_systematic_error_not_a_stray_factor():
+    w = np.linspace(-1, 1, 20)
+    report = gp.check(lambda p: np.sum(np.sin(p)), w, np.cos(w) * (1 + 1e-6))
+    t = report.tensors["theta"]
+    assert not t.passed and t.pattern == "scale"
+    assert "analytic = 1.0000010 × numeric" in t.finding
+    assert "small systematic error" in t.cause and "stray" not in t.cause
+
+
+def test_grads_from_another_dropout_draw_are_diagnosed_as_such():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 8))
+    W = {"W": rng.standard_normal((8, 6))}
+
+    def forward_backward(p):
+        mask = (np.random.rand(40, 6) < 0.5) / 0.5
+        H = (X @ p["W"]) * mask
+        return 0.5 * np.sum(H**2), {"dW": X.T @ (H * mask)}
+
+    np.random.seed(1)
+    grads = forward_backward(W)[1]  # one draw...
+    np.random.seed(2)  # ...and the check replays another
+    report = gp.check(lambda p: forward_backward(p)[0], W, grads)
+    t = report.tensors["W"]
+    assert not t.passed and t.pattern in ("masks", "other")
+    assert "draws from np.random" in t.cause and "grads(params)" in t.cause
+    np.random.seed(2)
+    assert gp.check(lambda p: forward_backward(p)[0], W, lambda p: forward_backward(p)[1]).passed
+
+
+def test_non_finite_inputs_are_left_out_with_a_note():
+    x = np.array([0.3, -np.inf, 1.2, -np.inf])
+
+    def masked_logsumexp(p):
+        finite = np.isfinite(p)
+        return np.log(np.sum(np.exp(p[finite])))
+
+    def grad(p):
+        e = np.where(np.isfinite(p), np.exp(np.where(np.isfinite(p), p, 0.0)), 0.0)
+        g = e / e.sum()
+        g[~np.isfinite(p)] = np.nan  # undefined there, and not checked
+        return g
+
+    for mode in ("full", "sample", "directional"):
+        report = gp.check(masked_logsumexp, x, grad, mode=mode)
+        assert report.passed, str(report)
+        assert any("2 elements are not finite (-inf)" in w for w in report.warnings)
+
+
+def test_near_a_domain_edge_the_step_shrinks_instead_of_failing():
+    x = np.array([1e-9, 0.5, 2.0])
+    with np.errstate(invalid="ignore"):  # sqrt(-h) is NaN, as in a user's session
+        report = gp.check(lambda p: np.sum(np.sqrt(p)), x, 0.5 / np.sqrt(x), method="richardson")
+    assert report.passed, str(report)
+    assert any("near the edge of the cost's domain" in w for w in report.warnings)
+
+
+def test_directional_reports_count_directions():
+    w = np.linspace(-1, 1, 50)
+    report = gp.check(lambda p: np.sum(np.sin(p)), w, np.cos(w), mode="directional", k=4)
+    assert str(report).startswith("Gradient check passed: 1 parameter, 4 directions checked")
+
+
+def test_report_json_keeps_strict_and_cost_flat():
+    x = np.linspace(0.5, 2.0, 6)
+    report = gp.check(lambda p: np.sum(p**3) + 1e6, x, 3 * x**2, eps=1e-7)
+    back = gp.Report.from_json(report.to_json())
+    assert back.passed and not back.strict and back.cost_flat is False

@@ -1,0 +1,71 @@
+"""PyTorch's own awkward gradients: ZeroTensors, -inf inputs, empty and unused inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import gradproof as gp  # noqa: E402
+import gradproof.torch as gpt  # noqa: E402
+
+
+def x64(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(True)
+
+
+def test_sgn_whose_gradient_is_a_zero_tensor_passes():
+    report = gpt.check(torch.sgn, x64(5))
+    assert report.passed, str(report)
+
+
+def test_masked_softmax_with_minus_inf_inputs_passes_and_says_what_was_left_out():
+    x = x64(4, 5).detach()
+    x[:, 1] = -torch.inf
+    report = gpt.check(lambda t: torch.softmax(t, dim=1), x.requires_grad_(True))
+    assert report.passed, str(report)
+    assert any("4 elements are not finite (-inf)" in w for w in report.warnings)
+
+
+def test_an_input_with_no_elements_is_zero_coordinates():
+    report = gpt.check(lambda a, b: a.sum() + (b**2).sum(), x64(0, 3), x64(4))
+    assert report.passed and report.tensors["input0"].checked == 0
+
+
+def test_an_input_that_does_not_reach_the_output_has_zero_gradient():
+    report = gpt.check(lambda a, b: (a**2).sum(), x64(3), x64(2, seed=1))
+    assert report.passed and report.tensors["input1"].max_abs_error == 0.0
+
+
+def test_a_users_own_exception_is_not_mistaken_for_a_batching_failure():
+    class Timeout(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def fn(t):
+        calls["n"] += 1
+        if calls["n"] > 3:  # analytic gradient, and the two evaluations at the check point
+            raise Timeout("budget spent")
+        return (t**2).sum()
+
+    with pytest.raises(gp.CostError, match=r"raised Timeout .*: budget spent") as info:
+        gpt.check(fn, x64(4))
+    assert isinstance(info.value.__cause__, Timeout)
+
+
+def test_a_custom_function_without_vmap_support_runs_one_by_one_and_says_why():
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**2
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    report = gpt.check(lambda t: Square.apply(t).sum(), x64(6))
+    assert report.passed
+    assert any("evaluations ran one by one" in w and "vmap" in w for w in report.warnings)
