@@ -30,7 +30,7 @@ def within_numerics(difference: float, tol: float, method: str, eps: float | Non
     return Diagnosis(
         "numerics",
         f"difference {difference:.1e} is above tol, but within the finite differences' own error",
-        f"not a bug ({better} gives a smaller difference)" if better else "not a bug",
+        f"not a bug; {better} gives a smaller difference" if better else "not a bug",
     )
 
 
