@@ -125,3 +125,16 @@ def test_report_json_keeps_strict_and_cost_flat():
     report = gp.check(lambda p: np.sum(p**3) + 1e6, x, 3 * x**2, eps=1e-7)
     back = gp.Report.from_json(report.to_json())
     assert back.passed and not back.strict and back.cost_flat is False
+
+
+def test_a_smooth_ill_conditioned_inverse_shows_no_kinks_but_a_real_kink_is_kept():
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    A = U @ np.diag([1, 1e-2, 1e-4, 1e-6]) @ U.T
+    B = rng.standard_normal((4, 4))
+    Ainv = np.linalg.inv(A)
+    report = gp.check(lambda p: np.sum(np.linalg.inv(p) * B), A, -(Ainv.T @ B @ Ainv.T))
+    assert report.passed and report.tensors["theta"].kinks == ()
+    x = np.array([-1.0, 0.0, 2.0, 0.5])
+    kinked = gp.check(lambda p: np.sum(np.abs(p) * 3), x, 3 * np.sign(x))
+    assert kinked.passed and kinked.tensors["theta"].kinks == ((1,),)

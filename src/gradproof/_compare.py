@@ -9,8 +9,8 @@ numeric partial's own error, and a real error apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -67,6 +67,12 @@ class Judgement:
         return np.flatnonzero(self.status == code)
 
 
+class Prober(Protocol):
+    """``probe_at(j, shrink)``: the cost around coordinate ``j`` at steps ``h/shrink``."""
+
+    def __call__(self, j: int, shrink: float = 1.0) -> Probe: ...
+
+
 @dataclass(frozen=True)
 class Partials:
     """One parameter's partials at the coordinates checked (flat float64, aligned).
@@ -88,7 +94,7 @@ def judge(
     noise: float,
     analytic_rel: float,
     tol: float,
-    probe_at: Callable[[int], Probe] | None,
+    probe_at: Prober | None,
 ) -> Judgement:
     """Classify each coordinate of one parameter.
 
@@ -136,16 +142,48 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        status[i] = classify(
-            scheme, probe_at(int(i)), gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i]
-        )
+        p = probe_at(int(i))
+        status[i] = classify(scheme, p, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
+        if status[i] == KINK:
+            small = probe_at(int(i), KINK_CONFIRM)
+            if not _kink_persists(p, small, noise, h[i]):
+                # Smooth at a smaller step: large higher derivatives (a pole, a domain
+                # edge) faked the kink. Judge the partial from the smaller step instead.
+                status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i])
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:
         probed += 1
-        if _is_kink(scheme, probe_at(int(i)), gap[i], noise, h[i]):
+        p = probe_at(int(i))
+        if _is_kink(scheme, p, gap[i], noise, h[i]) and _kink_persists(
+            p, probe_at(int(i), KINK_CONFIRM), noise, h[i]
+        ):
             status[i] = KINK
     return Judgement(status, probed, negligible, floor)
+
+
+# A kink is confirmed at a step this many times smaller: its jump in slope stays,
+# while what large higher derivatives fake shrinks with the step.
+KINK_CONFIRM = 16.0
+
+
+def _kink_persists(p: Probe, small: Probe, noise: float, h: float) -> bool:
+    jump = small.nonsmoothness()
+    return jump > _policy.KINK_SHARE * p.nonsmoothness() or jump <= (
+        _policy.KINK_NOISE * noise * KINK_CONFIRM / h
+    )
+
+
+def _judge_smaller(
+    scheme: Scheme, small: Probe, analytic: float, tol: float, roundoff: float
+) -> int:
+    """A coordinate judged again from its partial at the smaller step."""
+    numeric = scheme.slope(small.forward_half, small.backward_half)
+    gap = abs(analytic - numeric)
+    error = small.truncation(scheme) + roundoff * KINK_CONFIRM * 2
+    if gap <= tol * (abs(analytic) + abs(numeric)) or gap <= _policy.ERROR_SAFETY * error:
+        return NUMERICS
+    return WRONG
 
 
 def _is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:

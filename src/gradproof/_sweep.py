@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _policy
-from ._compare import Partials
+from ._compare import Partials, Prober
 from ._cost import CostRaised, Evaluator, blame
 from ._errors import CostError, GradientSpecError
 from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
@@ -51,14 +51,17 @@ class LeafSweep:
             second = np.abs(jp - 2 * j0 + jm) / self.steps.h
         return Partials(analytic[self.coords], self.numeric, self.steps.h, second)
 
-    def prober(self, scheme: Scheme, evaluate: Evaluator, j0: float) -> Callable[[int], Probe]:
-        """Probes coordinate ``coords[j]`` at ±h and ±h/2, reusing the values swept."""
+    def prober(self, scheme: Scheme, evaluate: Evaluator, j0: float) -> Prober:
+        """Probes coordinate ``coords[j]`` at ±h and ±h/2 (reusing the values swept), or
+        at ``±h/shrink`` and ``±h/(2 shrink)``."""
 
-        def probe_at(j: int) -> Probe:
-            known = {o: float(v[j]) for o, v in zip(scheme.offsets, self.values, strict=True)}
+        def probe_at(j: int, shrink: float = 1.0) -> Probe:
+            known = {}
+            if shrink == 1.0:
+                known = {o: float(v[j]) for o, v in zip(scheme.offsets, self.values, strict=True)}
             i = int(self.coords[j])
             with blame(f"while probing coordinate {i} at a second step"):
-                theta, h = float(self.steps.theta[j]), float(self.steps.h[j])
+                theta, h = float(self.steps.theta[j]), float(self.steps.h[j]) / shrink
                 return probe(evaluate, self.flat, i, theta, h, j0, known)
 
         return probe_at
