@@ -1,7 +1,9 @@
 """Workers: the same numbers, bit for bit, in worker processes, threads or a Dask cluster."""
 
 import concurrent.futures as cf
+import itertools
 import os
+import time
 
 import numpy as np
 import pytest
@@ -67,36 +69,52 @@ def test_cost_raising_in_a_worker_is_a_cost_error_with_its_coordinate(case):
     assert isinstance(info.value.__cause__, ArithmeticError)
 
 
-def _dies_once(marker: str, net: TwoLayerNet):
+def _dies_mid_run(net: TwoLayerNet, after: int, marker: str | None = None):
+    """A cost whose worker process dies at its ``after``-th evaluation (once, if ``marker``)."""
     main = os.getpid()
+    calls = itertools.count(1)
 
     def cost(p):
-        if os.getpid() != main and not os.path.exists(marker):
-            open(marker, "w").close()
+        dies = os.getpid() != main and next(calls) == after
+        if dies and (marker is None or not os.path.exists(marker)):
+            if marker is not None:
+                open(marker, "w").close()
             os._exit(3)  # the worker process dies mid-check
         return net.cost(p)
 
     return cost
 
 
-def test_a_worker_that_dies_is_retried_once(case, tmp_path):
+def test_a_worker_that_dies_mid_run_is_retried_once(case, tmp_path):
     net, grads, reference = case
-    report = gp.check(_dies_once(str(tmp_path / "died"), net), net.params, grads, executor=2)
+    cost = _dies_mid_run(net, after=100, marker=str(tmp_path / "died"))
+    report = gp.check(cost, net.params, grads, executor=2)
     same_numbers(report, reference)
+    assert (tmp_path / "died").exists()
 
 
-def test_a_worker_that_always_dies_is_a_clear_error_and_params_are_intact(case):
+def test_a_worker_that_keeps_dying_mid_run_is_a_clear_error_and_params_are_intact(case):
     net, grads, _ = case
-    main = os.getpid()
+    before = snapshot(net.params)
+    main, x0 = os.getpid(), net.params["W2"][3, 3]
 
-    def always(p):
-        if os.getpid() != main:
+    def dies_on_w2(p):  # W2 is no worker's first chunk: W1 and b1 come first
+        if os.getpid() != main and p["W2"][3, 3] != x0:
             os._exit(3)
         return net.cost(p)
 
-    before = snapshot(net.params)
     with pytest.raises(gp.WorkerError, match=r"failed twice.*params are intact"):
-        gp.check(always, net.params, grads, executor=2)
+        gp.check(dies_on_w2, net.params, grads, executor=2)
+    assert snapshot(net.params) == before
+
+
+def test_workers_that_die_before_any_work_fail_once_with_the_likely_cause(case):
+    net, grads, _ = case
+    before = snapshot(net.params)
+    started = time.perf_counter()
+    with pytest.raises(gp.WorkerError, match=r"died before finishing any work.*executor=None"):
+        gp.check(_dies_mid_run(net, after=1), net.params, grads, executor=2)
+    assert time.perf_counter() - started < 5.0  # one failure, no restart storm
     assert snapshot(net.params) == before
 
 

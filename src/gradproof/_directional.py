@@ -238,8 +238,9 @@ def check_parameter(
             )
     else:
         diagnosis = _diagnose.within_numerics(difference, opts.tol, opts.method, opts.eps)
-    if partials:
-        max_error = max(abs(g[i] - partials[i]) for i in found)
+    worst = max(found, key=lambda i: abs(g[i] - partials[i]), default=None)
+    if worst is not None:
+        max_error = abs(g[worst] - partials[worst])
     else:  # the largest error along a unit direction
         unit = np.asarray(norms)[valid]
         max_error = float(np.max(np.abs(d - dn) / unit)) if unit.size else 0.0
@@ -250,7 +251,7 @@ def check_parameter(
         passed=not failed,
         difference=difference,
         max_abs_error=float(max_error),
-        worst_index=index_tuple(found[0], shape) if found else (),
+        worst_index=index_tuple(worst, shape) if worst is not None else (),
         scale=fit,
         checked=int(np.count_nonzero(valid)),
         explanation=diagnosis,
