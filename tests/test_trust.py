@@ -138,3 +138,45 @@ def test_a_smooth_ill_conditioned_inverse_shows_no_kinks_but_a_real_kink_is_kept
     x = np.array([-1.0, 0.0, 2.0, 0.5])
     kinked = gp.check(lambda p: np.sum(np.abs(p) * 3), x, 3 * np.sign(x))
     assert kinked.passed and kinked.tensors["theta"].kinks == ((1,),)
+
+
+def test_auto_estimates_a_full_check_within_a_factor_two(monkeypatch):
+    import time
+
+    from gradproof import _policy
+
+    monkeypatch.setattr(_policy, "AUTO_FULL_SECONDS", 1e9)
+
+    def slow(p):
+        time.sleep(0.01)
+        return float(np.sum(np.sin(p)))
+
+    w = np.linspace(-1, 1, 30)
+    report = gp.check(slow, w, np.cos(w), mode="auto", progress=False)
+    assert report.mode == "full"
+    ratio = report.policy["auto_full_seconds"] / report.seconds
+    assert 0.5 <= ratio <= 2.0, ratio
+
+
+def test_progress_shows_about_two_seconds_into_a_slow_check(monkeypatch):
+    import time
+
+    from gradproof import _progress
+
+    drawn = []
+    monkeypatch.setattr(_progress, "_on_terminal", lambda stream: True)
+    original = _progress.Progress.line
+    monkeypatch.setattr(
+        _progress.Progress,
+        "line",
+        lambda self, elapsed: drawn.append(elapsed) or original(self, elapsed),
+    )
+
+    def slow(p):
+        time.sleep(0.004)
+        return float(np.sum(np.sin(p)))
+
+    w = np.linspace(-1, 1, 400)  # 800 evaluations, over 3 s
+    report = gp.check(slow, w, np.cos(w))
+    assert report.seconds > 3.0 and drawn
+    assert 2.0 <= drawn[0] < 2.5  # the first draw, not the end of the first 512 coordinates

@@ -224,12 +224,18 @@ def run(
             lambda: _tree.working_copy(params, np.float64)[0],
             unchecked=_tree.nonfinite(params),
         )
-        t0 = time.perf_counter()
-        point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
+        point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
         evaluate = point.evaluate
-        with blame("at the check point (second evaluation)"):
-            spread = abs(_real(evaluate()) - point.j0)
-        opts, auto_note = _chosen_mode(opts, leaves, (time.perf_counter() - t0) / 2)
+        # Evaluations after the warm-up are timed: they size progress ticks and the
+        # estimate of mode="auto" (which times a few more to be sure of it).
+        timings, spread = [], 0.0
+        for _ in range(_policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1):
+            started_eval = time.perf_counter()
+            with blame("at the check point (second evaluation)"):
+                spread = max(spread, abs(_real(evaluate()) - point.j0))
+            timings.append(time.perf_counter() - started_eval)
+        seconds_per_eval = float(np.median(timings))
+        opts, auto_policy = _chosen_mode(opts, leaves, seconds_per_eval)
         if opts.mode == "directional":
             outcome = _directional.run(
                 evaluate, point.arrays, leaves, analytic, j0=point.j0, spread=spread, opts=opts
@@ -244,13 +250,13 @@ def run(
                 j0=point.j0,
                 spread=spread,
                 opts=opts,
+                seconds_per_eval=seconds_per_eval,
                 batched=batched if opts.method == "central" and opts.executor is None else None,
             )
         with blame("at the check point (final evaluation)"):
             spread = max(spread, abs(_real(evaluate()) - point.j0))
     policy = opts.policy()
-    if auto_note:
-        policy["auto"] = auto_note
+    policy.update(auto_policy)
     if opts.mode == "directional":
         policy["confidence"] = _directional.confidence(opts.k)
     if evaluate.replay and not callable(grads):
@@ -342,17 +348,18 @@ def _another_draw_suspected(outcome: Outcome) -> Outcome:
 
 def _chosen_mode(
     opts: Options, leaves: list[_tree.Leaf], seconds_per_eval: float
-) -> tuple[Options, str | None]:
-    """``opts`` with mode="auto" resolved (full if it is quick enough), and why."""
+) -> tuple[Options, dict[str, Any]]:
+    """``opts`` with mode="auto" resolved (full if it is quick enough), and why, for the policy."""
     if opts.mode != "auto":
-        return opts, None
+        return opts, {}
     n = sum(leaf.size for leaf in leaves)
     full_seconds = opts.scheme.evaluations * n * seconds_per_eval
     chosen = opts.with_mode("full" if full_seconds <= _policy.AUTO_FULL_SECONDS else "directional")
-    return chosen, (
+    why = (
         f"chose {chosen.mode}: a full check would take about {format_seconds(full_seconds)} "
         f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
     )
+    return chosen, {"auto": why, "auto_full_seconds": full_seconds}
 
 
 def _real(x: float | complex) -> float:

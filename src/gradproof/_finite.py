@@ -71,6 +71,7 @@ def sweep(
     values: Sequence[Sequence[float | complex]],
     indices: Sequence[int],
     tick: Tick | None = None,
+    stride: int = 512,
 ) -> list[np.ndarray]:
     """For each coordinate ``indices[j]`` evaluate the cost at each of ``values``.
 
@@ -78,10 +79,10 @@ def sweep(
     evaluation ``k`` (lists of floats or complex numbers). Returns one array of
     cost values per ``k``, aligned with ``indices``. Each coordinate is
     restored to its exact bits after its evaluations, and on any exception.
+    ``tick(n)`` is called every ``stride`` coordinates.
     """
     outs: list[list] = [[] for _ in values]
     i, k = -1, 0
-    stride = 512
     x0 = None
     try:
         if len(values) == 2:  # the common central case, unrolled: it is the hot loop

@@ -34,6 +34,7 @@ def run(
     j0: float,
     spread: float,
     opts: Options,
+    seconds_per_eval: float = 0.0,
     batched: Batched | None = None,
 ) -> Outcome:
     """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``."""
@@ -55,7 +56,15 @@ def run(
                 )
         else:
             sweeps = sweep_leaves(
-                evaluate, arrays, leaves, coords, j0, opts, tick=bar.tick, batched=batched
+                evaluate,
+                arrays,
+                leaves,
+                coords,
+                j0,
+                opts,
+                tick=bar.tick,
+                seconds_per_eval=seconds_per_eval,
+                batched=batched,
             )
     finally:
         bar.close()

@@ -189,8 +189,13 @@ CONFIDENCE_FACTOR = 10.0
 DOMAIN_SHRINK = 16.0
 DOMAIN_RETRIES = 6
 
-# mode="auto" runs a full check when it would take at most this long.
+# mode="auto" runs a full check when it would take at most this long, as
+# estimated from the median of AUTO_TIMED_EVALUATIONS evaluations after a warm-up.
 AUTO_FULL_SECONDS = 30.0
+AUTO_TIMED_EVALUATIONS = 3
+
+# A progress bar is redrawn about this often (in seconds of cost evaluations).
+PROGRESS_INTERVAL = 0.1
 
 # How many wrong elements a diagnosis names one by one.
 FEW_ELEMENTS = 5

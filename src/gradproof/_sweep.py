@@ -76,14 +76,19 @@ def sweep_leaves(
     opts: Options,
     *,
     tick: Tick | None = None,
+    seconds_per_eval: float = 0.0,
     workers: Workers | None = None,
     batched: Batched | None = None,
 ) -> dict[str, LeafSweep]:
     """Sweep every parameter's checked coordinates: here, on ``workers``, or ``batched``.
 
-    Returns a :class:`LeafSweep` per parameter name.
+    ``tick(n)`` reports coordinates done, about every ``PROGRESS_INTERVAL``
+    seconds given ``seconds_per_eval``. Returns a :class:`LeafSweep` per
+    parameter name.
     """
     scheme = opts.scheme
+    per_coordinate = max(seconds_per_eval * scheme.evaluations, 1e-9)
+    stride = int(np.clip(_policy.PROGRESS_INTERVAL / per_coordinate, 1, 512))
     plans = {}
     for leaf in leaves:
         flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
@@ -127,7 +132,7 @@ def sweep_leaves(
         for chunk in chunks(CHUNK):
             flat = plans[chunk.leaf][1]
             try:
-                store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick))
+                store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick, stride))
             except SweepInterrupted as exc:
                 raise _located(exc, plans[chunk.leaf][0], scheme) from _user_cause(exc)
     else:
