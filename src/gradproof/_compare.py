@@ -87,6 +87,42 @@ class Partials:
     second_difference: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class _Doubt:
+    gap: np.ndarray  # |analytic − numeric|
+    roundoff: np.ndarray  # the error round-off alone can put in each comparison
+    doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
+    screen: np.ndarray  # positions that agree but look like kinks: to be probed too
+
+
+def _doubt(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, tol: float) -> _Doubt:
+    gap = np.abs(p.analytic - p.numeric)
+    size = np.abs(p.analytic) + np.abs(p.numeric)
+    if scheme.is_complex:
+        roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
+    else:
+        roundoff = scheme.roundoff_gain * noise / p.h
+    roundoff = roundoff + analytic_rel * np.abs(p.analytic)
+    doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
+    screen = np.zeros(0, dtype=np.int64)
+    if p.second_difference is not None and not scheme.is_complex:
+        kinkish = (p.second_difference > _policy.KINK_SCREEN * size) & (
+            p.second_difference > _policy.KINK_NOISE * noise / p.h
+        )
+        screen = np.flatnonzero(kinkish & ~doubtful)
+    return _Doubt(gap, roundoff, doubtful, screen)
+
+
+def settled(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, tol: float) -> bool:
+    """Whether every coordinate agrees at this noise level, with nothing to probe.
+
+    A larger noise only shrinks what is in doubt, so a parameter settled at
+    the modelled round-off needs no measurement of the real one.
+    """
+    doubt = _doubt(p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol)
+    return not doubt.doubtful.any() and not doubt.screen.size
+
+
 def judge(
     p: Partials,
     *,
@@ -108,17 +144,11 @@ def judge(
         probe_at: evaluates the cost around one coordinate (by position in
             ``p``); ``None`` when the scheme cannot be probed (complex step).
     """
-    analytic, numeric, h, second_difference = p.analytic, p.numeric, p.h, p.second_difference
+    analytic, numeric, h = p.analytic, p.numeric, p.h
     n = analytic.size
-    gap = np.abs(analytic - numeric)
-    size = np.abs(analytic) + np.abs(numeric)
-    if scheme.is_complex:
-        roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(numeric)
-    else:
-        roundoff = scheme.roundoff_gain * noise / h
-    roundoff = roundoff + analytic_rel * np.abs(analytic)
+    doubt = _doubt(p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol)
+    gap, roundoff, doubtful, screen = doubt.gap, doubt.roundoff, doubt.doubtful, doubt.screen
     bound = _policy.ERROR_SAFETY * roundoff
-    doubtful = (gap > tol * size) & (gap > bound)
     negligible = (np.abs(analytic) <= bound) & (np.abs(numeric) <= bound)
     floor = float(np.max(bound)) if n else 0.0
 
@@ -129,12 +159,6 @@ def judge(
 
     order = np.flatnonzero(doubtful)
     order = order[np.argsort(-gap[order], kind="stable")]
-    screen = np.zeros(0, dtype=np.int64)
-    if second_difference is not None:
-        kinkish = (second_difference > _policy.KINK_SCREEN * size) & (
-            second_difference > _policy.KINK_NOISE * noise / h
-        )
-        screen = np.flatnonzero(kinkish & ~doubtful)
 
     confirmed = 0
     probed = 0
@@ -142,11 +166,11 @@ def judge(
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
             continue
-        p = probe_at(int(i))
-        status[i] = classify(scheme, p, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
+        at_h = probe_at(int(i))
+        status[i] = classify(scheme, at_h, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
         if status[i] == KINK:
             small = probe_at(int(i), KINK_CONFIRM)
-            if not _kink_persists(p, small, noise, h[i]):
+            if not _kink_persists(at_h, small, noise, h[i]):
                 # Smooth at a smaller step: large higher derivatives (a pole, a domain
                 # edge) faked the kink. Judge the partial from the smaller step instead.
                 status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i])
@@ -154,9 +178,9 @@ def judge(
         confirmed += status[i] == WRONG
     for i in screen:
         probed += 1
-        p = probe_at(int(i))
-        if _is_kink(scheme, p, gap[i], noise, h[i]) and _kink_persists(
-            p, probe_at(int(i), KINK_CONFIRM), noise, h[i]
+        at_h = probe_at(int(i))
+        if _is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
+            at_h, probe_at(int(i), KINK_CONFIRM), noise, h[i]
         ):
             status[i] = KINK
     return Judgement(status, probed, negligible, floor)

@@ -166,7 +166,10 @@ CONFIRMED_ENOUGH = 16
 
 # Coordinates (mode="sample") or directions (mode="directional") per parameter
 # when k is not given.
-DEFAULT_K = {"sample": 32, "directional": 8}
+DEFAULT_K = {"sample": 32, "directional": 3}
+# mode="directional" adds a direction for each one in doubt (a kink crossed,
+# numerical error), up to this many per parameter.
+DIRECTIONS_MAX = 8
 
 # The directional step makes the cost's round-off DIRECTION_SIGNAL times
 # smaller than tol times the directional derivative: large enough for
