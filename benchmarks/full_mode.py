@@ -6,6 +6,10 @@ of them. Everything is timed in this one run, as medians of --repeats runs.
 
     python benchmarks/full_mode.py            # [12288, 5, 5, 1], one example: 61,481 parameters
     python benchmarks/full_mode.py --quick    # [1024, 5, 5, 1], for a fast look
+
+A second table holds the ratio to the floor for cheap and dearer costs (about
+5 us, 20 us and 200 us per evaluation): the per-coordinate overhead of the
+check shows most on the cheapest.
 """
 
 from __future__ import annotations
@@ -96,5 +100,67 @@ def main() -> None:
     print(f"  speed-up over the seeds' loop: {seed / check:.2f}x (target >= 1.7x)")
 
 
+def by_cost(repeats: int) -> None:
+    """The check against its 2n floor on costs of about 5 us, 20 us and 200 us."""
+    rng = np.random.default_rng(1)
+    cases = []
+
+    w, q = rng.standard_normal(4000), rng.standard_normal(4000)
+    grad = q.copy()
+    grad[:150] += np.cos(w[:150])
+    cases.append(
+        (
+            "w.q + sum(sin(w[:150])), 4,000 w",
+            lambda p: float(p @ q) + float(np.sum(np.sin(p[:150]))),
+            w,
+            grad,
+        )
+    )
+
+    X = rng.standard_normal((256, 4))
+    Y = (rng.random((1, 4)) > 0.5).astype(float)
+    params = nn.initialize_parameters([256, 16, 1], seed=1)
+    AL, caches = nn.L_model_forward(X, params, "tanh")
+    cases.append(
+        (
+            "MLP [256, 16, 1], batch 4, 4,129 params",
+            lambda p: nn.compute_cost(nn.L_model_forward(X, p, "tanh")[0], Y),
+            params,
+            nn.L_model_backward(AL, Y, caches, "tanh"),
+        )
+    )
+
+    v = rng.standard_normal(1000)
+    heavy = rng.standard_normal(20000)  # work the cost does that the parameters do not change
+    cases.append(
+        (
+            "sum(sin(v)) + fixed work, 1,000 v",
+            lambda p: float(np.sum(np.sin(p))) + 1e-3 * float(np.sum(np.tanh(heavy))),
+            v,
+            np.cos(v),
+        )
+    )
+
+    print("\ncost per evaluation     floor      check     ratio (target <= 1.15x)")
+    for label, cost, params, grads in cases:
+        n = sum(np.size(x) for x in (params.values() if isinstance(params, dict) else [params]))
+        floors, checks = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(2 * n):
+                cost(params)
+            floors.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            report = gp.check(cost, params, grads, progress=False)
+            checks.append(time.perf_counter() - t)
+            assert report.passed, str(report)
+        floor, check = statistics.median(floors), statistics.median(checks)
+        print(
+            f"  {floor / (2 * n) * 1e6:6.1f} us  {floor:8.3f} s  {check:8.3f} s  "
+            f"{check / floor:6.3f}x   {label}"
+        )
+
+
 if __name__ == "__main__":
     main()
+    by_cost(repeats=5)

@@ -77,6 +77,14 @@ def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
     )
 
 
+class ScalarError(Exception):
+    """Internal: output number ``position`` of a bulk conversion is no scalar (cause chained)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
 class Evaluator:
     """Calls ``cost(tree)``, replaying the global NumPy RNG state when the cost uses it.
 
@@ -101,6 +109,36 @@ class Evaluator:
         finally:
             self.count += 1
         return to_scalar(out, self.complex_ok)
+
+    def bare(self) -> Callable[[], Any]:
+        """The cost on the working copy, called as is: the RNG replayed when the cost
+        draws from it, but no counting or conversion (see :meth:`scalars`)."""
+        cost, tree = self.cost, self.tree
+        if not self.replay:
+            return lambda: cost(tree)
+        state = self.rng_state
+
+        def replayed() -> Any:
+            np.random.set_state(state)
+            return cost(tree)
+
+        return replayed
+
+    def scalars(self, outputs: list[Any]) -> np.ndarray:
+        """What :meth:`bare` calls returned, as one array of cost values."""
+        dtype = np.complex128 if self.complex_ok else np.float64
+        out = np.empty(len(outputs), dtype=dtype)
+        complex_seen = False
+        for j, o in enumerate(outputs):
+            try:
+                value = o if type(o) is float else to_scalar(o, self.complex_ok)
+            except CostError as exc:
+                raise ScalarError(j) from exc
+            complex_seen = complex_seen or isinstance(value, complex)
+            out[j] = value
+        # A complex-step cost that returned only reals dropped the imaginary part:
+        # a real array says so to the caller, which refuses it.
+        return out.real.copy() if self.complex_ok and not complex_seen else out
 
     def first(self) -> float | complex:
         """Evaluate once and find out whether the cost draws from ``np.random``.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _policy
-from ._cost import blame
+from ._cost import Evaluator, ScalarError, blame
 from ._policy import Scheme
 
 Evaluate = Callable[[], float]
@@ -66,7 +66,7 @@ class SweepInterrupted(Exception):
 
 
 def sweep(
-    evaluate: Evaluate,
+    evaluate: Evaluator,
     flat: np.ndarray,
     values: Sequence[Sequence[float | complex]],
     indices: Sequence[int],
@@ -80,22 +80,26 @@ def sweep(
     cost values per ``k``, aligned with ``indices``. Each coordinate is
     restored to its exact bits after its evaluations, and on any exception.
     ``tick(n)`` is called every ``stride`` coordinates.
+
+    This is the hot loop: the cost is called bare, and its outputs are
+    converted to numbers (and counted) in bulk afterwards.
     """
+    call = evaluate.bare()
     outs: list[list] = [[] for _ in values]
     i, k = -1, 0
     x0 = None
     try:
-        if len(values) == 2:  # the common central case, unrolled: it is the hot loop
+        if len(values) == 2:  # the common central case, unrolled
             vp, vm = values
             op, om = outs
             for j, i in enumerate(indices):
                 x0 = flat[i]
                 k = 0
                 flat[i] = vp[j]
-                op.append(evaluate())
+                op.append(call())
                 k = 1
                 flat[i] = vm[j]
-                om.append(evaluate())
+                om.append(call())
                 flat[i] = x0
                 if tick is not None and j % stride == stride - 1:
                     tick(stride)
@@ -104,19 +108,27 @@ def sweep(
                 x0 = flat[i]
                 for k, v in enumerate(values):
                     flat[i] = v[j]
-                    outs[k].append(evaluate())
+                    outs[k].append(call())
                 flat[i] = x0
                 if tick is not None and j % stride == stride - 1:
                     tick(stride)
     except BaseException as exc:
+        evaluate.count += sum(len(o) for o in outs) + 1
         if i >= 0 and x0 is not None:
             flat[i] = x0
         if isinstance(exc, Exception):
             raise SweepInterrupted(i, k) from exc
         raise
+    evaluate.count += sum(len(o) for o in outs)
     if tick is not None:
         tick(len(indices) % stride)
-    return [np.asarray(o) for o in outs]
+    converted = []
+    for k, out in enumerate(outs):
+        try:
+            converted.append(evaluate.scalars(out))
+        except ScalarError as exc:
+            raise SweepInterrupted(indices[exc.position], k) from exc.__cause__
+    return converted
 
 
 @dataclass(frozen=True)
