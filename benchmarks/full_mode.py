@@ -131,7 +131,7 @@ def by_cost(repeats: int) -> None:
     )
 
     v = rng.standard_normal(1000)
-    heavy = rng.standard_normal(20000)  # work the cost does that the parameters do not change
+    heavy = rng.standard_normal(80000)  # work the cost does that the parameters do not change
     cases.append(
         (
             "sum(sin(v)) + fixed work, 1,000 v",
