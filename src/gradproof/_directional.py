@@ -134,10 +134,17 @@ def _one_direction(
     rel: float,
     eps: float | None,
 ) -> tuple[_Along, int]:
-    """Judge one direction; returns it and the number of probes spent."""
+    """Judge one direction; returns it and the number of probes spent.
+
+    In doubt, the cheapest evidence comes first: the same difference at a
+    smaller step (a crossed kink, or truncation error, fades there), then the
+    cost's measured round-off, then a probe at half the step that tells a
+    kink, numerical error and a wrong gradient apart.
+    """
     probes = 0
     vg = float(v @ g)
     t = _step(noise.value, tol, vg, eps)
+    looked_closer = False
     attempt = 0
     while True:
         jp, jm, d = mover.central(v, t, g)
@@ -146,9 +153,13 @@ def _one_direction(
         roundoff = noise.value / t + rel * abs(d)
         if gap <= tol * (abs(d) + abs(dn)) or gap <= _policy.ERROR_SAFETY * roundoff:
             return _Along(d, dn, t, _compare.AGREES), probes
-        if not noise.measured:  # in doubt at the modelled round-off: measure, start again
+        if not looked_closer:
+            t /= _policy.KINK_RETRY_SHRINK
+            looked_closer = True
+            continue
+        if not noise.measured:  # still in doubt at the modelled round-off: measure it
             noise.measure()
-            t, attempt = _step(noise.value, tol, vg, eps), 0
+            t, looked_closer = _step(noise.value, tol, vg, eps), False
             continue
         jp2, jm2, _ = mover.central(v, t / 2, g)
         probes += 1
@@ -278,7 +289,14 @@ def check_parameter(
             ]
             j = int(np.argmax(gaps))
             v = mover.direction(seeds[j])
-            found = _localize(mover, v, g, directions[j].step, directions[j], noise.value, opts.tol)
+            # Bisect at the step the noise calls for: a direction found wrong only after
+            # smaller steps would bisect in round-off there.
+            t = max(directions[j].step, _step(noise.value, opts.tol, float(v @ g), opts.eps))
+            whole = directions[j]
+            if t != whole.step:
+                jp, jm, d_t = mover.central(v, t, g)
+                whole = _Along(d_t, (jp - jm) / (2 * t), t, whole.status)
+            found = _localize(mover, v, g, t, whole, noise.value, opts.tol)
             partials = {i: mover.coordinate(i) for i in found}
             confirmed = [
                 i for i in found if _disagrees(g[i], partials[i], mover, i, noise, opts, rel)
