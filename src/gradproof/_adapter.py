@@ -15,8 +15,11 @@ from typing import Protocol
 import numpy as np
 
 from . import _check
+from ._errors import GradientSpecError
 from ._options import Options
+from ._records import NO_DIAGNOSIS, Diagnosis, TensorReport
 from ._report import Report
+from ._tree import index_tuple
 
 # Elements of perturbed copies that one batched (vmap) evaluation may hold.
 BATCH_ELEMENTS = 1 << 23
@@ -48,3 +51,113 @@ def run(adapter: Adapter, opts: Options) -> Report:
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+
+
+MODES = ("rev", "fwd")
+
+
+def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, ...]:
+    """``modes`` and ``order`` checked: which derivatives a front-end is asked to verify."""
+    if isinstance(modes, str):
+        modes = (modes,)
+    modes = tuple(modes)
+    bad = [m for m in modes if m not in MODES]
+    if not modes or bad:
+        raise GradientSpecError(
+            f"{caller}: modes must name 'rev' (the backward, VJP) and/or 'fwd' (forward mode, "
+            f"JVP), got {modes!r}"
+        )
+    if isinstance(order, bool) or order not in (1, 2):
+        raise GradientSpecError(
+            f"{caller}: order must be 1 (first derivatives) or 2 (second derivatives too), "
+            f"got {order!r}"
+        )
+    return modes
+
+
+def consistency(name: str, fwd: np.ndarray, rev: np.ndarray) -> TensorReport:
+    """Forward and reverse mode compared with each other: no finite differences involved."""
+    a, b = fwd.reshape(-1), rev.reshape(-1)
+    gap = np.abs(a - b)
+    bound = AGREEMENT * (np.abs(a) + np.abs(b)) + np.finfo(np.float64).tiny
+    wrong = np.flatnonzero(gap > bound)
+    worst = int(np.argmax(gap)) if gap.size else 0
+    explanation = NO_DIAGNOSIS
+    if wrong.size:
+        explanation = Diagnosis(
+            "modes",
+            f"forward mode (JVP) and reverse mode (VJP) disagree at {wrong.size} of {a.size} "
+            "elements, with no finite difference involved",
+            "one of the two rules is wrong (a Function's jvp against its backward, or a "
+            "custom_jvp against a custom_vjp): the finite-difference checks above say which",
+        )
+    den = float(np.linalg.norm(a) + np.linalg.norm(b))
+    return TensorReport(
+        name=name,
+        shape=fwd.shape,
+        passed=not wrong.size,
+        difference=float(np.linalg.norm(a - b)) / den if den else 0.0,
+        max_abs_error=float(gap[worst]) if gap.size else 0.0,
+        worst_index=index_tuple(worst, fwd.shape) if gap.size else (),
+        scale=None,
+        checked=int(a.size),
+        explanation=explanation,
+        wrong=int(wrong.size),
+        wrong_indices=tuple(index_tuple(i, fwd.shape) for i in wrong[:10]),
+    )
+
+
+# Forward and reverse mode compute the same numbers up to the order of operations.
+AGREEMENT = 1e-10
+
+
+def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ()) -> Report:
+    """Several checks of one function (each mode, order and output) as one report.
+
+    Each part's parameters are named with its label, ``"input0 [fwd]"``; its
+    warnings are prefixed with it. The difference is the largest of the parts'.
+    """
+    if len(parts) == 1 and not extra and not parts[0][0]:
+        return parts[0][1]
+    tensors: dict[str, TensorReport] = {}
+    warnings: list[str] = []
+    for label, report in parts:
+        for name, t in report.tensors.items():
+            named = f"{name} {label}".rstrip()
+            t = dataclasses.replace(t, name=named)
+            if "[order 2]" in label and t.pattern == "zero":
+                t = dataclasses.replace(
+                    t,
+                    explanation=dataclasses.replace(
+                        t.explanation,
+                        cause="the first derivative is a constant to the framework: a backward "
+                        "that detaches (.detach(), .data, NumPy) or a custom rule without a "
+                        "derivative of its own",
+                    ),
+                )
+            tensors[named] = t
+        warnings += [f"{label}: {w}" if label else w for w in report.warnings]
+    for t in extra:
+        tensors[t.name] = t
+    first = parts[0][1]
+    reports = [r for _, r in parts]
+    passed = all(r.passed for r in reports) and all(t.passed for t in extra)
+    policy = dict(first.policy)
+    policy["checks"] = [label or "rev" for label, _ in parts]
+    return Report(
+        passed=passed,
+        difference=max(r.difference for r in reports),
+        tol=first.tol,
+        tensors=tensors,
+        evaluations=sum(r.evaluations for r in reports),
+        numerical=None,
+        warnings=warnings,
+        method=first.method,
+        eps=first.eps,
+        mode=first.mode,
+        policy=policy,
+        deterministic=all(r.deterministic for r in reports),
+        seconds=sum(r.seconds for r in reports),
+        strict=passed and all(r.strict for r in reports),
+        cost_flat=any(r.cost_flat for r in reports),
+    )

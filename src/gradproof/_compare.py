@@ -9,6 +9,7 @@ numeric partial's own error, and a real error apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +68,10 @@ class Judgement:
         return np.flatnonzero(self.status == code)
 
 
+# accepted(gap, numeric): where a caller's own tolerances accept a disagreement.
+Accepted = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 class Prober(Protocol):
     """``probe_at(j, shrink)``: the cost around coordinate ``j`` at steps ``h/shrink``."""
 
@@ -95,7 +100,15 @@ class _Doubt:
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
 
 
-def _doubt(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, tol: float) -> _Doubt:
+def _doubt(
+    p: Partials,
+    *,
+    scheme: Scheme,
+    noise: float,
+    analytic_rel: float,
+    tol: float,
+    accepted: Accepted | None = None,
+) -> _Doubt:
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
     if scheme.is_complex:
@@ -104,6 +117,8 @@ def _doubt(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, to
         roundoff = scheme.roundoff_gain * noise / p.h
     roundoff = roundoff + analytic_rel * np.abs(p.analytic)
     doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
+    if accepted is not None:
+        doubtful &= ~accepted(gap, p.numeric)
     screen = np.zeros(0, dtype=np.int64)
     if p.second_difference is not None and not scheme.is_complex:
         kinkish = (p.second_difference > _policy.KINK_SCREEN * size) & (
@@ -113,13 +128,23 @@ def _doubt(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, to
     return _Doubt(gap, roundoff, doubtful, screen)
 
 
-def settled(p: Partials, *, scheme: Scheme, noise: float, analytic_rel: float, tol: float) -> bool:
+def settled(
+    p: Partials,
+    *,
+    scheme: Scheme,
+    noise: float,
+    analytic_rel: float,
+    tol: float,
+    accepted: Accepted | None = None,
+) -> bool:
     """Whether every coordinate agrees at this noise level, with nothing to probe.
 
     A larger noise only shrinks what is in doubt, so a parameter settled at
     the modelled round-off needs no measurement of the real one.
     """
-    doubt = _doubt(p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol)
+    doubt = _doubt(
+        p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol, accepted=accepted
+    )
     return not doubt.doubtful.any() and not doubt.screen.size
 
 
@@ -131,6 +156,7 @@ def judge(
     analytic_rel: float,
     tol: float,
     probe_at: Prober | None,
+    accepted: Accepted | None = None,
 ) -> Judgement:
     """Classify each coordinate of one parameter.
 
@@ -146,7 +172,9 @@ def judge(
     """
     analytic, numeric, h = p.analytic, p.numeric, p.h
     n = analytic.size
-    doubt = _doubt(p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol)
+    doubt = _doubt(
+        p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol, accepted=accepted
+    )
     gap, roundoff, doubtful, screen = doubt.gap, doubt.roundoff, doubt.doubtful, doubt.screen
     bound = _policy.ERROR_SAFETY * roundoff
     negligible = (np.abs(analytic) <= bound) & (np.abs(numeric) <= bound)

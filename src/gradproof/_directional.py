@@ -133,6 +133,7 @@ def _one_direction(
     tol: float,
     rel: float,
     eps: float | None,
+    accepted: _compare.Accepted,
 ) -> tuple[_Along, int]:
     """Judge one direction; returns it and the number of probes spent.
 
@@ -151,7 +152,11 @@ def _one_direction(
         dn = (jp - jm) / (2 * t)
         gap = abs(d - dn)
         roundoff = noise.value / t + rel * abs(d)
-        if gap <= tol * (abs(d) + abs(dn)) or gap <= _policy.ERROR_SAFETY * roundoff:
+        if (
+            gap <= tol * (abs(d) + abs(dn))
+            or gap <= _policy.ERROR_SAFETY * roundoff
+            or accepted(np.asarray(gap), np.asarray(dn))
+        ):
             return _Along(d, dn, t, _compare.AGREES), probes
         if not looked_closer:
             t /= _policy.KINK_RETRY_SHRINK
@@ -256,7 +261,9 @@ def check_parameter(
     directions, norms, probed = [], [], 0
     for seed in seeds:
         v = mover.direction(seed)
-        along, spent = _one_direction(mover, v, g, j0, noise, tol=opts.tol, rel=rel, eps=opts.eps)
+        along, spent = _one_direction(
+            mover, v, g, j0, noise, tol=opts.tol, rel=rel, eps=opts.eps, accepted=opts.accepted
+        )
         directions.append(along)
         norms.append(float(np.linalg.norm(v)))
         probed += spent

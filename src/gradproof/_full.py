@@ -77,7 +77,14 @@ def run(
     # measuring the real round-off would change no verdict, and is skipped.
     noise = cost_noise(evaluate, [], j0) + spread
     if not all(
-        _compare.settled(p, scheme=opts.scheme, noise=noise, analytic_rel=rel[n], tol=opts.tol)
+        _compare.settled(
+            p,
+            scheme=opts.scheme,
+            noise=noise,
+            analytic_rel=rel[n],
+            tol=opts.tol,
+            accepted=opts.accepted,
+        )
         for n, p in partials.items()
     ):
         noise = _noise(evaluate, sweeps, partials, j0, opts) + spread
@@ -88,6 +95,7 @@ def run(
             noise=noise,
             analytic_rel=rel[leaf.name],
             tol=opts.tol,
+            accepted=opts.accepted,
             probe_at=None
             if opts.scheme.is_complex
             else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),

@@ -36,6 +36,16 @@ class Options:
     seed: int = 0
     executor: Executor | None = None
     progress: bool | None = None
+    # Tolerances a caller of a drop-in passed (torch's gradcheck, JAX's check_grads):
+    # a disagreement within atol + rtol·|numeric| is accepted as well.
+    atol: float | None = None
+    rtol: float | None = None
+
+    def accepted(self, gap: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+        """Where the caller's own tolerances, if any, accept a disagreement."""
+        if self.atol is None and self.rtol is None:
+            return np.zeros(np.shape(gap), dtype=bool)
+        return gap <= (self.atol or 0.0) + (self.rtol or 0.0) * np.abs(numeric)
 
     @property
     def scheme(self) -> Scheme:
@@ -48,7 +58,11 @@ class Options:
 
     def policy(self) -> dict[str, Any]:
         """The numerical policy in force, JSON-serializable, for the report."""
-        return _policy.as_record(self.method, self.eps, self.tol, self.mode, self.k, self.seed)
+        record = _policy.as_record(self.method, self.eps, self.tol, self.mode, self.k, self.seed)
+        record.update(
+            {n: getattr(self, n) for n in ("atol", "rtol") if getattr(self, n) is not None}
+        )
+        return record
 
 
 NAMES = tuple(f.name for f in dataclasses.fields(Options))
@@ -114,6 +128,10 @@ def _validate(o: Options) -> None:
     _validate_executor(o.executor)
     if o.progress not in (None, True, False):
         raise GradientSpecError(f"progress must be None, True or False, got {o.progress!r}")
+    for name in ("atol", "rtol"):
+        value = getattr(o, name)
+        if value is not None and not (_is_number(value) and math.isfinite(value) and value >= 0):
+            raise GradientSpecError(f"{name} must be a non-negative number or None, got {value!r}")
 
 
 def _validate_executor(executor: Any) -> None:

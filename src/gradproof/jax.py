@@ -13,7 +13,7 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from . import _adapter
 from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
 from ._options import options
-from ._report import Report
+from ._report import GradientError, Report
 
 
 def _jax():
@@ -42,25 +42,99 @@ def _x64(jax):
     return enable_x64()
 
 
-def check(fn: Callable[..., Any], params: Any, *args: Any, **check_options: Any) -> Report:
-    """Check ``jax.grad(fn)`` at ``params`` (a pytree) against finite differences.
+def check(
+    fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    **check_options: Any,
+) -> Report:
+    """Check what JAX computes for ``fn(params, *args)`` against finite differences.
 
     Args:
         fn: ``fn(params, *args)`` returning the cost. A non-scalar output ``y``
             is reduced to ``sum(y * r)`` with a fixed random ``r`` (seeded by
-            ``seed``), which checks the backward pass for that cotangent.
+            ``seed``), which checks the backward pass for that cotangent; a
+            tuple of outputs is checked one output at a time, each named.
         params: a pytree of arrays; leaves are named by path (``"layers.0.W"``).
         args: further arguments for ``fn``, held fixed.
+        modes: ``"rev"`` checks ``jax.grad`` (VJPs, ``custom_vjp``); ``"fwd"``
+            checks forward mode (``jax.jvp``, ``custom_jvp``); both also
+            compare the two modes with each other.
+        order: 2 checks second derivatives too (``jax.grad`` of the
+            gradient against finite differences of the gradient), named
+            ``"W [order 2]"``.
         check_options: as for :func:`gradproof.check`.
 
     Returns:
         A :class:`gradproof.Report`, by leaf name.
     """
     jax, _ = _jax()
+    modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
     opts = options("gradproof.jax.check", **check_options)
     with _x64(jax):
-        checker = _Checker(jax, fn, params, args, opts.seed)
-        return _adapter.run(checker, opts)
+        return _check_all(jax, fn, params, args, opts, modes, order)
+
+
+def _check_all(jax, fn, params, args, opts, modes, order) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report."""
+    first = _Checker(jax, fn, params, args, opts.seed)
+    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+    parts, extra = [], []
+    for output in outputs:
+        where = "" if output is None else f"[output {output}]"
+        analytic = {}
+        for kind in modes:
+            checker = _Checker(jax, fn, params, args, opts.seed, output, kind)
+            report = _adapter.run(checker, opts)
+            analytic[kind] = checker.last_analytic
+            label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
+            parts.append((label, report))
+        if len(analytic) == 2:
+            for name in analytic["rev"]:
+                label = " ".join(x for x in (name, where, "[fwd vs rev]") if x)
+                extra.append(
+                    _adapter.consistency(label, analytic["fwd"][name], analytic["rev"][name])
+                )
+        if order == 2:
+            checker = _Checker(jax, fn, params, args, opts.seed, output, "order2")
+            label = " ".join(x for x in (where, "[order 2]") if x)
+            parts.append((label, _adapter.run(checker, opts)))
+    return _adapter.combine(parts, extra)
+
+
+def check_grads(
+    f: Callable[..., Any],
+    args: Sequence[Any],
+    order: int,
+    modes: Sequence[str] = ("fwd", "rev"),
+    atol: float | None = None,
+    rtol: float | None = None,
+    eps: float | None = None,
+) -> None:
+    """A drop-in for ``jax.test_util.check_grads``: the same call, gradproof's verdict.
+
+    ``f(*args)``'s derivatives up to ``order`` (1 or 2) in ``modes`` are
+    checked against finite differences. ``eps``, ``atol`` and ``rtol``, when
+    given, are honoured: ``eps`` as the step, the tolerances as an extra bound
+    below which a disagreement is accepted.
+
+    Raises:
+        gradproof.GradientError: (an ``AssertionError``, as ``check_grads``
+            raises) whose message is gradproof's report: which argument,
+            which element, which mode and order, and why.
+    """
+    jax, _ = _jax()
+    if order not in (1, 2):
+        raise GradientSpecError(f"check_grads: order must be 1 or 2, got {order!r}")
+    modes = _adapter.validate_modes("gradproof.jax.check_grads", modes, order)
+    opts = options("gradproof.jax.check_grads", eps=eps, atol=atol, rtol=rtol)
+    named = {f"arg{i}": a for i, a in enumerate(args)}  # named as check_grads' arguments
+    with _x64(jax):
+        report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order)
+    if not report.passed:
+        raise GradientError(report)
 
 
 def _key_name(key: Any) -> str:
@@ -71,10 +145,15 @@ def _key_name(key: Any) -> str:
 
 
 class _Checker:
-    def __init__(self, jax, fn, params, args, seed):
+    """Float64 copies of the leaves, the cost over NumPy arrays, JAX's derivative, and vmap."""
+
+    def __init__(self, jax, fn, params, args, seed, output=None, kind="rev"):
         import jax.numpy as jnp
 
         self.jax, self.jnp, self.fn, self.args, self.seed = jax, jnp, fn, args, seed
+        self.output = output  # which output of a tuple is checked
+        self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
+        self.last_analytic: dict[str, np.ndarray] = {}
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         if not paths_leaves:
             raise GradientSpecError("params holds no arrays to check")
@@ -98,7 +177,12 @@ class _Checker:
         }
         self.shapes = {n: a.shape for n, a in self.params.items()}
         self.projection = None
-        self._scalar = jax.jit(self._scalar_of)
+        out = fn(jax.tree_util.tree_unflatten(self.treedef, self._leaves(self.params)), *args)
+        self.outputs = len(out) if isinstance(out, (tuple, list)) else 1
+        # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
+        generator = np.random.default_rng(seed + 1)
+        self.hessian_weights = [generator.standard_normal(self.shapes[n]) for n in self.names]
+        self._scalar = jax.jit(self._objective)
         self._vmapped: dict[tuple[str, int], Any] = {}
 
     def notes(self) -> list[str]:
@@ -116,16 +200,39 @@ class _Checker:
         return jnp.sum(out * self.projection)
 
     def _scalar_of(self, leaves):
-        return self._reduce(
-            self.fn(self.jax.tree_util.tree_unflatten(self.treedef, leaves), *self.args)
-        )
+        out = self.fn(self.jax.tree_util.tree_unflatten(self.treedef, leaves), *self.args)
+        if isinstance(out, (tuple, list)):
+            out = out[self.output or 0]
+        return self._reduce(out)
+
+    def _objective(self, leaves):
+        """The function whose gradient is checked: the cost, or ``<grad cost, w>`` (order 2)."""
+        if self.kind != "order2":
+            return self._scalar_of(leaves)
+        grads = self.jax.grad(self._scalar_of)(leaves)
+        return sum(self.jnp.sum(g * w) for g, w in zip(grads, self.hessian_weights, strict=True))
 
     def _leaves(self, arrays):
         return [self.jnp.asarray(arrays[n]) for n in self.names]
 
     def analytic(self) -> dict[str, np.ndarray]:
-        grads = self.jax.grad(self._scalar_of)(self._leaves(self.params))
-        return {n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)}
+        """The derivative under check: reverse mode, forward mode, or the gradient's gradient."""
+        leaves = self._leaves(self.params)
+        if self.kind == "fwd":
+            try:
+                grads = self.jax.jacfwd(self._objective)(leaves)
+            except TypeError as exc:  # e.g. a custom_vjp function has no forward mode
+                raise GradientSpecError(
+                    f"JAX cannot differentiate this function in forward mode ({exc}); "
+                    "check it with modes=('rev',)"
+                ) from exc
+        else:
+            grads = self.jax.grad(self._objective)(leaves)
+        result = {
+            n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)
+        }
+        self.last_analytic = result
+        return result
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         return float(self._scalar(self._leaves(arrays)))
@@ -142,7 +249,7 @@ class _Checker:
 
             def one(leaf, others):
                 leaves = [*others[:position], leaf.reshape(self.shapes[name]), *others[position:]]
-                return self._scalar_of(leaves)
+                return self._objective(leaves)
 
             self._vmapped[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
         others = [jnp.asarray(self.params[n]) for n in self.names if n != name]

@@ -15,10 +15,13 @@ PyTorch is imported only when this module is used.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
 import textwrap
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +30,7 @@ from . import _adapter
 from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
 from ._options import options
-from ._report import Report
+from ._report import GradientError, Report
 
 
 def _torch():
@@ -42,9 +45,11 @@ def check(
     fn_or_module: Any,
     *inputs: Any,
     loss: Callable[[Any], Any] | None = None,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
     **check_options: Any,
 ) -> Report:
-    """Check autograd's gradient of ``fn_or_module(*inputs)`` against finite differences.
+    """Check what autograd computes for ``fn_or_module(*inputs)`` against finite differences.
 
     Checked: the module's parameters that require grad (named as in
     ``named_parameters()``, e.g. ``"0.weight"``) and the inputs that require
@@ -52,12 +57,20 @@ def check(
 
     Args:
         fn_or_module: an ``nn.Module`` or a function of tensors (custom
-            ``autograd.Function.apply`` included).
+            ``autograd.Function.apply`` included). It may return a tuple of
+            tensors: each output is checked in turn, and named in the report
+            (``"input0 [output 1]"``).
         inputs: its positional inputs.
         loss: turns the output into the scalar cost. Without it, a scalar
             output is the cost, and any other output ``y`` is reduced to
             ``sum(y * r)`` with a fixed random ``r`` (seeded by ``seed``),
             which checks the backward pass for that cotangent.
+        modes: ``"rev"`` checks the backward (VJP); ``"fwd"`` checks
+            forward-mode AD (``torch.func.jvp``, a Function's ``jvp``); both
+            also compare the two modes with each other.
+        order: 2 checks second derivatives too: the double backward (a custom
+            Function's backward must itself be differentiable) against finite
+            differences of the first derivative, named ``"input0 [order 2]"``.
         check_options: as for :func:`gradproof.check` (``method``, ``eps``,
             ``tol``, ``mode``, ``k``, ``seed``, ``progress``).
 
@@ -65,19 +78,232 @@ def check(
         A :class:`gradproof.Report`, by parameter and input name.
     """
     torch = _torch()
+    modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
     opts = options("gradproof.torch.check", **check_options)
-    checker = _Checker(torch, fn_or_module, inputs, loss, opts.seed)
-    with torch.random.fork_rng(devices=checker.cuda_devices):
-        return _adapter.run(checker, opts)
+    return _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
+
+
+def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report."""
+    first = _Checker(torch, fn, inputs, loss, opts.seed, weights=weights)
+    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+    parts, extra = [], []
+    with torch.random.fork_rng(devices=first.cuda_devices):
+        for output in outputs:
+            where = "" if output is None else f"[output {output}]"
+            analytic = {}
+            for kind in modes:
+                checker = _Checker(torch, fn, inputs, loss, opts.seed, output, kind, weights)
+                report = _adapter.run(checker, opts)
+                analytic[kind] = checker.last_analytic
+                label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
+                parts.append((label, report))
+            if len(analytic) == 2:
+                for name in analytic["rev"]:
+                    label = " ".join(x for x in (name, where, "[fwd vs rev]") if x)
+                    extra.append(
+                        _adapter.consistency(label, analytic["fwd"][name], analytic["rev"][name])
+                    )
+            if order == 2:
+                checker = _Checker(torch, fn, inputs, loss, opts.seed, output, "order2", weights)
+                parts.append(
+                    (" ".join(x for x in (where, "[order 2]") if x), _adapter.run(checker, opts))
+                )
+    return _adapter.combine(parts, extra)
+
+
+def gradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    *,
+    eps: float | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    raise_exception: bool = True,
+    nondet_tol: float = 0.0,
+    check_undefined_grad: bool = True,
+    check_grad_dtypes: bool = False,
+    check_batched_grad: bool = False,
+    check_batched_forward_grad: bool = False,
+    check_forward_ad: bool = False,
+    check_backward_ad: bool = True,
+    fast_mode: bool = False,
+    masked: bool | None = None,
+) -> bool:
+    """A drop-in for ``torch.autograd.gradcheck``: the same call, gradproof's verdict.
+
+    ``func(*inputs)`` is checked for the inputs that require grad: its
+    backward (``check_backward_ad``) and forward-mode AD
+    (``check_forward_ad``), each output of a tuple in turn. ``fast_mode``
+    asks for gradproof's directional mode. ``eps``, ``atol`` and ``rtol``,
+    when given, are honoured: ``eps`` as the step, the tolerances as an extra
+    bound below which a disagreement is accepted; left out, gradproof picks
+    its steps and judges by the measured error of the finite differences.
+    The backward is run twice and must agree with itself within ``nondet_tol``.
+
+    Returns:
+        ``True`` when every derivative checked is right; ``False`` on failure
+        when ``raise_exception`` is false.
+
+    Raises:
+        gradproof.torch.GradcheckError: on failure (a subclass of torch's
+            ``GradcheckError`` and of :class:`gradproof.GradientError`), whose
+            message is gradproof's report.
+    """
+    torch = _torch()
+    modes = tuple(m for m, on in (("rev", check_backward_ad), ("fwd", check_forward_ad)) if on)
+    if not modes:
+        raise GradientSpecError(
+            "gradcheck: check_backward_ad and check_forward_ad are both False: nothing to check"
+        )
+    return _dropin(
+        torch, func, inputs, modes, 1, None, eps, atol, rtol, raise_exception, nondet_tol, fast_mode
+    )
+
+
+def gradgradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    eps: float | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    gen_non_contig_grad_outputs: bool = False,
+    raise_exception: bool = True,
+    nondet_tol: float = 0.0,
+    check_undefined_grad: bool = True,
+    check_grad_dtypes: bool = False,
+    check_batched_grad: bool = False,
+    check_fwd_over_rev: bool = False,
+    check_rev_over_rev: bool = True,
+    fast_mode: bool = False,
+    masked: bool = False,
+) -> bool:
+    """A drop-in for ``torch.autograd.gradgradcheck``: second derivatives, gradproof's verdict.
+
+    The double backward of ``func(*inputs)`` (for each output, weighted by
+    ``grad_outputs`` when given, else by fixed random cotangents) is checked
+    against finite differences of the first derivative, and the first
+    derivative itself too. Options as for :func:`gradcheck`.
+    """
+    torch = _torch()
+    weights = None
+    if grad_outputs is not None:
+        weights = [grad_outputs] if torch.is_tensor(grad_outputs) else list(grad_outputs)
+        weights = [w.detach().to(torch.float64) for w in weights]
+    modes = ("rev", "fwd") if check_fwd_over_rev else ("rev",)
+    return _dropin(
+        torch,
+        func,
+        inputs,
+        modes,
+        2,
+        weights,
+        eps,
+        atol,
+        rtol,
+        raise_exception,
+        nondet_tol,
+        fast_mode,
+    )
+
+
+def _dropin(
+    torch,
+    func,
+    inputs,
+    modes,
+    order,
+    weights,
+    eps,
+    atol,
+    rtol,
+    raise_exception,
+    nondet_tol,
+    fast_mode,
+) -> bool:
+    inputs = (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
+    opts = options(
+        "gradproof.torch.gradcheck",
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        mode="directional" if fast_mode else "full",
+    )
+    report = _check_all(torch, func, inputs, None, opts, modes, order, weights)
+    unstable = _backward_reentrant(torch, func, inputs, weights, nondet_tol)
+    if unstable is not None:
+        report = dataclasses.replace(
+            report, passed=False, strict=False, warnings=[unstable, *report.warnings]
+        )
+    if report.passed:
+        return True
+    if raise_exception:
+        raise _gradcheck_error(torch)(report)
+    return False
+
+
+def _backward_reentrant(torch, func, inputs, weights, nondet_tol: float) -> str | None:
+    """Why the backward is not re-entrant (two runs disagree beyond nondet_tol), or None."""
+    leaves = [x for x in inputs if torch.is_tensor(x) and x.requires_grad]
+    runs = []
+    for _ in range(2):
+        out = func(*inputs)
+        outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
+        outs = [o for o in outs if o.requires_grad]
+        if not outs:
+            return None
+        if weights is None:
+            gen = torch.Generator().manual_seed(0)
+            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in outs]
+        else:
+            cot = [w.to(o.dtype) for w, o in zip(weights, outs, strict=False)]
+        grads = torch.autograd.grad(outs, leaves, cot[: len(outs)], allow_unused=True)
+        runs.append([None if g is None else g.detach().clone() for g in grads])
+    for i, (a, b) in enumerate(zip(*runs, strict=True)):
+        if a is None or b is None:
+            continue
+        worst = float((a - b).abs().max()) if a.numel() else 0.0
+        if worst > nondet_tol:
+            return (
+                f"the backward is non-deterministic: run twice with the same inputs and "
+                f"grad_output, its gradient for input {i} differs by {worst:.3g} (nondet_tol "
+                f"{nondet_tol:g}); not a wrong formula, but not re-entrant either"
+            )
+    return None
+
+
+def _gradcheck_error(torch) -> type:
+    """An error that is both torch's GradcheckError and gradproof's GradientError."""
+    global GradcheckError
+    if GradcheckError is None:
+        # torch.autograd.gradcheck is also the name of the function: import the module
+        base = importlib.import_module("torch.autograd.gradcheck").GradcheckError
+
+        class _GradcheckError(GradientError, base):  # type: ignore[misc, valid-type]
+            """A failed gradcheck: torch's GradcheckError whose message is gradproof's report."""
+
+        _GradcheckError.__name__ = _GradcheckError.__qualname__ = "GradcheckError"
+        GradcheckError = _GradcheckError
+    return GradcheckError
+
+
+# Made on first use (it subclasses torch's own, and torch is imported lazily).
+GradcheckError: Any = None
 
 
 class _Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
-    def __init__(self, torch, fn, inputs, loss, seed):
+    def __init__(self, torch, fn, inputs, loss, seed, output=None, kind="rev", weights=None):
         self.torch = torch
         self.fn = fn
         self.loss = loss
+        self.output = output  # which output of a tuple is checked
+        self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
+        self.weights = weights  # output cotangents (grad_outputs) instead of random ones
+        self.last_analytic: dict[str, np.ndarray] = {}
         self.seed = seed
         self.module = fn if isinstance(fn, torch.nn.Module) else None
         named = {}
@@ -125,6 +351,12 @@ class _Checker:
         self.vmap_slower: str | None = None  # batching ran, but slower than one by one
         self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
         self.vmap_timed = False  # batching has been timed against one by one
+        self.outputs = self._count_outputs()
+        # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
+        generator = np.random.default_rng(seed + 1)
+        self.hessian_weights = {
+            n: generator.standard_normal(a.shape) for n, a in self.params.items()
+        }
 
     def notes(self) -> list[str]:
         notes = []
@@ -148,7 +380,18 @@ class _Checker:
         for d, s in zip(self.cuda_devices, self.cuda_state, strict=True):
             self.torch.cuda.set_rng_state(s, d)
 
-    def forward(self, tensors: dict[str, Any]):
+    def _count_outputs(self) -> int:
+        """How many tensors the function returns (a tuple's outputs are checked one by one)."""
+        if self.loss is not None:
+            return 1
+        self.replay()
+        with self.torch.no_grad():
+            out = self._call(self._tensors(self.params))
+        if isinstance(out, (tuple, list)):
+            return max(1, sum(1 for o in out if self.torch.is_tensor(o)))
+        return 1
+
+    def _call(self, tensors: dict[str, Any]) -> Any:
         torch = self.torch
         args = [tensors.get(f"input{i}", x) for i, x in enumerate(self.inputs)]
         if self.module is not None:
@@ -159,15 +402,26 @@ class _Checker:
                 n: b.to(torch.float64).clone() if b.is_floating_point() else b.clone()
                 for n, b in self.buffers.items()
             }
-            out = torch.func.functional_call(self.module, {**state, **buffers}, tuple(args))
-        else:
-            out = self.fn(*args)
+            return torch.func.functional_call(self.module, {**state, **buffers}, tuple(args))
+        return self.fn(*args)
+
+    def forward(self, tensors: dict[str, Any]):
+        """The scalar cost: the output (the one checked, of a tuple), through ``loss`` or
+        weighted by fixed cotangents."""
+        torch = self.torch
+        out = self._call(tensors)
+        if isinstance(out, (tuple, list)):
+            tensors_out = [o for o in out if torch.is_tensor(o)]
+            out = tensors_out[self.output or 0] if tensors_out else out
         if self.loss is not None:
             out = self.loss(out)
         if not torch.is_tensor(out):
             raise GradientSpecError(
                 f"the output (after loss) must be a tensor, got {type(out).__name__}"
             )
+        if self.weights is not None:
+            w = self.weights[self.output or 0]
+            return (out * w.to(out.dtype).to(out.device)).sum()
         if out.numel() == 1:
             return out.reshape(())
         if self.projection is None or self.projection.shape != out.shape:
@@ -186,12 +440,60 @@ class _Checker:
         return out
 
     def analytic(self) -> dict[str, np.ndarray]:
+        """The derivative under check: the backward, forward mode, or the double backward."""
+        if self.kind == "fwd":
+            result = self._forward_mode()
+        else:
+            self.replay()
+            tensors = self._tensors(self.params, grad=True)
+            if self.kind == "order2":
+                cost = self._gradient_along_weights(tensors, create_graph=True)
+            else:
+                cost = self.forward(tensors)
+            if cost.requires_grad:
+                grads = self.torch.autograd.grad(cost, list(tensors.values()), allow_unused=True)
+            else:  # the first derivative is a constant to autograd: its backward is not
+                grads = [None] * len(self.names)  # differentiable, and says 0
+            result = {n: self._dense(n, g) for n, g in zip(self.names, grads, strict=True)}
+        self.last_analytic = result
+        return result
+
+    def _gradient_along_weights(self, tensors: dict[str, Any], create_graph: bool):
+        """``<grad f(x), w>``: its gradient is the Hessian times ``w`` (order 2)."""
         torch = self.torch
-        self.replay()
-        tensors = self._tensors(self.params, grad=True)
-        cost = self.forward(tensors)
-        grads = torch.autograd.grad(cost, list(tensors.values()), allow_unused=True)
-        return {n: self._dense(n, g) for n, g in zip(self.names, grads, strict=True)}
+        with torch.enable_grad():
+            f = self.forward(tensors)
+            grads = torch.autograd.grad(
+                f, list(tensors.values()), create_graph=create_graph, allow_unused=True
+            )
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for n, g in zip(self.names, grads, strict=True):
+            if g is not None:
+                w = torch.from_numpy(self.hessian_weights[n]).to(self.device)
+                total = total + (g * w).sum()
+        return total
+
+    def _forward_mode(self) -> dict[str, np.ndarray]:
+        """The gradient of the scalar cost by forward-mode AD, one tangent per element."""
+        import torch.autograd.forward_ad as fwad
+
+        torch = self.torch
+        out = {}
+        for name in self.names:
+            g = np.zeros(int(np.prod(self.shapes[name], dtype=np.int64)))
+            for i in range(g.size):
+                tangent = torch.zeros(self.shapes[name], dtype=torch.float64, device=self.device)
+                tangent.view(-1)[i] = 1.0
+                self.replay()
+                with fwad.dual_level(), torch.no_grad(), warnings.catch_warnings():
+                    # torch's forward AD scripts a helper on first use (its warning, not ours)
+                    warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
+                    tensors = self._tensors(self.params)
+                    tensors[name] = fwad.make_dual(tensors[name], tangent)
+                    value = fwad.unpack_dual(self.forward(tensors)).tangent
+                g[i] = 0.0 if value is None else float(value)
+            out[name] = g.reshape(self.shapes[name])
+        return out
 
     def _dense(self, name: str, g: Any) -> np.ndarray:
         """Autograd's gradient as a float64 array: ``None`` (the input does not reach the
@@ -212,6 +514,11 @@ class _Checker:
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         started = time.perf_counter()
         self.replay()
+        if self.kind == "order2":
+            tensors = self._tensors(arrays, grad=True)
+            value = float(self._gradient_along_weights(tensors, create_graph=False))
+            self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
+            return value
         with self.torch.no_grad():
             value = float(self.forward(self._tensors(arrays)))
         self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
@@ -223,7 +530,7 @@ class _Checker:
         Falls back to one by one, for the rest of the check, when vmap cannot
         batch the cost or when batching turns out slower than one by one.
         """
-        if self.vmap_failed is None and self.vmap_slower is None:
+        if self.vmap_failed is None and self.vmap_slower is None and self.kind != "order2":
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
             except _SlowerBatched as slower:

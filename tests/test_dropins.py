@@ -1,0 +1,176 @@
+"""gradproof.torch.gradcheck / gradgradcheck and gradproof.jax.check_grads as drop-ins.
+
+PyTorch's own gradcheck call patterns run through both tools: the same verdict
+on correct code, and gradproof's named diagnosis on wrong code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+
+torch = pytest.importorskip("torch")
+import gradproof.torch as gpt  # noqa: E402
+
+GradcheckError = __import__("importlib").import_module("torch.autograd.gradcheck").GradcheckError
+
+
+def x64(*shape, seed=0, grad=True):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(grad)
+
+
+def scaled(factor: float = 1.0, second: bool = True):
+    """x ↦ x³ as a custom Function; its backward off by ``factor``, or not differentiable."""
+
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, power):
+            ctx.save_for_backward(x)
+            ctx.save_for_forward(x)
+            ctx.power = power
+            return x**power
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            base = x if second else x.detach()
+            return factor * ctx.power * base ** (ctx.power - 1) * g, None
+
+        @staticmethod
+        def jvp(ctx, t, _):
+            (x,) = ctx.saved_tensors
+            return ctx.power * x ** (ctx.power - 1) * t
+
+    return Cube
+
+
+PATTERNS = {
+    "tuple of inputs": (lambda a, b: a @ b, (x64(3, 4), x64(4, 2, seed=1))),
+    "non-tensor argument": (lambda a, dim: torch.softmax(a, dim), (x64(3, 5), 1)),
+    "functional call": (
+        lambda x, w, b: torch.nn.functional.linear(x, w, b).tanh(),
+        (x64(4, 3), x64(2, 3, seed=1), x64(2, seed=2)),
+    ),
+    "custom Function": (lambda x: scaled().apply(x, 3), (x64(5),)),
+    "tuple of outputs": (lambda x: (x.sin(), x.cos() * 2), (x64(4),)),
+}
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=list(PATTERNS))
+def test_correct_code_passes_both_gradchecks(pattern):
+    fn, inputs = PATTERNS[pattern]
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert gpt.gradcheck(fn, inputs) is True
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=list(PATTERNS))
+def test_correct_code_passes_both_gradgradchecks(pattern):
+    fn, inputs = PATTERNS[pattern]
+    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert gpt.gradgradcheck(fn, inputs) is True
+
+
+def test_a_wrong_backward_raises_torchs_error_with_gradproofs_report():
+    fn = scaled(factor=1.5).apply
+    x = x64(5)
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(lambda t: fn(t, 3), (x,))
+    with pytest.raises(GradcheckError) as info:
+        gpt.gradcheck(lambda t: fn(t, 3), (x,))
+    assert isinstance(info.value, gp.GradientError)
+    assert "input0" in str(info.value) and "analytic = 1.50 × numeric" in str(info.value)
+    assert gpt.gradcheck(lambda t: fn(t, 3), (x,), raise_exception=False) is False
+
+
+def test_a_wrong_jvp_is_named_with_its_mode():
+    class BadJvp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_forward(x)
+            ctx.save_for_backward(x)
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            return ctx.saved_tensors[0].exp() * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            return 2 * ctx.saved_tensors[0].exp() * t
+
+    x = x64(4)
+    assert gpt.gradcheck(BadJvp.apply, (x,))  # the backward alone is right
+    with pytest.raises(gp.GradientError) as info:
+        gpt.gradcheck(BadJvp.apply, (x,), check_forward_ad=True)
+    report = info.value.report
+    assert not report.tensors["input0 [fwd]"].passed and report.tensors["input0"].passed
+    assert report.tensors["input0 [fwd vs rev]"].pattern == "modes"
+
+
+def test_a_backward_that_is_not_differentiable_fails_at_order_two():
+    fn = scaled(second=False).apply
+    x = x64(5)
+    assert gpt.gradcheck(lambda t: fn(t, 3), (x,))
+    with pytest.raises(gp.GradientError) as info:
+        gpt.gradgradcheck(lambda t: fn(t, 3), (x,))
+    t = info.value.report.tensors["input0 [order 2]"]
+    assert not t.passed and "first derivative is a constant" in t.cause
+
+
+def test_gradgradcheck_uses_the_given_grad_outputs():
+    x = x64(3)
+    g = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    assert gpt.gradgradcheck(lambda t: t**3, (x,), (g,))
+
+
+def test_explicit_tolerances_are_honoured_as_an_extra_bound():
+    fn = scaled(factor=1.0 + 1e-4).apply
+    x = x64(5)
+    assert gpt.gradcheck(lambda t: fn(t, 3), (x,), raise_exception=False) is False
+    assert gpt.gradcheck(lambda t: fn(t, 3), (x,), atol=1e-3, rtol=1e-3)
+
+
+def test_a_non_reentrant_backward_is_reported_as_such():
+    calls = {"n": 0}
+
+    class Drifting(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            calls["n"] += 1
+            return g * 2 * (1 + 1e-3 * (calls["n"] % 2))
+
+    with pytest.raises(gp.GradientError, match="backward is non-deterministic"):
+        gpt.gradcheck(Drifting.apply, (x64(3),), nondet_tol=1e-6)
+
+
+jax = pytest.importorskip("jax")
+
+
+def test_jax_check_grads_drop_in_passes_correct_and_names_wrong_rules():
+    import jax.numpy as jnp
+
+    from gradproof.jax import check_grads
+
+    x = np.linspace(0.2, 1.5, 5)
+    assert check_grads(lambda a: jnp.sum(jnp.tanh(a) * a), (x,), order=2) is None
+
+    @jax.custom_jvp
+    def f(a):
+        return jnp.sin(a)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (a,), (t,) = primals, tangents
+        return jnp.sin(a), jnp.cos(a) * t * 1.5
+
+    with pytest.raises(AssertionError) as info:
+        check_grads(lambda a: jnp.sum(f(a)), (x,), order=1, modes=("fwd",))
+    assert isinstance(info.value, gp.GradientError)
+    assert "arg0 [fwd]" in str(info.value) and "analytic = 1.50 × numeric" in str(info.value)
