@@ -25,6 +25,15 @@ from ._tree import index_tuple
 BATCH_ELEMENTS = 1 << 23
 
 
+def weight_seed(seed: int, stream: int) -> int:
+    """The seed of the random output weights (stream 0) and Hessian directions (stream 1).
+
+    Kept apart from ``seed`` itself: a user's inputs drawn with the same small
+    seed (``manual_seed(0)``) would otherwise be aligned with the weights.
+    """
+    return (seed * 1_000_003 + 0x5EED_0000 + stream) % 2**63
+
+
 class Adapter(Protocol):
     params: dict[str, np.ndarray]
 
@@ -161,3 +170,22 @@ def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ())
         strict=passed and all(r.strict for r in reports),
         cost_flat=any(r.cost_flat for r in reports),
     )
+
+
+def conjugation(report: Report, complex_names: Sequence[str], convention: str) -> Report:
+    """A complex input whose imaginary part alone is sign-flipped: a conjugation bug, said so."""
+    tensors = dict(report.tensors)
+    for n in complex_names:
+        re, im = tensors.get(f"{n}.real"), tensors.get(f"{n}.imag")
+        if re is None or im is None or im.passed or im.pattern != "sign" or not re.passed:
+            continue
+        tensors[im.name] = dataclasses.replace(
+            im,
+            explanation=Diagnosis(
+                "conjugate",
+                f"the gradient of {n} is the complex conjugate of the right one (its imaginary "
+                "part alone has the wrong sign)",
+                f"a conjugation bug: {convention}",
+            ),
+        )
+    return dataclasses.replace(report, tensors=tensors)

@@ -69,12 +69,14 @@ def check(
             - ``"sample"``: ``k`` coordinates per parameter (default 32),
               drawn from ``seed``, judged and diagnosed as in full mode.
             - ``"directional"``: ``k`` random directions per parameter
-              (default 8, 2 evaluations each whatever the parameter's size);
+              (default 3, 2 evaluations each whatever the parameter's size,
+              one more for each direction in doubt, up to 8);
               a failing parameter's wrong elements are found by bisection.
             - ``"auto"``: full when it would take at most 30 s, else
               directional; ``report.policy["auto"]`` says which and why.
-        k, seed: coordinates or directions per parameter, and their seed, for
-            the sampling modes.
+        k: coordinates (``"sample"``) or directions (``"directional"``) per
+            parameter.
+        seed: the seed that draws those coordinates or directions.
         executor: where the evaluations of a full or sampled check run: ``None``
             (this process), an ``int`` n (n worker processes; lambdas and
             closures work), or any ``concurrent.futures.Executor``, such as

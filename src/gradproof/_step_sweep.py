@@ -92,7 +92,9 @@ def step_sweep(
     """How the difference changes with the step: the picture behind ``eps=None``.
 
     Args:
-        cost, params, grads: as for :func:`gradproof.check`.
+        cost: as for :func:`gradproof.check`.
+        params: as for :func:`gradproof.check`.
+        grads: as for :func:`gradproof.check`.
         steps: the steps to try (default: 23 steps from 1e-12 to 1e-1).
         method: ``"central"``, ``"forward"`` or ``"backward"``.
 

@@ -87,7 +87,9 @@ def _check_all(jax, fn, params, args, opts, modes, order) -> Report:
         analytic = {}
         for kind in modes:
             checker = _Checker(jax, fn, params, args, opts.seed, output, kind)
-            report = _adapter.run(checker, opts)
+            report = _adapter.conjugation(
+                _adapter.run(checker, opts), sorted(checker.complex), JAX_CONVENTION
+            )
             analytic[kind] = checker.last_analytic
             label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
             parts.append((label, report))
@@ -137,6 +139,12 @@ def check_grads(
         raise GradientError(report)
 
 
+JAX_CONVENTION = (
+    "for a real loss L of complex z, jax.grad gives dL/dRe(z) - i dL/dIm(z) (the conjugate "
+    "of PyTorch's convention): conjugate what the rule returns"
+)
+
+
 def _key_name(key: Any) -> str:
     for attr in ("key", "idx", "name"):
         if hasattr(key, attr):
@@ -164,23 +172,38 @@ class _Checker:
             )
         leaves = [leaf for _, leaf in paths_leaves]
         for name, leaf in zip(self.names, leaves, strict=True):
-            if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
+            dtype = jnp.asarray(leaf).dtype
+            if not (
+                jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)
+            ):
                 raise GradientSpecError(
-                    f"leaf {name!r} has dtype {jnp.asarray(leaf).dtype}; "
-                    "only float leaves have gradients"
+                    f"leaf {name!r} has dtype {dtype}; only float and complex leaves have gradients"
                 )
+        wide = (np.float64, np.complex128)
         self.low = sorted(
-            {str(np.asarray(x).dtype) for x in leaves if np.asarray(x).dtype != np.float64}
+            {str(np.asarray(x).dtype) for x in leaves if np.asarray(x).dtype not in wide}
         )
-        self.params = {
-            n: np.array(x, dtype=np.float64) for n, x in zip(self.names, leaves, strict=True)
-        }
+        # A complex leaf is checked as its real and imaginary parts ("z.real", "z.imag").
+        self.leaf_names = self.names
+        self.complex = {n for n, x in zip(self.names, leaves, strict=True) if np.iscomplexobj(x)}
+        self.params = {}
+        for n, x in zip(self.names, leaves, strict=True):
+            value = np.asarray(x)
+            if n in self.complex:
+                self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64)
+                self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64)
+            else:
+                self.params[n] = np.array(value, dtype=np.float64)
+        self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
         self.projection = None
-        out = fn(jax.tree_util.tree_unflatten(self.treedef, self._leaves(self.params)), *args)
+        out = fn(
+            jax.tree_util.tree_unflatten(self.treedef, self._assemble(self._leaves(self.params))),
+            *args,
+        )
         self.outputs = len(out) if isinstance(out, (tuple, list)) else 1
         # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
-        generator = np.random.default_rng(seed + 1)
+        generator = np.random.default_rng(_adapter.weight_seed(seed, 1))
         self.hessian_weights = [generator.standard_normal(self.shapes[n]) for n in self.names]
         self._scalar = jax.jit(self._objective)
         self._vmapped: dict[tuple[str, int], Any] = {}
@@ -193,13 +216,27 @@ class _Checker:
     def _reduce(self, out):
         jnp = self.jnp
         out = jnp.asarray(out)
+        if jnp.iscomplexobj(out):  # a complex output counts by its real and imaginary parts
+            out = jnp.stack([out.real, out.imag], axis=-1)
         if out.size == 1:
             return out.reshape(())
         if self.projection is None or self.projection.shape != out.shape:
-            self.projection = np.random.default_rng(self.seed).standard_normal(out.shape)
+            generator = np.random.default_rng(_adapter.weight_seed(self.seed, 0))
+            self.projection = generator.standard_normal(out.shape)
         return jnp.sum(out * self.projection)
 
-    def _scalar_of(self, leaves):
+    def _assemble(self, parts):
+        """The pytree's leaves from the checked parts: complex leaves put back together."""
+        by_name = dict(zip(self.names, parts, strict=True))
+        return [
+            self.jax.lax.complex(by_name[f"{n}.real"], by_name[f"{n}.imag"])
+            if n in self.complex
+            else by_name[n]
+            for n in self.leaf_names
+        ]
+
+    def _scalar_of(self, parts):
+        leaves = self._assemble(parts)
         out = self.fn(self.jax.tree_util.tree_unflatten(self.treedef, leaves), *self.args)
         if isinstance(out, (tuple, list)):
             out = out[self.output or 0]

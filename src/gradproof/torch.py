@@ -94,7 +94,9 @@ def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Rep
             analytic = {}
             for kind in modes:
                 checker = _Checker(torch, fn, inputs, loss, opts.seed, output, kind, weights)
-                report = _adapter.run(checker, opts)
+                report = _adapter.conjugation(
+                    _adapter.run(checker, opts), sorted(checker.complex), TORCH_CONVENTION
+                )
                 analytic[kind] = checker.last_analytic
                 label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
                 parts.append((label, report))
@@ -293,6 +295,21 @@ def _gradcheck_error(torch) -> type:
 GradcheckError: Any = None
 
 
+TORCH_CONVENTION = (
+    "for a real loss L of complex z, PyTorch's gradient is dL/dRe(z) + i dL/dIm(z) (the "
+    "conjugate Wirtinger derivative, doubled): conjugate what the backward returns"
+)
+
+
+def _wide(torch, x: Any) -> Any:
+    """An input as the check sees it: float tensors in float64, complex in complex128."""
+    if not torch.is_tensor(x):
+        return x
+    if x.is_complex():
+        return x.detach().to(torch.complex128)
+    return x.detach().to(torch.float64) if x.is_floating_point() else x.detach()
+
+
 class _Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
@@ -326,24 +343,28 @@ class _Checker:
                 "or inputs created with requires_grad=True"
             )
         for name, t in named.items():
-            if not t.is_floating_point():
+            if not (t.is_floating_point() or t.is_complex()):
                 raise GradientSpecError(
-                    f"{name} has dtype {t.dtype}; only float tensors have gradients"
+                    f"{name} has dtype {t.dtype}; only float and complex tensors have gradients"
                 )
-        self.names = list(named)
-        self.shapes = {n: tuple(t.shape) for n, t in named.items()}
-        self.low = sorted({str(t.dtype) for t in named.values() if t.dtype != torch.float64})
+        # A complex tensor is checked as its real and imaginary parts ("input0.real",
+        # "input0.imag"): autograd's gradient, in torch's convention, is d/dRe + i d/dIm.
+        self.complex = {n for n, t in named.items() if t.is_complex()}
+        self.params = {}
+        for n, t in named.items():
+            value = t.detach().to("cpu").resolve_conj().numpy()
+            if n in self.complex:
+                self.params[f"{n}.real"] = np.ascontiguousarray(value.real, dtype=np.float64)
+                self.params[f"{n}.imag"] = np.ascontiguousarray(value.imag, dtype=np.float64)
+            else:
+                self.params[n] = value.astype(np.float64)
+        self.names = list(self.params)
+        self.shapes = {n: a.shape for n, a in self.params.items()}
+        wide = (torch.float64, torch.complex128)
+        self.low = sorted({str(t.dtype) for t in named.values() if t.dtype not in wide})
         self.device = next(iter(named.values())).device
         self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        self.inputs = [
-            x.detach().to(torch.float64)
-            if torch.is_tensor(x) and x.is_floating_point()
-            else (x.detach() if torch.is_tensor(x) else x)
-            for x in inputs
-        ]
-        self.params = {
-            n: t.detach().to("cpu", torch.float64).numpy().copy() for n, t in named.items()
-        }
+        self.inputs = [_wide(torch, x) for x in inputs]
         self.rng_state = torch.get_rng_state()
         self.cuda_state = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
         self.projection = None
@@ -353,7 +374,7 @@ class _Checker:
         self.vmap_timed = False  # batching has been timed against one by one
         self.outputs = self._count_outputs()
         # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
-        generator = np.random.default_rng(seed + 1)
+        generator = np.random.default_rng(_adapter.weight_seed(seed, 1))
         self.hessian_weights = {
             n: generator.standard_normal(a.shape) for n, a in self.params.items()
         }
@@ -386,7 +407,7 @@ class _Checker:
             return 1
         self.replay()
         with self.torch.no_grad():
-            out = self._call(self._tensors(self.params))
+            out = self._call(self._assemble(self._tensors(self.params)))
         if isinstance(out, (tuple, list)):
             return max(1, sum(1 for o in out if self.torch.is_tensor(o)))
         return 1
@@ -405,11 +426,21 @@ class _Checker:
             return torch.func.functional_call(self.module, {**state, **buffers}, tuple(args))
         return self.fn(*args)
 
+    def _assemble(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        """Tensors by input name: complex inputs put back together from their parts."""
+        if not self.complex:
+            return tensors
+        tensors = dict(tensors)
+        for n in self.complex:
+            re, im = tensors.pop(f"{n}.real"), tensors.pop(f"{n}.imag")
+            tensors[n] = self.torch.complex(re, im)
+        return tensors
+
     def forward(self, tensors: dict[str, Any]):
         """The scalar cost: the output (the one checked, of a tuple), through ``loss`` or
-        weighted by fixed cotangents."""
+        weighted by fixed cotangents. A complex output counts by its real and imaginary parts."""
         torch = self.torch
-        out = self._call(tensors)
+        out = self._call(self._assemble(tensors))
         if isinstance(out, (tuple, list)):
             tensors_out = [o for o in out if torch.is_tensor(o)]
             out = tensors_out[self.output or 0] if tensors_out else out
@@ -420,12 +451,18 @@ class _Checker:
                 f"the output (after loss) must be a tensor, got {type(out).__name__}"
             )
         if self.weights is not None:
-            w = self.weights[self.output or 0]
-            return (out * w.to(out.dtype).to(out.device)).sum()
+            w = self.weights[self.output or 0].to(out.device)
+            if out.is_complex():  # <out, w> as a real inner product of the parts
+                return (torch.view_as_real(out) * torch.view_as_real(w.to(out.dtype))).sum()
+            return (out * w.to(out.dtype)).sum()
+        if out.is_complex():
+            out = torch.view_as_real(out)
         if out.numel() == 1:
             return out.reshape(())
         if self.projection is None or self.projection.shape != out.shape:
-            generator = torch.Generator(device="cpu").manual_seed(self.seed)
+            generator = torch.Generator(device="cpu").manual_seed(
+                _adapter.weight_seed(self.seed, 0)
+            )
             self.projection = torch.randn(
                 tuple(out.shape), generator=generator, dtype=torch.float64
             ).to(out.device)
