@@ -69,3 +69,28 @@ def test_a_custom_function_without_vmap_support_runs_one_by_one_and_says_why():
     report = gpt.check(lambda t: Square.apply(t).sum(), x64(6))
     assert report.passed
     assert any("evaluations ran one by one" in w and "vmap" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_an_infinite_autograd_gradient_is_a_named_finding_not_a_refusal(mode):
+    x = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    e = torch.tensor([0.5, 1.5, 2.0], dtype=torch.float64)
+    report = gpt.check(lambda b: torch.pow(b, e), x, mode=mode)
+    t = report.tensors["input0"]
+    assert not report.passed and t.pattern == "nonfinite" and t.wrong_indices[0] == (0,)
+    assert "not finite at 1 element (first: input0[0])" in t.finding
+
+
+def test_an_input_viewing_a_larger_storage_keeps_its_layout_for_as_strided():
+    base = torch.randn(20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = base.clone()[10:].requires_grad_(True)
+    fn = lambda t: torch.as_strided(t, (2, 2), (1, 2), 10)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert gpt.check(fn, x).passed
+
+
+def test_a_torch_error_only_under_vmap_falls_back_one_by_one():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).requires_grad_(True)
+    report = gpt.check(lambda t: t.to(memory_format=torch.channels_last).sin(), x)
+    assert report.passed
+    assert any("evaluations ran one by one" in w for w in report.warnings)

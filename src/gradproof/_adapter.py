@@ -57,6 +57,7 @@ def run(adapter: Adapter, opts: Options) -> Report:
         adapter.analytic(),
         opts,
         batched=adapter.batched if batched else None,
+        framework=True,
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report

@@ -212,10 +212,13 @@ def run(
     opts: Options,
     *,
     batched: Batched | None = None,
+    framework: bool = False,
 ) -> Report:
     """:func:`check` with validated options.
 
     ``batched`` evaluates chunks of a full check at once (a framework's vmap).
+    With ``framework``, ``grads`` came from a framework's autodiff: an inf or
+    NaN in it is a finding about that derivative, not bad input.
     """
     leaves = _tree.parse(params)
     started = time.perf_counter()
@@ -225,6 +228,7 @@ def run(
             leaves,
             lambda: _tree.working_copy(params, np.float64)[0],
             unchecked=_tree.nonfinite(params),
+            nonfinite_is_wrong=framework,
         )
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
         evaluate = point.evaluate

@@ -56,6 +56,17 @@ def left_out(name: str, flat: np.ndarray) -> str | None:
     )
 
 
+def not_finite(name: str, shape: Index, flat_indices: np.ndarray) -> Diagnosis:
+    """An analytic gradient (from a framework) with inf or NaN where the cost is finite."""
+    return Diagnosis(
+        "nonfinite",
+        f"the analytic gradient is not finite at {flat_indices.size} element"
+        f"{'s' * (flat_indices.size != 1)} (first: "
+        f"{name}{_fmt_index(int(flat_indices[0]), shape)}), where the cost is finite",
+        f"{_grad_name(name)} divides by zero or leaves a log/sqrt/pow domain in the backward pass",
+    )
+
+
 def ignored(name: str) -> Diagnosis:
     """The diagnosis when the cost did not move at all: it ignores its argument."""
     return Diagnosis(

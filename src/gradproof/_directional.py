@@ -249,6 +249,24 @@ def check_parameter(
     assert opts.k is not None  # resolved by Options for mode="directional"
     k = opts.k
     mover = _Mover(flat, evaluate)
+    if not np.all(np.isfinite(g)):  # a framework's derivative with inf/NaN: wrong as it is
+        if tick is not None:
+            tick(k)
+        bad = np.flatnonzero(~np.isfinite(g))
+        report = TensorReport(
+            name,
+            shape,
+            False,
+            0.0,
+            0.0,
+            index_tuple(int(bad[0]), shape),
+            None,
+            0,
+            explanation=_diagnose.not_finite(name, shape, bad),
+            wrong=int(bad.size),
+            wrong_indices=tuple(index_tuple(int(i), shape) for i in bad[:10]),
+        )
+        return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
     if flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
         if tick is not None:
             tick(k)

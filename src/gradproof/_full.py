@@ -38,7 +38,10 @@ def run(
     batched: Batched | None = None,
 ) -> Outcome:
     """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``."""
-    coords = _coordinates(leaves, arrays, opts)
+    # A framework's derivative may hold inf/NaN: those elements are wrong as they stand,
+    # and are not swept (the cost may not even be finite beside them).
+    broken = {n: np.flatnonzero(~np.isfinite(flat64(a))) for n, a in analytic.items()}
+    coords = _coordinates(leaves, arrays, opts, broken)
     bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
     try:
         if opts.executor is not None:
@@ -112,6 +115,15 @@ def run(
         p, judgement = partials[leaf.name], judgements[leaf.name]
         dtype = str(analytic[leaf.name].dtype)
         report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype)
+        if broken[leaf.name].size:
+            bad = broken[leaf.name]
+            report = dataclasses.replace(
+                report,
+                passed=False,
+                explanation=_diagnose.not_finite(leaf.name, leaf.shape, bad),
+                wrong=report.wrong + int(bad.size),
+                wrong_indices=tuple(index_tuple(int(i), leaf.shape) for i in bad[:10]),
+            )
         if cost_flat and not report.passed:
             report = dataclasses.replace(report, explanation=_diagnose.ignored(leaf.name))
         tensors[leaf.name] = report
@@ -172,7 +184,10 @@ def _left_out_notes(
 
 
 def _coordinates(
-    leaves: list[Leaf], arrays: dict[str, np.ndarray], opts: Options
+    leaves: list[Leaf],
+    arrays: dict[str, np.ndarray],
+    opts: Options,
+    broken: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The flat indices checked in each parameter: all of them, or a seeded sample.
 
@@ -180,6 +195,8 @@ def _coordinates(
     by a step, and are left out.
     """
     finite = {leaf.name: np.isfinite(arrays[leaf.name].reshape(-1).real) for leaf in leaves}
+    for name, bad in broken.items():
+        finite[name][bad] = False
     if opts.mode == "full":
         return {
             name: np.arange(ok.size) if ok.all() else np.flatnonzero(ok)

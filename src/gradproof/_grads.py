@@ -16,6 +16,7 @@ def resolve(
     leaves: list[Leaf],
     call_params: Callable[[], Any],
     unchecked: Mapping[str, np.ndarray] | None = None,
+    nonfinite_is_wrong: bool = False,
 ) -> dict[str, np.ndarray]:
     """Analytic gradient by leaf name, each a finite array of the leaf's shape.
 
@@ -23,7 +24,9 @@ def resolve(
     callable returning either; ``call_params()`` gives the (copied) params to
     call it with. ``unchecked`` masks, by leaf name, the elements that will not
     be checked (non-finite parameters): their gradient may be anything, and is
-    taken as 0.
+    taken as 0. A non-finite gradient elsewhere is bad input, unless
+    ``nonfinite_is_wrong`` (a framework computed it): then it is kept, and the
+    check judges those elements wrong.
     """
     if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
         grads = grads(call_params())
@@ -31,7 +34,7 @@ def resolve(
     out: dict[str, np.ndarray] = {}
     for leaf in leaves:
         mask = None if unchecked is None else unchecked.get(leaf.name)
-        out[leaf.name] = _validated(found[leaf.name], leaf, mask)
+        out[leaf.name] = _validated(found[leaf.name], leaf, mask, nonfinite_is_wrong)
     return out
 
 
@@ -80,7 +83,9 @@ def _preview(keys: Mapping[str, Any]) -> str:
     return f"keys {shown}{', ...' if len(listed) > 8 else ''}" if listed else "no entries"
 
 
-def _validated(value: Any, leaf: Leaf, unchecked: np.ndarray | None = None) -> np.ndarray:
+def _validated(
+    value: Any, leaf: Leaf, unchecked: np.ndarray | None = None, nonfinite_ok: bool = False
+) -> np.ndarray:
     if value is None:
         raise GradientSpecError(f"the gradient for {leaf.name!r} is None; compute d{leaf.name}")
     try:
@@ -104,7 +109,7 @@ def _validated(value: Any, leaf: Leaf, unchecked: np.ndarray | None = None) -> n
         arr = arr.reshape(())
     if unchecked is not None and np.any(unchecked):
         arr = np.where(unchecked.reshape(arr.shape), 0.0, arr).astype(arr.dtype, copy=False)
-    if not np.all(np.isfinite(arr)):
+    if not nonfinite_ok and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))
         where = tuple(int(i) for i in bad[0]) if arr.ndim else ()
         raise GradientSpecError(

@@ -365,6 +365,21 @@ class _Checker:
         self.device = next(iter(named.values())).device
         self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         self.inputs = [_wide(torch, x) for x in inputs]
+        # Inputs that are views into a larger storage keep that layout in every copy:
+        # an operation such as as_strided reads the storage, not just the elements.
+        self.layouts = {}
+        for n, t in named.items():
+            if n in self.complex or not n.startswith("input"):
+                continue
+            if (
+                t.storage_offset() != 0
+                or t.untyped_storage().nbytes() != t.numel() * t.element_size()
+            ):
+                base = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+                    t.untyped_storage(), 0, (t.untyped_storage().nbytes() // t.element_size(),)
+                )
+                storage = base.detach().to(torch.float64).clone()
+                self.layouts[n] = (storage, tuple(t.shape), tuple(t.stride()), t.storage_offset())
         self.rng_state = torch.get_rng_state()
         self.cuda_state = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
         self.projection = None
@@ -387,10 +402,15 @@ class _Checker:
                 "(autograd's gradient included); the module and inputs were not changed"
             )
         if self.vmap_failed:
+            hint = (
+                ". A custom autograd.Function batches with setup_context and "
+                "generate_vmap_rule = True"
+                if "autograd.Function" in self.vmap_failed
+                else ""
+            )
             notes.append(
-                f"evaluations ran one by one: torch.func.vmap could not batch the cost "
-                f"({self.vmap_failed}). A custom autograd.Function batches with "
-                "setup_context and generate_vmap_rule = True"
+                "evaluations ran one by one: torch.func.vmap could not batch the cost "
+                f"({self.vmap_failed}){hint}"
             )
         if self.vmap_slower:
             notes.append(f"evaluations ran one by one: {self.vmap_slower}")
@@ -473,6 +493,13 @@ class _Checker:
         out = {}
         for n, a in arrays.items():
             t = torch.from_numpy(a).to(self.device)  # shares memory on the CPU
+            layout = self.layouts.get(n)
+            if layout is not None:  # a view into a larger storage (as_strided reads it)
+                storage, size, stride, offset = layout
+                view = storage.clone().as_strided(size, stride, offset)
+                view.copy_(t)
+                out[n] = view.detach().requires_grad_(grad)  # a fresh copy, its layout kept
+                continue
             out[n] = t.clone().requires_grad_(True) if grad else t
         return out
 
@@ -572,12 +599,22 @@ class _Checker:
                 return [self._vmapped(name, flat, coords, v) for v in values]
             except _SlowerBatched as slower:
                 self.vmap_slower = str(slower)
-            except (RuntimeError, NotImplementedError, ValueError) as exc:
-                if not _cannot_batch(exc):
+            except _TORCH_ERRORS as exc:
+                # torch's own errors under vmap: a batching limit if the same evaluation
+                # runs one by one; anything else (a user's exception) is the cost's own.
+                if not _cannot_batch(exc) and not self._runs_alone(name, flat, coords, values):
                     raise
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.vmap_failed = textwrap.shorten(f"{type(exc).__name__}: {first}", 160)
         return [self._one_by_one(name, flat, coords, v) for v in values]
+
+    def _runs_alone(self, name, flat, coords, values) -> bool:
+        """Whether the chunk's first evaluation succeeds one by one."""
+        try:
+            self._one_by_one(name, flat, coords[:1], next(v[:1] for v in values))
+        except Exception:
+            return False
+        return True
 
     def _vmapped(self, name, flat, coords, values) -> np.ndarray:
         torch = self.torch
@@ -631,6 +668,10 @@ class _Checker:
 
 # Rows of the first two batches; the second is timed against one-by-one evaluation.
 PROBE_ROWS = 64
+
+
+# The exceptions torch raises itself; only these may mean "cannot be batched".
+_TORCH_ERRORS = (RuntimeError, NotImplementedError, ValueError, TypeError, IndexError)
 
 
 class _SlowerBatched(Exception):
