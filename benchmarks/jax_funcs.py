@@ -1,0 +1,610 @@
+"""gradproof.jax.check against jax.test_util.check_grads on ~60 functions of JAX itself.
+
+A curated list of functions from ``jax.numpy``, ``jax.nn`` and
+``jax.scipy.special``, each with seeded inputs inside its domain (some close to
+its edge: arctanh up to ±0.99, erfinv likewise, logit near 0 and 1). Both tools
+check the same scalar function, the sum over every floating output of
+``output * w`` with fixed random weights ``w`` drawn once per case:
+
+- ``gradproof.jax.check(lambda p: f(p["x0"], p["x1"], ...), params)``, defaults;
+- ``check_grads(f, args, order=1, modes=("rev",))`` in float64, defaults.
+
+JAX's derivative rules are taken to be right, so a case that check_grads passes
+and gradproof fails is a gradproof false alarm. The bug suite wraps each
+function in a ``jax.custom_vjp`` whose backward returns the true gradient,
+mutated (x1.5, sign flip, one element off by 1e-3 relative, zeroed, swapped
+between two same-shape inputs or transposed) and records who notices.
+
+    python benchmarks/jax_funcs.py                       # a few minutes
+    python benchmarks/jax_funcs.py --funcs tan,erfinv --samples 1 --bugs 0
+    python benchmarks/jax_funcs.py --json rows.json      # one row per case, for diffs
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+import traceback
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.special as jss
+import numpy as np
+from jax.test_util import check_grads
+
+import gradproof
+import gradproof.jax as gpj
+
+CLASSES = (
+    "both pass",
+    "gradproof false alarm",
+    "gradproof exception",
+    "gradproof refusal",
+    "check_grads-only failure",
+    "both fail",
+)
+MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
+# Below this a gradient is round-off: mutating it plants no bug a finite difference could see.
+NEGLIGIBLE = 1e-8
+
+
+def x64():
+    """float64 inside, the caller's setting left alone (newer JAX: jax.enable_x64)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _spd(rng, shape):
+    a = rng.standard_normal(shape)
+    return a @ a.T + shape[0] * np.eye(shape[0])
+
+
+def _sym(rng, shape):
+    # well-separated eigenvalues: eigenvector derivatives blow up as gaps close
+    q, _ = np.linalg.qr(rng.standard_normal(shape))
+    return q @ np.diag(np.arange(1.0, shape[0] + 1) * 1.5) @ q.T
+
+
+# Domains: name -> sampler(rng, shape). Closed-form edges are kept away from by a margin
+# that still leaves some inputs awkward (large derivatives), as real data would.
+DOMAINS: dict[str, Callable[[np.random.Generator, tuple], np.ndarray]] = {
+    "real": lambda rng, s: rng.standard_normal(s),
+    "wide": lambda rng, s: rng.uniform(-4, 4, s),
+    "pos": lambda rng, s: rng.uniform(0.2, 3.0, s),
+    "unit": lambda rng, s: rng.uniform(-0.99, 0.99, s),
+    "prob": lambda rng, s: rng.uniform(0.02, 0.98, s),
+    "gt1": lambda rng, s: rng.uniform(1.1, 3.0, s),
+    "tan": lambda rng, s: rng.uniform(-1.4, 1.4, s),  # up to ~0.17 from pi/2
+    "spd": _spd,
+    "sym": _sym,
+    "mat": lambda rng, s: rng.standard_normal(s) + 2 * np.eye(s[0], s[1]),  # invertible
+}
+
+M = (3, 4)
+SQ = (4, 4)
+V = (5,)
+
+
+# name -> (function, [(domain, shape), ...]); every argument listed is differentiated.
+FUNCS: dict[str, tuple[Callable, list[tuple[str, tuple]]]] = {
+    # jax.numpy: elementwise
+    "sin": (jnp.sin, [("real", M)]),
+    "cos": (jnp.cos, [("real", M)]),
+    "tan": (jnp.tan, [("tan", M)]),
+    "arcsin": (jnp.arcsin, [("unit", M)]),
+    "arccos": (jnp.arccos, [("unit", M)]),
+    "arctan": (jnp.arctan, [("wide", M)]),
+    "sinh": (jnp.sinh, [("real", M)]),
+    "cosh": (jnp.cosh, [("real", M)]),
+    "tanh": (jnp.tanh, [("wide", M)]),
+    "arcsinh": (jnp.arcsinh, [("wide", M)]),
+    "arccosh": (jnp.arccosh, [("gt1", M)]),
+    "arctanh": (jnp.arctanh, [("unit", M)]),
+    "exp": (jnp.exp, [("real", M)]),
+    "expm1": (jnp.expm1, [("real", M)]),
+    "log": (jnp.log, [("pos", M)]),
+    "log1p": (jnp.log1p, [("pos", M)]),
+    "sqrt": (jnp.sqrt, [("pos", M)]),
+    "cbrt": (jnp.cbrt, [("pos", M)]),
+    "reciprocal": (jnp.reciprocal, [("pos", M)]),
+    "power": (jnp.power, [("pos", M), ("real", M)]),
+    "arctan2": (jnp.arctan2, [("real", M), ("pos", M)]),
+    "hypot": (jnp.hypot, [("real", M), ("real", M)]),
+    "logaddexp": (jnp.logaddexp, [("real", M), ("real", M)]),
+    "sinc": (jnp.sinc, [("real", M)]),
+    "maximum": (jnp.maximum, [("real", M), ("real", M)]),
+    "where": (lambda a, b: jnp.where(a > 0, a * b, jnp.sin(b)), [("real", M), ("real", M)]),
+    # jax.numpy: reductions, scans, sorting
+    "prod": (lambda x: jnp.prod(x, axis=1), [("pos", M)]),
+    "var": (lambda x: jnp.var(x, axis=0), [("real", M)]),
+    "std": (jnp.std, [("real", M)]),
+    "norm": (jnp.linalg.norm, [("real", V)]),
+    "cumsum": (lambda x: jnp.cumsum(x, axis=1), [("real", M)]),
+    "cumprod": (lambda x: jnp.cumprod(x, axis=1), [("pos", M)]),
+    "sort": (lambda x: jnp.sort(x, axis=1), [("real", M)]),
+    "logsumexp": (lambda x: jss.logsumexp(x, axis=1), [("wide", M)]),
+    # jax.numpy: linear algebra
+    "matmul": (jnp.matmul, [("real", (3, 4)), ("real", (4, 2))]),
+    "einsum": (lambda a, b: jnp.einsum("ij,jk->ik", a, b), [("real", SQ), ("real", SQ)]),
+    "kron": (jnp.kron, [("real", (2, 2)), ("real", (2, 3))]),
+    "det": (jnp.linalg.det, [("mat", SQ)]),
+    "inv": (jnp.linalg.inv, [("mat", SQ)]),
+    "solve": (jnp.linalg.solve, [("mat", SQ), ("real", (4, 2))]),
+    "slogdet": (lambda a: jnp.linalg.slogdet(a)[1], [("mat", SQ)]),
+    "cholesky": (lambda a: jnp.linalg.cholesky((a + a.T) / 2), [("spd", SQ)]),
+    "eigvalsh": (lambda a: jnp.linalg.eigvalsh((a + a.T) / 2), [("sym", SQ)]),
+    "svdvals": (lambda a: jnp.linalg.svd(a, compute_uv=False), [("real", M)]),
+    "fft": (jnp.fft.fft, [("real", (6,))]),
+    "convolve": (jnp.convolve, [("real", (6,)), ("real", (3,))]),
+    # jax.nn
+    "relu": (jax.nn.relu, [("real", M)]),
+    "gelu": (jax.nn.gelu, [("wide", M)]),
+    "silu": (jax.nn.silu, [("wide", M)]),
+    "softplus": (jax.nn.softplus, [("wide", M)]),
+    "sigmoid": (jax.nn.sigmoid, [("wide", M)]),
+    "log_sigmoid": (jax.nn.log_sigmoid, [("wide", M)]),
+    "elu": (jax.nn.elu, [("wide", M)]),
+    "selu": (jax.nn.selu, [("wide", M)]),
+    "softmax": (jax.nn.softmax, [("wide", M)]),
+    "log_softmax": (jax.nn.log_softmax, [("wide", M)]),
+    "glu": (jax.nn.glu, [("real", (3, 4))]),
+    "standardize": (jax.nn.standardize, [("real", M)]),
+    "masked_softmax": (
+        lambda x: jax.nn.softmax(jnp.where(jnp.arange(4) < 3, x, -jnp.inf), axis=-1),
+        [("real", M)],
+    ),
+    # jax.scipy.special
+    "erf": (jss.erf, [("real", M)]),
+    "erfc": (jss.erfc, [("wide", M)]),
+    "erfinv": (jss.erfinv, [("unit", M)]),
+    "gammaln": (jss.gammaln, [("pos", M)]),
+    "digamma": (jss.digamma, [("pos", M)]),
+    "polygamma1": (lambda x: jss.polygamma(1, x), [("pos", M)]),
+    "logit": (jss.logit, [("prob", M)]),
+    "xlogy": (jss.xlogy, [("real", M), ("pos", M)]),
+    "xlog1py": (jss.xlog1py, [("real", M), ("pos", M)]),
+    "entr": (jss.entr, [("pos", M)]),
+    "i0e": (jss.i0e, [("wide", M)]),
+    "i1e": (jss.i1e, [("wide", M)]),
+    "ndtr": (jss.ndtr, [("wide", M)]),
+    "ndtri": (jss.ndtri, [("prob", M)]),
+    "log_ndtr": (jss.log_ndtr, [("wide", M)]),
+    "betaln": (jss.betaln, [("pos", M), ("pos", M)]),
+    "gammainc": (jss.gammainc, [("pos", M), ("pos", M)]),
+}
+
+
+class Skip(Exception):
+    """A function that cannot be set up at its inputs (the reason says why)."""
+
+
+def _outputs(out: Any) -> list:
+    return [
+        jnp.asarray(t)
+        for t in jax.tree_util.tree_leaves(out)
+        if jnp.issubdtype(jnp.asarray(t).dtype, jnp.inexact)
+    ]
+
+
+def build_case(name: str, index: int):
+    """``(scalar_fn, args)``: the weighted-sum cost of ``FUNCS[name]`` at seeded inputs.
+
+    Sample ``index`` draws its inputs with seed ``crc32(name) + index``; the
+    output weights are drawn once, from the output shapes at those inputs.
+    """
+    f, spec = FUNCS[name]
+    seed = zlib.crc32(name.encode()) + index
+    rng = np.random.default_rng(seed)
+    args = [DOMAINS[dom](rng, shape) for dom, shape in spec]
+    try:
+        outs = _outputs(f(*args))
+    except Exception as exc:
+        raise Skip(f"forward raised {type(exc).__name__}") from exc
+    if not outs:
+        raise Skip("no floating output")
+    wrng = np.random.default_rng(seed + 10_000)
+    weights = [
+        wrng.standard_normal((*t.shape, 2) if jnp.iscomplexobj(t) else t.shape) for t in outs
+    ]
+
+    def scalar_fn(*xs):
+        total = 0.0
+        for t, w in zip(_outputs(f(*xs)), weights, strict=True):
+            # complex outputs enter through their real and imaginary parts
+            t = jnp.stack([t.real, t.imag], axis=-1) if jnp.iscomplexobj(t) else t
+            total = total + jnp.sum(t * w)
+        return total
+
+    return scalar_fn, args
+
+
+# --------------------------------------------------------------------------- running tools
+
+
+def first_line(text: Any, width: int = 200) -> str:
+    lines = [ln for ln in str(text).splitlines() if ln.strip()]
+    return lines[0][:width] if lines else ""
+
+
+def exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _where(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "gradproof" in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}"
+
+
+def run_gradproof(fn: Callable, args: list) -> dict:
+    """gradproof.jax.check with default options on params ``{"x0": ..., "x1": ...}``."""
+    params = {f"x{i}": a for i, a in enumerate(args)}
+    before = [a.copy() for a in args]
+    row: dict[str, Any] = {}
+    t = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = gpj.check(
+                lambda p: fn(*[p[f"x{i}"] for i in range(len(args))]), params, progress=False
+            )
+    except Exception as exc:
+        refusal = isinstance(exc, gradproof.GradientSpecError) and not isinstance(
+            exc, gradproof.CostError
+        )
+        row.update(
+            gp="refusal" if refusal else "exception",
+            gp_error=exception_text(exc),
+            gp_where=_where(exc),
+        )
+    else:
+        row.update(
+            gp="passed" if report.passed else "failed",
+            gp_headline=first_line(report),
+            gp_difference=float(report.difference),
+            gp_evaluations=int(report.evaluations),
+            gp_failing=[n for n, tr in report.tensors.items() if not tr.passed],
+            gp_diagnoses={
+                n: tr.diagnosis
+                for n, tr in report.tensors.items()
+                if not tr.passed and tr.diagnosis
+            },
+            gp_warnings=[first_line(w) for w in report.warnings],
+        )
+    row["gp_time"] = time.perf_counter() - t
+    # the contract says params are never modified: verified bit for bit
+    row["gp_modified_inputs"] = [
+        i for i, (b, a) in enumerate(zip(before, args, strict=True)) if b.tobytes() != a.tobytes()
+    ]
+    return row
+
+
+def run_check_grads(fn: Callable, args: list) -> dict:
+    """check_grads(order=1, modes=("rev",)) with its defaults, in float64, counting calls."""
+    calls = [0]
+
+    def counted(*xs):
+        calls[0] += 1  # Python calls: traces for the VJP, plain calls for the differences
+        return fn(*xs)
+
+    t = time.perf_counter()
+    try:
+        with x64(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_grads(counted, tuple(jnp.asarray(a) for a in args), order=1, modes=("rev",))
+        row = {"gc": "passed"}
+    except AssertionError as exc:
+        row = {"gc": "failed", "gc_error": first_line(exc)}
+    except Exception as exc:
+        row = {"gc": "exception", "gc_error": exception_text(exc)}
+    row.update(gc_time=time.perf_counter() - t, gc_calls=calls[0])
+    return row
+
+
+def classify(row: dict) -> str:
+    if row["gp"] == "refusal":
+        return "gradproof refusal"
+    if row["gp"] == "exception":
+        return "gradproof exception"
+    gp_ok, gc_ok = row["gp"] == "passed", row["gc"] == "passed"
+    if gp_ok and gc_ok:
+        return "both pass"
+    if gc_ok:
+        return "gradproof false alarm"
+    if gp_ok:
+        return "check_grads-only failure"
+    return "both fail"
+
+
+# --------------------------------------------------------------------------- planted bugs
+
+
+def true_grads(fn: Callable, args: list) -> list[np.ndarray]:
+    with x64():
+        gs = jax.grad(fn, argnums=tuple(range(len(args))))(*[jnp.asarray(a) for a in args])
+    return [np.asarray(g) for g in gs]
+
+
+def plan_mutation(kind: str, grads: list[np.ndarray]) -> dict | None:
+    """Which input(s) a mutation hits (the one with the largest gradient entry), or None."""
+    peaks = [float(np.abs(g).max()) if g.size else 0.0 for g in grads]
+    if max(peaks, default=0.0) < NEGLIGIBLE:
+        return None
+    target = int(np.argmax(peaks))
+    if kind in ("scale 1.5", "sign flip", "zeroed"):
+        return {"targets": [target]}
+    if kind == "one element 1e-3":
+        return {"targets": [target], "index": int(np.abs(grads[target]).argmax())}
+    for i, j in itertools.combinations(range(len(grads)), 2):
+        if grads[i].shape == grads[j].shape and not np.array_equal(grads[i], grads[j]):
+            return {"targets": [i, j], "how": "swap"}
+    for i, g in enumerate(grads):
+        if g.ndim == 2 and g.shape[0] == g.shape[1] and not np.array_equal(g, g.T):
+            return {"targets": [i], "how": "transpose"}
+    return None
+
+
+def mutate(kind: str, plan: dict, grads: list) -> list:
+    out = list(grads)
+    t = plan["targets"][0]
+    if kind == "scale 1.5":
+        out[t] = 1.5 * grads[t]
+    elif kind == "sign flip":
+        out[t] = -grads[t]
+    elif kind == "zeroed":
+        out[t] = jnp.zeros_like(grads[t])
+    elif kind == "one element 1e-3":
+        flat = grads[t].reshape(-1)
+        out[t] = flat.at[plan["index"]].multiply(1 + 1e-3).reshape(grads[t].shape)
+    elif plan["how"] == "swap":
+        i, j = plan["targets"]
+        out[i], out[j] = grads[j], grads[i]
+    else:
+        out[t] = grads[t].T
+    return out
+
+
+def mutated_fn(fn: Callable, kind: str, plan: dict, n: int) -> Callable:
+    """``fn`` as a ``jax.custom_vjp`` whose backward is the true gradient, mutated."""
+
+    @jax.custom_vjp
+    def bad(*xs):
+        return fn(*xs)
+
+    def fwd(*xs):
+        return fn(*xs), xs
+
+    def bwd(xs, ct):
+        grads = jax.grad(fn, argnums=tuple(range(n)))(*xs)
+        return tuple(ct * g for g in mutate(kind, plan, list(grads)))
+
+    bad.defvjp(fwd, bwd)
+    return bad
+
+
+def run_bug(fn: Callable, args: list, kind: str, plan: dict) -> dict:
+    bad = mutated_fn(fn, kind, plan, len(args))
+    row: dict[str, Any] = {"mutation": kind, "targets": plan["targets"], "how": plan.get("how")}
+    row.update(run_gradproof(bad, args))
+    row.update(run_check_grads(bad, args))
+    if row["gp"] in ("passed", "failed"):
+        names = {f"x{i}" for i in plan["targets"]}
+        row["gp_detected"] = row["gp"] == "failed"
+        row["gp_named"] = bool(names & set(row["gp_failing"]))
+        row["gp_blamed_other"] = sorted(set(row["gp_failing"]) - names)
+    else:
+        row["gp_detected"] = None
+    row["gc_detected"] = None if row["gc"] == "exception" else row["gc"] == "failed"
+    return row
+
+
+def plant_bugs(fn: Callable, args: list, case: dict) -> list[dict]:
+    if case["gc"] != "passed":
+        return []  # check_grads does not accept the function itself: a bug proves nothing
+    try:
+        grads = true_grads(fn, args)
+    except Exception:
+        return []
+    out = []
+    for kind in MUTATIONS:
+        plan = plan_mutation(kind, grads)
+        if plan is None:
+            continue
+        row = {"func": case["func"], "sample": case["sample"], "coords": case["coords"]}
+        row.update(run_bug(fn, args, kind, plan))
+        out.append(row)
+        gc_news = not row["gc_detected"] and kind != "one element 1e-3"
+        if not (row["gp_detected"] and row["gp_named"]) or gc_news:
+            print(f"    bug {describe_bug(row)}", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def gp_outcome(row: dict) -> str:
+    if row["gp"] in ("refusal", "exception"):
+        return f"{row['gp']}: {row['gp_error']}"
+    return row["gp_headline"]
+
+
+def gc_outcome(row: dict) -> str:
+    return row["gc"] + (f" ({row['gc_error']})" if row.get("gc_error") else "")
+
+
+def describe(row: dict) -> str:
+    return (
+        f"{row['class']}: {row['func']} sample {row['sample']} {row['shapes']}\n"
+        f"      gradproof:   {gp_outcome(row)}\n"
+        f"      check_grads: {gc_outcome(row)}"
+    )
+
+
+def describe_bug(row: dict) -> str:
+    if row["gp_detected"] is None:
+        gp = gp_outcome(row)
+    elif row["gp_detected"]:
+        gp = "detected" + ("" if row["gp_named"] else f", but named {row['gp_failing']}")
+    else:
+        gp = f"MISSED ({row['gp_headline']})"
+    gc = {True: "detected", False: "missed", None: gc_outcome(row)}[row["gc_detected"]]
+    return (
+        f"{row['func']} [{row['mutation']}] on x{row['targets']}: gradproof {gp}; check_grads {gc}"
+    )
+
+
+def _median(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.4g}" if xs else "-"
+
+
+def summary(rows: list[dict], bug_rows: list[dict], skipped: Counter, total: float) -> None:
+    print("\n" + "=" * 100)
+    print(f"{len(rows)} cases from {len({r['func'] for r in rows})} functions; skipped:")
+    for reason, n in skipped.most_common():
+        print(f"  {n:5d}  {reason}")
+    counts = Counter(r["class"] for r in rows)
+    print("\nclass                         cases")
+    for c in CLASSES:
+        print(f"  {c:28s}{counts[c]:6d}")
+    gp = Counter(r["gp"] for r in rows)
+    gc = Counter(r["gc"] for r in rows)
+    print("\nper tool          passed  failed  exception  refusal")
+    print(
+        f"  gradproof      {gp['passed']:6d}  {gp['failed']:6d}  {gp['exception']:9d}  "
+        f"{gp['refusal']:7d}"
+    )
+    print(f"  check_grads    {gc['passed']:6d}  {gc['failed']:6d}  {gc['exception']:9d}        -")
+    done = [r for r in rows if "gp_evaluations" in r]
+    print(
+        "\ncost                      median/case  median/coordinate  total time (s)\n"
+        f"  gradproof evaluations   {_median([r['gp_evaluations'] for r in done]):>11}  "
+        f"{_median([r['gp_evaluations'] / max(r['coords'], 1) for r in done]):>17}  "
+        f"{sum(r['gp_time'] for r in rows):14.1f}\n"
+        f"  check_grads calls       {_median([r['gc_calls'] for r in rows]):>11}  "
+        f"{_median([r['gc_calls'] / max(r['coords'], 1) for r in rows]):>17}  "
+        f"{sum(r['gc_time'] for r in rows):14.1f}"
+    )
+    if bug_rows:
+        n_funcs = len({b["func"] for b in bug_rows})
+        print(f"\nbug suite: {len(bug_rows)} planted bugs in {n_funcs} functions")
+        print(
+            "  mutation            planted  gp detected  gp named right  gp raised  cg detected"
+            "  cg raised"
+        )
+        for kind in MUTATIONS:
+            bs = [b for b in bug_rows if b["mutation"] == kind]
+            print(
+                f"  {kind:18s}  {len(bs):7d}  {sum(b['gp_detected'] is True for b in bs):11d}  "
+                f"{sum(bool(b['gp_detected'] and b['gp_named']) for b in bs):14d}  "
+                f"{sum(b['gp_detected'] is None for b in bs):9d}  "
+                f"{sum(b['gc_detected'] is True for b in bs):11d}  "
+                f"{sum(b['gc_detected'] is None for b in bs):9d}"
+            )
+        print(
+            f"  time (s): gradproof {sum(b['gp_time'] for b in bug_rows):.1f}, "
+            f"check_grads {sum(b['gc_time'] for b in bug_rows):.1f}"
+        )
+    print(f"\ntotal wall time {total:.0f} s")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="first N functions only")
+    parser.add_argument("--funcs", default="", help="comma-separated function names")
+    parser.add_argument("--samples", type=int, default=2, help="input draws per function")
+    parser.add_argument("--json", default="", help="write every row to this JSON file")
+    parser.add_argument(
+        "--bugs",
+        type=int,
+        default=None,
+        help="plant bugs in N functions spread over the list (default: all; 0: none)",
+    )
+    args = parser.parse_args()
+
+    t_start = time.perf_counter()
+    names = list(FUNCS)
+    if args.funcs:
+        wanted = {s.strip() for s in args.funcs.split(",") if s.strip()}
+        unknown = wanted - set(names)
+        if unknown:
+            parser.error(f"unknown functions: {', '.join(sorted(unknown))}")
+        names = [n for n in names if n in wanted]
+    if args.limit:
+        names = names[: args.limit]
+    if args.bugs is None or args.bugs >= len(names):
+        with_bugs = set(names)
+    else:
+        step = len(names) / max(args.bugs, 1)
+        with_bugs = {names[int(i * step)] for i in range(args.bugs)} if args.bugs > 0 else set()
+    print(
+        f"jax {jax.__version__}, gradproof from {gradproof.__file__}\n"
+        f"{len(names)} functions, {args.samples} samples each, "
+        f"bug suite on {len(with_bugs)}\n",
+        flush=True,
+    )
+    rows: list[dict] = []
+    bug_rows: list[dict] = []
+    skipped: Counter = Counter()
+    for n, name in enumerate(names, start=1):
+        for index in range(args.samples):
+            with x64():
+                try:
+                    fn, xs = build_case(name, index)
+                except Skip as exc:
+                    skipped[f"{name}: {exc}"] += 1
+                    continue
+            row = {
+                "func": name,
+                "sample": index,
+                "shapes": [list(a.shape) for a in xs],
+                "coords": int(sum(a.size for a in xs)),
+            }
+            row.update(run_gradproof(fn, xs))
+            row.update(run_check_grads(fn, xs))
+            row["class"] = classify(row)
+            rows.append(row)
+            if row["gp_modified_inputs"]:
+                print(f"    gradproof MODIFIED inputs {row['gp_modified_inputs']}", flush=True)
+            if row["class"] != "both pass":
+                print(f"[{n}/{len(names)}] {describe(row)}", flush=True)
+            if name in with_bugs and not any(b["func"] == name for b in bug_rows):
+                bug_rows.extend(plant_bugs(fn, xs, row))
+    total = time.perf_counter() - t_start
+    summary(rows, bug_rows, skipped, total)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "jax": jax.__version__,
+                    "cases": rows,
+                    "bugs": bug_rows,
+                    "skipped": dict(skipped),
+                    "seconds": total,
+                },
+                fh,
+                indent=1,
+                default=str,
+            )
+        print(f"\nrows written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
