@@ -203,7 +203,7 @@ def build_case(op, sample, label: str, index: int):
         outs = _outputs(run(*ls))
         for t, w in zip((outs[i] for i in keep), weights, strict=True):
             # complex outputs enter through their real and imaginary parts
-            t = torch.view_as_real(t) if t.is_complex() else t
+            t = torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
             total = total + (t.to(torch.float64) * w).sum()
         return total
 
