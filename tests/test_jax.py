@@ -73,3 +73,13 @@ def test_pytree_leaves_are_named_by_path_and_fixed_key_dropout_passes():
 def test_directional_mode_passes_a_correct_gradient(params):
     report = gpj.check(lambda p: jnp.sum(jnp.exp(p["x"]) * p["y"]), params, mode="directional")
     assert report.passed and report.mode == "directional"
+
+
+def test_a_cost_with_auxiliary_output_and_zero_gradients_in_both_modes():
+    import gradproof.jax as gpj
+    from gradproof.jax import check_grads
+
+    x = np.linspace(0.0, 1.0, 4)
+    assert gpj.check(lambda a: (jnp.sum(jnp.sin(a)), {"aux": 1}), x).passed
+    # b's gradient is zero wherever tanh(w) is: forward and reverse agree on round-off
+    assert check_grads(lambda w, b: jnp.sum(jnp.tanh(w) * b), (np.zeros(3), np.ones(3)), 1) is None

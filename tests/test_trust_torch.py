@@ -94,3 +94,28 @@ def test_a_torch_error_only_under_vmap_falls_back_one_by_one():
     report = gpt.check(lambda t: t.to(memory_format=torch.channels_last).sin(), x)
     assert report.passed
     assert any("evaluations ran one by one" in w for w in report.warnings)
+
+
+def test_a_module_that_registers_one_submodule_twice_is_left_intact():
+    lin = torch.nn.Linear(2, 2).double()
+    model = torch.nn.Sequential(lin, torch.nn.Tanh(), lin)
+    report = gpt.check(model, torch.randn(3, 2, dtype=torch.float64))
+    assert report.passed
+    assert isinstance(model[0].weight, torch.nn.Parameter) and model[0].weight.requires_grad
+
+
+def test_frozen_parameters_run_in_float64_and_are_not_checked():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model[0].requires_grad_(False)
+    report = gpt.check(model, torch.randn(5, 3))
+    assert report.passed and set(report.tensors) == {"2.weight", "2.bias"}
+
+
+def test_forward_and_reverse_agree_on_gradients_that_are_zero_and_under_dropout():
+    bn = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()
+    assert gpt.check(bn, torch.randn(6, 3, dtype=torch.float64), modes=("rev", "fwd")).passed
+    drop = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5)).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    state = torch.get_rng_state()
+    assert gpt.check(drop, x, modes=("rev", "fwd")).passed
+    assert torch.equal(state, torch.get_rng_state())

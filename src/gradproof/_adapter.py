@@ -85,11 +85,23 @@ def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, 
     return modes
 
 
-def consistency(name: str, fwd: np.ndarray, rev: np.ndarray) -> TensorReport:
+def consistencies(
+    fwd: dict[str, np.ndarray], rev: dict[str, np.ndarray], where: str
+) -> list[TensorReport]:
+    """Forward against reverse mode for every parameter, on the scale of the whole gradient
+    (a gradient that is zero is round-off in both modes, and agrees)."""
+    scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
+    return [
+        consistency(" ".join(x for x in (name, where, "[fwd vs rev]") if x), fwd[name], g, scale)
+        for name, g in rev.items()
+    ]
+
+
+def consistency(name: str, fwd: np.ndarray, rev: np.ndarray, scale: float) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
     a, b = fwd.reshape(-1), rev.reshape(-1)
     gap = np.abs(a - b)
-    bound = AGREEMENT * (np.abs(a) + np.abs(b)) + np.finfo(np.float64).tiny
+    bound = AGREEMENT * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
     wrong = np.flatnonzero(gap > bound)
     worst = int(np.argmax(gap)) if gap.size else 0
     explanation = NO_DIAGNOSIS

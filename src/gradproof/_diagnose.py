@@ -204,7 +204,7 @@ def _scaled(scale: float, where: str, dname: str) -> Diagnosis:
     The factor is printed with enough digits to show how far it is from 1.
     """
     off = abs(scale - 1)
-    digits = 2 if off >= 0.01 else min(12, 1 - math.floor(math.log10(off)))
+    digits = 2 if off >= 0.01 or not off > 0 else min(12, 1 - math.floor(math.log10(off)))
     finding = f"analytic = {scale:.{digits}f} × numeric {where}"
     if off >= 0.01:
         return Diagnosis("scale", finding, f"a stray constant factor in {dname}")

@@ -21,7 +21,7 @@ import numpy as np
 from . import _compare, _diagnose, _policy
 from ._compare import flat64
 from ._cost import Evaluator, blame
-from ._errors import GradientSpecError
+from ._errors import CostError
 from ._finite import NoiseSite, Probe, Tick, automatic_step, cost_noise
 from ._options import Options
 from ._progress import Progress
@@ -83,6 +83,12 @@ class _Mover:
                 step[self.frozen[seg]] = 0.0  # inf - inf: no displacement there
         finally:
             out[...] = base
+        if not (math.isfinite(jp) and math.isfinite(jm)):
+            raise CostError(
+                f"the cost is {jp if not math.isfinite(jp) else jm} along a random direction at "
+                f"a step of {t:.1e}: the direction leaves the cost's domain (log or sqrt near 0?). "
+                "Use mode='full', which shrinks the step coordinate by coordinate"
+            )
         return jp, jm, float(step @ g[seg]) / (2 * t)
 
     def coordinate(self, i: int) -> float:
@@ -412,11 +418,6 @@ def run(
         notes.append(
             "directional mode ran in this process (it needs a few hundred evaluations); "
             "executor= spreads full and sampled checks"
-        )
-    if opts.method != "central":
-        raise GradientSpecError(
-            f"mode='directional' uses central differences; got method={opts.method!r}. "
-            "Leave method at its default, or use mode='full' or 'sample' for other methods"
         )
     notes += [
         n for leaf in leaves if (n := _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1)))

@@ -7,6 +7,7 @@ are judged (doubtful ones probed at a second step) and diagnosed.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 from . import _compare, _diagnose, _policy, _tree
 from ._compare import Judgement, Partials, flat64
 from ._cost import Evaluator
+from ._errors import GradientSpecError
 from ._finite import NoiseSite, cost_noise
 from ._options import Options
 from ._parallel import Task, Workers
@@ -45,6 +47,12 @@ def run(
     bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
     try:
         if opts.executor is not None:
+            if evaluate.replay and isinstance(opts.executor, cf.ThreadPoolExecutor):
+                raise GradientSpecError(
+                    "the cost draws from np.random, and executor is a ThreadPoolExecutor: its "
+                    "threads share one global RNG, so the replayed draws would race. Use "
+                    "executor=n (worker processes), a ProcessPoolExecutor, or executor=None"
+                )
             task = Task(
                 evaluate.cost,
                 params,

@@ -111,13 +111,20 @@ def _validate(o: Options) -> None:
             )
         if not (math.isfinite(float(o.eps)) and float(o.eps) > 0):
             raise GradientSpecError(f"eps must be a positive finite step or None, got {o.eps!r}")
-    if not _is_number(o.tol) or isinstance(o.tol, np.integer):
-        raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {o.tol!r}")
-    if not (math.isfinite(float(o.tol)) and float(o.tol) > 0):
+    if (
+        not _is_number(o.tol)
+        or isinstance(o.tol, np.integer)
+        or not (math.isfinite(float(o.tol)) and float(o.tol) > 0)
+    ):
         raise GradientSpecError(f"tol must be a positive finite number (e.g. 1e-7), got {o.tol!r}")
     if o.mode not in _policy.MODES:
         raise GradientSpecError(
             f"unknown mode {o.mode!r}; use one of {', '.join(map(repr, _policy.MODES))}"
+        )
+    if o.mode == "directional" and o.method != "central":
+        raise GradientSpecError(
+            f"mode='directional' uses central differences; got method={o.method!r}. "
+            "Leave method at its default, or use mode='full' or 'sample' for other methods"
         )
     if o.k is not None and (
         isinstance(o.k, bool) or not isinstance(o.k, (int, np.integer)) or o.k < 1

@@ -194,12 +194,27 @@ class Workers:
         """
         task_id = uuid.uuid4().hex
         pending = {self._submit(task_id, c): c for c in chunks}
+        try:
+            self._collect(task_id, pending, done)
+        except BaseException:
+            for future in pending:  # a caller's executor: leave it no work of ours
+                future.cancel()
+            raise
+
+    def _collect(
+        self,
+        task_id: str,
+        pending: dict[cf.Future, Chunk],
+        done: Callable[[Chunk, tuple], None],
+    ) -> None:
         retried: set[int] = set()
         started = False
         while pending:
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             # Results first: a chunk that finished counts before a failure seen alongside.
-            for future in sorted(finished, key=lambda f: f.exception() is not None):
+            for future in sorted(
+                finished, key=lambda f: f.cancelled() or f.exception() is not None
+            ):
                 if future not in pending:
                     continue  # from a pool since replaced: its chunk was resubmitted
                 chunk = pending.pop(future)
@@ -217,7 +232,9 @@ class Workers:
                         ) from exc
                     retried.add(id(chunk))
                     if self.own and isinstance(exc, cf.process.BrokenProcessPool):
-                        pending = self._restart(task_id, pending)
+                        restarted = self._restart(task_id, pending)
+                        pending.clear()  # in place: the caller cancels what is left on error
+                        pending.update(restarted)
                     pending[self._submit(task_id, chunk)] = chunk
                     continue
                 started = True

@@ -78,8 +78,9 @@ class TensorReport:
     @property
     def pattern(self) -> str | None:
         """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
-        ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"few"``, ``"row"``,
-        ``"column"``, ``"other"``, ``"numerics"``, or ``None``."""
+        ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
+        ``"column"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
+        ``"modes"``, ``"numerics"``, ``"roundoff"``, or ``None``."""
         return self.explanation.pattern
 
     @property

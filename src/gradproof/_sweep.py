@@ -184,6 +184,9 @@ def _finish(
         i = int(coords[j])
         for _ in range(_policy.DOMAIN_RETRIES):
             h[j] /= _policy.DOMAIN_SHRINK
+            theta = abs(float(steps.theta[j].real))
+            if theta > 0:  # the edge is often at 0 (log, sqrt): stay well inside it
+                h[j] = min(h[j], theta / 2)
             points = [p.tolist() for p in scheme.points(steps.theta[j : j + 1], h[j : j + 1])]
             try:
                 got = sweep(evaluate, flat, points, [i])

@@ -94,11 +94,7 @@ def _check_all(jax, fn, params, args, opts, modes, order) -> Report:
             label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
             parts.append((label, report))
         if len(analytic) == 2:
-            for name in analytic["rev"]:
-                label = " ".join(x for x in (name, where, "[fwd vs rev]") if x)
-                extra.append(
-                    _adapter.consistency(label, analytic["fwd"][name], analytic["rev"][name])
-                )
+            extra += _adapter.consistencies(analytic["fwd"], analytic["rev"], where)
         if order == 2:
             checker = _Checker(jax, fn, params, args, opts.seed, output, "order2")
             label = " ".join(x for x in (where, "[order 2]") if x)
@@ -143,6 +139,11 @@ JAX_CONVENTION = (
     "for a real loss L of complex z, jax.grad gives dL/dRe(z) - i dL/dIm(z) (the conjugate "
     "of PyTorch's convention): conjugate what the rule returns"
 )
+
+
+def _arrays(outputs: tuple | list) -> list[Any]:
+    """The numeric arrays among a function's outputs (auxiliary data such as dicts left out)."""
+    return [o for o in outputs if hasattr(o, "dtype") and np.dtype(o.dtype).kind in "fc"]
 
 
 def _key_name(key: Any) -> str:
@@ -201,7 +202,7 @@ class _Checker:
             jax.tree_util.tree_unflatten(self.treedef, self._assemble(self._leaves(self.params))),
             *args,
         )
-        self.outputs = len(out) if isinstance(out, (tuple, list)) else 1
+        self.outputs = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
         # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
         generator = np.random.default_rng(_adapter.weight_seed(seed, 1))
         self.hessian_weights = [generator.standard_normal(self.shapes[n]) for n in self.names]
@@ -238,8 +239,8 @@ class _Checker:
     def _scalar_of(self, parts):
         leaves = self._assemble(parts)
         out = self.fn(self.jax.tree_util.tree_unflatten(self.treedef, leaves), *self.args)
-        if isinstance(out, (tuple, list)):
-            out = out[self.output or 0]
+        if isinstance(out, (tuple, list)):  # e.g. (cost, aux): the arrays are the outputs
+            out = _arrays(out)[self.output or 0]
         return self._reduce(out)
 
     def _objective(self, leaves):

@@ -15,6 +15,7 @@ PyTorch is imported only when this module is used.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import math
@@ -85,15 +86,20 @@ def check(
 
 def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Report:
     """Every requested check (outputs × modes × orders) of one function, as one report."""
-    first = _Checker(torch, fn, inputs, loss, opts.seed, weights=weights)
-    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
-    parts, extra = [], []
-    with torch.random.fork_rng(devices=first.cuda_devices):
+    devices = _cuda_devices(torch, fn, inputs)
+    with torch.random.fork_rng(devices=devices):
+        # One RNG state for every check of this call, so all replay the same draws.
+        rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
+        first = _Checker(torch, fn, inputs, loss, opts.seed, weights=weights, rng=rng)
+        outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+        parts, extra = [], []
         for output in outputs:
             where = "" if output is None else f"[output {output}]"
             analytic = {}
             for kind in modes:
-                checker = _Checker(torch, fn, inputs, loss, opts.seed, output, kind, weights)
+                checker = _Checker(
+                    torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng
+                )
                 report = _adapter.conjugation(
                     _adapter.run(checker, opts), sorted(checker.complex), TORCH_CONVENTION
                 )
@@ -101,13 +107,11 @@ def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Rep
                 label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
                 parts.append((label, report))
             if len(analytic) == 2:
-                for name in analytic["rev"]:
-                    label = " ".join(x for x in (name, where, "[fwd vs rev]") if x)
-                    extra.append(
-                        _adapter.consistency(label, analytic["fwd"][name], analytic["rev"][name])
-                    )
+                extra += _adapter.consistencies(analytic["fwd"], analytic["rev"], where)
             if order == 2:
-                checker = _Checker(torch, fn, inputs, loss, opts.seed, output, "order2", weights)
+                checker = _Checker(
+                    torch, fn, inputs, loss, opts.seed, output, "order2", weights, rng=rng
+                )
                 parts.append(
                     (" ".join(x for x in (where, "[order 2]") if x), _adapter.run(checker, opts))
                 )
@@ -258,7 +262,7 @@ def _backward_reentrant(torch, func, inputs, weights, nondet_tol: float) -> str 
             return None
         if weights is None:
             gen = torch.Generator().manual_seed(0)
-            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in outs]
+            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
         else:
             cot = [w.to(o.dtype) for w, o in zip(weights, outs, strict=False)]
         grads = torch.autograd.grad(outs, leaves, cot[: len(outs)], allow_unused=True)
@@ -301,6 +305,14 @@ TORCH_CONVENTION = (
 )
 
 
+def _cuda_devices(torch, fn: Any, inputs: tuple) -> list[int]:
+    """The CUDA devices whose RNG a check must fork and replay."""
+    tensors = [x for x in inputs if torch.is_tensor(x)]
+    if isinstance(fn, torch.nn.Module):
+        tensors += list(fn.parameters())
+    return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+
+
 def _wide(torch, x: Any) -> Any:
     """An input as the check sees it: float tensors in float64, complex in complex128."""
     if not torch.is_tensor(x):
@@ -313,7 +325,9 @@ def _wide(torch, x: Any) -> Any:
 class _Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
-    def __init__(self, torch, fn, inputs, loss, seed, output=None, kind="rev", weights=None):
+    def __init__(
+        self, torch, fn, inputs, loss, seed, output=None, kind="rev", weights=None, rng=None
+    ):
         self.torch = torch
         self.fn = fn
         self.loss = loss
@@ -322,11 +336,17 @@ class _Checker:
         self.weights = weights  # output cotangents (grad_outputs) instead of random ones
         self.last_analytic: dict[str, np.ndarray] = {}
         self.seed = seed
-        self.module = fn if isinstance(fn, torch.nn.Module) else None
+        # A private copy of a module: functional_call swaps parameters in and out, which a
+        # module that registers one submodule twice (tied weights) does not survive intact.
+        self.module = copy.deepcopy(fn) if isinstance(fn, torch.nn.Module) else None
         named = {}
         if self.module is not None:
             named = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
             self.buffers = {n: b.detach() for n, b in self.module.named_buffers()}
+            # Frozen parameters are not checked, but run in float64 like the rest.
+            self.buffers.update(
+                (n, p.detach()) for n, p in self.module.named_parameters() if not p.requires_grad
+            )
         else:
             if not callable(fn):
                 raise GradientSpecError(
@@ -380,8 +400,12 @@ class _Checker:
                 )
                 storage = base.detach().to(torch.float64).clone()
                 self.layouts[n] = (storage, tuple(t.shape), tuple(t.stride()), t.storage_offset())
-        self.rng_state = torch.get_rng_state()
-        self.cuda_state = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
+        if rng is None:
+            rng = (
+                torch.get_rng_state(),
+                {d: torch.cuda.get_rng_state(d) for d in self.cuda_devices},
+            )
+        self.rng_state, self.cuda_state = rng
         self.projection = None
         self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
         self.vmap_slower: str | None = None  # batching ran, but slower than one by one
@@ -418,7 +442,7 @@ class _Checker:
 
     def replay(self) -> None:
         self.torch.set_rng_state(self.rng_state)
-        for d, s in zip(self.cuda_devices, self.cuda_state, strict=True):
+        for d, s in self.cuda_state.items():
             self.torch.cuda.set_rng_state(s, d)
 
     def _count_outputs(self) -> int:
