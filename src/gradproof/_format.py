@@ -70,6 +70,8 @@ def headline(report: ReportRecord) -> str:
         unit = "directions" if r.mode == "directional" else "coordinates"
         if checked == 0:
             return f"Gradient check passed: nothing to check, {params} with no elements"
+        if checked == 1:
+            unit = unit[:-1]
         head = f"Gradient check passed: {params}, {checked} {unit} checked"
         if r.difference <= r.tol:
             return f"{head} ({diff})"
