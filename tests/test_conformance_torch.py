@@ -1,6 +1,6 @@
 """Conformance on PyTorch's own operators: autograd is right, so gradproof must say so.
 
-About sixty operators, the awkward ones included (steep: tan, atanh, erfinv near
+About seventy operators, the awkward ones included (steep: tan, atanh, erfinv near
 their poles; special functions: polygamma, i1e, erfcx; zero or undefined
 gradients: sgn, round; degenerate: corrcoef, normalize of a near-zero row,
 softmax of -inf entries, empty tensors), each at seeded inputs like those of
@@ -220,7 +220,7 @@ def build(case: Case):
         res = list(res) if isinstance(res, (tuple, list)) else [res]
         # complex outputs enter through their real and imaginary parts
         return sum(
-            ((torch.view_as_real(t) if t.is_complex() else t) * w).sum()
+            ((torch.view_as_real(t.resolve_conj()) if t.is_complex() else t) * w).sum()
             for t, w in zip(res, weights, strict=True)
         )
 
