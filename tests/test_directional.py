@@ -139,3 +139,11 @@ def test_a_correct_relu_network_passes_whatever_kinks_its_directions_cross(seed)
     cost = lambda p: nn.compute_cost(nn.L_model_forward(X, p, "relu")[0], Y)  # noqa: E731
     report = gp.check(cost, params, grads, mode="directional", seed=seed)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize(("factor", "passes"), [(1.0, True), (1.5, False)], ids=["right", "x1.5"])
+def test_a_cost_with_float32_inside_is_still_resolved_along_directions(factor, passes):
+    w = np.random.default_rng(0).standard_normal(200)
+    cost = lambda p: float(np.sum(np.tanh(p.astype(np.float32))))  # noqa: E731
+    report = gp.check(cost, w, factor * (1 - np.tanh(w) ** 2), mode="directional")
+    assert report.passed is passes, str(report)

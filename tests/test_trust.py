@@ -219,3 +219,13 @@ def test_a_thread_pool_with_a_cost_that_draws_from_np_random_is_refused():
 
     with cf.ThreadPoolExecutor(2) as pool, pytest.raises(gp.GradientSpecError, match="race"):
         gp.check(dropout_cost, w, lambda p: np.cos(p), executor=pool)
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+@pytest.mark.parametrize("x0", [1e-7, 2e-5, 1e-4], ids=["1e-7", "2e-5", "1e-4"])
+def test_near_a_pole_a_right_gradient_passes_and_a_wrong_one_fails(x0, method):
+    x = np.array([x0, 0.5, 2.0])
+    right = gp.check(lambda p: np.sum(1 / p), x, -1 / x**2, method=method)
+    assert right.passed and right.tensors["theta"].kinks == (), str(right)
+    wrong = gp.check(lambda p: np.sum(1 / p), x, -1.5 / x**2, method=method)
+    assert not wrong.passed, str(wrong)

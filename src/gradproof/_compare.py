@@ -92,6 +92,15 @@ class Partials:
     numeric: np.ndarray
     h: np.ndarray
     second_difference: np.ndarray | None
+    theta: np.ndarray | None = None  # the coordinates' values, to keep a smaller step inside
+
+    def closer(self, j: int) -> float:
+        """How many times smaller a step looks closer at coordinate ``j``: 16, or enough to
+        stay within a quarter of |θ| (a pole or a domain edge is often at 0)."""
+        shrink = KINK_CONFIRM
+        if self.theta is not None and self.theta[j] != 0:
+            shrink = max(shrink, 4 * float(self.h[j]) / abs(float(self.theta[j])))
+        return shrink
 
 
 @dataclass(frozen=True)
@@ -198,19 +207,29 @@ def judge(
             continue
         at_h = probe_at(int(i))
         status[i] = classify(scheme, at_h, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
+        shrink = p.closer(int(i))
         if status[i] == KINK:
-            small = probe_at(int(i), KINK_CONFIRM)
-            if not _kink_persists(at_h, small, noise, h[i]):
+            small = probe_at(int(i), shrink)
+            if not _kink_persists(at_h, small, noise, h[i], shrink):
                 # Smooth at a smaller step: large higher derivatives (a pole, a domain
                 # edge) faked the kink. Judge the partial from the smaller step instead.
-                status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i])
+                status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
+        elif status[i] in (NUMERICS, WRONG) and (
+            shrink > KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
+            or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
+        ):
+            # Near a pole or a domain edge the step is too coarse to tell: judge the
+            # partial where truncation is much smaller (and round-off larger).
+            small = probe_at(int(i), shrink)
+            status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
         probed += 1
         confirmed += status[i] == WRONG
     for i in screen:
         probed += 1
         at_h = probe_at(int(i))
+        shrink = p.closer(int(i))
         if _is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
-            at_h, probe_at(int(i), KINK_CONFIRM), noise, h[i]
+            at_h, probe_at(int(i), shrink), noise, h[i], shrink
         ):
             status[i] = KINK
     return Judgement(status, probed, negligible, floor)
@@ -221,20 +240,31 @@ def judge(
 KINK_CONFIRM = 16.0
 
 
-def _kink_persists(p: Probe, small: Probe, noise: float, h: float) -> bool:
+def _kink_persists(p: Probe, small: Probe, noise: float, h: float, shrink: float) -> bool:
     jump = small.nonsmoothness()
     return jump > _policy.KINK_SHARE * p.nonsmoothness() or jump <= (
-        _policy.KINK_NOISE * noise * KINK_CONFIRM / h
+        _policy.KINK_NOISE * noise * shrink / h
     )
 
 
+def _truncation_dominated(status: int, truncation: float, gap: float, roundoff: float) -> bool:
+    """Whether a verdict at step h rests on a truncation error large enough to matter.
+
+    Within numerical error mostly through truncation (a bug could hide in it), or
+    wrong by a margin that truncation could nearly explain (a false alarm could).
+    """
+    if status == NUMERICS:
+        return truncation > roundoff
+    return status == WRONG and truncation > 0.1 * gap
+
+
 def _judge_smaller(
-    scheme: Scheme, small: Probe, analytic: float, tol: float, roundoff: float
+    scheme: Scheme, small: Probe, analytic: float, tol: float, roundoff: float, shrink: float
 ) -> int:
-    """A coordinate judged again from its partial at the smaller step."""
+    """A coordinate judged again from its partial at the step ``shrink`` times smaller."""
     numeric = scheme.slope(small.forward_half, small.backward_half)
     gap = abs(analytic - numeric)
-    error = small.truncation(scheme) + roundoff * KINK_CONFIRM * 2
+    error = small.truncation(scheme) + roundoff * shrink * 2
     if gap <= tol * (abs(analytic) + abs(numeric)) or gap <= _policy.ERROR_SAFETY * error:
         return NUMERICS
     return WRONG

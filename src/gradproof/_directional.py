@@ -105,13 +105,23 @@ class _Mover:
         return (jp - jm) / (2 * h)
 
 
-def _step(noise: float, tol: float, vg: float, eps: float | None) -> float:
+def _step(noise: _Noise, tol: float, vg: float, eps: float | None) -> float:
+    """The step along a direction: round-off ``DIRECTION_SIGNAL`` times below tol·|vᵀg|.
+
+    It is capped at the central scheme's automatic step, except for a cost whose
+    measured round-off is large (float32 inside, say): there the cap rises to the
+    step that balances truncation against that round-off, cbrt(relative noise),
+    since a smaller step could resolve nothing at all.
+    """
     if eps is not None:
         return eps
+    cap = _policy.DIRECTION_STEP_MAX
+    if noise.measured and noise.relative > 0:
+        cap = max(cap, min(_policy.DIRECTION_STEP_NOISY_MAX, noise.relative ** (1 / 3)))
     if vg == 0.0:
-        return _policy.DIRECTION_STEP_MAX
-    t = _policy.DIRECTION_SIGNAL * noise / (tol * abs(vg))
-    return float(np.clip(t, _policy.DIRECTION_STEP_MIN, _policy.DIRECTION_STEP_MAX))
+        return cap
+    t = _policy.DIRECTION_SIGNAL * noise.value / (tol * abs(vg))
+    return float(np.clip(t, _policy.DIRECTION_STEP_MIN, cap))
 
 
 class _Noise:
@@ -119,10 +129,16 @@ class _Noise:
     is in doubt (a correct model's directions all agree, and the measurement is most
     of what a directional check would otherwise spend)."""
 
-    def __init__(self, model: float, measure: Callable[[], float]):
+    def __init__(self, model: float, measure: Callable[[], float], j0: float):
         self.value = model
         self.measured = False
         self._measure = measure
+        self._scale = abs(j0)
+
+    @property
+    def relative(self) -> float:
+        """The error of one cost value relative to the cost (0 when the cost is 0)."""
+        return self.value / self._scale if self._scale > 0 else 0.0
 
     def measure(self) -> None:
         self.value = max(self.value, self._measure())
@@ -150,7 +166,7 @@ def _one_direction(
     """
     probes = 0
     vg = float(v @ g)
-    t = _step(noise.value, tol, vg, eps)
+    t = _step(noise, tol, vg, eps)
     looked_closer = False
     attempt = 0
     while True:
@@ -170,7 +186,7 @@ def _one_direction(
             continue
         if not noise.measured:  # still in doubt at the modelled round-off: measure it
             noise.measure()
-            t, looked_closer = _step(noise.value, tol, vg, eps), False
+            t, looked_closer = _step(noise, tol, vg, eps), False
             continue
         jp2, jm2, _ = mover.central(v, t / 2, g)
         probes += 1
@@ -322,7 +338,7 @@ def check_parameter(
             v = mover.direction(seeds[j])
             # Bisect at the step the noise calls for: a direction found wrong only after
             # smaller steps would bisect in round-off there.
-            t = max(directions[j].step, _step(noise.value, opts.tol, float(v @ g), opts.eps))
+            t = max(directions[j].step, _step(noise, opts.tol, float(v @ g), opts.eps))
             whole = directions[j]
             if t != whole.step:
                 jp, jm, d_t = mover.central(v, t, g)
@@ -425,6 +441,7 @@ def run(
     noise = _Noise(
         cost_noise(evaluate, [], j0) + spread,
         lambda: _noise_near(evaluate, arrays, leaves, analytic, j0) + spread,
+        j0,
     )
     rng = np.random.default_rng(opts.seed)
     assert opts.k is not None  # resolved by Options for mode="directional"

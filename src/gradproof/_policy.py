@@ -178,6 +178,8 @@ DIRECTION_SIGNAL = 10.0
 # Bounds on that step, in units of the (scaled) direction.
 DIRECTION_STEP_MAX = SCHEMES["central"].step_factor
 DIRECTION_STEP_MIN = 1e-12
+# For a cost with large measured round-off the cap may rise, to at most this.
+DIRECTION_STEP_NOISY_MAX = 1e-2
 # A direction that crosses a kink is tried again at a step this much smaller.
 KINK_RETRY_SHRINK = 16.0
 KINK_RETRIES = 2

@@ -49,7 +49,8 @@ class LeafSweep:
         if scheme.two_sided:
             jp, jm = self.values[0], self.values[1]
             second = np.abs(jp - 2 * j0 + jm) / self.steps.h
-        return Partials(analytic[self.coords], self.numeric, self.steps.h, second)
+        theta = self.steps.theta.real
+        return Partials(analytic[self.coords], self.numeric, self.steps.h, second, theta)
 
     def prober(self, scheme: Scheme, evaluate: Evaluator, j0: float) -> Prober:
         """Probes coordinate ``coords[j]`` at ±h and ±h/2 (reusing the values swept), or
