@@ -172,3 +172,10 @@ def test_jax_check_grads_drop_in_passes_correct_and_names_wrong_rules():
         check_grads(lambda a: jnp.sum(f(a)), (x,), order=1, modes=("fwd",))
     assert isinstance(info.value, gp.GradientError)
     assert "arg0 [fwd]" in str(info.value) and "analytic = 1.50 × numeric" in str(info.value)
+
+
+def test_options_gradproof_does_not_check_are_said_so_in_the_report():
+    fn = scaled(factor=1.5).apply
+    with pytest.raises(gp.GradientError) as info:
+        gpt.gradcheck(lambda t: fn(t, 3), (x64(4),), check_batched_grad=True)
+    assert "check_batched_grad=True is torch's own check" in str(info.value)

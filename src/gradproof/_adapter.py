@@ -9,7 +9,7 @@ evaluation of many perturbed copies at once (vmap).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -64,6 +64,47 @@ def run(adapter: Adapter, opts: Options) -> Report:
 
 
 MODES = ("rev", "fwd")
+
+
+class Checker(Adapter, Protocol):
+    """An adapter for one output and one kind of derivative ("rev", "fwd", "order2")."""
+
+    outputs: int  # how many outputs the function returns (each is checked in turn)
+    complex: set[str]  # complex inputs, checked as their real and imaginary parts
+    last_analytic: dict[str, np.ndarray]  # the derivative the last run checked
+
+
+def check_all(
+    make: Callable[[int | None, str], Checker],
+    opts: Options,
+    modes: Sequence[str],
+    order: int,
+    convention: str,
+) -> Report:
+    """Every requested check of one function (outputs × modes × orders), as one report.
+
+    ``make(output, kind)`` builds the checker for one output of a tuple (``None``
+    for a single output) and one kind of derivative.
+    """
+    first = make(None, "rev")
+    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+    parts, extra = [], []
+    for output in outputs:
+        where = "" if output is None else f"[output {output}]"
+        analytic = {}
+        for kind in modes:
+            checker = make(output, kind)
+            report = conjugation(run(checker, opts), sorted(checker.complex), convention)
+            analytic[kind] = checker.last_analytic
+            parts.append(
+                (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
+            )
+        if len(analytic) == 2:
+            extra += consistencies(analytic["fwd"], analytic["rev"], where)
+        if order == 2:
+            label = " ".join(x for x in (where, "[order 2]") if x)
+            parts.append((label, run(make(output, "order2"), opts)))
+    return combine(parts, extra)
 
 
 def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, ...]:

@@ -79,27 +79,11 @@ def check(
 
 def _check_all(jax, fn, params, args, opts, modes, order) -> Report:
     """Every requested check (outputs × modes × orders) of one function, as one report."""
-    first = _Checker(jax, fn, params, args, opts.seed)
-    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
-    parts, extra = [], []
-    for output in outputs:
-        where = "" if output is None else f"[output {output}]"
-        analytic = {}
-        for kind in modes:
-            checker = _Checker(jax, fn, params, args, opts.seed, output, kind)
-            report = _adapter.conjugation(
-                _adapter.run(checker, opts), sorted(checker.complex), JAX_CONVENTION
-            )
-            analytic[kind] = checker.last_analytic
-            label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
-            parts.append((label, report))
-        if len(analytic) == 2:
-            extra += _adapter.consistencies(analytic["fwd"], analytic["rev"], where)
-        if order == 2:
-            checker = _Checker(jax, fn, params, args, opts.seed, output, "order2")
-            label = " ".join(x for x in (where, "[order 2]") if x)
-            parts.append((label, _adapter.run(checker, opts)))
-    return _adapter.combine(parts, extra)
+
+    def make(output: int | None, kind: str) -> _Checker:
+        return _Checker(jax, fn, params, args, opts.seed, output, kind)
+
+    return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
 
 
 def check_grads(

@@ -30,7 +30,7 @@ import numpy as np
 from . import _adapter
 from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
-from ._options import options
+from ._options import Options, options
 from ._report import GradientError, Report
 
 
@@ -90,32 +90,11 @@ def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Rep
     with torch.random.fork_rng(devices=devices):
         # One RNG state for every check of this call, so all replay the same draws.
         rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
-        first = _Checker(torch, fn, inputs, loss, opts.seed, weights=weights, rng=rng)
-        outputs = [None] if first.outputs == 1 else list(range(first.outputs))
-        parts, extra = [], []
-        for output in outputs:
-            where = "" if output is None else f"[output {output}]"
-            analytic = {}
-            for kind in modes:
-                checker = _Checker(
-                    torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng
-                )
-                report = _adapter.conjugation(
-                    _adapter.run(checker, opts), sorted(checker.complex), TORCH_CONVENTION
-                )
-                analytic[kind] = checker.last_analytic
-                label = " ".join(x for x in (where, "" if kind == "rev" else "[fwd]") if x)
-                parts.append((label, report))
-            if len(analytic) == 2:
-                extra += _adapter.consistencies(analytic["fwd"], analytic["rev"], where)
-            if order == 2:
-                checker = _Checker(
-                    torch, fn, inputs, loss, opts.seed, output, "order2", weights, rng=rng
-                )
-                parts.append(
-                    (" ".join(x for x in (where, "[order 2]") if x), _adapter.run(checker, opts))
-                )
-    return _adapter.combine(parts, extra)
+
+        def make(output: int | None, kind: str) -> _Checker:
+            return _Checker(torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng)
+
+        return _adapter.check_all(make, opts, modes, order, TORCH_CONVENTION)
 
 
 def gradcheck(
@@ -162,8 +141,17 @@ def gradcheck(
         raise GradientSpecError(
             "gradcheck: check_backward_ad and check_forward_ad are both False: nothing to check"
         )
-    return _dropin(
-        torch, func, inputs, modes, 1, None, eps, atol, rtol, raise_exception, nondet_tol, fast_mode
+    unchecked = _unchecked_options(
+        check_undefined_grad=(check_undefined_grad, True),
+        check_grad_dtypes=(check_grad_dtypes, False),
+        check_batched_grad=(check_batched_grad, False),
+        check_batched_forward_grad=(check_batched_forward_grad, False),
+        masked=(masked, None),
+    )
+    opts = _dropin_options(eps, atol, rtol, fast_mode)
+    report = _check_all(torch, func, _as_tuple(torch, inputs), None, opts, modes, 1)
+    return _dropin_verdict(
+        torch, report, func, inputs, None, nondet_tol, unchecked, raise_exception
     )
 
 
@@ -199,45 +187,53 @@ def gradgradcheck(
         weights = [grad_outputs] if torch.is_tensor(grad_outputs) else list(grad_outputs)
         weights = [w.detach().to(torch.float64) for w in weights]
     modes = ("rev", "fwd") if check_fwd_over_rev else ("rev",)
-    return _dropin(
-        torch,
-        func,
-        inputs,
-        modes,
-        2,
-        weights,
-        eps,
-        atol,
-        rtol,
-        raise_exception,
-        nondet_tol,
-        fast_mode,
+    unchecked = _unchecked_options(
+        gen_non_contig_grad_outputs=(gen_non_contig_grad_outputs, False),
+        check_undefined_grad=(check_undefined_grad, True),
+        check_grad_dtypes=(check_grad_dtypes, False),
+        check_batched_grad=(check_batched_grad, False),
+        check_rev_over_rev=(check_rev_over_rev, True),
+        masked=(masked, False),
+    )
+    opts = _dropin_options(eps, atol, rtol, fast_mode)
+    inputs = _as_tuple(torch, inputs)
+    report = _check_all(torch, func, inputs, None, opts, modes, 2, weights)
+    return _dropin_verdict(
+        torch, report, func, inputs, weights, nondet_tol, unchecked, raise_exception
     )
 
 
-def _dropin(
-    torch,
-    func,
-    inputs,
-    modes,
-    order,
-    weights,
-    eps,
-    atol,
-    rtol,
-    raise_exception,
-    nondet_tol,
-    fast_mode,
-) -> bool:
-    inputs = (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
-    opts = options(
+def _unchecked_options(**given: tuple[Any, Any]) -> list[str]:
+    """The torch options given a non-default value that gradproof does not check."""
+    return [
+        f"{name}={value!r} is torch's own check, not done by gradproof"
+        for name, (value, default) in given.items()
+        if value != default
+    ]
+
+
+def _as_tuple(torch, inputs: Any) -> tuple:
+    return (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
+
+
+def _dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
+    """gradcheck's arguments as gradproof's options: explicit ones honoured, defaults ours."""
+    return options(
         "gradproof.torch.gradcheck",
         eps=eps,
         atol=atol,
         rtol=rtol,
         mode="directional" if fast_mode else "full",
     )
-    report = _check_all(torch, func, inputs, None, opts, modes, order, weights)
+
+
+def _dropin_verdict(
+    torch, report, func, inputs, weights, nondet_tol, unchecked, raise_exception
+) -> bool:
+    """gradcheck's return convention over gradproof's report (re-entrancy checked too)."""
+    inputs = _as_tuple(torch, inputs)
+    if unchecked:
+        report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
     unstable = _backward_reentrant(torch, func, inputs, weights, nondet_tol)
     if unstable is not None:
         report = dataclasses.replace(
