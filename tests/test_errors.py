@@ -195,3 +195,16 @@ def test_grads_callable_that_raises_propagates_with_params_intact(params):
         raise ValueError("no backward yet")
 
     raises_intact(params, "no backward yet", exc=ValueError, grads=bad_grads)
+
+
+def test_a_misspelt_option_names_the_function_it_was_passed_to_and_the_fix(params):
+    with pytest.raises(
+        gp.GradientSpecError,
+        match=r"gp.assert_gradients got an unknown option "
+        r"'tolerance' \(did you mean 'tol'\?\)",
+    ):
+        gp.assert_gradients(cost, params, grads, tolerance=1e-6)
+    with pytest.raises(
+        gp.GradientSpecError, match=r"unknown option 'methd' \(did you mean 'method'"
+    ):
+        gp.assert_gradients(cost, params, grads, methd="central")

@@ -77,7 +77,9 @@ def options(caller: str, /, **given: Any) -> Options:
     """
     unknown = sorted(set(given) - set(NAMES))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], NAMES, n=1)
+        close = difflib.get_close_matches(unknown[0], NAMES, n=1) or [
+            n for n in NAMES if unknown[0].startswith(n) or n.startswith(unknown[0])
+        ]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise GradientSpecError(
             f"{caller} got an unknown option {unknown[0]!r}{hint}; it takes {', '.join(NAMES)}"
