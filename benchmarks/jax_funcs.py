@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
-import sys
 import time
 import traceback
 import warnings
@@ -39,6 +37,9 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
+
+# a sibling script: the summary both conformance benchmarks print
+from conformance_report import Tool, bug_outcomes, gp_outcome, summary
 from jax.test_util import check_grads
 
 import gradproof
@@ -53,6 +54,9 @@ CLASSES = (
     "both fail",
 )
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
+# How the framework's own checker is named in the summary (conformance_report.py).
+TOOL = Tool(key="func", things="functions", name="check_grads", short="cg")
+
 # Below this a gradient is round-off: mutating it plants no bug a finite difference could see.
 NEGLIGIBLE = 1e-8
 
@@ -482,12 +486,6 @@ def plant_bugs(fn: Callable, args: list, case: dict) -> list[dict]:
 # --------------------------------------------------------------------------- reporting
 
 
-def gp_outcome(row: dict) -> str:
-    if row["gp"] in ("refusal", "exception"):
-        return f"{row['gp']}: {row['gp_error']}"
-    return row["gp_headline"]
-
-
 def gc_outcome(row: dict) -> str:
     return row["gc"] + (f" ({row['gc_error']})" if row.get("gc_error") else "")
 
@@ -501,74 +499,10 @@ def describe(row: dict) -> str:
 
 
 def describe_bug(row: dict) -> str:
-    if row["gp_detected"] is None:
-        gp = gp_outcome(row)
-    elif row["gp_detected"]:
-        gp = "detected" + ("" if row["gp_named"] else f", but named {row['gp_failing']}")
-    else:
-        gp = f"MISSED ({row['gp_headline']})"
-    gc = {True: "detected", False: "missed", None: gc_outcome(row)}[row["gc_detected"]]
+    gp, gc = bug_outcomes(row, gc_outcome(row))
     return (
         f"{row['func']} [{row['mutation']}] on x{row['targets']}: gradproof {gp}; check_grads {gc}"
     )
-
-
-def _median(xs: list[float]) -> str:
-    return f"{statistics.median(xs):.4g}" if xs else "-"
-
-
-def summary(rows: list[dict], bug_rows: list[dict], skipped: Counter, total: float) -> None:
-    print("\n" + "=" * 100)
-    print(f"{len(rows)} cases from {len({r['func'] for r in rows})} functions; skipped:")
-    for reason, n in skipped.most_common():
-        print(f"  {n:5d}  {reason}")
-    counts = Counter(r["class"] for r in rows)
-    print("\nclass                         cases")
-    for c in CLASSES:
-        print(f"  {c:28s}{counts[c]:6d}")
-    gp = Counter(r["gp"] for r in rows)
-    gc = Counter(r["gc"] for r in rows)
-    print("\nper tool          passed  failed  exception  refusal")
-    print(
-        f"  gradproof      {gp['passed']:6d}  {gp['failed']:6d}  {gp['exception']:9d}  "
-        f"{gp['refusal']:7d}"
-    )
-    print(f"  check_grads    {gc['passed']:6d}  {gc['failed']:6d}  {gc['exception']:9d}        -")
-    # a failed verdict whose table names no parameter wrong contradicts itself: count it
-    unnamed = sum(r["gp"] == "failed" and not r["gp_failing"] for r in rows)
-    print(f"  gradproof failed with no parameter named wrong: {unnamed}")
-    done = [r for r in rows if "gp_evaluations" in r]
-    print(
-        "\ncost                      median/case  median/coordinate  total time (s)\n"
-        f"  gradproof evaluations   {_median([r['gp_evaluations'] for r in done]):>11}  "
-        f"{_median([r['gp_evaluations'] / max(r['coords'], 1) for r in done]):>17}  "
-        f"{sum(r['gp_time'] for r in rows):14.1f}\n"
-        f"  check_grads calls       {_median([r['gc_calls'] for r in rows]):>11}  "
-        f"{_median([r['gc_calls'] / max(r['coords'], 1) for r in rows]):>17}  "
-        f"{sum(r['gc_time'] for r in rows):14.1f}"
-    )
-    if bug_rows:
-        n_funcs = len({b["func"] for b in bug_rows})
-        print(f"\nbug suite: {len(bug_rows)} planted bugs in {n_funcs} functions")
-        print(
-            "  mutation            planted  gp detected  gp named right  gp raised  cg detected"
-            "  cg raised"
-        )
-        for kind in MUTATIONS:
-            bs = [b for b in bug_rows if b["mutation"] == kind]
-            print(
-                f"  {kind:18s}  {len(bs):7d}  {sum(b['gp_detected'] is True for b in bs):11d}  "
-                f"{sum(bool(b['gp_detected'] and b['gp_named']) for b in bs):14d}  "
-                f"{sum(b['gp_detected'] is None for b in bs):9d}  "
-                f"{sum(b['gc_detected'] is True for b in bs):11d}  "
-                f"{sum(b['gc_detected'] is None for b in bs):9d}"
-            )
-        print(
-            f"  time (s): gradproof {sum(b['gp_time'] for b in bug_rows):.1f}, "
-            f"check_grads {sum(b['gc_time'] for b in bug_rows):.1f}"
-        )
-    print(f"\ntotal wall time {total:.0f} s")
-    sys.stdout.flush()
 
 
 def main() -> None:
@@ -634,7 +568,7 @@ def main() -> None:
             if name in with_bugs and not any(b["func"] == name for b in bug_rows):
                 bug_rows.extend(plant_bugs(fn, xs, row))
     total = time.perf_counter() - t_start
-    summary(rows, bug_rows, skipped, total)
+    summary(rows, bug_rows, skipped, total, tool=TOOL, classes=CLASSES, mutations=MUTATIONS)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(

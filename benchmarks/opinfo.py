@@ -30,8 +30,6 @@ import itertools
 import json
 import resource
 import signal
-import statistics
-import sys
 import time
 import traceback
 import warnings
@@ -41,6 +39,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+# a sibling script: the summary both conformance benchmarks print
+from conformance_report import Tool, bug_outcomes, gp_outcome, summary
 
 import gradproof
 import gradproof.torch as gpt
@@ -55,6 +56,8 @@ CLASSES = (
     "both fail",
 )
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
+# How the framework's own checker is named in the summary (conformance_report.py).
+TOOL = Tool(key="op", things="ops", name="gradcheck", short="gc")
 
 
 # Below this, a gradient is round-off (corrcoef of one variable is the constant 1, yet
@@ -564,7 +567,7 @@ def main() -> None:
             if label in with_bugs and not any(b["op"] == label for b in bug_rows):
                 bug_rows.extend(plant_bugs(fn, leaves, row, args.timeout))
     total = time.perf_counter() - t_start
-    summary(rows, bug_rows, skipped, total)
+    summary(rows, bug_rows, skipped, total, tool=TOOL, classes=CLASSES, mutations=MUTATIONS)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
@@ -605,12 +608,6 @@ def plant_bugs(fn: Callable, leaves: list, case: dict, timeout: float) -> list[d
     return out
 
 
-def gp_outcome(row: dict) -> str:
-    if row["gp"] in ("refusal", "exception"):
-        return f"{row['gp']}: {row['gp_error']}"
-    return row["gp_headline"]
-
-
 def gc_outcome(row: dict) -> str:
     if row["gc"] == "exception":
         return f"exception: {row['gc_error']}"
@@ -627,75 +624,10 @@ def describe(row: dict) -> str:
 
 
 def describe_bug(row: dict) -> str:
-    if row["gp_detected"] is None:
-        gp = gp_outcome(row)
-    elif row["gp_detected"]:
-        gp = "detected" + ("" if row["gp_named"] else f", but named {row['gp_failing']}")
-    else:
-        gp = f"MISSED ({row['gp_headline']})"
-    gc = {True: "detected", False: "missed", None: gc_outcome(row)}[row["gc_detected"]]
+    gp, gc = bug_outcomes(row, gc_outcome(row))
     return (
         f"{row['op']} [{row['mutation']}] on input{row['targets']}: gradproof {gp}; gradcheck {gc}"
     )
-
-
-def _median(xs: list[float]) -> str:
-    return f"{statistics.median(xs):.4g}" if xs else "-"
-
-
-def summary(rows: list[dict], bug_rows: list[dict], skipped: Counter, total: float) -> None:
-    print("\n" + "=" * 100)
-    print(f"{len(rows)} cases from {len({r['op'] for r in rows})} ops; skipped samples/ops:")
-    for reason, n in skipped.most_common():
-        print(f"  {n:5d}  {reason}")
-    print("\nclass                       cases")
-    counts = Counter(r["class"] for r in rows)
-    for c in CLASSES:
-        print(f"  {c:26s}{counts[c]:6d}")
-    print("\nper tool          passed  failed  exception  refusal")
-    gp = Counter(r["gp"] for r in rows)
-    gc = Counter(r["gc"] for r in rows)
-    print(
-        f"  gradproof      {gp['passed']:6d}  {gp['failed']:6d}  {gp['exception']:9d}  "
-        f"{gp['refusal']:7d}"
-    )
-    print(f"  gradcheck      {gc['passed']:6d}  {gc['failed']:6d}  {gc['exception']:9d}        -")
-    # a failed verdict whose table names no parameter wrong contradicts itself: count it
-    unnamed = sum(r["gp"] == "failed" and not r["gp_failing"] for r in rows)
-    print(f"  gradproof failed with no parameter named wrong: {unnamed}")
-    done = [r for r in rows if "gp_evaluations" in r]
-    print(
-        "\ncost                      median/case  median/coordinate  total time (s)\n"
-        f"  gradproof evaluations   {_median([r['gp_evaluations'] for r in done]):>11}  "
-        f"{_median([r['gp_evaluations'] / max(r['coords'], 1) for r in done]):>17}  "
-        f"{sum(r['gp_time'] for r in rows):14.1f}\n"
-        f"  gradcheck calls         {_median([r['gc_calls'] for r in rows]):>11}  "
-        f"{_median([r['gc_calls'] / max(r['coords'], 1) for r in rows]):>17}  "
-        f"{sum(r['gc_time'] for r in rows):14.1f}"
-    )
-    if bug_rows:
-        print(
-            f"\nbug suite: {len(bug_rows)} planted bugs in {len({b['op'] for b in bug_rows})} ops"
-        )
-        print(
-            "  mutation            planted  gp detected  gp named right  gp raised  gc detected"
-            "  gc raised"
-        )
-        for kind in MUTATIONS:
-            bs = [b for b in bug_rows if b["mutation"] == kind]
-            print(
-                f"  {kind:18s}  {len(bs):7d}  {sum(b['gp_detected'] is True for b in bs):11d}  "
-                f"{sum(bool(b['gp_detected'] and b['gp_named']) for b in bs):14d}  "
-                f"{sum(b['gp_detected'] is None for b in bs):9d}  "
-                f"{sum(b['gc_detected'] is True for b in bs):11d}  "
-                f"{sum(b['gc_detected'] is None for b in bs):9d}"
-            )
-        print(
-            f"  time (s): gradproof {sum(b['gp_time'] for b in bug_rows):.1f}, "
-            f"gradcheck {sum(b['gc_time'] for b in bug_rows):.1f}"
-        )
-    print(f"\ntotal wall time {total:.0f} s")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
