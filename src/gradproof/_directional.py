@@ -242,6 +242,42 @@ def _localize(mover, v, g, t, whole: _Along, noise, tol) -> list[int]:
 
 
 @dataclass(frozen=True)
+class _Tally:
+    """One parameter's directions: those that count (kinks left out), and their verdict."""
+
+    directions: tuple[_Along, ...]
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.array([a.status != _compare.KINK for a in self.directions], dtype=bool)
+
+    @property
+    def d(self) -> np.ndarray:
+        return np.array([a.analytic for a in self.directions])[self.valid]
+
+    @property
+    def dn(self) -> np.ndarray:
+        return np.array([a.numeric for a in self.directions])[self.valid]
+
+    @property
+    def failed(self) -> bool:
+        return any(a.status == _compare.WRONG for a in self.directions)
+
+    @property
+    def difference(self) -> float:
+        return _compare.difference(self.d, self.dn)
+
+    def wrong_as_kinks(self) -> _Tally:
+        """The directions found wrong, left out instead (their disagreement was numerical)."""
+        return _Tally(
+            tuple(
+                dataclasses.replace(a, status=_compare.KINK) if a.status == _compare.WRONG else a
+                for a in self.directions
+            )
+        )
+
+
+@dataclass(frozen=True)
 class _Checked:
     """One parameter's result along its directions, and its share of the overall figures."""
 
@@ -312,23 +348,16 @@ def check_parameter(
             seeds.append(int(rng.integers(2**63)))
         if tick is not None:
             tick(1)
-    status = np.array([a.status for a in directions])
-    valid = status != _compare.KINK
-    d = np.array([a.analytic for a in directions])[valid]
-    dn = np.array([a.numeric for a in directions])[valid]
-    failed = bool(np.any(status == _compare.WRONG))
-    difference = _compare.difference(d, dn)
-    fit = _diagnose.fit_scale(d, dn)
     signal = any(
         abs(a.analytic) > _policy.ERROR_SAFETY * (noise.value / a.step + rel * abs(a.analytic))
         for a in directions
     )
-
+    tally = _Tally(tuple(directions))
     found: list[int] = []
     partials: dict[int, float] = {}
     diagnosis = NO_DIAGNOSIS
-    if failed:
-        diagnosis = _diagnose.along_directions(name, g, d, dn)
+    if tally.failed:
+        diagnosis = _diagnose.along_directions(name, g, tally.d, tally.dn)
         if diagnosis is None:
             gaps = [
                 abs(a.analytic - a.numeric) if a.status == _compare.WRONG else -1.0
@@ -351,42 +380,31 @@ def check_parameter(
             if found and not confirmed:
                 # Bisection led to elements that agree one by one: the directions'
                 # disagreement was numerical (a kink crossed), not an error in dθ.
-                directions = [
-                    dataclasses.replace(a, status=_compare.KINK)
-                    if a.status == _compare.WRONG
-                    else a
-                    for a in directions
-                ]
-                status = np.array([a.status for a in directions])
-                valid = status != _compare.KINK
-                d = np.array([a.analytic for a in directions])[valid]
-                dn = np.array([a.numeric for a in directions])[valid]
-                failed = False
-                difference = _compare.difference(d, dn)
-                fit = _diagnose.fit_scale(d, dn)
+                tally = tally.wrong_as_kinks()
                 found, partials = [], {}
             else:
                 many = len(found) >= _policy.LOCALIZE_MAX
                 found = confirmed or found
                 partials = {i: partials[i] for i in found}
                 diagnosis = _diagnose.localized(name, shape, g, partials, many)
-    if not failed:
-        diagnosis = _diagnose.within_numerics(difference, opts.tol, opts.method, opts.eps)
+    d, dn, valid = tally.d, tally.dn, tally.valid
+    if not tally.failed:
+        diagnosis = _diagnose.within_numerics(tally.difference, opts.tol, opts.method, opts.eps)
     worst = max(found, key=lambda i: abs(g[i] - partials[i]), default=None)
     if worst is not None:
         max_error = abs(g[worst] - partials[worst])
     else:  # the largest error along a unit direction
         unit = np.asarray(norms)[valid]
         max_error = float(np.max(np.abs(d - dn) / unit)) if unit.size else 0.0
-    wrong = len(found) if found else (g.size if failed else 0)
+    wrong = len(found) if found else (g.size if tally.failed else 0)
     report = TensorReport(
         name=name,
         shape=shape,
-        passed=not failed,
-        difference=difference,
+        passed=not tally.failed,
+        difference=tally.difference,
         max_abs_error=float(max_error),
         worst_index=index_tuple(worst, shape) if worst is not None else (),
-        scale=fit,
+        scale=_diagnose.fit_scale(d, dn),
         checked=int(np.count_nonzero(valid)),
         explanation=diagnosis,
         wrong=int(wrong),

@@ -25,7 +25,7 @@ import cloudpickle
 import numpy as np
 
 from . import _tree
-from ._cost import CostRaised, Evaluator
+from ._cost import Evaluator
 from ._errors import GradientSpecError, WorkerError
 from ._finite import SweepInterrupted, sweep
 
@@ -99,9 +99,8 @@ def run_chunk(task_id: str, payload: bytes, leaf: str, coords: list[int], values
     try:
         js = sweep(evaluate, flat, values, coords, None)
     except SweepInterrupted as exc:
-        cause = exc.__cause__
-        user = cause.__cause__ if isinstance(cause, CostRaised) else cause
-        return ("raised", exc.index, exc.point, _portable(user), evaluate.count - before)
+        # the sweep calls the cost bare: the cause is the cost's own exception
+        return ("raised", exc.index, exc.point, _portable(exc.__cause__), evaluate.count - before)
     if _FINISHED is not None:
         with _FINISHED.get_lock():
             _FINISHED.value += 1

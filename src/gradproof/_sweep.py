@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _policy
 from ._compare import Partials, Prober
-from ._cost import CostRaised, Evaluator, blame
+from ._cost import Evaluator, blame
 from ._errors import CostError, GradientSpecError
 from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
 from ._options import Options
@@ -135,7 +135,7 @@ def sweep_leaves(
             try:
                 store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick, stride))
             except SweepInterrupted as exc:
-                raise _located(exc, plans[chunk.leaf][0], scheme) from _user_cause(exc)
+                raise _located(exc, plans[chunk.leaf][0], scheme) from exc.__cause__
     else:
         total = sum(plan[2].size for plan in plans.values())
         size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
@@ -192,7 +192,7 @@ def _finish(
             try:
                 got = sweep(evaluate, flat, points, [i])
             except SweepInterrupted as exc:
-                raise _located(exc, leaf, scheme) from _user_cause(exc)
+                raise _located(exc, leaf, scheme) from exc.__cause__
             for k, v in enumerate(got):
                 values[k][j] = v[0]
             if all(np.isfinite(v[j]) for v in values):
@@ -216,15 +216,10 @@ def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:
     return f"{at} {offset_label(scheme.offsets[min(k, len(scheme.offsets) - 1)])}"
 
 
-def _user_cause(exc: SweepInterrupted) -> BaseException | None:
-    cause = exc.__cause__
-    return cause.__cause__ if isinstance(cause, CostRaised) else cause
-
-
 def _located(
     exc: SweepInterrupted, leaf: Leaf, scheme: Scheme, cause: BaseException | None = None
 ) -> CostError:
-    cause = _user_cause(exc) if cause is None else cause
+    cause = exc.__cause__ if cause is None else cause
     at = location(leaf, exc.index, exc.point, scheme)
     if isinstance(cause, CostError):
         return CostError(f"{cause} (at {at})")
