@@ -18,11 +18,22 @@ between two same-shape inputs or transposed) and records who notices.
     python benchmarks/jax_funcs.py                       # a few minutes
     python benchmarks/jax_funcs.py --funcs tan,erfinv --samples 1 --bugs 0
     python benchmarks/jax_funcs.py --json rows.json      # one row per case, for diffs
+
+``--suite`` picks the derivatives under test, the same on both sides:
+
+    rev     check_grads(order=1, modes=("rev",))        the bugs: a wrong custom_vjp
+    fwd     check_grads(order=1, modes=("fwd",))        a wrong custom_jvp rule
+    order2  check_grads(order=2, modes=("fwd", "rev"))  a custom_jvp right at first order
+                                                        whose own derivative is wrong
+
+A planted bug counts as named when gradproof fails the right argument in the
+row of the derivative at fault: ``x1 [fwd]``, ``x1 [order 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -56,6 +67,28 @@ CLASSES = (
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
 # How the framework's own checker is named in the summary (conformance_report.py).
 TOOL = Tool(key="func", things="functions", name="check_grads", short="cg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """The derivatives both tools check (``check_grads``' order and modes) and the bug
+    planted: ``rule`` is the custom rule that carries it."""
+
+    name: str
+    order: int
+    modes: tuple[str, ...]
+    rule: str  # "vjp" (a wrong backward), "jvp" (a wrong jvp rule), "jvp2" (wrong 2nd order)
+    row: str  # the suffix of gradproof's report rows that hold the derivative at fault
+
+
+SUITES = {
+    s.name: s
+    for s in (
+        Suite("rev", 1, ("rev",), "vjp", ""),
+        Suite("fwd", 1, ("fwd",), "jvp", " [fwd]"),
+        Suite("order2", 2, ("fwd", "rev"), "jvp2", " [order 2]"),
+    )
+}
 
 # Below this a gradient is round-off: mutating it plants no bug a finite difference could see.
 NEGLIGIBLE = 1e-8
@@ -294,8 +327,9 @@ def _where(exc: BaseException) -> str:
     return f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}"
 
 
-def run_gradproof(fn: Callable, args: list) -> dict:
-    """gradproof.jax.check with default options on params ``{"x0": ..., "x1": ...}``."""
+def run_gradproof(fn: Callable, args: list, suite: Suite) -> dict:
+    """gradproof.jax.check on params ``{"x0": ..., "x1": ...}``, the suite's order and
+    modes, the rest default."""
     params = {f"x{i}": a for i, a in enumerate(args)}
     before = [a.copy() for a in args]
     row: dict[str, Any] = {}
@@ -304,7 +338,11 @@ def run_gradproof(fn: Callable, args: list) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             report = gpj.check(
-                lambda p: fn(*[p[f"x{i}"] for i in range(len(args))]), params, progress=False
+                lambda p: fn(*[p[f"x{i}"] for i in range(len(args))]),
+                params,
+                progress=False,
+                order=suite.order,
+                modes=suite.modes,
             )
     except Exception as exc:
         refusal = isinstance(exc, gradproof.GradientSpecError) and not isinstance(
@@ -337,8 +375,9 @@ def run_gradproof(fn: Callable, args: list) -> dict:
     return row
 
 
-def run_check_grads(fn: Callable, args: list) -> dict:
-    """check_grads(order=1, modes=("rev",)) with its defaults, in float64, counting calls."""
+def run_check_grads(fn: Callable, args: list, suite: Suite) -> dict:
+    """check_grads with the suite's order and modes, its defaults otherwise, in float64,
+    counting calls."""
     calls = [0]
 
     def counted(*xs):
@@ -349,7 +388,9 @@ def run_check_grads(fn: Callable, args: list) -> dict:
     try:
         with x64(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            check_grads(counted, tuple(jnp.asarray(a) for a in args), order=1, modes=("rev",))
+            check_grads(
+                counted, tuple(jnp.asarray(a) for a in args), order=suite.order, modes=suite.modes
+            )
         row = {"gc": "passed"}
     except AssertionError as exc:
         row = {"gc": "failed", "gc_error": first_line(exc)}
@@ -381,6 +422,17 @@ def true_grads(fn: Callable, args: list) -> list[np.ndarray]:
     with x64():
         gs = jax.grad(fn, argnums=tuple(range(len(args))))(*[jnp.asarray(a) for a in args])
     return [np.asarray(g) for g in gs]
+
+
+def true_hvp(fn: Callable, args: list, seed: int) -> list[np.ndarray]:
+    """The Hessian times a fixed random direction: where a second-order bug can be seen."""
+    rng = np.random.default_rng(seed)
+    with x64():
+        xs = tuple(jnp.asarray(a) for a in args)
+        vs = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in args)
+        grad = jax.grad(fn, argnums=tuple(range(len(args))))
+        _, hv = jax.jvp(grad, xs, vs)
+    return [np.asarray(h) for h in hv]
 
 
 def plan_mutation(kind: str, grads: list[np.ndarray]) -> dict | None:
@@ -428,31 +480,58 @@ def mutate(kind: str, plan: dict, grads: list) -> list:
     return out
 
 
-def mutated_fn(fn: Callable, kind: str, plan: dict, n: int) -> Callable:
-    """``fn`` as a ``jax.custom_vjp`` whose backward is the true gradient, mutated."""
+def mutated_fn(fn: Callable, kind: str, plan: dict, n: int, suite: Suite) -> Callable:
+    """``fn`` behind a custom rule whose derivative under test is the true one, mutated:
+    a ``custom_vjp`` backward (rev), a ``custom_jvp`` rule (fwd; reverse mode, JAX's
+    transpose of it, is wrong too), or a ``custom_jvp`` rule that is right but built on a
+    gradient function whose own rule, the Hessian, is wrong (order2)."""
+    argnums = tuple(range(n))
+    grad = jax.grad(fn, argnums=argnums)
 
-    @jax.custom_vjp
+    if suite.rule == "vjp":
+
+        @jax.custom_vjp
+        def bad(*xs):
+            return fn(*xs)
+
+        def fwd(*xs):
+            return fn(*xs), xs
+
+        def bwd(xs, ct):
+            return tuple(ct * g for g in mutate(kind, plan, list(grad(*xs))))
+
+        bad.defvjp(fwd, bwd)
+        return bad
+
+    @jax.custom_jvp
+    def first(*xs):
+        return grad(*xs)
+
+    @first.defjvp
+    def first_jvp(xs, ts):
+        gs, hv = jax.jvp(grad, xs, ts)
+        return gs, tuple(mutate(kind, plan, list(hv)))
+
+    @jax.custom_jvp
     def bad(*xs):
         return fn(*xs)
 
-    def fwd(*xs):
-        return fn(*xs), xs
+    @bad.defjvp
+    def bad_jvp(xs, ts):
+        # order2: the first derivative is right, through ``first`` and its wrong rule
+        gs = mutate(kind, plan, list(grad(*xs))) if suite.rule == "jvp" else list(first(*xs))
+        return fn(*xs), sum(jnp.sum(g * t) for g, t in zip(gs, ts, strict=True))
 
-    def bwd(xs, ct):
-        grads = jax.grad(fn, argnums=tuple(range(n)))(*xs)
-        return tuple(ct * g for g in mutate(kind, plan, list(grads)))
-
-    bad.defvjp(fwd, bwd)
     return bad
 
 
-def run_bug(fn: Callable, args: list, kind: str, plan: dict) -> dict:
-    bad = mutated_fn(fn, kind, plan, len(args))
+def run_bug(fn: Callable, args: list, kind: str, plan: dict, suite: Suite) -> dict:
+    bad = mutated_fn(fn, kind, plan, len(args), suite)
     row: dict[str, Any] = {"mutation": kind, "targets": plan["targets"], "how": plan.get("how")}
-    row.update(run_gradproof(bad, args))
-    row.update(run_check_grads(bad, args))
+    row.update(run_gradproof(bad, args, suite))
+    row.update(run_check_grads(bad, args, suite))
     if row["gp"] in ("passed", "failed"):
-        names = {f"x{i}" for i in plan["targets"]}
+        names = {f"x{i}{suite.row}" for i in plan["targets"]}
         row["gp_detected"] = row["gp"] == "failed"
         row["gp_named"] = bool(names & set(row["gp_failing"]))
         row["gp_blamed_other"] = sorted(set(row["gp_failing"]) - names)
@@ -462,11 +541,15 @@ def run_bug(fn: Callable, args: list, kind: str, plan: dict) -> dict:
     return row
 
 
-def plant_bugs(fn: Callable, args: list, case: dict) -> list[dict]:
+def plant_bugs(fn: Callable, args: list, case: dict, suite: Suite) -> list[dict]:
     if case["gc"] != "passed":
         return []  # check_grads does not accept the function itself: a bug proves nothing
     try:
-        grads = true_grads(fn, args)
+        if suite.rule == "jvp2":
+            # zero for a linear function: no second-order bug to plant
+            grads = true_hvp(fn, args, zlib.crc32(case["func"].encode()) + 20_000)
+        else:
+            grads = true_grads(fn, args)
     except Exception:
         return []
     out = []
@@ -475,7 +558,7 @@ def plant_bugs(fn: Callable, args: list, case: dict) -> list[dict]:
         if plan is None:
             continue
         row = {"func": case["func"], "sample": case["sample"], "coords": case["coords"]}
-        row.update(run_bug(fn, args, kind, plan))
+        row.update(run_bug(fn, args, kind, plan, suite))
         out.append(row)
         gc_news = not row["gc_detected"] and kind != "one element 1e-3"
         if not (row["gp_detected"] and row["gp_named"]) or gc_news:
@@ -507,6 +590,12 @@ def describe_bug(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default="rev",
+        help="the derivatives under test (default rev: first order, reverse mode)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N functions only")
     parser.add_argument("--funcs", default="", help="comma-separated function names")
     parser.add_argument("--samples", type=int, default=2, help="input draws per function")
@@ -518,6 +607,7 @@ def main() -> None:
         help="plant bugs in N functions spread over the list (default: all; 0: none)",
     )
     args = parser.parse_args()
+    suite = SUITES[args.suite]
 
     t_start = time.perf_counter()
     names = list(FUNCS)
@@ -536,6 +626,7 @@ def main() -> None:
         with_bugs = {names[int(i * step)] for i in range(args.bugs)} if args.bugs > 0 else set()
     print(
         f"jax {jax.__version__}, gradproof from {gradproof.__file__}\n"
+        f"suite {suite.name}: order={suite.order}, modes={suite.modes} on both sides\n"
         f"{len(names)} functions, {args.samples} samples each, "
         f"bug suite on {len(with_bugs)}\n",
         flush=True,
@@ -557,8 +648,8 @@ def main() -> None:
                 "shapes": [list(a.shape) for a in xs],
                 "coords": int(sum(a.size for a in xs)),
             }
-            row.update(run_gradproof(fn, xs))
-            row.update(run_check_grads(fn, xs))
+            row.update(run_gradproof(fn, xs, suite))
+            row.update(run_check_grads(fn, xs, suite))
             row["class"] = classify(row)
             rows.append(row)
             if row["gp_modified_inputs"]:
@@ -566,7 +657,7 @@ def main() -> None:
             if row["class"] != "both pass":
                 print(f"[{n}/{len(names)}] {describe(row)}", flush=True)
             if name in with_bugs and not any(b["func"] == name for b in bug_rows):
-                bug_rows.extend(plant_bugs(fn, xs, row))
+                bug_rows.extend(plant_bugs(fn, xs, row, suite))
     total = time.perf_counter() - t_start
     summary(rows, bug_rows, skipped, total, tool=TOOL, classes=CLASSES, mutations=MUTATIONS)
     if args.json:
@@ -574,6 +665,7 @@ def main() -> None:
             json.dump(
                 {
                     "jax": jax.__version__,
+                    "suite": suite.name,
                     "cases": rows,
                     "bugs": bug_rows,
                     "skipped": dict(skipped),

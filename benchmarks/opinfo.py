@@ -18,6 +18,24 @@ names the right input.
     python benchmarks/opinfo.py --limit 40 --bugs 10     # a quick look
     python benchmarks/opinfo.py --ops atanh,tan,erfinv --json rows.json
 
+``--suite`` picks the derivative under test, each side by side with torch's own
+check of the same derivative:
+
+    rev       backward (VJP), float64           gradcheck
+    fwd       forward-mode AD (JVP), float64    gradcheck(check_forward_ad=True,
+              ops with supports_forward_ad        check_backward_ad=False)
+    gradgrad  second order (double backward),   gradgradcheck
+              ops with supports_gradgrad
+    complex   backward, complex128 samples      gradcheck (Wirtinger)
+
+and plants its own bugs: a mutated backward (rev, complex; complex adds a
+conjugated gradient), a mutated ``jvp`` (fwd), or a right backward whose own
+backward (the Hessian-vector product) is mutated (gradgrad). A planted bug
+counts as named when gradproof fails the right input in the right row:
+``input1 [fwd]``, ``input1 [order 2]``, ``input1.imag``.
+
+    python benchmarks/opinfo.py --suite fwd --samples 1
+
 ``--json`` writes one row per case (and per planted bug) so that two runs,
 before and after a change, can be diffed.
 """
@@ -26,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import resource
@@ -39,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwad
 
 # a sibling script: the summary both conformance benchmarks print
 from conformance_report import Tool, bug_outcomes, gp_outcome, summary
@@ -46,18 +66,87 @@ from conformance_report import Tool, bug_outcomes, gp_outcome, summary
 import gradproof
 import gradproof.torch as gpt
 
-# Classes of a case, in the order the summary prints them.
-CLASSES = (
-    "both pass",
-    "gradproof false alarm",
-    "gradproof exception",
-    "gradproof refusal",
-    "gradcheck-only failure",
-    "both fail",
-)
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
-# How the framework's own checker is named in the summary (conformance_report.py).
-TOOL = Tool(key="op", things="ops", name="gradcheck", short="gc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """One derivative under test: which ops, which dtype, and how each tool checks it."""
+
+    name: str
+    reference: str  # torch's own check of the same derivative, as the summary names it
+    dtype: torch.dtype
+    gp_options: dict  # gradproof.torch.check's options for this derivative
+    row: str  # the suffix of gradproof's report rows that hold it: "", " [fwd]", " [order 2]"
+    mutations: tuple[str, ...]
+    # gradproof's order=2 checks the first derivatives too; gradgradcheck checks only the
+    # second: the verdict compared is that of the rows of this derivative alone
+    rows_only: bool = False
+    test: str = "test_fn_grad"  # torch's own test of it in test_ops_gradients / _fwd_gradients
+    needs: str = ""  # the OpInfo flag an op must set: supports_forward_ad, supports_gradgrad
+    gc_options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Classes of a case, in the order the summary prints them."""
+        return (
+            "both pass",
+            "gradproof false alarm",
+            "gradproof exception",
+            "gradproof refusal",
+            f"{self.reference}-only failure",
+            "both fail",
+        )
+
+    @property
+    def tool(self) -> Tool:
+        """How the framework's own checker is named in the summary (conformance_report.py)."""
+        return Tool(key="op", things="ops", name=self.reference, short="gc")
+
+    def supports(self, op) -> bool:
+        """Autograd support, the suite's dtype among the forward or backward dtypes on the
+        CPU, and the suite's OpInfo flag."""
+        if not op.supports_autograd or (self.needs and not getattr(op, self.needs)):
+            return False
+        return self.dtype in op.supported_dtypes("cpu") or self.dtype in (
+            op.supported_backward_dtypes("cpu")
+        )
+
+    def reference_check(self, fn: Callable, leaves: list) -> bool:
+        if self.name == "gradgrad":
+            return torch.autograd.gradgradcheck(fn, tuple(leaves), raise_exception=False)
+        return torch.autograd.gradcheck(fn, tuple(leaves), raise_exception=False, **self.gc_options)
+
+
+SUITES = {
+    s.name: s
+    for s in (
+        Suite("rev", "gradcheck", torch.float64, {}, "", MUTATIONS),
+        Suite(
+            "fwd",
+            "gradcheck fwd",
+            torch.float64,
+            {"modes": ("fwd",)},
+            " [fwd]",
+            MUTATIONS,
+            test="test_forward_mode_AD",
+            needs="supports_forward_ad",
+            gc_options={"check_forward_ad": True, "check_backward_ad": False},
+        ),
+        Suite(
+            "gradgrad",
+            "gradgradcheck",
+            torch.float64,
+            {"order": 2},
+            " [order 2]",
+            MUTATIONS,
+            rows_only=True,
+            test="test_fn_gradgrad",
+            needs="supports_gradgrad",
+        ),
+        Suite("complex", "gradcheck", torch.complex128, {}, "", (*MUTATIONS, "conjugate")),
+    )
+}
 
 
 # Below this, a gradient is round-off (corrcoef of one variable is the constant 1, yet
@@ -81,52 +170,45 @@ def op_label(op) -> str:
     return f"{op.name}.{op.variant_test_name}" if op.variant_test_name else op.name
 
 
-def torch_fn_grad_mark(op) -> str | None:
-    """How op_db itself marks torch's own float64 gradcheck test of this op on the CPU.
+def torch_fn_grad_mark(op, suite: Suite) -> str | None:
+    """How op_db itself marks torch's own test of this derivative of this op on the CPU.
 
-    ``"xfail"`` or ``"skip"`` when ``test_fn_grad`` (or its whole test class) is
+    ``"xfail"`` or ``"skip"`` when the suite's test (``test_fn_grad``,
+    ``test_forward_mode_AD``, ``test_fn_gradgrad``, or its whole test class) is
     decorated as an expected failure or a skip (as_strided_scatter, normal, the
-    dtype conversions): a failure there is torch's, known.
+    dtype conversions) for the suite's dtype: a failure there is torch's, known.
     """
+    classes = ("TestBwdGradients", "TestFwdGradients", "TestGradients")
     for d in getattr(op, "decorators", ()):
         test, cls = getattr(d, "test_name", None), getattr(d, "cls_name", None)
-        whole_class = test is None and cls in ("TestBwdGradients", "TestGradients")
-        if not (test == "test_fn_grad" or whole_class) or not getattr(d, "active_if", True):
+        whole_class = test is None and cls in classes
+        if not (test == suite.test or whole_class) or not getattr(d, "active_if", True):
             continue
         if getattr(d, "device_type", None) not in (None, "cpu"):
             continue
         dtypes = getattr(d, "dtypes", None)
-        if dtypes is not None and torch.float64 not in dtypes:
+        if dtypes is not None and suite.dtype not in dtypes:
             continue
         names = [getattr(x, "__name__", "") for x in getattr(d, "decorators", ())]
         return "xfail" if "expectedFailure" in names else "skip"
     return None
 
 
-def float64_differentiable(op) -> bool:
-    """Autograd support and float64 among the forward or the backward dtypes on the CPU."""
-    if not op.supports_autograd:
-        return False
-    return torch.float64 in op.supported_dtypes("cpu") or torch.float64 in (
-        op.supported_backward_dtypes("cpu")
-    )
+def _is_leaf(x: Any, dtype: torch.dtype) -> bool:
+    return torch.is_tensor(x) and x.requires_grad and x.dtype == dtype
 
 
-def _is_leaf(x: Any) -> bool:
-    return torch.is_tensor(x) and x.requires_grad and x.dtype == torch.float64
-
-
-def _split(tree: Any, leaves: list) -> Any:
+def _split(tree: Any, leaves: list, dtype: torch.dtype) -> Any:
     """Replace each differentiable tensor in ``tree`` by its index in ``leaves`` (appended)."""
-    if _is_leaf(tree):
+    if _is_leaf(tree, dtype):
         if tree.layout != torch.strided:
             raise Skip(f"{tree.layout} input")
         leaves.append(tree)
         return _Slot(len(leaves) - 1)
     if isinstance(tree, (list, tuple)):
-        return type(tree)(_split(x, leaves) for x in tree)
+        return type(tree)(_split(x, leaves, dtype) for x in tree)
     if isinstance(tree, dict):
-        return {k: _split(v, leaves) for k, v in tree.items()}
+        return {k: _split(v, leaves, dtype) for k, v in tree.items()}
     if torch.is_tensor(tree) and tree.layout != torch.strided:
         raise Skip(f"{tree.layout} input")
     return tree
@@ -165,7 +247,7 @@ def case_seed(label: str, index: int) -> int:
     return zlib.crc32(f"{label}/{index}".encode())
 
 
-def build_case(op, sample, label: str, index: int):
+def build_case(op, sample, label: str, index: int, dtype: torch.dtype):
     """``(scalar_fn, leaves)`` for one sample, or raise :class:`Skip`.
 
     ``scalar_fn(*leaves)`` runs the op as torch's own test_ops gradcheck does
@@ -174,9 +256,9 @@ def build_case(op, sample, label: str, index: int):
     reduces every output with weights drawn here, once, from the output shapes.
     """
     leaves: list = []
-    template = _split((sample.input, tuple(sample.args), dict(sample.kwargs)), leaves)
+    template = _split((sample.input, tuple(sample.args), dict(sample.kwargs)), leaves, dtype)
     if not leaves:
-        raise Skip("no float64 tensor input requires grad")
+        raise Skip(f"no {str(dtype).removeprefix('torch.')} tensor input requires grad")
     variant = op.get_op()
     post = sample.output_process_fn_grad or (lambda out: out)
 
@@ -247,8 +329,9 @@ def exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def run_gradproof(fn: Callable, leaves: list, timeout: float) -> dict:
-    """gradproof.torch.check with default options (no progress bar: output goes to a log)."""
+def run_gradproof(fn: Callable, leaves: list, timeout: float, suite: Suite) -> dict:
+    """gradproof.torch.check with the suite's options, the rest default (no progress bar:
+    output goes to a log)."""
     row: dict[str, Any] = {"gp_time": 0.0}
     # the contract says inputs are never modified, whatever happens: verified bit for bit
     before = [x.detach().clone() for x in leaves]
@@ -256,7 +339,7 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float) -> dict:
     try:
         with warnings.catch_warnings(), time_limit(timeout):
             warnings.simplefilter("ignore")
-            report = gpt.check(fn, *leaves, progress=False)
+            report = gpt.check(fn, *leaves, progress=False, **suite.gp_options)
     except Exception as exc:
         row["gp_time"] = time.perf_counter() - t
         row["gp_modified_inputs"] = _modified(before, leaves)
@@ -273,8 +356,14 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float) -> dict:
         return row
     row["gp_time"] = time.perf_counter() - t
     row["gp_modified_inputs"] = _modified(before, leaves)
+    passed = report.passed
+    if suite.rows_only:
+        failing = [n for n, tr in report.tensors.items() if not tr.passed]
+        passed = not [n for n in failing if n.endswith(suite.row)]
+        # first derivatives gradproof found wrong, which the reference does not look at
+        row["gp_other_failing"] = [n for n in failing if not n.endswith(suite.row)]
     row.update(
-        gp="passed" if report.passed else "failed",
+        gp="passed" if passed else "failed",
         gp_headline=first_line(report),
         gp_difference=float(report.difference),
         gp_evaluations=int(report.evaluations),
@@ -293,10 +382,13 @@ def _modified(before: list, leaves: list) -> list[int]:
     return [
         i
         for i, (b, x) in enumerate(zip(before, leaves, strict=True))
-        if not torch.equal(
-            b.contiguous().view(torch.int64), x.detach().contiguous().view(torch.int64)
-        )
+        if not torch.equal(_bits(b), _bits(x))
     ]
+
+
+def _bits(t: Any) -> Any:
+    t = t.detach().resolve_conj().contiguous()
+    return (torch.view_as_real(t) if t.is_complex() else t).contiguous().view(torch.int64)
 
 
 def _where(exc: BaseException) -> str:
@@ -308,8 +400,9 @@ def _where(exc: BaseException) -> str:
     return f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}"
 
 
-def run_gradcheck(fn: Callable, leaves: list, timeout: float) -> dict:
-    """torch.autograd.gradcheck with its default settings, counting calls to ``fn``."""
+def run_gradcheck(fn: Callable, leaves: list, timeout: float, suite: Suite) -> dict:
+    """Torch's own check of the suite's derivative with its default settings, counting
+    calls to ``fn``."""
     calls = [0]
 
     def counted(*ls):
@@ -320,7 +413,7 @@ def run_gradcheck(fn: Callable, leaves: list, timeout: float) -> dict:
     try:
         with warnings.catch_warnings(), time_limit(timeout):
             warnings.simplefilter("ignore")
-            ok = torch.autograd.gradcheck(counted, tuple(leaves), raise_exception=False)
+            ok = suite.reference_check(counted, leaves)
         row = {"gc": "passed" if ok else "failed"}
     except Exception as exc:
         row = {"gc": "exception", "gc_error": exception_text(exc)}
@@ -328,7 +421,7 @@ def run_gradcheck(fn: Callable, leaves: list, timeout: float) -> dict:
     return row
 
 
-def classify(row: dict) -> str:
+def classify(row: dict, suite: Suite) -> str:
     if row["gp"] == "refusal":
         return "gradproof refusal"
     if row["gp"] == "exception":
@@ -339,18 +432,51 @@ def classify(row: dict) -> str:
     if gc_ok:
         return "gradproof false alarm"
     if gp_ok:
-        return "gradcheck-only failure"
+        return f"{suite.reference}-only failure"
     return "both fail"
 
 
 # --------------------------------------------------------------------------- planted bugs
 
 
+def _fresh(leaves: list) -> list:
+    """Leaves of a new graph at the same point (the primal of a dual tensor in a ``jvp``)."""
+    return [fwad.unpack_dual(x).primal.detach().clone().requires_grad_(True) for x in leaves]
+
+
+def _dense(xs: list, gs: Any) -> list:
+    return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(xs, gs, strict=True)]
+
+
 def true_grads(fn: Callable, leaves: list) -> list:
-    xs = [x.detach().clone().requires_grad_(True) for x in leaves]
+    """Autograd's gradient of the original op at this point."""
+    xs = _fresh(leaves)
     with torch.enable_grad():
         gs = torch.autograd.grad(fn(*xs), xs, allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(xs, gs, strict=True)]
+    return _dense(xs, gs)
+
+
+def true_hvp(fn: Callable, leaves: list, vs: Any) -> list:
+    """Autograd's Hessian times ``vs`` (one cotangent per input's gradient)."""
+    xs = _fresh(leaves)
+    with torch.enable_grad():
+        gs = torch.autograd.grad(fn(*xs), xs, create_graph=True, allow_unused=True)
+        total = sum(
+            (g * v).sum().real
+            for g, v in zip(gs, vs, strict=True)
+            if g is not None and v is not None and g.requires_grad
+        )
+        if not torch.is_tensor(total) or not total.requires_grad:
+            return [torch.zeros_like(x) for x in xs]  # a linear op: its Hessian is zero
+        hs = torch.autograd.grad(total, xs, allow_unused=True)
+    return _dense(xs, hs)
+
+
+def hvp_direction(leaves: list, seed: int) -> list:
+    """A fixed random direction: the Hessian times it shows which inputs a planted
+    second-order bug can be seen in."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.dtype) for x in leaves]
 
 
 def plan_mutation(kind: str, grads: list) -> dict | None:
@@ -368,6 +494,11 @@ def plan_mutation(kind: str, grads: list) -> dict | None:
         return {"targets": [target]}
     if kind == "one element 1e-3":
         return {"targets": [target], "index": int(grads[target].abs().argmax())}
+    if kind == "conjugate":
+        # conjugating a (nearly) real gradient changes nothing: take the most imaginary
+        imag = [float(g.imag.abs().max()) if g.is_complex() and g.numel() else 0.0 for g in grads]
+        best = max(range(len(grads)), key=lambda i: imag[i])
+        return {"targets": [best]} if imag[best] > 1e-6 * max(peaks) + NEGLIGIBLE else None
     # swap two same-shape inputs whose gradients differ, else transpose a square matrix
     for i, j in itertools.combinations(range(len(grads)), 2):
         gi, gj = grads[i], grads[j]
@@ -395,6 +526,8 @@ def mutate(kind: str, plan: dict, grads: list) -> list:
         out[t] = -grads[t]
     elif kind == "zeroed":
         out[t] = torch.zeros_like(grads[t])
+    elif kind == "conjugate":
+        out[t] = grads[t].conj().resolve_conj()
     elif kind == "one element 1e-3":
         g = grads[t].clone().reshape(-1)
         g[plan["index"]] *= 1 + 1e-3
@@ -407,8 +540,28 @@ def mutate(kind: str, plan: dict, grads: list) -> list:
     return out
 
 
-def mutated_fn(fn: Callable, kind: str, plan: dict) -> Callable:
-    """``fn`` behind an autograd.Function whose backward is the true gradient, mutated."""
+def mutated_fn(fn: Callable, kind: str, plan: dict, suite: Suite) -> Callable:
+    """``fn`` behind an autograd.Function whose derivative under test is mutated: the
+    backward (rev, complex), the ``jvp`` (fwd), or the backward's own backward (gradgrad).
+    Every other derivative is autograd's own, at the point where it is asked for."""
+
+    class FirstDerivative(torch.autograd.Function):
+        """The gradient of ``fn`` as a function, whose backward is the mutated Hessian
+        times the cotangent: a right backward, wrong only in its own derivative."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*ls):
+            return tuple(true_grads(fn, list(ls)))
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, *vs):
+            return tuple(mutate(kind, plan, true_hvp(fn, list(ctx.saved_tensors), vs)))
 
     class Mutated(torch.autograd.Function):
         # setup_context + generate_vmap_rule: gradproof can still batch its evaluations
@@ -421,33 +574,57 @@ def mutated_fn(fn: Callable, kind: str, plan: dict) -> Callable:
         @staticmethod
         def setup_context(ctx, inputs, output):
             ctx.save_for_backward(*inputs)
+            ctx.save_for_forward(*inputs)
 
         @staticmethod
         def backward(ctx, g):
-            # the true gradient, from autograd on the original op, at this point
+            if suite.name == "gradgrad":
+                grads = FirstDerivative.apply(*ctx.saved_tensors)
+            else:
+                grads = true_grads(fn, list(ctx.saved_tensors))
+                if suite.name != "fwd":
+                    grads = mutate(kind, plan, grads)
+            return tuple(g * m for m in grads)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            # fn's output is a real scalar: its JVP is the sum of <grad, tangent>
             grads = true_grads(fn, list(ctx.saved_tensors))
-            return tuple(g * m for m in mutate(kind, plan, grads))
+            if suite.name == "fwd":
+                grads = mutate(kind, plan, grads)
+            total = torch.zeros((), dtype=torch.float64)
+            for g, t in zip(grads, tangents, strict=True):
+                if t is not None:
+                    total = total + (g.conj() * t).sum().real
+            return total
 
     return Mutated.apply
 
 
-def run_bug(fn: Callable, leaves: list, kind: str, plan: dict, timeout: float) -> dict:
-    bad = mutated_fn(fn, kind, plan)
+def run_bug(
+    fn: Callable, leaves: list, kind: str, plan: dict, timeout: float, suite: Suite
+) -> dict:
+    bad = mutated_fn(fn, kind, plan, suite)
     row: dict[str, Any] = {"mutation": kind, "targets": plan["targets"], "how": plan.get("how")}
-    gp = run_gradproof(bad, leaves, timeout)
-    gc = run_gradcheck(bad, leaves, timeout)
+    gp = run_gradproof(bad, leaves, timeout, suite)
+    gc = run_gradcheck(bad, leaves, timeout, suite)
     row.update(gp)
     row.update(gc)
     if gp["gp"] in ("passed", "failed"):
+        # the right input, in the row of the derivative under test (a complex input's
+        # real or imaginary part)
+        right = {f"input{i}{part}{suite.row}" for i in plan["targets"] for part in PARTS}
         row["gp_detected"] = gp["gp"] == "failed"
-        row["gp_named"] = any(f"input{i}" in gp["gp_failing"] for i in plan["targets"])
-        row["gp_blamed_other"] = sorted(
-            set(gp["gp_failing"]) - {f"input{i}" for i in plan["targets"]}
-        )
+        row["gp_named"] = bool(right & set(gp["gp_failing"]))
+        row["gp_blamed_other"] = sorted(set(gp["gp_failing"]) - right)
     else:
         row["gp_detected"] = None  # raised
     row["gc_detected"] = None if gc["gc"] == "exception" else gc["gc"] == "failed"
     return row
+
+
+# How gradproof names a complex input's parts (a real input is named bare).
+PARTS = ("", ".real", ".imag")
 
 
 # --------------------------------------------------------------------------- the run
@@ -456,7 +633,7 @@ def run_bug(fn: Callable, leaves: list, kind: str, plan: dict, timeout: float) -
 def select_ops(args) -> list:
     from torch.testing._internal.common_methods_invocations import op_db
 
-    ops = [op for op in op_db if float64_differentiable(op)]
+    ops = [op for op in op_db if args.suite.supports(op)]
     if args.ops:
         wanted = {s.strip() for s in args.ops.split(",") if s.strip()}
         ops = [op for op in ops if op.name in wanted or op_label(op) in wanted]
@@ -477,6 +654,12 @@ def bug_ops(labels: list[str], n: int | None) -> set[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default="rev",
+        help="the derivative under test (default rev: the backward)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N ops only")
     parser.add_argument("--ops", default="", help="comma-separated op names (or name.variant)")
     parser.add_argument("--samples", type=int, default=3, help="samples per op (default 3)")
@@ -503,6 +686,7 @@ def main() -> None:
         help="address-space limit of this process (default 8; 0: none)",
     )
     args = parser.parse_args()
+    suite = args.suite = SUITES[args.suite]
     torch.set_num_threads(args.threads)
     if args.max_memory_gb:
         # A runaway sample (grid_sampler_3d's has 5 million coordinates) then fails with
@@ -517,7 +701,10 @@ def main() -> None:
     with_bugs = bug_ops(labels, args.bugs)
     print(
         f"torch {torch.__version__}, gradproof from {gradproof.__file__}\n"
-        f"{len(ops)} float64-differentiable op entries, up to {args.samples} samples each, "
+        f"suite {suite.name}: {suite.reference} against gradproof.torch.check"
+        f"({', '.join(f'{k}={v!r}' for k, v in suite.gp_options.items())})\n"
+        f"{len(ops)} op entries differentiable in {suite.dtype}"
+        f"{' with ' + suite.needs if suite.needs else ''}, up to {args.samples} samples each, "
         f"bug suite on {len(with_bugs)} ops\n",
         flush=True,
     )
@@ -531,7 +718,7 @@ def main() -> None:
         try:
             samples = list(
                 itertools.islice(
-                    op.sample_inputs("cpu", torch.float64, requires_grad=True), args.samples
+                    op.sample_inputs("cpu", suite.dtype, requires_grad=True), args.samples
                 )
             )
         except Exception as exc:
@@ -542,7 +729,7 @@ def main() -> None:
             continue
         for index, sample in enumerate(samples):
             try:
-                fn, leaves = build_case(op, sample, label, index)
+                fn, leaves = build_case(op, sample, label, index, suite.dtype)
                 coords = sum(x.numel() for x in leaves)
                 if coords > args.max_coords:
                     raise Skip(f"more than --max-coords={args.max_coords} coordinates")
@@ -554,25 +741,44 @@ def main() -> None:
                 "sample": index,
                 "shapes": [list(x.shape) for x in leaves],
                 "coords": sum(x.numel() for x in leaves),
-                "torch_mark": torch_fn_grad_mark(op),
+                "torch_mark": torch_fn_grad_mark(op, suite),
             }
-            row.update(run_gradproof(fn, leaves, args.timeout))
-            row.update(run_gradcheck(fn, leaves, args.timeout))
-            row["class"] = classify(row)
+            row.update(run_gradproof(fn, leaves, args.timeout, suite))
+            row.update(run_gradcheck(fn, leaves, args.timeout, suite))
+            row["class"] = classify(row, suite)
             rows.append(row)
             if row["gp_modified_inputs"]:
                 print(f"    gradproof MODIFIED inputs {row['gp_modified_inputs']}", flush=True)
             if row["class"] != "both pass":
-                print(f"[{n_op}/{len(ops)}] {describe(row)}", flush=True)
+                print(f"[{n_op}/{len(ops)}] {describe(row, suite)}", flush=True)
             if label in with_bugs and not any(b["op"] == label for b in bug_rows):
-                bug_rows.extend(plant_bugs(fn, leaves, row, args.timeout))
+                bug_rows.extend(plant_bugs(fn, leaves, row, args.timeout, suite))
     total = time.perf_counter() - t_start
-    summary(rows, bug_rows, skipped, total, tool=TOOL, classes=CLASSES, mutations=MUTATIONS)
+    summary(
+        rows,
+        bug_rows,
+        skipped,
+        total,
+        tool=suite.tool,
+        classes=suite.classes,
+        mutations=suite.mutations,
+    )
+    if suite.rows_only:
+        other = sorted({r["op"] for r in rows if r.get("gp_other_failing")})
+        print(
+            f"first derivatives gradproof also found wrong (not compared: {suite.reference} "
+            f"does not check them): {len(other)} ops {', '.join(other)}"
+        )
+    conjugated = [b for b in bug_rows if b["mutation"] == "conjugate" and b["gp_detected"]]
+    if conjugated:
+        said = sum(any("conjugat" in d for d in b["gp_diagnoses"].values()) for b in conjugated)
+        print(f"conjugated gradients diagnosed as a conjugation bug: {said} of {len(conjugated)}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
                 {
                     "torch": torch.__version__,
+                    "suite": suite.name,
                     "cases": rows,
                     "bugs": bug_rows,
                     "skipped": dict(skipped),
@@ -585,26 +791,30 @@ def main() -> None:
         print(f"\nrows written to {args.json}")
 
 
-def plant_bugs(fn: Callable, leaves: list, case: dict, timeout: float) -> list[dict]:
-    """The bug suite on one case whose correct backward gradcheck accepts."""
+def plant_bugs(fn: Callable, leaves: list, case: dict, timeout: float, suite: Suite) -> list[dict]:
+    """The bug suite on one case whose correct derivative torch's own check accepts."""
     if case["gc"] != "passed":
-        return []  # gradcheck does not accept the op itself: a planted bug proves nothing
+        return []  # torch does not accept the op itself: a planted bug proves nothing
     try:
-        grads = true_grads(fn, leaves)
+        if suite.name == "gradgrad":
+            # where the Hessian (times a fixed direction) is largest; zero for a linear op
+            grads = true_hvp(fn, leaves, hvp_direction(leaves, case_seed(case["op"], -2)))
+        else:
+            grads = true_grads(fn, leaves)
     except Exception:
         return []
     out = []
-    for kind in MUTATIONS:
+    for kind in suite.mutations:
         plan = plan_mutation(kind, grads)
         if plan is None:
             continue
         row = {"op": case["op"], "sample": case["sample"], "coords": case["coords"]}
-        row.update(run_bug(fn, leaves, kind, plan, timeout))
+        row.update(run_bug(fn, leaves, kind, plan, timeout, suite))
         out.append(row)
         # gradcheck's rtol=1e-3 lets a 1e-3 relative error through by design: not news
         gc_news = not row["gc_detected"] and kind != "one element 1e-3"
         if not (row["gp_detected"] and row["gp_named"]) or gc_news:
-            print(f"    bug {describe_bug(row)}", flush=True)
+            print(f"    bug {describe_bug(row, suite)}", flush=True)
     return out
 
 
@@ -614,19 +824,20 @@ def gc_outcome(row: dict) -> str:
     return row["gc"]
 
 
-def describe(row: dict) -> str:
-    mark = f" (op_db marks test_fn_grad {row['torch_mark']})" if row["torch_mark"] else ""
+def describe(row: dict, suite: Suite) -> str:
+    mark = f" (op_db marks {suite.test} {row['torch_mark']})" if row["torch_mark"] else ""
     return (
         f"{row['class']}: {row['op']} sample {row['sample']} {row['shapes']}{mark}\n"
         f"      gradproof: {gp_outcome(row)}\n"
-        f"      gradcheck: {gc_outcome(row)}"
+        f"      {suite.reference}: {gc_outcome(row)}"
     )
 
 
-def describe_bug(row: dict) -> str:
+def describe_bug(row: dict, suite: Suite) -> str:
     gp, gc = bug_outcomes(row, gc_outcome(row))
     return (
-        f"{row['op']} [{row['mutation']}] on input{row['targets']}: gradproof {gp}; gradcheck {gc}"
+        f"{row['op']} [{row['mutation']}] on input{row['targets']}: gradproof {gp}; "
+        f"{suite.reference} {gc}"
     )
 
 

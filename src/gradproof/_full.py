@@ -228,27 +228,42 @@ def _noise(
     j0: float,
     opts: Options,
 ) -> float:
-    """The absolute error of one cost value, measured at the most sensitive smooth coordinates."""
+    """The absolute error of one cost value, measured at the most sensitive coordinates."""
     if opts.scheme.is_complex:
         return cost_noise(evaluate, [], j0)
     # A kink inside the measuring stencil would read as noise: smooth coordinates only.
-    candidates = []
+    # A cost that is round-off through and through (the gradient of a constant, checked at
+    # order 2) looks kinked everywhere: with no smooth coordinate at all, it is measured
+    # where it moved most.
+    smooth_candidates, other_candidates = [], []
     for name, p in partials.items():
         size = np.abs(p.numeric)
-        smooth = size > 0
+        smooth = np.ones(size.shape, dtype=bool)
         if p.second_difference is not None:
-            smooth &= p.second_difference <= _policy.KINK_SCREEN * size
-        top = np.flatnonzero(smooth)
-        top = top[np.argsort(-size[top], kind="stable")][: _policy.NOISE_COORDINATES]
-        candidates += [(size[j], name, int(j)) for j in top]
+            smooth = p.second_difference <= _policy.KINK_SCREEN * size
+        for keep, out in ((smooth, smooth_candidates), (~smooth, other_candidates)):
+            top = np.flatnonzero(keep & (size > 0))
+            top = top[np.argsort(-size[top], kind="stable")][: _policy.NOISE_COORDINATES]
+            out += [(size[j], name, int(j)) for j in top]
+    candidates = smooth_candidates or other_candidates
     candidates.sort(key=lambda c: -c[0])
-    sites = [
-        NoiseSite(
-            name, sweeps[name].flat, int(sweeps[name].coords[j]), float(sweeps[name].steps.h[j])
-        )
-        for _, name, j in candidates[: _policy.NOISE_COORDINATES]
-    ]
-    return cost_noise(evaluate, sites, j0)
+
+    def sites(shrink: float) -> list[NoiseSite]:
+        return [
+            NoiseSite(
+                name,
+                sweeps[name].flat,
+                int(sweeps[name].coords[j]),
+                float(sweeps[name].steps.h[j]) / shrink,
+            )
+            for _, name, j in candidates[: _policy.NOISE_COORDINATES]
+        ]
+
+    if smooth_candidates:
+        return cost_noise(evaluate, sites(1.0), j0)
+    # Where the smooth part of the cost (or a kink) does reach into the stencil, it shrinks
+    # with the spacing while noise does not: measured twice, the smaller is the noise.
+    return min(cost_noise(evaluate, sites(1.0), j0), cost_noise(evaluate, sites(16.0), j0))
 
 
 def _tensor_report(
