@@ -110,6 +110,95 @@ def test_a_wrong_jvp_is_named_with_its_mode():
     assert report.tensors["input0 [fwd vs rev]"].pattern == "modes"
 
 
+def test_forward_mode_is_batched_where_vmap_can_and_still_finds_a_wrong_jvp(monkeypatch):
+    alone = []  # the tangents run one by one, each a forward pass of its own
+    one_by_one = gpt._Checker._forward_mode_one_by_one
+
+    def spy(self, name, elements):
+        alone.append(len(elements))
+        return one_by_one(self, name, elements)
+
+    monkeypatch.setattr(gpt._Checker, "_forward_mode_one_by_one", spy)
+    x = x64(300)
+    assert gpt.check(lambda x: (x.sin() * x).sum(), x, modes=("fwd",)).passed
+    assert alone == [1]  # only the first tangent, run alone to confirm the batched ones
+
+    class OneElementOff(torch.autograd.Function):
+        generate_vmap_rule = True  # batched under vmap, jvp included
+
+        @staticmethod
+        def forward(x):
+            return x.exp()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_forward(*inputs)
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            return ctx.saved_tensors[0].exp() * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            scale = torch.ones(300, dtype=torch.float64)
+            scale[7] = 1.01
+            return ctx.saved_tensors[0].exp() * scale * t
+
+    report = gpt.check(OneElementOff.apply, x, modes=("fwd", "rev"))
+    wrong = report.tensors["input0 [fwd]"]
+    assert not wrong.passed and wrong.wrong_indices == ((7,),)
+    assert report.tensors["input0"].passed
+
+
+def test_a_derivative_that_raises_is_a_finding_naming_it_and_its_order():
+    class Boom(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            return Twice.apply(ctx.saved_tensors[0], g)
+
+    class Twice(torch.autograd.Function):  # the backward's own backward raises
+        @staticmethod
+        def forward(ctx, x, g):
+            return x.exp() * g
+
+        @staticmethod
+        def backward(ctx, h):
+            raise RuntimeError("no second derivative here")
+
+    x = x64(4)
+    report = gpt.check(Boom.apply, x, order=2)
+    assert report.tensors["input0"].passed
+    second = report.tensors["input0 [order 2]"]
+    assert not second.passed and second.pattern == "raised"
+    assert "the double backward raised RuntimeError: no second derivative here" in str(report)
+    assert not gpt.gradgradcheck(Boom.apply, (x,), raise_exception=False)
+
+    class Broken(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise ValueError("a bug in my backward")
+
+    report = gpt.check(Broken.apply, x)
+    assert not report.passed and report.tensors["input0"].pattern == "raised"
+    assert "the backward raised ValueError: a bug in my backward" in str(report)
+
+
+def test_a_derivative_torch_does_not_implement_says_what_to_check_instead():
+    x = x64(3).abs() + 2
+    with pytest.raises(gp.GradientSpecError, match=r"forward-mode AD .* modes=\('rev',\)"):
+        gpt.check(torch.special.zeta, x, torch.tensor(2.0, dtype=torch.float64), modes=("fwd",))
+
+
 def test_a_backward_that_is_not_differentiable_fails_at_order_two():
     fn = scaled(second=False).apply
     x = x64(5)

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from . import _check
-from ._errors import GradientSpecError
+from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options
 from ._records import NO_DIAGNOSIS, Diagnosis, TensorReport
 from ._report import Report
@@ -49,18 +49,62 @@ class Adapter(Protocol):
 
 
 def run(adapter: Adapter, opts: Options) -> Report:
-    """Check the adapter's gradient; its notes (set while it ran) lead the warnings."""
+    """Check the adapter's gradient; its notes (set while it ran) lead the warnings.
+
+    A derivative the framework raised on is this check's finding: every
+    parameter fails with the exception named, and no finite difference is taken.
+    """
     batched = opts.mode in ("full", "sample")
+    try:
+        analytic = adapter.analytic()
+    except DerivativeRaised as raised:
+        return _raised(adapter.params, opts, raised)
     report = _check.run(
         adapter.cost,
         adapter.params,
-        adapter.analytic(),
+        analytic,
         opts,
         batched=adapter.batched if batched else None,
         framework=True,
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
+
+
+def _raised(params: dict[str, np.ndarray], opts: Options, raised: DerivativeRaised) -> Report:
+    explanation = Diagnosis(
+        "raised",
+        f"{raised.what} raised {raised.error}",
+        f"{raised.what} cannot be computed at this point: a bug in a custom rule (a Function's "
+        "backward or jvp), or a derivative the framework itself gets wrong; call it alone to "
+        "see the traceback",
+    )
+    tensors = {
+        name: TensorReport(
+            name=name,
+            shape=a.shape,
+            passed=False,
+            difference=1.0,
+            max_abs_error=float("nan"),
+            worst_index=(),
+            scale=None,
+            checked=0,
+            explanation=explanation,
+        )
+        for name, a in params.items()
+    }
+    return Report(
+        passed=False,
+        difference=1.0,
+        tol=opts.tol,
+        tensors=tensors,
+        evaluations=0,
+        numerical=None,
+        warnings=[],
+        method=opts.method,
+        eps=opts.eps,
+        mode=opts.mode,
+    )
 
 
 MODES = ("rev", "fwd")

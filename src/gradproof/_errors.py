@@ -33,3 +33,18 @@ class WorkerError(RuntimeError):
     Raised when a worker cannot start or unpack the cost, or when one dies
     twice on the same chunk of evaluations.
     """
+
+
+class DerivativeRaised(Exception):
+    """The framework raised while it computed the derivative under check.
+
+    Not raised to the user: a front-end turns it into a finding of the check
+    (the backward, jvp or double backward named, with the exception), just as
+    an infinite derivative is one.
+    """
+
+    def __init__(self, what: str, exc: BaseException) -> None:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        self.what = what  # "the backward", "forward-mode AD (the jvp)", "the double backward"
+        self.error = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        super().__init__(f"{what} raised {self.error}")

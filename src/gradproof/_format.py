@@ -50,7 +50,7 @@ def fmt_shape(shape: tuple[int, ...]) -> str:
 
 
 def fmt_float(x: float | None) -> str:
-    if x is None:
+    if x is None or x != x:  # nothing measured (NaN: a derivative that raised)
         return "-"
     return f"{x:.1e}" if x != 0 else "0"
 
@@ -122,7 +122,7 @@ def layout(report: ReportRecord) -> Layout:
                 fmt_shape(t.shape),
                 fmt_float(t.difference),
                 fmt_float(t.max_abs_error),
-                fmt_shape(t.worst_index),
+                fmt_shape(t.worst_index) if t.checked else "-",
                 fmt_scale(t.scale),
                 "ok" if t.passed else "WRONG",
             ),

@@ -15,6 +15,7 @@ PyTorch is imported only when this module is used.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
@@ -29,7 +30,7 @@ import numpy as np
 
 from . import _adapter
 from ._adapter import BATCH_ELEMENTS
-from ._errors import GradientSpecError
+from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options, options
 from ._report import GradientError, Report
 
@@ -526,21 +527,56 @@ class _Checker:
     def analytic(self) -> dict[str, np.ndarray]:
         """The derivative under check: the backward, forward mode, or the double backward."""
         if self.kind == "fwd":
-            result = self._forward_mode()
+            with self._derivative():
+                result = self._forward_mode()
         else:
             self.replay()
             tensors = self._tensors(self.params, grad=True)
             if self.kind == "order2":
-                cost = self._gradient_along_weights(tensors, create_graph=True)
+                with self._derivative("the backward"):  # the first derivative, made twice
+                    cost = self._gradient_along_weights(tensors, create_graph=True)
             else:
                 cost = self.forward(tensors)
             if cost.requires_grad:
-                grads = self.torch.autograd.grad(cost, list(tensors.values()), allow_unused=True)
+                with self._derivative():
+                    grads = self.torch.autograd.grad(
+                        cost, list(tensors.values()), allow_unused=True
+                    )
             else:  # the first derivative is a constant to autograd: its backward is not
                 grads = [None] * len(self.names)  # differentiable, and says 0
             result = {n: self._dense(n, g) for n, g in zip(self.names, grads, strict=True)}
         self.last_analytic = result
         return result
+
+    @contextlib.contextmanager
+    def _derivative(self, what: str | None = None):
+        """Autograd raising on the derivative under check: a finding (``DerivativeRaised``),
+        or, for a derivative torch does not implement, an error that says what to check."""
+        what = (
+            what
+            or {
+                "rev": "the backward",
+                "fwd": "forward-mode AD (the jvp)",
+                "order2": "the double backward",
+            }[self.kind]
+        )
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, GradientSpecError):
+                raise
+            text = str(exc).lower()
+            if isinstance(exc, NotImplementedError) or "not implemented" in text:
+                instead = {
+                    "the backward": "",
+                    "forward-mode AD (the jvp)": ": check it with modes=('rev',)",
+                    "the double backward": ": check it with order=1",
+                }[what]
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise GradientSpecError(
+                    f"{what} is not implemented for this function ({first}){instead}"
+                ) from exc
+            raise DerivativeRaised(what, exc) from exc
 
     def _gradient_along_weights(self, tensors: dict[str, Any], create_graph: bool):
         """``<grad f(x), w>``: its gradient is the Hessian times ``w`` (order 2)."""
@@ -558,26 +594,71 @@ class _Checker:
         return total
 
     def _forward_mode(self) -> dict[str, np.ndarray]:
-        """The gradient of the scalar cost by forward-mode AD, one tangent per element."""
+        """The gradient of the scalar cost by forward-mode AD, one tangent per element:
+        batched with ``torch.func.vmap`` where it can, one by one where it cannot."""
+        out = {}
+        for name in self.names:
+            size = int(np.prod(self.shapes[name], dtype=np.int64))
+            g = self._forward_mode_batched(name, size)
+            if g is None:
+                g = self._forward_mode_one_by_one(name, range(size))
+            out[name] = g.reshape(self.shapes[name])
+        return out
+
+    def _forward_mode_one_by_one(self, name: str, elements: Any) -> np.ndarray:
         import torch.autograd.forward_ad as fwad
 
         torch = self.torch
-        out = {}
-        for name in self.names:
-            g = np.zeros(int(np.prod(self.shapes[name], dtype=np.int64)))
-            for i in range(g.size):
-                tangent = torch.zeros(self.shapes[name], dtype=torch.float64, device=self.device)
-                tangent.view(-1)[i] = 1.0
-                self.replay()
-                with fwad.dual_level(), torch.no_grad(), warnings.catch_warnings():
-                    # torch's forward AD scripts a helper on first use (its warning, not ours)
-                    warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
-                    tensors = self._tensors(self.params)
-                    tensors[name] = fwad.make_dual(tensors[name], tangent)
-                    value = fwad.unpack_dual(self.forward(tensors)).tangent
-                g[i] = 0.0 if value is None else float(value)
-            out[name] = g.reshape(self.shapes[name])
-        return out
+        g = np.zeros(len(elements))
+        for j, i in enumerate(elements):
+            tangent = torch.zeros(self.shapes[name], dtype=torch.float64, device=self.device)
+            tangent.view(-1)[i] = 1.0
+            self.replay()
+            with fwad.dual_level(), torch.no_grad(), warnings.catch_warnings():
+                # torch's forward AD scripts a helper on first use (its warning, not ours)
+                warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
+                tensors = self._tensors(self.params)
+                tensors[name] = fwad.make_dual(tensors[name], tangent)
+                value = fwad.unpack_dual(self.forward(tensors)).tangent
+            g[j] = 0.0 if value is None else float(value)
+        return g
+
+    def _forward_mode_batched(self, name: str, size: int) -> np.ndarray | None:
+        """``torch.func.jvp`` under ``vmap`` over one-hot tangents, a batch at a time, or
+        ``None`` where that cannot run (a Function without a vmap rule, an input that
+        views a larger storage) or disagrees with one tangent run alone."""
+        torch = self.torch
+        if size < 2 or self.vmap_failed is not None or name in self.layouts:
+            return None
+        base = self._tensors(self.params)
+        shape = self.shapes[name]
+
+        def one(tangent):
+            def cost(leaf):
+                return self.forward({**base, name: leaf})
+
+            return torch.func.jvp(cost, (base[name],), (tangent,))[1]
+
+        batched = torch.func.vmap(one, randomness="same")
+        rows = max(1, min(size, BATCH_ELEMENTS // size))
+        g = np.empty(size)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
+                for start in range(0, size, rows):
+                    n = min(rows, size - start)
+                    tangents = torch.zeros((n, size), dtype=torch.float64, device=self.device)
+                    tangents[torch.arange(n), torch.arange(start, start + n)] = 1.0
+                    self.replay()
+                    values = batched(tangents.reshape((n, *shape)))
+                    g[start : start + n] = values.detach().to("cpu", torch.float64).numpy()
+        except Exception:  # one by one then raises whatever is the cost's own
+            return None
+        # Batching must not change a number: the first tangent, run alone, agrees.
+        alone = self._forward_mode_one_by_one(name, [0])[0]
+        if abs(alone - g[0]) > 1e-8 * (np.max(np.abs(g)) + abs(alone)):
+            return None
+        return g
 
     def _dense(self, name: str, g: Any) -> np.ndarray:
         """Autograd's gradient as a float64 array: ``None`` (the input does not reach the
