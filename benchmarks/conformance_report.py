@@ -6,6 +6,7 @@ framework's own checker (``gc_*`` keys); ``key`` names the operator field.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 from collections import Counter
@@ -23,8 +24,20 @@ class Tool:
     short: str  # its column prefix in the bug table: "gc" or "cg"
 
 
+# gradproof declining a case whose function is NaN (or infinite) at the sample itself,
+# with a CostError that says so: there is no derivative to judge there.
+DECLINED = "gradproof declined: function not finite at the sample"
+
+
+def declined(exc: BaseException) -> bool:
+    """Whether an exception is gradproof's "the cost is nan at the check point"."""
+    return type(exc).__name__ == "CostError" and bool(
+        re.search(r"the cost is \S+ at the check point", str(exc))
+    )
+
+
 def gp_outcome(row: dict) -> str:
-    if row["gp"] in ("refusal", "exception"):
+    if row["gp"] in ("refusal", "exception", "declined"):
         return f"{row['gp']}: {row['gp_error']}"
     return row["gp_headline"]
 
@@ -67,12 +80,12 @@ def summary(
         print(f"  {c:28s}{counts[c]:6d}")
     gp = Counter(r["gp"] for r in rows)
     gc = Counter(r["gc"] for r in rows)
-    print("\nper tool          passed  failed  exception  refusal")
+    print("\nper tool          passed  failed  exception  refusal  declined")
     print(
         f"  gradproof      {gp['passed']:6d}  {gp['failed']:6d}  {gp['exception']:9d}  "
-        f"{gp['refusal']:7d}"
+        f"{gp['refusal']:7d}  {gp['declined']:8d}"
     )
-    print(f"  {name}{gc['passed']:6d}  {gc['failed']:6d}  {gc['exception']:9d}        -")
+    print(f"  {name}{gc['passed']:6d}  {gc['failed']:6d}  {gc['exception']:9d}        -         -")
     # a failed verdict whose table names no parameter wrong contradicts itself: count it
     unnamed = sum(r["gp"] == "failed" and not r["gp_failing"] for r in rows)
     print(f"  gradproof failed with no parameter named wrong: {unnamed}")

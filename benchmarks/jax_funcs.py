@@ -50,7 +50,7 @@ import jax.scipy.special as jss
 import numpy as np
 
 # a sibling script: the summary both conformance benchmarks print
-from conformance_report import Tool, bug_outcomes, gp_outcome, summary
+from conformance_report import DECLINED, Tool, bug_outcomes, declined, gp_outcome, summary
 from jax.test_util import check_grads
 
 import gradproof
@@ -61,6 +61,7 @@ CLASSES = (
     "gradproof false alarm",
     "gradproof exception",
     "gradproof refusal",
+    DECLINED,
     "check_grads-only failure",
     "both fail",
 )
@@ -349,7 +350,7 @@ def run_gradproof(fn: Callable, args: list, suite: Suite) -> dict:
             exc, gradproof.CostError
         )
         row.update(
-            gp="refusal" if refusal else "exception",
+            gp="refusal" if refusal else "declined" if declined(exc) else "exception",
             gp_error=exception_text(exc),
             gp_where=_where(exc),
         )
@@ -405,6 +406,8 @@ def classify(row: dict) -> str:
         return "gradproof refusal"
     if row["gp"] == "exception":
         return "gradproof exception"
+    if row["gp"] == "declined":
+        return DECLINED
     gp_ok, gc_ok = row["gp"] == "passed", row["gc"] == "passed"
     if gp_ok and gc_ok:
         return "both pass"

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from . import _policy
+from ._errors import CostError
 from ._finite import Probe
 from ._policy import Scheme
 
@@ -224,6 +225,8 @@ def judge(
             status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
         probed += 1
         confirmed += status[i] == WRONG
+    if scheme.two_sided:
+        probed += _look_wider(p, doubt, status, scheme, noise, tol, accepted, probe_at)
     for i in screen:
         probed += 1
         at_h = probe_at(int(i))
@@ -233,6 +236,65 @@ def judge(
         ):
             status[i] = KINK
     return Judgement(status, probed, negligible, floor)
+
+
+def _look_wider(
+    p: Partials,
+    doubt: _Doubt,
+    status: np.ndarray,
+    scheme: Scheme,
+    noise: float,
+    tol: float,
+    accepted: Accepted | None,
+    probe_at: Prober,
+) -> int:
+    """Coordinates above tol but within round-off, judged again at a larger step.
+
+    A cost whose round-off is large for its size (the gradient of a gradient, a
+    float32 computation) hides a small error, a 1e-3 slip in one element, in
+    its round-off at the automatic step; ``LOOK_WIDER`` times that step divides
+    the round-off by as much, and truncation, estimated there, is added to the
+    error. Only a smooth disagreement beyond both is wrong. Returns the probes.
+    """
+    gap, roundoff = doubt.gap, doubt.roundoff
+    size = np.abs(p.analytic) + np.abs(p.numeric)
+    # what a larger step could resolve: above tol, and above its smaller round-off
+    hidden = (
+        (status == AGREES)
+        & (gap > tol * size)
+        & (gap > 2 * _policy.ERROR_SAFETY * roundoff / LOOK_WIDER)
+        & (gap > 0)
+    )
+    if accepted is not None:
+        hidden &= ~accepted(gap, p.numeric)
+    order = np.flatnonzero(hidden)
+    order = order[np.argsort(-gap[order] / np.maximum(roundoff[order], 1e-300), kind="stable")]
+    probes = 0
+    for i in order[:LOOK_WIDER_MAX]:
+        try:
+            wide = probe_at(int(i), 1 / LOOK_WIDER)
+        except CostError:
+            continue  # the larger step leaves the cost's domain: the verdict stands
+        probes += 1
+        h = float(p.h[i]) * LOOK_WIDER
+        numeric = scheme.slope(wide.forward_half, wide.backward_half)
+        wide_gap = abs(float(p.analytic[i]) - numeric)
+        # the round-off at the half of the larger step, and the truncation estimated there
+        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / LOOK_WIDER
+        if (
+            np.isfinite(numeric)
+            and wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
+            and wide_gap > _policy.ERROR_SAFETY * error
+            and not _is_kink(scheme, wide, wide_gap, noise, h)
+        ):
+            status[i] = WRONG
+    return probes
+
+
+# A coordinate above tol but within round-off is judged again at a step this many
+# times larger (at most LOOK_WIDER_MAX of them, the least explained first).
+LOOK_WIDER = 8.0
+LOOK_WIDER_MAX = 16
 
 
 # A kink is confirmed at a step this many times smaller: its jump in slope stays,
