@@ -229,3 +229,22 @@ def test_near_a_pole_a_right_gradient_passes_and_a_wrong_one_fails(x0, method):
     assert right.passed and right.tensors["theta"].kinks == (), str(right)
     wrong = gp.check(lambda p: np.sum(1 / p), x, -1.5 / x**2, method=method)
     assert not wrong.passed, str(wrong)
+
+
+def test_a_one_element_slip_hidden_in_a_noisy_costs_roundoff_is_found_at_a_larger_step():
+    # The cost carries an offset of 3e7 through float64 (as a gradient of a gradient or a
+    # float32 computation carries its round-off): at the automatic step a 1e-3 error in
+    # one element is within the finite differences' round-off. A larger step finds it,
+    # and the correct gradient still passes.
+    rng = np.random.default_rng(0)
+    theta, w = rng.uniform(-1, 1, 12), rng.standard_normal(12)
+
+    def cost(t):
+        return float((3e7 + np.sum(w * np.sin(t))) - 3e7)
+
+    right = w * np.cos(theta)
+    assert gp.check(cost, theta, right).passed
+    slipped = right.copy()
+    slipped[5] *= 1 + 1e-3
+    report = gp.check(cost, theta, slipped)
+    assert not report.passed and report.tensors["theta"].wrong_indices == ((5,),)

@@ -252,48 +252,47 @@ def _look_wider(
 
     A cost whose round-off is large for its size (the gradient of a gradient, a
     float32 computation) hides a small error, a 1e-3 slip in one element, in
-    its round-off at the automatic step; ``LOOK_WIDER`` times that step divides
-    the round-off by as much, and truncation, estimated there, is added to the
-    error. Only a smooth disagreement beyond both is wrong. Returns the probes.
+    its round-off at the automatic step; a step ``LOOK_WIDER`` to ``LOOK_WIDEST``
+    times larger divides the round-off by as much, and truncation, estimated
+    there, is added to the error. Only a smooth disagreement beyond both is
+    wrong. Returns the probes made.
     """
     gap, roundoff = doubt.gap, doubt.roundoff
     size = np.abs(p.analytic) + np.abs(p.numeric)
-    # what a larger step could resolve: above tol, and above its smaller round-off
-    hidden = (
-        (status == AGREES)
-        & (gap > tol * size)
-        & (gap > 2 * _policy.ERROR_SAFETY * roundoff / LOOK_WIDER)
-        & (gap > 0)
-    )
+    # The step grows until the round-off left (at its half) is within half the gap:
+    # by a power of two from LOOK_WIDER to LOOK_WIDEST; beyond that, nothing to resolve.
+    need = 4 * _policy.ERROR_SAFETY * roundoff / np.maximum(gap, 1e-300)
+    hidden = (status == AGREES) & (gap > tol * size) & (gap > 0) & (need <= LOOK_WIDEST)
     if accepted is not None:
         hidden &= ~accepted(gap, p.numeric)
     order = np.flatnonzero(hidden)
-    order = order[np.argsort(-gap[order] / np.maximum(roundoff[order], 1e-300), kind="stable")]
+    order = order[np.argsort(need[order], kind="stable")]
     probes = 0
     for i in order[:LOOK_WIDER_MAX]:
+        grow = float(np.clip(2.0 ** np.ceil(np.log2(max(need[i], 1.0))), LOOK_WIDER, LOOK_WIDEST))
         try:
-            wide = probe_at(int(i), 1 / LOOK_WIDER)
+            wide = probe_at(int(i), 1 / grow)
         except CostError:
             continue  # the larger step leaves the cost's domain: the verdict stands
         probes += 1
-        h = float(p.h[i]) * LOOK_WIDER
         numeric = scheme.slope(wide.forward_half, wide.backward_half)
         wide_gap = abs(float(p.analytic[i]) - numeric)
         # the round-off at the half of the larger step, and the truncation estimated there
-        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / LOOK_WIDER
+        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / grow
         if (
             np.isfinite(numeric)
             and wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
             and wide_gap > _policy.ERROR_SAFETY * error
-            and not _is_kink(scheme, wide, wide_gap, noise, h)
+            and not _is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
         ):
             status[i] = WRONG
     return probes
 
 
-# A coordinate above tol but within round-off is judged again at a step this many
-# times larger (at most LOOK_WIDER_MAX of them, the least explained first).
+# A coordinate above tol but within round-off is judged again at a step LOOK_WIDER to
+# LOOK_WIDEST times larger (at most LOOK_WIDER_MAX of them, the least explained first).
 LOOK_WIDER = 8.0
+LOOK_WIDEST = 64.0
 LOOK_WIDER_MAX = 16
 
 
