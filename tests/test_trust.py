@@ -248,3 +248,25 @@ def test_a_one_element_slip_hidden_in_a_noisy_costs_roundoff_is_found_at_a_large
     slipped[5] *= 1 + 1e-3
     report = gp.check(cost, theta, slipped)
     assert not report.passed and report.tensors["theta"].wrong_indices == ((5,),)
+
+
+def test_a_float32_backward_with_cancellation_passes_and_says_why():
+    # Computed in float32, an element that cancels to near 0 is off by about u times the
+    # larger elements, not by u times itself: no false alarm, and the headline blames the
+    # float32 round-off, not the finite differences. A 1% slip in a large element is found.
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((30, 20)).astype(np.float32)
+    x = rng.standard_normal((20, 16)).astype(np.float32)
+
+    def cost(p):
+        return float(np.sum(np.tanh(p["W"] @ x) ** 2) / 16)
+
+    a = np.tanh(W @ x)
+    dW = ((2 * a * (1 - a**2)) @ x.T) / 16
+    report = gp.check(cost, {"W": W}, {"dW": dW})
+    assert report.passed, report
+    assert "float32 analytic gradient's own round-off" in str(report).splitlines()[0]
+    slipped = dW.copy()
+    slipped[20, 4] *= 1.01
+    report = gp.check(cost, {"W": W}, {"dW": slipped})
+    assert not report.passed and report.tensors["W"].wrong_indices == ((20, 4),)

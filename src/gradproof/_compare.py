@@ -108,6 +108,7 @@ class Partials:
 class _Doubt:
     gap: np.ndarray  # |analytic − numeric|
     roundoff: np.ndarray  # the error round-off alone can put in each comparison
+    analytic_error: np.ndarray  # the part of it that is the analytic gradient's own
     doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
 
@@ -127,7 +128,12 @@ def _doubt(
         roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
     else:
         roundoff = scheme.roundoff_gain * noise / p.h
-    roundoff = roundoff + analytic_rel * np.abs(p.analytic)
+    # An analytic gradient computed in low precision errs relative to the sums it is made
+    # of, not to each element: an element that cancels to near 0 in float32 is off by
+    # about u times the parameter's larger elements.
+    magnitude = np.abs(p.analytic)
+    analytic_error = analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+    roundoff = roundoff + analytic_error
     doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
     if accepted is not None:
         doubtful &= ~accepted(gap, p.numeric)
@@ -137,7 +143,7 @@ def _doubt(
             p.second_difference > _policy.KINK_NOISE * noise / p.h
         )
         screen = np.flatnonzero(kinkish & ~doubtful)
-    return _Doubt(gap, roundoff, doubtful, screen)
+    return _Doubt(gap, roundoff, analytic_error, doubtful, screen)
 
 
 def settled(
@@ -257,11 +263,15 @@ def _look_wider(
     there, is added to the error. Only a smooth disagreement beyond both is
     wrong. Returns the probes made.
     """
-    gap, roundoff = doubt.gap, doubt.roundoff
+    gap, analytic_error = doubt.gap, doubt.analytic_error
+    roundoff = doubt.roundoff - analytic_error  # the finite differences' part: it shrinks
     size = np.abs(p.analytic) + np.abs(p.numeric)
     # The step grows until the round-off left (at its half) is within half the gap:
     # by a power of two from LOOK_WIDER to LOOK_WIDEST; beyond that, nothing to resolve.
-    need = 4 * _policy.ERROR_SAFETY * roundoff / np.maximum(gap, 1e-300)
+    # The analytic gradient's own error does not shrink with any step.
+    room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
+    need = 4 * _policy.ERROR_SAFETY * roundoff / np.maximum(room, 1e-300)
+    need[room <= 0] = np.inf
     hidden = (status == AGREES) & (gap > tol * size) & (gap > 0) & (need <= LOOK_WIDEST)
     if accepted is not None:
         hidden &= ~accepted(gap, p.numeric)
@@ -278,7 +288,7 @@ def _look_wider(
         numeric = scheme.slope(wide.forward_half, wide.backward_half)
         wide_gap = abs(float(p.analytic[i]) - numeric)
         # the round-off at the half of the larger step, and the truncation estimated there
-        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / grow
+        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / grow + analytic_error[i]
         if (
             np.isfinite(numeric)
             and wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))

@@ -22,10 +22,19 @@ EXPLAINS = 0.01
 MASK_SHARE = 0.25
 
 
-def within_numerics(difference: float, tol: float, method: str, eps: float | None) -> Diagnosis:
+def within_numerics(
+    difference: float, tol: float, method: str, eps: float | None, dtype: str = "float64"
+) -> Diagnosis:
     """The note for a parameter that passed: why a difference above tol is no bug."""
     if difference <= tol:
         return NO_DIAGNOSIS
+    if dtype in _policy.LOW_PRECISION:
+        return Diagnosis(
+            "numerics",
+            f"difference {difference:.1e} is above tol, but within the {dtype} analytic "
+            "gradient's own round-off and the finite differences' error",
+            "not a bug; a float64 backward gives a smaller difference",
+        )
     better = _policy.smaller_difference(method, eps)
     return Diagnosis(
         "numerics",

@@ -301,6 +301,7 @@ def check_parameter(
     rng: np.random.Generator,
     rel: float,
     tick: Tick | None,
+    dtype: str = "float64",
 ) -> _Checked:
     """Check one parameter along k random directions; localize a failure."""
     name, shape = leaf.name, leaf.shape
@@ -389,7 +390,9 @@ def check_parameter(
                 diagnosis = _diagnose.localized(name, shape, g, partials, many)
     d, dn, valid = tally.d, tally.dn, tally.valid
     if not tally.failed:
-        diagnosis = _diagnose.within_numerics(tally.difference, opts.tol, opts.method, opts.eps)
+        diagnosis = _diagnose.within_numerics(
+            tally.difference, opts.tol, opts.method, opts.eps, dtype
+        )
     worst = max(found, key=lambda i: abs(g[i] - partials[i]), default=None)
     if worst is not None:
         max_error = abs(g[worst] - partials[worst])
@@ -410,6 +413,7 @@ def check_parameter(
         wrong=int(wrong),
         wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
         probed=probed,
+        dtype=dtype,
     )
     return _Checked(
         report,
@@ -479,6 +483,7 @@ def run(
                     rng=rng,
                     rel=_policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0),
                     tick=bar.tick,
+                    dtype=str(analytic[leaf.name].dtype),
                 )
     finally:
         bar.close()

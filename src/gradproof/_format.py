@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ._policy import smaller_difference
+from ._policy import LOW_PRECISION, smaller_difference
 from ._records import ReportRecord, TensorReport
 
 COLUMNS = ("parameter", "shape", "difference", "max |error|", "worst index", "scale", "verdict")
@@ -75,6 +75,13 @@ def headline(report: ReportRecord) -> str:
         head = f"Gradient check passed: {params}, {checked} {unit} checked"
         if r.difference <= r.tol:
             return f"{head} ({diff})"
+        low = sorted({t.dtype for t in r.tensors.values() if t.dtype in LOW_PRECISION})
+        if low:
+            return (
+                f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "
+                f"{'/'.join(low)} analytic gradient's own round-off and the finite differences' "
+                "error; a float64 backward gives a smaller one"
+            )
         at = f" at eps={r.eps:g}" if r.eps is not None else ""
         return (
             f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "

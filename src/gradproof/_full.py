@@ -282,7 +282,7 @@ def _tensor_report(
         diff = 0.0
         explanation = _diagnose.zero_within_roundoff(judgement.floor)
     else:
-        explanation = _diagnose.within_numerics(diff, opts.tol, opts.method, opts.eps)
+        explanation = _diagnose.within_numerics(diff, opts.tol, opts.method, opts.eps, dtype)
     return TensorReport(
         name=leaf.name,
         shape=leaf.shape,

@@ -147,6 +147,9 @@ ANALYTIC_ROUNDOFF = {
     np.dtype(np.float64): 16 * float(np.finfo(np.float64).eps),
 }
 
+# Analytic gradients whose own round-off can lift a difference above a float64 tol.
+LOW_PRECISION = ("float16", "bfloat16", "float32")
+
 # A disagreement is "within numerical error" when it is below ERROR_SAFETY
 # times the estimated error of the numerical partial.
 ERROR_SAFETY = 4.0
