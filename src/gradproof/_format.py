@@ -59,10 +59,23 @@ def fmt_scale(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
+def _rows(report: ReportRecord) -> tuple[str, str]:
+    """How the table's rows are counted: ``("6 parameters", "")``, or for a framework
+    check of several derivatives ``("4 rows", "2 parameters in rev, [order 2]")``."""
+    n = len(report.tensors)
+    checks = list(report.policy.get("checks") or []) if isinstance(report.policy, dict) else []
+    if any(name.endswith("[fwd vs rev]") for name in report.tensors):
+        checks.append("[fwd vs rev]")
+    if len(checks) <= 1:
+        return f"{n} parameter{'s' * (n != 1)}", ""
+    k = len({name.split(" [")[0] for name in report.tensors})
+    return f"{n} rows", f"{k} parameter{'s' * (k != 1)} in {', '.join(checks)}"
+
+
 def headline(report: ReportRecord) -> str:
     r = report
-    n = len(r.tensors)
-    params = f"{n} parameter{'s' * (n != 1)}"
+    rows, where = _rows(r)
+    params = f"{rows} ({where})" if where else rows
     cmp = "<=" if r.difference <= r.tol else ">"
     diff = f"difference {r.difference:.3g} {cmp} tol {r.tol:g}"
     if r.passed:
@@ -98,7 +111,9 @@ def headline(report: ReportRecord) -> str:
             "parameter was perturbed, yet the analytic gradient is not zero (does the cost use "
             "the params passed to it, rather than arrays it closes over?)"
         )
-    return f"Gradient check failed: {len(r.failing)} of {params} wrong ({diff})"
+    if where:
+        return f"Gradient check failed: {len(r.failing)} of {rows} wrong ({where}; {diff})"
+    return f"Gradient check failed: {len(r.failing)} of {rows} wrong ({diff})"
 
 
 def _smaller_figure(r: ReportRecord) -> str:
