@@ -107,8 +107,10 @@ class Partials:
 @dataclass(frozen=True)
 class _Doubt:
     gap: np.ndarray  # |analytic − numeric|
-    roundoff: np.ndarray  # the error round-off alone can put in each comparison
-    analytic_error: np.ndarray  # the part of it that is the analytic gradient's own
+    roundoff: np.ndarray  # the error round-off alone can put in each comparison: the sum of
+    differences_error: np.ndarray  # the finite differences' (it shrinks as the step grows)
+    analytic_error: np.ndarray  # and the analytic gradient's own (no step changes it)
+    hidden: np.ndarray  # above tol but within round-off: to be judged at a larger step
     doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
 
@@ -125,15 +127,15 @@ def _doubt(
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
     if scheme.is_complex:
-        roundoff = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
+        differences_error = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
     else:
-        roundoff = scheme.roundoff_gain * noise / p.h
+        differences_error = scheme.roundoff_gain * noise / p.h
     # An analytic gradient computed in low precision errs relative to the sums it is made
     # of, not to each element: an element that cancels to near 0 in float32 is off by
     # about u times the parameter's larger elements.
     magnitude = np.abs(p.analytic)
     analytic_error = analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
-    roundoff = roundoff + analytic_error
+    roundoff = differences_error + analytic_error
     doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
     if accepted is not None:
         doubtful &= ~accepted(gap, p.numeric)
@@ -143,7 +145,46 @@ def _doubt(
             p.second_difference > _policy.KINK_NOISE * noise / p.h
         )
         screen = np.flatnonzero(kinkish & ~doubtful)
-    return _Doubt(gap, roundoff, analytic_error, doubtful, screen)
+    hidden = np.zeros(0, dtype=np.int64)
+    if scheme.two_sided:
+        hidden = _hidden(gap, size, differences_error, analytic_error, doubtful, tol, accepted, p)
+    return _Doubt(
+        gap=gap,
+        roundoff=roundoff,
+        differences_error=differences_error,
+        analytic_error=analytic_error,
+        hidden=hidden,
+        doubtful=doubtful,
+        screen=screen,
+    )
+
+
+def _hidden(
+    gap: np.ndarray,
+    size: np.ndarray,
+    differences_error: np.ndarray,
+    analytic_error: np.ndarray,
+    doubtful: np.ndarray,
+    tol: float,
+    accepted: Accepted | None,
+    p: Partials,
+) -> np.ndarray:
+    """Positions above tol that round-off clears, which a step at most ``LOOK_WIDEST``
+    times larger could resolve (see :func:`_look_wider`), the least explained first."""
+    room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
+    need = _grow_needed(differences_error, room)
+    hidden = ~doubtful & (gap > tol * size) & (room > 0) & (need <= LOOK_WIDEST)
+    if accepted is not None:
+        hidden &= ~accepted(gap, p.numeric)
+    order = np.flatnonzero(hidden)
+    return order[np.argsort(need[order], kind="stable")]
+
+
+def _grow_needed(differences_error: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """How many times larger a step makes the finite differences' round-off at its half
+    step, ``2 e / G``, small enough that ERROR_SAFETY times it is within half the room:
+    ``G = 4 · ERROR_SAFETY · e / room``."""
+    return 4 * _policy.ERROR_SAFETY * differences_error / np.maximum(room, 1e-300)
 
 
 def settled(
@@ -163,7 +204,7 @@ def settled(
     doubt = _doubt(
         p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol, accepted=accepted
     )
-    return not doubt.doubtful.any() and not doubt.screen.size
+    return not doubt.doubtful.any() and not doubt.screen.size and not doubt.hidden.size
 
 
 def judge(
@@ -231,8 +272,7 @@ def judge(
             status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
         probed += 1
         confirmed += status[i] == WRONG
-    if scheme.two_sided:
-        probed += _look_wider(p, doubt, status, scheme, noise, tol, accepted, probe_at)
+    probed += _look_wider(p, doubt, status, scheme, noise, tol, probe_at)
     for i in screen:
         probed += 1
         at_h = probe_at(int(i))
@@ -251,7 +291,6 @@ def _look_wider(
     scheme: Scheme,
     noise: float,
     tol: float,
-    accepted: Accepted | None,
     probe_at: Prober,
 ) -> int:
     """Coordinates above tol but within round-off, judged again at a larger step.
@@ -261,37 +300,34 @@ def _look_wider(
     its round-off at the automatic step; a step ``LOOK_WIDER`` to ``LOOK_WIDEST``
     times larger divides the round-off by as much, and truncation, estimated
     there, is added to the error. Only a smooth disagreement beyond both is
-    wrong. Returns the probes made.
+    wrong, and only where the cost moved at all. Returns the probes made.
     """
     gap, analytic_error = doubt.gap, doubt.analytic_error
-    roundoff = doubt.roundoff - analytic_error  # the finite differences' part: it shrinks
-    size = np.abs(p.analytic) + np.abs(p.numeric)
-    # The step grows until the round-off left (at its half) is within half the gap:
-    # by a power of two from LOOK_WIDER to LOOK_WIDEST; beyond that, nothing to resolve.
-    # The analytic gradient's own error does not shrink with any step.
     room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
-    need = 4 * _policy.ERROR_SAFETY * roundoff / np.maximum(room, 1e-300)
-    need[room <= 0] = np.inf
-    hidden = (status == AGREES) & (gap > tol * size) & (gap > 0) & (need <= LOOK_WIDEST)
-    if accepted is not None:
-        hidden &= ~accepted(gap, p.numeric)
-    order = np.flatnonzero(hidden)
-    order = order[np.argsort(need[order], kind="stable")]
+    need = _grow_needed(doubt.differences_error, room)
     probes = 0
-    for i in order[:LOOK_WIDER_MAX]:
+    for i in doubt.hidden[:LOOK_WIDER_MAX]:
+        if status[i] != AGREES:
+            continue
         grow = float(np.clip(2.0 ** np.ceil(np.log2(max(need[i], 1.0))), LOOK_WIDER, LOOK_WIDEST))
         try:
             wide = probe_at(int(i), 1 / grow)
         except CostError:
             continue  # the larger step leaves the cost's domain: the verdict stands
         probes += 1
+        slopes = (wide.forward, wide.backward, wide.forward_half, wide.backward_half)
+        if not all(np.isfinite(slopes)) or not any(slopes):
+            continue  # not moved even there: below what the cost resolves, no evidence
         numeric = scheme.slope(wide.forward_half, wide.backward_half)
         wide_gap = abs(float(p.analytic[i]) - numeric)
         # the round-off at the half of the larger step, and the truncation estimated there
-        error = wide.truncation(scheme) + 2 * float(roundoff[i]) / grow + analytic_error[i]
+        error = (
+            wide.truncation(scheme)
+            + 2 * float(doubt.differences_error[i]) / grow
+            + float(analytic_error[i])
+        )
         if (
-            np.isfinite(numeric)
-            and wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
+            wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
             and wide_gap > _policy.ERROR_SAFETY * error
             and not _is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
         ):

@@ -228,6 +228,26 @@ def noise_level(evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, h: floa
     return float(np.median(estimates))
 
 
+def cost_unit(j0: float, values: Sequence[float]) -> float:
+    """The unit round-off of the precision the cost's values are computed in.
+
+    A cost computed in float32 (a ``.astype(np.float32)`` inside it) returns
+    values that float32 represents exactly; a float64 computation almost never
+    does (each does with probability 2**-29). When the value at the check point
+    and ``values`` all are float32 numbers, the cost is float32's, and so is
+    its round-off: a float32 cost that did not move at all under a step has not
+    shown that its parameters do not matter, only that it cannot resolve them.
+    """
+    seen = [j0, *values[:COST_UNIT_SAMPLE]]
+    if len(seen) > 2 and all(float(np.float32(v)) == v for v in seen):
+        return float(np.finfo(np.float32).eps) / 2
+    return _policy.UNIT_ROUNDOFF
+
+
+# How many swept cost values decide the precision the cost is computed in.
+COST_UNIT_SAMPLE = 16
+
+
 @dataclass(frozen=True)
 class NoiseSite:
     """A coordinate at which to measure the cost's round-off."""
@@ -238,13 +258,19 @@ class NoiseSite:
     h: float
 
 
-def cost_noise(evaluate: Evaluate, sites: Sequence[NoiseSite], j0: float) -> float:
+def cost_noise(
+    evaluate: Evaluate,
+    sites: Sequence[NoiseSite],
+    j0: float,
+    unit: float = _policy.UNIT_ROUNDOFF,
+) -> float:
     """The absolute error of one cost value: modelled, and measured at ``sites``.
 
-    The larger of the model ``COST_ROUNDOFF · u · |J|`` and ``NOISE_MARGIN``
-    times the median measured deviation.
+    The larger of the model ``COST_ROUNDOFF · u · |J|`` (``u`` the unit
+    round-off of the precision the cost is computed in, see :func:`cost_unit`)
+    and ``NOISE_MARGIN`` times the median measured deviation.
     """
-    model = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * abs(j0)
+    model = _policy.COST_ROUNDOFF * unit * abs(j0)
     measured = []
     for s in sites:
         with blame(f"while its round-off was measured near {s.name}"):

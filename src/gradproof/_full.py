@@ -17,7 +17,7 @@ from . import _compare, _diagnose, _policy, _tree
 from ._compare import Judgement, Partials, flat64
 from ._cost import Evaluator
 from ._errors import GradientSpecError
-from ._finite import NoiseSite, cost_noise
+from ._finite import NoiseSite, cost_noise, cost_unit
 from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
@@ -86,7 +86,10 @@ def run(
     rel = {n: _policy.ANALYTIC_ROUNDOFF.get(a.dtype, 0.0) for n, a in analytic.items()}
     # The modelled round-off is a lower bound: where everything agrees even at it,
     # measuring the real round-off would change no verdict, and is skipped.
-    noise = cost_noise(evaluate, [], j0) + spread
+    # A cost computed in float32 rounds as float32 does: its model round-off says so.
+    swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:4]]
+    unit = cost_unit(j0, swept)
+    noise = cost_noise(evaluate, [], j0, unit) + spread
     if not all(
         _compare.settled(
             p,
@@ -98,7 +101,7 @@ def run(
         )
         for n, p in partials.items()
     ):
-        noise = _noise(evaluate, sweeps, partials, j0, opts) + spread
+        noise = _noise(evaluate, sweeps, partials, j0, opts, unit) + spread
     judgements = {
         leaf.name: _compare.judge(
             partials[leaf.name],
@@ -227,10 +230,11 @@ def _noise(
     partials: dict[str, Partials],
     j0: float,
     opts: Options,
+    unit: float,
 ) -> float:
     """The absolute error of one cost value, measured at the most sensitive coordinates."""
     if opts.scheme.is_complex:
-        return cost_noise(evaluate, [], j0)
+        return cost_noise(evaluate, [], j0, unit)
     # A kink inside the measuring stencil would read as noise: smooth coordinates only.
     # A cost that is round-off through and through (the gradient of a constant, checked at
     # order 2) looks kinked everywhere: with no smooth coordinate at all, it is measured
@@ -260,10 +264,13 @@ def _noise(
         ]
 
     if smooth_candidates:
-        return cost_noise(evaluate, sites(1.0), j0)
+        return cost_noise(evaluate, sites(1.0), j0, unit)
     # Where the smooth part of the cost (or a kink) does reach into the stencil, it shrinks
-    # with the spacing while noise does not: measured twice, the smaller is the noise.
-    return min(cost_noise(evaluate, sites(1.0), j0), cost_noise(evaluate, sites(16.0), j0))
+    # with the spacing while noise does not: measured twice, the smaller is the noise,
+    # unless the finer spacing saw nothing at all (below the resolution of the inputs).
+    coarse = cost_noise(evaluate, sites(1.0), j0, unit)
+    fine = cost_noise(evaluate, sites(16.0), j0, unit)
+    return coarse if fine <= cost_noise(evaluate, [], j0, unit) else min(coarse, fine)
 
 
 def _tensor_report(
