@@ -282,3 +282,40 @@ def test_a_report_of_several_derivatives_counts_rows_not_parameters():
     assert str(passed).startswith(
         "Gradient check passed: 3 rows (1 parameter in [fwd], rev, [fwd vs rev])"
     )
+
+
+def test_a_jvp_that_raises_is_named_in_both_modes_and_running_out_of_memory_is_not_a_finding():
+    class BadJvp(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return (x**2).sum()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+            ctx.save_for_forward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            return 2 * ctx.saved_tensors[0] * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            return (2 * ctx.saved_tensors[0] * t[:2]).sum()  # a shape bug: raises
+
+    report = gpt.check(BadJvp.apply, x64(4), modes=("fwd", "rev"))
+    assert report.tensors["input0"].passed
+    assert report.tensors["input0 [fwd]"].pattern == "raised"
+    assert not any(name.endswith("[fwd vs rev]") for name in report.tensors)
+
+    class Hungry(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.exp().sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise MemoryError
+
+    with pytest.raises(MemoryError):
+        gpt.check(Hungry.apply, x64(3))

@@ -104,6 +104,7 @@ def _raised(params: dict[str, np.ndarray], opts: Options, raised: DerivativeRais
         method=opts.method,
         eps=opts.eps,
         mode=opts.mode,
+        policy=opts.policy(),
     )
 
 
@@ -143,7 +144,7 @@ def check_all(
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
             )
-        if len(analytic) == 2:
+        if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
             extra += consistencies(analytic["fwd"], analytic["rev"], where)
         if order == 2:
             label = " ".join(x for x in (where, "[order 2]") if x)

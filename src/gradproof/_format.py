@@ -68,7 +68,10 @@ def _rows(report: ReportRecord) -> tuple[str, str]:
         checks.append("[fwd vs rev]")
     if len(checks) <= 1:
         return f"{n} parameter{'s' * (n != 1)}", ""
-    k = len({name.split(" [")[0] for name in report.tensors})
+    # "input0.real [fwd]" and "input0.imag [fwd]" are one (complex) parameter
+    k = len(
+        {name.split(" [")[0].removesuffix(".real").removesuffix(".imag") for name in report.tensors}
+    )
     return f"{n} rows", f"{k} parameter{'s' * (k != 1)} in {', '.join(checks)}"
 
 
@@ -88,7 +91,8 @@ def headline(report: ReportRecord) -> str:
         head = f"Gradient check passed: {params}, {checked} {unit} checked"
         if r.difference <= r.tol:
             return f"{head} ({diff})"
-        low = sorted({t.dtype for t in r.tensors.values() if t.dtype in LOW_PRECISION})
+        above = [t for t in r.tensors.values() if t.difference > r.tol]
+        low = sorted({t.dtype for t in above if t.dtype in LOW_PRECISION})
         if low:
             return (
                 f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "
