@@ -132,3 +132,15 @@ def test_second_order_of_a_constant_function_is_zero_within_roundoff():
     report = gpt.check(lambda t: -0.40672114905200046 * torch.corrcoef(t), x, order=2)
     assert report.passed, report
     assert report.tensors["input0 [order 2]"].difference == 0
+
+
+def test_second_order_of_a_saturated_logcumsumexp_is_not_a_false_alarm():
+    # PyTorch's own OpInfo sample: a 1e4 leads each column, so later terms get weight
+    # exp(-1e4) = 0 and the Hessian is 0; autograd's double backward returns round-off
+    # of u * 1e4. The order-2 cost <grad f, w> sums terms of size 1, its round-off too.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
+    x[0] = 1e4
+    w = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
+    report = gpt.check(lambda t: (torch.logcumsumexp(t, 0) * w).sum(), x.requires_grad_(), order=2)
+    assert report.passed, report

@@ -36,6 +36,7 @@ def weight_seed(seed: int, stream: int) -> int:
 
 class Adapter(Protocol):
     params: dict[str, np.ndarray]
+    magnitude: float  # the size of the terms the cost sums (0: its value is the measure)
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float: ...
 
@@ -66,6 +67,7 @@ def run(adapter: Adapter, opts: Options) -> Report:
         opts,
         batched=adapter.batched if batched else None,
         framework=True,
+        cost_magnitude=adapter.magnitude,
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report

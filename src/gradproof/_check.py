@@ -213,12 +213,15 @@ def run(
     *,
     batched: Batched | None = None,
     framework: bool = False,
+    cost_magnitude: float = 0.0,
 ) -> Report:
     """:func:`check` with validated options.
 
     ``batched`` evaluates chunks of a full check at once (a framework's vmap).
     With ``framework``, ``grads`` came from a framework's autodiff: an inf or
     NaN in it is a finding about that derivative, not bad input.
+    ``cost_magnitude`` is the size of the terms the cost sums, when a front-end
+    knows it: the cost's round-off is modelled relative to it.
     """
     leaves = _tree.parse(params)
     started = time.perf_counter()
@@ -232,6 +235,7 @@ def run(
         )
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
         evaluate = point.evaluate
+        evaluate.magnitude = cost_magnitude
         # Evaluations after the warm-up are timed: they size progress ticks and the
         # estimate of mode="auto" (which times a few more to be sure of it).
         timings, spread = [], 0.0

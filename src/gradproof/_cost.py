@@ -98,6 +98,9 @@ class Evaluator:
         self.complex_ok = complex_ok
         self.replay = True
         self.count = 0
+        # The size of the terms the cost sums, where a front-end knows it (the gradient
+        # along w that order=2 checks): its round-off is relative to them, not to the sum.
+        self.magnitude = 0.0
 
     def __call__(self) -> float | complex:
         if self.replay:

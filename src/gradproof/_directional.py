@@ -461,7 +461,7 @@ def run(
         n for leaf in leaves if (n := _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1)))
     ]
     noise = _Noise(
-        cost_noise(evaluate, [], j0) + spread,
+        cost_noise(evaluate, [], j0, magnitude=evaluate.magnitude) + spread,
         lambda: _noise_near(evaluate, arrays, leaves, analytic, j0) + spread,
         j0,
     )
@@ -534,4 +534,4 @@ def _noise_near(
         flat = arrays[name].reshape(-1)
         h = float(CENTRAL.default_step(np.asarray(float(flat[i]))))
         sites.append(NoiseSite(name, flat, i, h))
-    return cost_noise(evaluate, sites, j0)
+    return cost_noise(evaluate, sites, j0, magnitude=evaluate.magnitude)

@@ -263,14 +263,16 @@ def cost_noise(
     sites: Sequence[NoiseSite],
     j0: float,
     unit: float = _policy.UNIT_ROUNDOFF,
+    magnitude: float = 0.0,
 ) -> float:
     """The absolute error of one cost value: modelled, and measured at ``sites``.
 
-    The larger of the model ``COST_ROUNDOFF · u · |J|`` (``u`` the unit
-    round-off of the precision the cost is computed in, see :func:`cost_unit`)
+    The larger of the model ``COST_ROUNDOFF · u · max(|J|, magnitude)`` (``u``
+    the unit round-off of the precision the cost is computed in, see
+    :func:`cost_unit`; ``magnitude`` the size of the terms it sums, when known)
     and ``NOISE_MARGIN`` times the median measured deviation.
     """
-    model = _policy.COST_ROUNDOFF * unit * abs(j0)
+    model = _policy.COST_ROUNDOFF * unit * max(abs(j0), magnitude)
     measured = []
     for s in sites:
         with blame(f"while its round-off was measured near {s.name}"):

@@ -89,7 +89,7 @@ def run(
     # A cost computed in float32 rounds as float32 does: its model round-off says so.
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:4]]
     unit = cost_unit(j0, swept)
-    noise = cost_noise(evaluate, [], j0, unit) + spread
+    noise = cost_noise(evaluate, [], j0, unit, evaluate.magnitude) + spread
     if not all(
         _compare.settled(
             p,
@@ -234,7 +234,7 @@ def _noise(
 ) -> float:
     """The absolute error of one cost value, measured at the most sensitive coordinates."""
     if opts.scheme.is_complex:
-        return cost_noise(evaluate, [], j0, unit)
+        return cost_noise(evaluate, [], j0, unit, evaluate.magnitude)
     # A kink inside the measuring stencil would read as noise: smooth coordinates only.
     # A cost that is round-off through and through (the gradient of a constant, checked at
     # order 2) looks kinked everywhere: with no smooth coordinate at all, it is measured
@@ -264,13 +264,14 @@ def _noise(
         ]
 
     if smooth_candidates:
-        return cost_noise(evaluate, sites(1.0), j0, unit)
+        return cost_noise(evaluate, sites(1.0), j0, unit, evaluate.magnitude)
     # Where the smooth part of the cost (or a kink) does reach into the stencil, it shrinks
     # with the spacing while noise does not: measured twice, the smaller is the noise,
     # unless the finer spacing saw nothing at all (below the resolution of the inputs).
-    coarse = cost_noise(evaluate, sites(1.0), j0, unit)
-    fine = cost_noise(evaluate, sites(16.0), j0, unit)
-    return coarse if fine <= cost_noise(evaluate, [], j0, unit) else min(coarse, fine)
+    coarse = cost_noise(evaluate, sites(1.0), j0, unit, evaluate.magnitude)
+    fine = cost_noise(evaluate, sites(16.0), j0, unit, evaluate.magnitude)
+    modelled = cost_noise(evaluate, [], j0, unit, evaluate.magnitude)
+    return coarse if fine <= modelled else min(coarse, fine)
 
 
 def _tensor_report(

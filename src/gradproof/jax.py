@@ -147,6 +147,7 @@ class _Checker:
         self.output = output  # which output of a tuple is checked
         self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
         self.last_analytic: dict[str, np.ndarray] = {}
+        self.magnitude = 0.0  # order 2: the size of the terms of <grad f, w> (set by analytic)
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         if not paths_leaves:
             raise GradientSpecError("params holds no arrays to check")
@@ -250,6 +251,10 @@ class _Checker:
                 ) from exc
         else:
             grads = self.jax.grad(self._objective)(leaves)
+        if self.kind == "order2":  # <grad f, w> may cancel, its terms do not
+            first = self.jax.grad(self._scalar_of)(leaves)
+            pairs = zip(first, self.hessian_weights, strict=True)
+            self.magnitude = float(sum(np.sum(np.abs(np.asarray(g) * w)) for g, w in pairs))
         result = {
             n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)
         }

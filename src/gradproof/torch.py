@@ -332,6 +332,7 @@ class _Checker:
         self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
         self.weights = weights  # output cotangents (grad_outputs) instead of random ones
         self.last_analytic: dict[str, np.ndarray] = {}
+        self.magnitude = 0.0  # order 2: the size of the terms of <grad f, w> (set by analytic)
         self.seed = seed
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
@@ -588,10 +589,14 @@ class _Checker:
                 f, list(tensors.values()), create_graph=create_graph, allow_unused=True
             )
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        terms = 0.0
         for n, g in zip(self.names, grads, strict=True):
             if g is not None:
                 w = torch.from_numpy(self.hessian_weights[n]).to(self.device)
                 total = total + (g * w).sum()
+                terms += float((g * w).detach().abs().sum())
+        if create_graph:  # at the check point: <grad f, w> may cancel, its terms do not
+            self.magnitude = terms
         return total
 
     def _forward_mode(self) -> dict[str, np.ndarray]:
