@@ -427,6 +427,20 @@ def true_grads(fn: Callable, args: list) -> list[np.ndarray]:
     return [np.asarray(g) for g in gs]
 
 
+def second_order_reach(fn: Callable, args: list, kind: str, plan: dict) -> set[int]:
+    """The inputs where a rule mutated by ``M`` is wrong in reverse over reverse mode:
+    where ``H (M - I) v`` is not zero, for a fixed random ``v``."""
+    rng = np.random.default_rng(7)
+    with x64():
+        xs = tuple(jnp.asarray(a) for a in args)
+        vs = [jnp.asarray(rng.standard_normal(a.shape)) for a in args]
+        dv = tuple(m - v for m, v in zip(mutate(kind, plan, vs), vs, strict=True))
+        grad = jax.grad(fn, argnums=tuple(range(len(args))))
+        _, err = jax.jvp(grad, xs, dv)
+    size = [float(np.abs(np.asarray(e)).max()) if np.size(e) else 0.0 for e in err]
+    return {i for i, s in enumerate(size) if s > 1e-6 * max(size, default=0.0) + NEGLIGIBLE}
+
+
 def true_hvp(fn: Callable, args: list, seed: int) -> list[np.ndarray]:
     """The Hessian times a fixed random direction: where a second-order bug can be seen."""
     rng = np.random.default_rng(seed)
@@ -534,7 +548,13 @@ def run_bug(fn: Callable, args: list, kind: str, plan: dict, suite: Suite) -> di
     row.update(run_gradproof(bad, args, suite))
     row.update(run_check_grads(bad, args, suite))
     if row["gp"] in ("passed", "failed"):
-        names = {f"x{i}{suite.row}" for i in plan["targets"]}
+        targets = plan["targets"]
+        if suite.rule == "jvp2":
+            # gradproof's order-2 row is reverse over reverse: the transpose of the wrong
+            # rule, H (M - I) w, lands on the inputs the Hessian couples to the target
+            targets = sorted(set(targets) | second_order_reach(fn, args, kind, plan))
+            row["right"] = targets
+        names = {f"x{i}{suite.row}" for i in targets}
         row["gp_detected"] = row["gp"] == "failed"
         row["gp_named"] = bool(names & set(row["gp_failing"]))
         row["gp_blamed_other"] = sorted(set(row["gp_failing"]) - names)

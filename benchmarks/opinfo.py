@@ -159,8 +159,13 @@ class Skip(Exception):
     """A sample that cannot be turned into a function of float64 tensors (the reason says why)."""
 
 
-class Timeout(Exception):
-    """One tool ran past ``--timeout`` seconds on one case."""
+class Timeout(BaseException):
+    """One tool ran past ``--timeout`` seconds on one case.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: code under test that catches
+    ``Exception`` (gradproof turning a raising backward into a finding, a fallback
+    from vmap to one by one) must not swallow it.
+    """
 
 
 # --------------------------------------------------------------------------- building cases
@@ -341,7 +346,7 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float, suite: Suite) -> d
         with warnings.catch_warnings(), time_limit(timeout):
             warnings.simplefilter("ignore")
             report = gpt.check(fn, *leaves, progress=False, **suite.gp_options)
-    except Exception as exc:
+    except (Exception, Timeout) as exc:
         row["gp_time"] = time.perf_counter() - t
         row["gp_modified_inputs"] = _modified(before, leaves)
         # A GradientSpecError (but not a CostError, which means the cost failed while
@@ -416,7 +421,7 @@ def run_gradcheck(fn: Callable, leaves: list, timeout: float, suite: Suite) -> d
             warnings.simplefilter("ignore")
             ok = suite.reference_check(counted, leaves)
         row = {"gc": "passed" if ok else "failed"}
-    except Exception as exc:
+    except (Exception, Timeout) as exc:
         row = {"gc": "exception", "gc_error": exception_text(exc)}
     row.update(gc_time=time.perf_counter() - t, gc_calls=calls[0])
     return row
