@@ -66,3 +66,13 @@ def test_jax_complex_leaves_and_conjugation_bug():
     report = gpj.check(lambda p: jnp.sum(jnp.abs(sq(p["z"]))), z)
     assert [t.name for t in report.failing] == ["z.imag"]
     assert report.tensors["z.imag"].pattern == "conjugate"
+
+
+def test_a_zero_dimensional_complex_input_keeps_its_shape_and_a_view_its_storage():
+    z = torch.tensor(1.5 - 0.5j, dtype=torch.complex128, requires_grad=True)
+    report = gpt.check(lambda t, x: x.expand_as(t).abs().sum(), torch.ones(3, 2), z)
+    assert report.passed, report
+    base = torch.randn(12, dtype=torch.complex128)
+    view = base[2:6].detach().requires_grad_(True)  # a view into a larger storage
+    report = gpt.check(lambda t: torch.as_strided(t, (2, 2), (1, 2), 3).abs().sum(), view)
+    assert report.passed, report

@@ -372,8 +372,9 @@ class _Checker:
         for n, t in named.items():
             value = t.detach().to("cpu").resolve_conj().numpy()
             if n in self.complex:
-                self.params[f"{n}.real"] = np.ascontiguousarray(value.real, dtype=np.float64)
-                self.params[f"{n}.imag"] = np.ascontiguousarray(value.imag, dtype=np.float64)
+                # np.array, not np.ascontiguousarray: that makes a 0-d input 1-d
+                self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64, order="C")
+                self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64, order="C")
             else:
                 self.params[n] = value.astype(np.float64)
         self.names = list(self.params)
@@ -387,7 +388,7 @@ class _Checker:
         # an operation such as as_strided reads the storage, not just the elements.
         self.layouts = {}
         for n, t in named.items():
-            if n in self.complex or not n.startswith("input"):
+            if not n.startswith("input"):
                 continue
             if (
                 t.storage_offset() != 0
@@ -396,7 +397,8 @@ class _Checker:
                 base = torch.empty(0, dtype=t.dtype, device=t.device).set_(
                     t.untyped_storage(), 0, (t.untyped_storage().nbytes() // t.element_size(),)
                 )
-                storage = base.detach().to(torch.float64).clone()
+                wide = torch.complex128 if t.is_complex() else torch.float64
+                storage = base.detach().to(wide).clone()
                 self.layouts[n] = (storage, tuple(t.shape), tuple(t.stride()), t.storage_offset())
         if rng is None:
             rng = (
@@ -475,7 +477,14 @@ class _Checker:
         tensors = dict(tensors)
         for n in self.complex:
             re, im = tensors.pop(f"{n}.real"), tensors.pop(f"{n}.imag")
-            tensors[n] = self.torch.complex(re, im)
+            z = self.torch.complex(re, im)
+            layout = self.layouts.get(n)
+            if layout is not None:  # a view into a larger storage: the layout is kept
+                storage, size, stride, offset = layout
+                view = storage.clone().as_strided(size, stride, offset)
+                view.copy_(z)  # differentiable: gradients reach re and im through it
+                z = view
+            tensors[n] = z
         return tensors
 
     def forward(self, tensors: dict[str, Any]):
