@@ -319,3 +319,21 @@ def test_a_jvp_that_raises_is_named_in_both_modes_and_running_out_of_memory_is_n
 
     with pytest.raises(MemoryError):
         gpt.check(Hungry.apply, x64(3))
+
+
+def test_jax_modes_agree_where_both_are_round_off_and_a_missing_rule_says_what_to_check():
+    jnp = pytest.importorskip("jax.numpy")
+    jss = pytest.importorskip("jax.scipy.special")
+    import gradproof.jax as gpj
+
+    # corrcoef of two observations is ±1 whatever the input: both modes give round-off,
+    # different round-off, and that is no disagreement between the rules
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    report = gpj.check(lambda p: jnp.sum(jnp.corrcoef(p) * 0.7), x, modes=("fwd", "rev"))
+    assert report.passed, report
+    with pytest.raises(gp.GradientSpecError, match=r"second derivative .* order=1"):
+        gpj.check(
+            lambda p: jnp.sum(jss.gammainc(p["a"], p["x"])),
+            {"a": np.array([1.5, 2.0]), "x": np.array([0.7, 1.1])},
+            order=2,
+        )

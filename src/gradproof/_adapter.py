@@ -138,16 +138,20 @@ def check_all(
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
-        analytic = {}
+        analytic, zero = {}, {}
         for kind in modes:
             checker = make(output, kind)
             report = conjugation(run(checker, opts), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
+            zero[kind] = {n for n, t in report.tensors.items() if t.pattern == "roundoff"}
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
             )
         if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
-            extra += consistencies(analytic["fwd"], analytic["rev"], where)
+            # where both modes are zero within round-off, their round-off differs: no finding
+            extra += consistencies(
+                analytic["fwd"], analytic["rev"], where, zero["fwd"] & zero["rev"]
+            )
         if order == 2:
             label = " ".join(x for x in (where, "[order 2]") if x)
             parts.append((label, run(make(output, "order2"), opts)))
@@ -174,25 +178,43 @@ def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, 
 
 
 def consistencies(
-    fwd: dict[str, np.ndarray], rev: dict[str, np.ndarray], where: str
+    fwd: dict[str, np.ndarray],
+    rev: dict[str, np.ndarray],
+    where: str,
+    roundoff: set[str] = frozenset(),
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
-    (a gradient that is zero is round-off in both modes, and agrees)."""
+    (a gradient that is zero is round-off in both modes, and agrees); ``roundoff`` names the
+    parameters whose finite-difference checks found both modes zero within round-off."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
     return [
-        consistency(" ".join(x for x in (name, where, "[fwd vs rev]") if x), fwd[name], g, scale)
+        consistency(
+            " ".join(x for x in (name, where, "[fwd vs rev]") if x),
+            fwd[name],
+            g,
+            scale,
+            negligible=name in roundoff,
+        )
         for name, g in rev.items()
     ]
 
 
-def consistency(name: str, fwd: np.ndarray, rev: np.ndarray, scale: float) -> TensorReport:
+def consistency(
+    name: str, fwd: np.ndarray, rev: np.ndarray, scale: float, negligible: bool = False
+) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
     a, b = fwd.reshape(-1), rev.reshape(-1)
     gap = np.abs(a - b)
     bound = AGREEMENT * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
-    wrong = np.flatnonzero(gap > bound)
+    wrong = np.flatnonzero(gap > bound) if not negligible else np.zeros(0, dtype=np.int64)
     worst = int(np.argmax(gap)) if gap.size else 0
     explanation = NO_DIAGNOSIS
+    if negligible and np.any(gap > bound):
+        explanation = Diagnosis(
+            "roundoff",
+            "both modes are zero within round-off, where their round-off differs",
+            None,
+        )
     if wrong.size:
         explanation = Diagnosis(
             "modes",

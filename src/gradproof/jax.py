@@ -250,7 +250,14 @@ class _Checker:
                     "check it with modes=('rev',)"
                 ) from exc
         else:
-            grads = self.jax.grad(self._objective)(leaves)
+            try:
+                grads = self.jax.grad(self._objective)(leaves)
+            except NotImplementedError as exc:  # e.g. igamma's derivative in its first argument
+                instead = ": check it with order=1" if self.kind == "order2" else ""
+                which = "second derivative" if self.kind == "order2" else "derivative"
+                raise GradientSpecError(
+                    f"JAX does not implement this function's {which} ({exc}){instead}"
+                ) from exc
         if self.kind == "order2":  # <grad f, w> may cancel, its terms do not
             first = self.jax.grad(self._scalar_of)(leaves)
             pairs = zip(first, self.hessian_weights, strict=True)
