@@ -337,3 +337,35 @@ def test_jax_modes_agree_where_both_are_round_off_and_a_missing_rule_says_what_t
             {"a": np.array([1.5, 2.0]), "x": np.array([0.7, 1.1])},
             order=2,
         )
+
+
+def test_a_wrong_jvp_is_found_by_the_mode_comparison_where_finite_differences_cannot_see():
+    # A cost carrying an offset of 1e8 hides the gradient (1e-3) from finite differences:
+    # both rows are zero within round-off. The [fwd vs rev] row needs none, and finds it.
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return 1e-3 * torch.sin(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_forward(*inputs)
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 1e-3 * torch.cos(ctx.saved_tensors[0])
+
+        @staticmethod
+        def jvp(ctx, t):
+            return 3e-3 * torch.cos(ctx.saved_tensors[0]) * t  # 3x too large
+
+    x = torch.tensor([0.3, -0.7, 1.1], dtype=torch.float64, requires_grad=True)
+    report = gpt.check(lambda t: 1e8 + Wrong.apply(t).sum(), x, modes=("fwd", "rev"))
+    assert not report.passed
+    assert report.tensors["input0 [fwd vs rev]"].pattern == "modes"
+
+
+def test_an_expanded_complex_input_is_checked_as_a_copy():
+    z = torch.randn(1, 3, dtype=torch.complex128).expand(4, 3).detach().requires_grad_(True)
+    assert gpt.check(lambda t: (t * t).abs().sum(), z).passed

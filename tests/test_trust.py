@@ -302,3 +302,20 @@ def test_a_cost_flat_even_at_a_larger_step_is_no_evidence_against_a_tiny_gradien
         lambda t: float(np.sum(np.tanh(5 * t.astype(np.float32)))), t, 5 / np.cosh(5 * t) ** 2
     )
     assert report.passed, report
+
+
+def test_a_float64_cost_is_not_taken_for_float32_by_short_or_unmoved_values():
+    # Parameters that do not move the cost, and a linear cost of dyadic data at a
+    # power-of-two step, give cost values that float32 happens to represent: the
+    # cost is still float64's, and a 1% error is still found.
+    x = np.arange(1.0, 5.0)
+    params = {"a": np.zeros(4), "b": np.zeros(4), "x": x}
+    grads = {"a": np.zeros(4), "b": np.zeros(4), "x": 2 * x * 1.01}
+    report = gp.check(
+        lambda p: float(np.sum(p["x"] ** 2) + 0 * np.sum(p["a"] + p["b"])), params, grads
+    )
+    assert not report.tensors["x"].passed
+    c = np.array([3.0, -1.0, 2.0, 5.0])
+    theta = np.array([1.0, 2.0, 0.5, -1.5])
+    report = gp.check(lambda t: float(np.sum(c * t) + 1000.0), theta, c * 1.01, eps=2.0**-10)
+    assert not report.passed

@@ -17,6 +17,7 @@ import numpy as np
 from . import _check
 from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options
+from ._policy import UNIT_ROUNDOFF
 from ._records import NO_DIAGNOSIS, Diagnosis, TensorReport
 from ._report import Report
 from ._tree import index_tuple
@@ -138,20 +139,17 @@ def check_all(
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
-        analytic, zero = {}, {}
+        analytic = {}
         for kind in modes:
             checker = make(output, kind)
             report = conjugation(run(checker, opts), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
-            zero[kind] = {n for n, t in report.tensors.items() if t.pattern == "roundoff"}
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
             )
         if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
-            # where both modes are zero within round-off, their round-off differs: no finding
-            extra += consistencies(
-                analytic["fwd"], analytic["rev"], where, zero["fwd"] & zero["rev"]
-            )
+            floors = _roundoff_gradients(checker)
+            extra += consistencies(analytic["fwd"], analytic["rev"], where, floors)
         if order == 2:
             label = " ".join(x for x in (where, "[order 2]") if x)
             parts.append((label, run(make(output, "order2"), opts)))
@@ -177,15 +175,26 @@ def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, 
     return modes
 
 
+def _roundoff_gradients(checker: Checker) -> dict[str, np.ndarray]:
+    """Per element, the gradient below which the cost cannot even represent its effect:
+    ``ROUNDOFF_GRADIENT · |J| / max(1, |θ|)``, a change of J by 1e-13 of itself when θ
+    doubles. Gradients that small are round-off in either mode (the gradient of a
+    constant, corrcoef of two observations: round-off of terms larger than J), and
+    differ as round-off does; no float64 computation through J can use them."""
+    j0 = abs(float(checker.cost(checker.params)))
+    level = ROUNDOFF_GRADIENT * max(j0, checker.magnitude)
+    return {n: level / np.maximum(1.0, np.abs(a)) for n, a in checker.params.items()}
+
+
 def consistencies(
     fwd: dict[str, np.ndarray],
     rev: dict[str, np.ndarray],
     where: str,
-    roundoff: set[str] = frozenset(),
+    floors: dict[str, np.ndarray] | None = None,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
-    (a gradient that is zero is round-off in both modes, and agrees); ``roundoff`` names the
-    parameters whose finite-difference checks found both modes zero within round-off."""
+    (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
+    the gradients the cost cannot represent (see :func:`_roundoff_gradients`)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
     return [
         consistency(
@@ -193,28 +202,25 @@ def consistencies(
             fwd[name],
             g,
             scale,
-            negligible=name in roundoff,
+            floor=None if floors is None else floors.get(name),
         )
         for name, g in rev.items()
     ]
 
 
 def consistency(
-    name: str, fwd: np.ndarray, rev: np.ndarray, scale: float, negligible: bool = False
+    name: str, fwd: np.ndarray, rev: np.ndarray, scale: float, floor: np.ndarray | None = None
 ) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
     a, b = fwd.reshape(-1), rev.reshape(-1)
     gap = np.abs(a - b)
     bound = AGREEMENT * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
-    wrong = np.flatnonzero(gap > bound) if not negligible else np.zeros(0, dtype=np.int64)
+    if floor is not None:  # where both modes are below what the cost can represent
+        tiny = np.maximum(np.abs(a), np.abs(b)) <= floor.reshape(-1)
+        bound = np.where(tiny, np.maximum(bound, 2 * floor.reshape(-1)), bound)
+    wrong = np.flatnonzero(gap > bound)
     worst = int(np.argmax(gap)) if gap.size else 0
     explanation = NO_DIAGNOSIS
-    if negligible and np.any(gap > bound):
-        explanation = Diagnosis(
-            "roundoff",
-            "both modes are zero within round-off, where their round-off differs",
-            None,
-        )
     if wrong.size:
         explanation = Diagnosis(
             "modes",
@@ -241,6 +247,9 @@ def consistency(
 
 # Forward and reverse mode compute the same numbers up to the order of operations.
 AGREEMENT = 1e-10
+# A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
+# round-off of terms up to 64 times J, times the usual 16 operations' worth).
+ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF
 
 
 def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ()) -> Report:

@@ -232,20 +232,37 @@ def cost_unit(j0: float, values: Sequence[float]) -> float:
     """The unit round-off of the precision the cost's values are computed in.
 
     A cost computed in float32 (a ``.astype(np.float32)`` inside it) returns
-    values that float32 represents exactly; a float64 computation almost never
-    does (each does with probability 2**-29). When the value at the check point
-    and ``values`` all are float32 numbers, the cost is float32's, and so is
-    its round-off: a float32 cost that did not move at all under a step has not
-    shown that its parameters do not matter, only that it cannot resolve them.
+    values that float32 represents exactly, most of them using 23 or 24 of its
+    significant bits; a float64 computation gives such a value with
+    probability 2**-29, unless its values are short binary fractions (a linear
+    cost of dyadic data), which use few bits. So the cost is float32's when its
+    distinct values (``j0`` and ``values``) all are float32 numbers and at
+    least half of them use 23 bits or more; or when it never moved at all and
+    its one value is a float32 number (a float32 cost that cannot resolve the
+    step has not shown that its parameters do not matter).
     """
-    seen = [j0, *values[:COST_UNIT_SAMPLE]]
-    if len(seen) > 2 and all(float(np.float32(v)) == v for v in seen):
-        return float(np.finfo(np.float32).eps) / 2
-    return _policy.UNIT_ROUNDOFF
+    distinct = {j0, *values}
+    if len(values) < 2 or not all(_is_float32(v) for v in distinct):
+        return _policy.UNIT_ROUNDOFF
+    if len(distinct) == 1:
+        return FLOAT32_UNIT
+    long = sum(_significant_bits(v) >= 23 for v in distinct)
+    return FLOAT32_UNIT if 2 * long >= len(distinct) else _policy.UNIT_ROUNDOFF
 
 
-# How many swept cost values decide the precision the cost is computed in.
-COST_UNIT_SAMPLE = 16
+def _is_float32(v: float) -> bool:
+    return bool(np.isfinite(v)) and float(np.float32(v)) == v
+
+
+def _significant_bits(v: float) -> int:
+    """Bits of ``v``'s significand up to its last 1 (0 for 0)."""
+    mantissa = int(math.frexp(abs(v))[0] * 2**53)
+    if mantissa == 0:
+        return 0
+    return 53 - ((mantissa & -mantissa).bit_length() - 1)
+
+
+FLOAT32_UNIT = float(np.finfo(np.float32).eps) / 2
 
 
 @dataclass(frozen=True)

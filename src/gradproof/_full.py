@@ -87,7 +87,8 @@ def run(
     # The modelled round-off is a lower bound: where everything agrees even at it,
     # measuring the real round-off would change no verdict, and is skipped.
     # A cost computed in float32 rounds as float32 does: its model round-off says so.
-    swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:4]]
+    # up to 8 values of each offset of each parameter: some parameters may not move it
+    swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = cost_unit(j0, swept)
     noise = cost_noise(evaluate, [], j0, unit, evaluate.magnitude) + spread
     if not all(

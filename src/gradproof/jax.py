@@ -244,7 +244,7 @@ class _Checker:
         if self.kind == "fwd":
             try:
                 grads = self.jax.jacfwd(self._objective)(leaves)
-            except TypeError as exc:  # e.g. a custom_vjp function has no forward mode
+            except (TypeError, NotImplementedError) as exc:  # a custom_vjp, a missing rule
                 raise GradientSpecError(
                     f"JAX cannot differentiate this function in forward mode ({exc}); "
                     "check it with modes=('rev',)"

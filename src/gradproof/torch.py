@@ -390,7 +390,8 @@ class _Checker:
         for n, t in named.items():
             if not n.startswith("input"):
                 continue
-            if (
+            # (an expanded input, stride 0, cannot be written through: it is copied whole)
+            if 0 not in t.stride() and (
                 t.storage_offset() != 0
                 or t.untyped_storage().nbytes() != t.numel() * t.element_size()
             ):
@@ -603,8 +604,9 @@ class _Checker:
             if g is not None:
                 w = torch.from_numpy(self.hessian_weights[n]).to(self.device)
                 total = total + (g * w).sum()
-                terms += float((g * w).detach().abs().sum())
-        if create_graph:  # at the check point: <grad f, w> may cancel, its terms do not
+                if create_graph:  # at the check point: <grad f, w> may cancel, its terms do not
+                    terms += float((g * w).detach().abs().sum())
+        if create_graph:
             self.magnitude = terms
         return total
 
