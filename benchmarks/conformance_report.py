@@ -36,6 +36,17 @@ def declined(exc: BaseException) -> bool:
     )
 
 
+def spread(names: Sequence[str], n: int | None) -> set[str]:
+    """Where the bug suite runs: every name (``n`` None), or ``n`` names spread evenly
+    over the list, deterministically."""
+    if n is None or n >= len(names):
+        return set(names)
+    if n <= 0:
+        return set()
+    step = len(names) / n
+    return {names[int(i * step)] for i in range(n)}
+
+
 def gp_outcome(row: dict) -> str:
     if row["gp"] in ("refusal", "exception", "declined"):
         return f"{row['gp']}: {row['gp_error']}"

@@ -50,7 +50,15 @@ import jax.scipy.special as jss
 import numpy as np
 
 # a sibling script: the summary both conformance benchmarks print
-from conformance_report import DECLINED, Tool, bug_outcomes, declined, gp_outcome, summary
+from conformance_report import (
+    DECLINED,
+    Tool,
+    bug_outcomes,
+    declined,
+    gp_outcome,
+    spread,
+    summary,
+)
 from jax.test_util import check_grads
 
 import gradproof
@@ -642,11 +650,7 @@ def main() -> None:
         names = [n for n in names if n in wanted]
     if args.limit:
         names = names[: args.limit]
-    if args.bugs is None or args.bugs >= len(names):
-        with_bugs = set(names)
-    else:
-        step = len(names) / max(args.bugs, 1)
-        with_bugs = {names[int(i * step)] for i in range(args.bugs)} if args.bugs > 0 else set()
+    with_bugs = spread(names, args.bugs)
     print(
         f"jax {jax.__version__}, gradproof from {gradproof.__file__}\n"
         f"suite {suite.name}: order={suite.order}, modes={suite.modes} on both sides\n"

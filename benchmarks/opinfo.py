@@ -61,7 +61,15 @@ import torch
 import torch.autograd.forward_ad as fwad
 
 # a sibling script: the summary both conformance benchmarks print
-from conformance_report import DECLINED, Tool, bug_outcomes, declined, gp_outcome, summary
+from conformance_report import (
+    DECLINED,
+    Tool,
+    bug_outcomes,
+    declined,
+    gp_outcome,
+    spread,
+    summary,
+)
 
 import gradproof
 import gradproof.torch as gpt
@@ -663,16 +671,6 @@ def select_ops(args) -> list:
     return ops
 
 
-def bug_ops(labels: list[str], n: int | None) -> set[str]:
-    """Every op (``n`` None) or ``n`` ops spread evenly over the list, deterministically."""
-    if n is None or n >= len(labels):
-        return set(labels)
-    if n <= 0:
-        return set()
-    step = len(labels) / n
-    return {labels[int(i * step)] for i in range(n)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -719,7 +717,7 @@ def main() -> None:
     t_start = time.perf_counter()
     ops = select_ops(args)
     labels = [op_label(op) for op in ops]
-    with_bugs = bug_ops(labels, args.bugs)
+    with_bugs = spread(labels, args.bugs)
     print(
         f"torch {torch.__version__}, gradproof from {gradproof.__file__}\n"
         f"suite {suite.name}: {suite.reference} against gradproof.torch.check"

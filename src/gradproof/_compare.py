@@ -107,12 +107,17 @@ class Partials:
 @dataclass(frozen=True)
 class _Doubt:
     gap: np.ndarray  # |analytic − numeric|
-    roundoff: np.ndarray  # the error round-off alone can put in each comparison: the sum of
-    differences_error: np.ndarray  # the finite differences' (it shrinks as the step grows)
-    analytic_error: np.ndarray  # and the analytic gradient's own (no step changes it)
+    differences_error: np.ndarray  # the finite differences' round-off (shrinks as h grows)
+    analytic_error: np.ndarray  # the analytic gradient's own round-off (no step changes it)
     hidden: np.ndarray  # above tol but within round-off: to be judged at a larger step
+    grow: np.ndarray  # how many times larger a step each of ``hidden`` is judged at
     doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
+
+    @property
+    def roundoff(self) -> np.ndarray:
+        """The error round-off alone can put in each comparison."""
+        return self.differences_error + self.analytic_error
 
 
 def _doubt(
@@ -145,15 +150,18 @@ def _doubt(
             p.second_difference > _policy.KINK_NOISE * noise / p.h
         )
         screen = np.flatnonzero(kinkish & ~doubtful)
-    hidden = np.zeros(0, dtype=np.int64)
+    hidden, grow = np.zeros(0, dtype=np.int64), np.zeros(0)
     if scheme.two_sided:
-        hidden = _hidden(gap, size, differences_error, analytic_error, doubtful, tol, accepted, p)
+        hidden, grow = _hidden(gap, size, differences_error, analytic_error, doubtful, tol)
+        if accepted is not None:
+            kept = ~accepted(gap[hidden], p.numeric[hidden])
+            hidden, grow = hidden[kept], grow[kept]
     return _Doubt(
         gap=gap,
-        roundoff=roundoff,
         differences_error=differences_error,
         analytic_error=analytic_error,
         hidden=hidden,
+        grow=grow,
         doubtful=doubtful,
         screen=screen,
     )
@@ -166,25 +174,22 @@ def _hidden(
     analytic_error: np.ndarray,
     doubtful: np.ndarray,
     tol: float,
-    accepted: Accepted | None,
-    p: Partials,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions above tol that round-off clears, which a step at most ``LOOK_WIDEST``
-    times larger could resolve (see :func:`_look_wider`), the least explained first."""
+    times larger could resolve (see :func:`_look_wider`), the least explained first, and
+    the step factor each is judged at.
+
+    The step grows until ERROR_SAFETY times the finite differences' round-off at its
+    half step, ``2 e / G``, is within half the room the analytic round-off leaves:
+    ``G = 4 · ERROR_SAFETY · e / room``, rounded up to a power of two, at least
+    ``LOOK_WIDER``."""
     room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
-    need = _grow_needed(differences_error, room)
+    need = 4 * _policy.ERROR_SAFETY * differences_error / np.maximum(room, 1e-300)
     hidden = ~doubtful & (gap > tol * size) & (room > 0) & (need <= LOOK_WIDEST)
-    if accepted is not None:
-        hidden &= ~accepted(gap, p.numeric)
     order = np.flatnonzero(hidden)
-    return order[np.argsort(need[order], kind="stable")]
-
-
-def _grow_needed(differences_error: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """How many times larger a step makes the finite differences' round-off at its half
-    step, ``2 e / G``, small enough that ERROR_SAFETY times it is within half the room:
-    ``G = 4 · ERROR_SAFETY · e / room``."""
-    return 4 * _policy.ERROR_SAFETY * differences_error / np.maximum(room, 1e-300)
+    order = order[np.argsort(need[order], kind="stable")]
+    grow = np.clip(2.0 ** np.ceil(np.log2(np.maximum(need[order], 1.0))), LOOK_WIDER, LOOK_WIDEST)
+    return order, grow
 
 
 def settled(
@@ -302,14 +307,11 @@ def _look_wider(
     there, is added to the error. Only a smooth disagreement beyond both is
     wrong, and only where the cost moved at all. Returns the probes made.
     """
-    gap, analytic_error = doubt.gap, doubt.analytic_error
-    room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
-    need = _grow_needed(doubt.differences_error, room)
     probes = 0
-    for i in doubt.hidden[:LOOK_WIDER_MAX]:
+    for i, grow in zip(doubt.hidden[:LOOK_WIDER_MAX], doubt.grow[:LOOK_WIDER_MAX], strict=True):
         if status[i] != AGREES:
             continue
-        grow = float(np.clip(2.0 ** np.ceil(np.log2(max(need[i], 1.0))), LOOK_WIDER, LOOK_WIDEST))
+        grow = float(grow)
         try:
             wide = probe_at(int(i), 1 / grow)
         except CostError:
@@ -324,7 +326,7 @@ def _look_wider(
         error = (
             wide.truncation(scheme)
             + 2 * float(doubt.differences_error[i]) / grow
-            + float(analytic_error[i])
+            + float(doubt.analytic_error[i])
         )
         if (
             wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,13 +85,19 @@ def run(
         for leaf in leaves
     }
     rel = {n: _policy.ANALYTIC_ROUNDOFF.get(a.dtype, 0.0) for n, a in analytic.items()}
-    # The modelled round-off is a lower bound: where everything agrees even at it,
-    # measuring the real round-off would change no verdict, and is skipped.
-    # A cost computed in float32 rounds as float32 does: its model round-off says so.
-    # up to 8 values of each offset of each parameter: some parameters may not move it
+    # A cost computed in float32 rounds as float32 does: its model round-off says so
+    # (up to 8 values of each offset of each parameter: some parameters may not move it).
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = cost_unit(j0, swept)
-    noise = cost_noise(evaluate, [], j0, unit, evaluate.magnitude) + spread
+
+    def measured(sites: list[NoiseSite]) -> float:
+        """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
+        return cost_noise(evaluate, sites, j0, unit, evaluate.magnitude)
+
+    # The modelled round-off is a lower bound: where everything agrees even at it,
+    # measuring the real round-off would change no verdict, and is skipped.
+    modelled = measured([])
+    noise = modelled + spread
     if not all(
         _compare.settled(
             p,
@@ -102,7 +109,7 @@ def run(
         )
         for n, p in partials.items()
     ):
-        noise = _noise(evaluate, sweeps, partials, j0, opts, unit) + spread
+        noise = _noise(sweeps, partials, opts, measured, modelled) + spread
     judgements = {
         leaf.name: _compare.judge(
             partials[leaf.name],
@@ -226,16 +233,15 @@ def _coordinates(
 
 
 def _noise(
-    evaluate: Evaluator,
     sweeps: dict[str, LeafSweep],
     partials: dict[str, Partials],
-    j0: float,
     opts: Options,
-    unit: float,
+    measured: Callable[[list[NoiseSite]], float],
+    modelled: float,
 ) -> float:
     """The absolute error of one cost value, measured at the most sensitive coordinates."""
     if opts.scheme.is_complex:
-        return cost_noise(evaluate, [], j0, unit, evaluate.magnitude)
+        return modelled
     # A kink inside the measuring stencil would read as noise: smooth coordinates only.
     # A cost that is round-off through and through (the gradient of a constant, checked at
     # order 2) looks kinked everywhere: with no smooth coordinate at all, it is measured
@@ -264,14 +270,13 @@ def _noise(
             for _, name, j in candidates[: _policy.NOISE_COORDINATES]
         ]
 
+    coarse = measured(sites(1.0))
     if smooth_candidates:
-        return cost_noise(evaluate, sites(1.0), j0, unit, evaluate.magnitude)
+        return coarse
     # Where the smooth part of the cost (or a kink) does reach into the stencil, it shrinks
     # with the spacing while noise does not: measured twice, the smaller is the noise,
     # unless the finer spacing saw nothing at all (below the resolution of the inputs).
-    coarse = cost_noise(evaluate, sites(1.0), j0, unit, evaluate.magnitude)
-    fine = cost_noise(evaluate, sites(16.0), j0, unit, evaluate.magnitude)
-    modelled = cost_noise(evaluate, [], j0, unit, evaluate.magnitude)
+    fine = measured(sites(16.0))
     return coarse if fine <= modelled else min(coarse, fine)
 
 
