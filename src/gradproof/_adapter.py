@@ -9,6 +9,7 @@ evaluation of many perturbed copies at once (vmap).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -115,7 +116,8 @@ MODES = ("rev", "fwd")
 
 
 class Checker(Adapter, Protocol):
-    """An adapter for one output and one kind of derivative ("rev", "fwd", "order2")."""
+    """An adapter for one output and one kind of derivative ("rev", "fwd", or "order" at a
+    depth of 2 or more: the gradient of ``x -> <grad g(x), w>``, ``g`` one order lower)."""
 
     outputs: int  # how many outputs the function returns (each is checked in turn)
     complex: set[str]  # complex inputs, checked as their real and imaginary parts
@@ -123,7 +125,7 @@ class Checker(Adapter, Protocol):
 
 
 def check_all(
-    make: Callable[[int | None, str], Checker],
+    make: Callable[..., Checker],
     opts: Options,
     modes: Sequence[str],
     order: int,
@@ -131,8 +133,9 @@ def check_all(
 ) -> Report:
     """Every requested check of one function (outputs × modes × orders), as one report.
 
-    ``make(output, kind)`` builds the checker for one output of a tuple (``None``
-    for a single output) and one kind of derivative.
+    ``make(output, kind, depth)`` builds the checker for one output of a tuple
+    (``None`` for a single output) and one kind of derivative (``depth``: the order
+    of an ``"order"`` check).
     """
     first = make(None, "rev")
     outputs = [None] if first.outputs == 1 else list(range(first.outputs))
@@ -150,9 +153,9 @@ def check_all(
         if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
             floors = _roundoff_gradients(checker)
             extra += consistencies(analytic["fwd"], analytic["rev"], where, floors)
-        if order == 2:
-            label = " ".join(x for x in (where, "[order 2]") if x)
-            parts.append((label, run(make(output, "order2"), opts)))
+        for depth in range(2, order + 1):
+            label = " ".join(x for x in (where, f"[order {depth}]") if x)
+            parts.append((label, run(make(output, "order", depth), opts)))
     return combine(parts, extra)
 
 
@@ -167,10 +170,10 @@ def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, 
             f"{caller}: modes must name 'rev' (the backward, VJP) and/or 'fwd' (forward mode, "
             f"JVP), got {modes!r}"
         )
-    if isinstance(order, bool) or order not in (1, 2):
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
         raise GradientSpecError(
-            f"{caller}: order must be 1 (first derivatives) or 2 (second derivatives too), "
-            f"got {order!r}"
+            f"{caller}: order must be a positive integer (1: first derivatives; 2: second "
+            f"derivatives too; 3 and up: higher ones too), got {order!r}"
         )
     return modes
 
@@ -266,13 +269,16 @@ def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ())
         for name, t in report.tensors.items():
             named = f"{name} {label}".rstrip()
             t = dataclasses.replace(t, name=named)
-            if "[order 2]" in label and t.pattern == "zero":
+            order = re.search(r"\[order (\d+)\]", label)
+            if order and t.pattern == "zero":
+                lower = int(order.group(1)) - 1
+                which = "first derivative" if lower == 1 else f"derivative of order {lower}"
                 t = dataclasses.replace(
                     t,
                     explanation=dataclasses.replace(
                         t.explanation,
-                        cause="the first derivative is a constant to the framework: a backward "
-                        "that detaches (.detach(), .data, NumPy) or a custom rule without a "
+                        cause=f"the {which} is a constant to the framework: a backward that "
+                        "detaches (.detach(), .data, NumPy) or a custom rule without a "
                         "derivative of its own",
                     ),
                 )

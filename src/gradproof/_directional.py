@@ -481,7 +481,7 @@ def run(
                     noise=noise,
                     opts=opts,
                     rng=rng,
-                    rel=_policy.ANALYTIC_ROUNDOFF.get(analytic[leaf.name].dtype, 0.0),
+                    rel=_policy.analytic_roundoff(analytic[leaf.name].dtype),
                     tick=bar.tick,
                     dtype=str(analytic[leaf.name].dtype),
                 )

@@ -33,21 +33,32 @@ class Steps:
     h: np.ndarray  # the step actually taken (exactly representable when automatic)
 
 
-def make_steps(scheme: Scheme, theta: np.ndarray, eps: float | None) -> Steps:
+def make_steps(
+    scheme: Scheme, theta: np.ndarray, eps: float | None, bits: int = _policy.FLOAT64_BITS
+) -> Steps:
     """Steps for the flat float64 coordinates ``theta``.
 
     With ``eps`` given, ``theta ± eps`` is used exactly as the textbook formula
     does (and divided by ``2 eps``). With ``eps=None`` the step is scaled to each
-    coordinate and rounded so that ``theta + h`` is exact: the divisor is then
-    the true distance between the points.
+    coordinate and rounded so that ``theta + h`` is exact (in the precision of
+    ``bits`` significand bits, in which the cost takes its inputs): the divisor is
+    then the true distance between the points.
     """
     if eps is not None:
         return Steps(theta, np.full(theta.shape, float(eps)))
-    h0 = scheme.default_step(theta)
+    h0 = scheme.default_step(theta, bits)
     if scheme.is_complex:
         return Steps(theta, h0)
-    h = (theta + h0) - theta
+    h = _rounded(theta + h0, bits) - theta
     return Steps(theta, np.where(h > 0, h, h0))
+
+
+def _rounded(x: np.ndarray, bits: int) -> np.ndarray:
+    """``x`` rounded to ``bits`` significand bits (itself for float64)."""
+    if bits >= _policy.FLOAT64_BITS:
+        return x
+    mantissa, exponent = np.frexp(x)
+    return np.ldexp(np.round(mantissa * 2.0**bits) / 2.0**bits, exponent)
 
 
 def automatic_step(x: float) -> float:

@@ -84,11 +84,11 @@ def run(
         leaf.name: sweeps[leaf.name].partials(opts.scheme, j0, flat64(analytic[leaf.name]))
         for leaf in leaves
     }
-    rel = {n: _policy.ANALYTIC_ROUNDOFF.get(a.dtype, 0.0) for n, a in analytic.items()}
+    rel = {n: _policy.analytic_roundoff(a.dtype) for n, a in analytic.items()}
     # A cost computed in float32 rounds as float32 does: its model round-off says so
     # (up to 8 values of each offset of each parameter: some parameters may not move it).
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
-    unit = cost_unit(j0, swept)
+    unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
 
     def measured(sites: list[NoiseSite]) -> float:
         """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""

@@ -40,6 +40,10 @@ class Options:
     # a disagreement within atol + rtol·|numeric| is accepted as well.
     atol: float | None = None
     rtol: float | None = None
+    # Set by a front-end, not a user: the significand bits with which the cost takes its
+    # inputs (53: float64). A front-end that checks a function in its arguments' own
+    # lower precision sets it, so steps and the cost's round-off are sized for it.
+    precision_bits: int = _policy.FLOAT64_BITS
 
     def accepted(self, gap: np.ndarray, numeric: np.ndarray) -> np.ndarray:
         """Where the caller's own tolerances, if any, accept a disagreement."""
@@ -62,10 +66,13 @@ class Options:
         record.update(
             {n: getattr(self, n) for n in ("atol", "rtol") if getattr(self, n) is not None}
         )
+        if self.precision_bits != _policy.FLOAT64_BITS:
+            record["precision_bits"] = self.precision_bits
         return record
 
 
-NAMES = tuple(f.name for f in dataclasses.fields(Options))
+# The options a user may pass (``precision_bits`` is a front-end's).
+NAMES = tuple(f.name for f in dataclasses.fields(Options) if f.name != "precision_bits")
 
 
 def options(caller: str, /, **given: Any) -> Options:

@@ -9,6 +9,7 @@ verdict explained.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -21,6 +22,22 @@ METHODS: tuple[str, ...] = get_args(Method)
 MODES: tuple[str, ...] = get_args(Mode)
 
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2  # u = 2**-53
+FLOAT64_BITS = 53  # significand bits of float64, the precision a check runs in
+
+
+def significand_bits(dtype: Any) -> int:
+    """Significand bits of a floating (or complex) dtype: 53, 24, 11, 8 (bfloat16)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        dtype = np.empty(0, dtype).real.dtype
+    return int(np.finfo(dtype).nmant) + 1
+
+
+def roundoff_of(bits: int) -> float:
+    """The unit round-off of a precision with ``bits`` significand bits."""
+    return 2.0**-bits
+
+
 _EPS = float(np.finfo(np.float64).eps)
 
 Estimate = Callable[[float, Sequence[np.ndarray], np.ndarray], np.ndarray]
@@ -102,9 +119,17 @@ class Scheme:
         """The perturbed values each coordinate takes, in evaluation order."""
         return [theta + offset * h for offset in self.offsets]
 
-    def default_step(self, theta: np.ndarray) -> np.ndarray:
-        """The automatic step for each coordinate of ``theta``."""
-        return self.step_factor * np.maximum(1.0, np.abs(theta))
+    def default_step(self, theta: np.ndarray, bits: int = FLOAT64_BITS) -> np.ndarray:
+        """The automatic step for each coordinate of ``theta``, for a cost that takes its
+        inputs with ``bits`` significand bits (53: float64; 24: float32; 8: bfloat16).
+
+        The step balances truncation against round-off as ``u^(1/(order+1))`` does, ``u``
+        the unit round-off: a lower precision takes a larger step by the same law.
+        """
+        factor = self.step_factor
+        if bits < FLOAT64_BITS and not self.is_complex:
+            factor = factor ** (math.log(2.0**-bits) / math.log(_EPS))
+        return factor * np.maximum(1.0, np.abs(theta))
 
 
 def offset_label(offset: float | complex) -> str:
@@ -146,6 +171,18 @@ ANALYTIC_ROUNDOFF = {
     np.dtype(np.float32): 16 * float(np.finfo(np.float32).eps),
     np.dtype(np.float64): 16 * float(np.finfo(np.float64).eps),
 }
+
+
+def analytic_roundoff(dtype: Any) -> float:
+    """The relative accuracy allowed an analytic gradient of ``dtype`` (0 if not floating)."""
+    dtype = np.dtype(dtype)
+    if dtype in ANALYTIC_ROUNDOFF:
+        return ANALYTIC_ROUNDOFF[dtype]
+    try:  # bfloat16 and other ml_dtypes floats: np.finfo knows them once registered
+        return 16 * float(np.finfo(dtype).eps)
+    except (TypeError, ValueError):
+        return 0.0
+
 
 # Analytic gradients whose own round-off can lift a difference above a float64 tol.
 LOW_PRECISION = ("float16", "bfloat16", "float32")

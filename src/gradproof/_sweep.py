@@ -94,7 +94,7 @@ def sweep_leaves(
     for leaf in leaves:
         flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
         c = coords[leaf.name]
-        steps = make_steps(scheme, flat.real[c], opts.eps)
+        steps = make_steps(scheme, flat.real[c], opts.eps, opts.precision_bits)
         dtype = np.complex128 if scheme.is_complex else np.float64
         values = [np.empty(c.size, dtype=dtype) for _ in scheme.offsets]
         plans[leaf.name] = (leaf, flat, c, steps, values)

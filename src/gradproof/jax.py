@@ -13,12 +13,13 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import _adapter
+from . import _adapter, _policy
 from ._adapter import BATCH_ELEMENTS
 from ._errors import GradientSpecError
 from ._options import options
@@ -77,11 +78,16 @@ def check(
         return _check_all(jax, fn, params, args, opts, modes, order)
 
 
-def _check_all(jax, fn, params, args, opts, modes, order) -> Report:
-    """Every requested check (outputs × modes × orders) of one function, as one report."""
+def _check_all(jax, fn, params, args, opts, modes, order, native=False) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report.
 
-    def make(output: int | None, kind: str) -> _Checker:
-        return _Checker(jax, fn, params, args, opts.seed, output, kind)
+    ``native``: the function runs in its arguments' own precision (the caller's JAX
+    configuration), not on float64 copies.
+    """
+    forward_only = tuple(modes) == ("fwd",)
+
+    def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
+        return _Checker(jax, fn, params, args, opts.seed, output, kind, depth, native, forward_only)
 
     return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
 
@@ -91,16 +97,25 @@ def check_grads(
     args: Sequence[Any],
     order: int,
     modes: Sequence[str] = ("fwd", "rev"),
-    atol: float | None = None,
-    rtol: float | None = None,
+    atol: float | dict | None = None,
+    rtol: float | dict | None = None,
     eps: float | None = None,
 ) -> None:
     """A drop-in for ``jax.test_util.check_grads``: the same call, gradproof's verdict.
 
-    ``f(*args)``'s derivatives up to ``order`` (1 or 2) in ``modes`` are
+    ``f(*args)``'s derivatives up to ``order`` (any depth, as JAX recurses) in
+    ``modes`` (``"fwd"``, ``"rev"``; ``"lin"`` is checked as forward mode) are
     checked against finite differences. ``eps``, ``atol`` and ``rtol``, when
-    given, are honoured: ``eps`` as the step, the tolerances as an extra bound
+    given, are honoured: ``eps`` as the step, the tolerances (a number, or a
+    dict keyed by dtype as JAX's test utilities pass them) as an extra bound
     below which a disagreement is accepted.
+
+    The check runs on float64 copies of the arguments when the function
+    computes the same there; a function that cannot (a constant of a fixed
+    dtype, ``jax_numpy_dtype_promotion='strict'``, a value that is not finite
+    in float64) is checked in its arguments' own precision, with steps and
+    round-off sized for it and ``check_grads``' own tolerances for that dtype,
+    and the report says so.
 
     Raises:
         gradproof.GradientError: (an ``AssertionError``, as ``check_grads``
@@ -108,15 +123,146 @@ def check_grads(
             which element, which mode and order, and why.
     """
     jax, _ = _jax()
-    if order not in (1, 2):
-        raise GradientSpecError(f"check_grads: order must be 1 or 2, got {order!r}")
+    if isinstance(modes, str):
+        modes = (modes,)
+    # "lin" (jax.linearize) is forward mode, checked as such
+    modes = tuple(dict.fromkeys("fwd" if m == "lin" else m for m in modes))
     modes = _adapter.validate_modes("gradproof.jax.check_grads", modes, order)
-    opts = options("gradproof.jax.check_grads", eps=eps, atol=atol, rtol=rtol)
+    args = tuple(args)
     named = {f"arg{i}": a for i, a in enumerate(args)}  # named as check_grads' arguments
-    with _x64(jax):
-        report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order)
+    dtypes = _output_dtypes(jax, f, args)
+    why = _own_precision_needed(jax, f, args)
+    if why is None:
+        opts = options(
+            "gradproof.jax.check_grads",
+            eps=eps,
+            atol=_tolerance(atol, dtypes),
+            rtol=_tolerance(rtol, dtypes),
+        )
+        with _x64(jax):
+            report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order)
+    else:
+        report = _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps)
     if not report.passed:
         raise GradientError(report)
+
+
+def _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps) -> Report:
+    """``check_grads`` in the arguments' own precision: steps sized for it, and the
+    original's tolerances for it (given, or ``check_grads``' defaults) as the bound."""
+    bits = min(_significand_bits(jax, np.asarray(a).dtype) for a in named.values() if _inexact(a))
+    atol = _tolerance(atol, dtypes, default=True)
+    rtol = _tolerance(rtol, dtypes, default=True)
+    opts = dataclasses.replace(
+        options("gradproof.jax.check_grads", eps=eps, atol=atol, rtol=rtol),
+        precision_bits=bits,
+    )
+    report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order, True)
+    kinds = "/".join(sorted({str(np.asarray(a).dtype) for a in named.values() if _inexact(a)}))
+    note = (
+        f"checked in the arguments' own precision ({kinds}), not on float64 copies: {why}. "
+        f"Steps and round-off are sized for {bits} significand bits, and a disagreement "
+        f"within check_grads' tolerances (atol {atol:g}, rtol {rtol:g}) is accepted"
+    )
+    return dataclasses.replace(report, warnings=[note, *report.warnings])
+
+
+def _inexact(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(x).dtype
+    return bool(np.issubdtype(dtype, np.inexact) or np.dtype(dtype).name == "bfloat16")
+
+
+def _significand_bits(jax, dtype: Any) -> int:
+    """Significand bits of ``dtype`` as JAX computes in it (float64 is float32 without x64)."""
+    canonical = jax.dtypes.canonicalize_dtype(dtype)
+    return _policy.significand_bits(canonical)
+
+
+def _own_precision_needed(jax, f, args: tuple) -> str | None:
+    """Why ``f`` cannot be checked on float64 copies of ``args`` (None: it can).
+
+    It can when it runs there and gives finite values wherever it does as called.
+    """
+    import jax.numpy as jnp
+
+    wide = (np.dtype(np.float64), np.dtype(np.complex128))
+    if jax.config.jax_enable_x64 and all(np.asarray(a).dtype in wide for a in args if _inexact(a)):
+        return None  # nothing is widened
+    try:
+        with _x64(jax):
+            widened = [
+                jnp.asarray(np.asarray(a), dtype=_wide_dtype(np.asarray(a).dtype))
+                if _inexact(a)
+                else a
+                for a in args
+            ]
+            out = f(*widened)
+            finite = _all_finite(out)
+    except Exception as exc:  # any error of f's own in float64: it works as called
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"in float64 the function raises {type(exc).__name__}: {first[:160]}"
+    if not finite and _all_finite(f(*args)):
+        return "in float64 the function's value is not finite where, as called, it is"
+    return None
+
+
+def _wide_dtype(dtype: np.dtype) -> Any:
+    return np.complex128 if np.issubdtype(dtype, np.complexfloating) else np.float64
+
+
+def _all_finite(out: Any) -> bool:
+    leaves = [np.asarray(x) for x in _flat_outputs(out)]
+    return all(np.all(np.isfinite(x.astype(np.complex128))) for x in leaves)
+
+
+def _flat_outputs(out: Any) -> list[Any]:
+    import jax
+
+    return [x for x in jax.tree_util.tree_leaves(out) if hasattr(x, "dtype") and _inexact(x)]
+
+
+def _output_dtypes(jax, f, args: tuple) -> list[np.dtype]:
+    """The dtypes of ``f``'s floating outputs as called (the original judges by them)."""
+    try:
+        shapes = jax.eval_shape(f, *args)
+        found = [np.dtype(s.dtype) for s in jax.tree_util.tree_leaves(shapes) if _inexact(s)]
+    except Exception:  # the check itself reports what f raises
+        found = []
+    return found or [np.asarray(a).dtype for a in args if _inexact(a)]
+
+
+# check_grads' own tolerance by dtype where the caller gives none for it (JAX's
+# default_gradient_tolerance): used when a check must run in that precision.
+_DEFAULT_TOLERANCE = {
+    "bfloat16": 1e-1,
+    "float16": 1e-2,
+    "float32": 2e-3,
+    "float64": 1e-5,
+    "complex64": 1e-3,
+    "complex128": 1e-5,
+}
+
+
+def _tolerance(tol: Any, dtypes: list[np.dtype], default: bool = False) -> float | None:
+    """A tolerance as one number: a dict keyed by dtype (or NumPy scalar type) is read at
+    the outputs' dtypes, the loosest that applies, as ``check_grads`` reads it per output.
+
+    With ``default``, a dtype the caller gives no tolerance for takes ``check_grads``'
+    default; without, it is left to gradproof's own verdict (``None``).
+    """
+    if tol is not None and not isinstance(tol, dict):
+        return tol
+    given = {} if tol is None else {np.dtype(k).name: v for k, v in tol.items()}
+    values = []
+    for dtype in dtypes:
+        name = np.dtype(dtype).name
+        if name in given:
+            values.append(given[name])
+        elif default:
+            values.append(_DEFAULT_TOLERANCE.get(name, 1e-1))
+    return float(max(values)) if values else None
 
 
 JAX_CONVENTION = (
@@ -127,7 +273,7 @@ JAX_CONVENTION = (
 
 def _arrays(outputs: tuple | list) -> list[Any]:
     """The numeric arrays among a function's outputs (auxiliary data such as dicts left out)."""
-    return [o for o in outputs if hasattr(o, "dtype") and np.dtype(o.dtype).kind in "fc"]
+    return [o for o in outputs if hasattr(o, "dtype") and _inexact(o)]
 
 
 def _key_name(key: Any) -> str:
@@ -138,16 +284,38 @@ def _key_name(key: Any) -> str:
 
 
 class _Checker:
-    """Float64 copies of the leaves, the cost over NumPy arrays, JAX's derivative, and vmap."""
+    """Float64 copies of the leaves, the cost over NumPy arrays, JAX's derivative, and vmap.
 
-    def __init__(self, jax, fn, params, args, seed, output=None, kind="rev"):
+    ``kind`` is the derivative under check: ``"rev"``, ``"fwd"``, or ``"order"``, the
+    gradient of ``x -> <grad g(x), w>`` where ``g`` is the objective one ``depth`` lower
+    (depth 2: the Hessian times ``w``; depth 3: the third derivative along two ``w``).
+    ``native``: the function runs in its leaves' own dtypes (the caller's JAX config);
+    ``forward_only``: derivatives inside the objective are taken in forward mode.
+    """
+
+    def __init__(
+        self,
+        jax,
+        fn,
+        params,
+        args,
+        seed,
+        output=None,
+        kind="rev",
+        depth=1,
+        native=False,
+        forward_only=False,
+    ):
         import jax.numpy as jnp
 
         self.jax, self.jnp, self.fn, self.args, self.seed = jax, jnp, fn, args, seed
         self.output = output  # which output of a tuple is checked
-        self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
+        self.kind = kind
+        self.depth = depth if kind == "order" else 1
+        self.native = native
+        self.forward_only = forward_only
         self.last_analytic: dict[str, np.ndarray] = {}
-        self.magnitude = 0.0  # order 2: the size of the terms of <grad f, w> (set by analytic)
+        self.magnitude = 0.0  # order >= 2: the size of the terms of <grad g, w> (by analytic)
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         if not paths_leaves:
             raise GradientSpecError("params holds no arrays to check")
@@ -173,13 +341,17 @@ class _Checker:
         self.leaf_names = self.names
         self.complex = {n for n, x in zip(self.names, leaves, strict=True) if np.iscomplexobj(x)}
         self.params = {}
+        self.dtypes: dict[str, Any] = {}  # native: the dtype each checked part is passed in
         for n, x in zip(self.names, leaves, strict=True):
             value = np.asarray(x)
             if n in self.complex:
+                part = np.empty(0, value.dtype).real.dtype
                 self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64)
                 self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64)
+                self.dtypes[f"{n}.real"] = self.dtypes[f"{n}.imag"] = part
             else:
                 self.params[n] = np.array(value, dtype=np.float64)
+                self.dtypes[n] = value.dtype
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
         self.projection = None
@@ -188,20 +360,37 @@ class _Checker:
             *args,
         )
         self.outputs = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
-        # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
-        generator = np.random.default_rng(_adapter.weight_seed(seed, 1))
-        self.hessian_weights = [generator.standard_normal(self.shapes[n]) for n in self.names]
+        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
+        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
+        self.level_weights = [
+            [
+                np.random.default_rng(_adapter.weight_seed(seed, level)).standard_normal(
+                    self.shapes[n]
+                )
+                for n in self.names
+            ]
+            for level in range(1, self.depth)
+        ]
         self._scalar = jax.jit(self._objective)
         self._vmapped: dict[tuple[str, int], Any] = {}
 
     def notes(self) -> list[str]:
-        if not self.low:
+        if not self.low or self.native:
             return []
         return [f"params are {'/'.join(self.low)}: the check ran in float64 on copies"]
 
+    def _wide(self, x):
+        """``x`` explicitly in the widest float the configuration computes in (allowed
+        under any dtype promotion mode), for the reductions the check adds."""
+        jnp = self.jnp
+        wide = jnp.complex128 if jnp.iscomplexobj(x) else jnp.float64
+        if not self.jax.config.jax_enable_x64:
+            wide = jnp.complex64 if jnp.iscomplexobj(x) else jnp.float32
+        return jnp.asarray(x).astype(wide)
+
     def _reduce(self, out):
         jnp = self.jnp
-        out = jnp.asarray(out)
+        out = self._wide(out)
         if jnp.iscomplexobj(out):  # a complex output counts by its real and imaginary parts
             out = jnp.stack([out.real, out.imag], axis=-1)
         if out.size == 1:
@@ -209,7 +398,7 @@ class _Checker:
         if self.projection is None or self.projection.shape != out.shape:
             generator = np.random.default_rng(_adapter.weight_seed(self.seed, 0))
             self.projection = generator.standard_normal(out.shape)
-        return jnp.sum(out * self.projection)
+        return jnp.sum(out * jnp.asarray(self.projection, dtype=out.dtype))
 
     def _assemble(self, parts):
         """The pytree's leaves from the checked parts: complex leaves put back together."""
@@ -228,18 +417,33 @@ class _Checker:
             out = _arrays(out)[self.output or 0]
         return self._reduce(out)
 
+    def _gradient(self, g):
+        """``x -> grad g(x)`` over the list of parts: reverse mode, or forward mode."""
+        return self.jax.jacfwd(g) if self.forward_only else self.jax.grad(g)
+
+    def _level(self, depth: int):
+        """The objective at ``depth``: the cost, then ``x -> <grad g(x), w>`` per level."""
+        if depth == 1:
+            return self._scalar_of
+        lower, weights = self._level(depth - 1), self.level_weights[depth - 2]
+
+        def along(leaves):
+            grads = self._gradient(lower)(leaves)
+            return sum(self.jnp.sum(self._wide(g) * w) for g, w in zip(grads, weights, strict=True))
+
+        return along
+
     def _objective(self, leaves):
-        """The function whose gradient is checked: the cost, or ``<grad cost, w>`` (order 2)."""
-        if self.kind != "order2":
-            return self._scalar_of(leaves)
-        grads = self.jax.grad(self._scalar_of)(leaves)
-        return sum(self.jnp.sum(g * w) for g, w in zip(grads, self.hessian_weights, strict=True))
+        """The function whose gradient is checked: the cost, or ``<grad g, w>`` (order)."""
+        return self._level(self.depth)(leaves)
 
     def _leaves(self, arrays):
-        return [self.jnp.asarray(arrays[n]) for n in self.names]
+        if not self.native:
+            return [self.jnp.asarray(arrays[n]) for n in self.names]
+        return [self.jnp.asarray(np.asarray(arrays[n]).astype(self.dtypes[n])) for n in self.names]
 
     def analytic(self) -> dict[str, np.ndarray]:
-        """The derivative under check: reverse mode, forward mode, or the gradient's gradient."""
+        """The derivative under check: reverse mode, forward mode, or of a higher order."""
         leaves = self._leaves(self.params)
         if self.kind == "fwd":
             try:
@@ -251,22 +455,32 @@ class _Checker:
                 ) from exc
         else:
             try:
-                grads = self.jax.grad(self._objective)(leaves)
+                grads = self._gradient(self._objective)(leaves)
             except NotImplementedError as exc:  # e.g. igamma's derivative in its first argument
-                instead = ": check it with order=1" if self.kind == "order2" else ""
-                which = "second derivative" if self.kind == "order2" else "derivative"
+                instead = f": check it with order={self.depth - 1}" if self.kind == "order" else ""
+                which = {1: "derivative", 2: "second derivative"}.get(
+                    self.depth, f"derivative of order {self.depth}"
+                )
                 raise GradientSpecError(
                     f"JAX does not implement this function's {which} ({exc}){instead}"
                 ) from exc
-        if self.kind == "order2":  # <grad f, w> may cancel, its terms do not
-            first = self.jax.grad(self._scalar_of)(leaves)
-            pairs = zip(first, self.hessian_weights, strict=True)
-            self.magnitude = float(sum(np.sum(np.abs(np.asarray(g) * w)) for g, w in pairs))
-        result = {
-            n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)
-        }
+        if self.kind == "order":  # <grad g, w> may cancel, its terms do not
+            first = self._gradient(self._level(self.depth - 1))(leaves)
+            pairs = zip(first, self.level_weights[-1], strict=True)
+            self.magnitude = float(
+                sum(np.sum(np.abs(np.asarray(g, dtype=np.float64) * w)) for g, w in pairs)
+            )
+        result = {n: self._analytic_array(g) for n, g in zip(self.names, grads, strict=True)}
         self.last_analytic = result
         return result
+
+    def _analytic_array(self, g) -> np.ndarray:
+        """JAX's derivative as NumPy: float64, or its own dtype where it ran in a lower
+        precision (its round-off is then allowed for)."""
+        g = np.asarray(g)
+        if self.native and g.dtype.itemsize < 8 and not np.iscomplexobj(g):
+            return g
+        return np.asarray(g, dtype=np.float64)
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         return float(self._scalar(self._leaves(arrays)))
@@ -286,13 +500,17 @@ class _Checker:
                 return self._objective(leaves)
 
             self._vmapped[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
-        others = [jnp.asarray(self.params[n]) for n in self.names if n != name]
+        others = [
+            x for n, x in zip(self.names, self._leaves(self.params), strict=True) if n != name
+        ]
         out = []
         for start in range(0, len(coords), size):
             idx = np.asarray(coords[start : start + size])
             batch = np.broadcast_to(flat, (size, flat.size)).copy()
             rows = np.arange(idx.size)
             batch[rows, idx] = values[start : start + size]
+            if self.native:
+                batch = batch.astype(self.dtypes[name])
             # a short last chunk is padded to the compiled batch size
             out.append(np.asarray(self._vmapped[key](jnp.asarray(batch), others))[: idx.size])
         return np.concatenate(out)

@@ -92,8 +92,10 @@ def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Rep
         # One RNG state for every check of this call, so all replay the same draws.
         rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
 
-        def make(output: int | None, kind: str) -> _Checker:
-            return _Checker(torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng)
+        def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
+            return _Checker(
+                torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng, depth=depth
+            )
 
         return _adapter.check_all(make, opts, modes, order, TORCH_CONVENTION)
 
@@ -323,16 +325,29 @@ class _Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
     def __init__(
-        self, torch, fn, inputs, loss, seed, output=None, kind="rev", weights=None, rng=None
+        self,
+        torch,
+        fn,
+        inputs,
+        loss,
+        seed,
+        output=None,
+        kind="rev",
+        weights=None,
+        rng=None,
+        depth=1,
     ):
         self.torch = torch
         self.fn = fn
         self.loss = loss
         self.output = output  # which output of a tuple is checked
-        self.kind = kind  # "rev", "fwd" or "order2": which derivative is the analytic side
+        # "rev", "fwd" or "order": which derivative is the analytic side; an "order" check
+        # at depth k differentiates x -> <grad g(x), w>, g the objective of depth k - 1
+        self.kind = kind
+        self.depth = depth if kind == "order" else 1
         self.weights = weights  # output cotangents (grad_outputs) instead of random ones
         self.last_analytic: dict[str, np.ndarray] = {}
-        self.magnitude = 0.0  # order 2: the size of the terms of <grad f, w> (set by analytic)
+        self.magnitude = 0.0  # order >= 2: the size of the terms of <grad g, w> (by analytic)
         self.seed = seed
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
@@ -413,11 +428,14 @@ class _Checker:
         self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
         self.vmap_timed = False  # batching has been timed against one by one
         self.outputs = self._count_outputs()
-        # order 2 checks x -> <grad f(x), w>: its gradient is the Hessian times w.
-        generator = np.random.default_rng(_adapter.weight_seed(seed, 1))
-        self.hessian_weights = {
-            n: generator.standard_normal(a.shape) for n, a in self.params.items()
-        }
+        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
+        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
+        self.level_weights = []
+        for level in range(1, self.depth):
+            generator = np.random.default_rng(_adapter.weight_seed(seed, level))
+            self.level_weights.append(
+                {n: generator.standard_normal(a.shape) for n, a in self.params.items()}
+            )
 
     def notes(self) -> list[str]:
         notes = []
@@ -543,9 +561,9 @@ class _Checker:
         else:
             self.replay()
             tensors = self._tensors(self.params, grad=True)
-            if self.kind == "order2":
-                with self._derivative("the backward"):  # the first derivative, made twice
-                    cost = self._gradient_along_weights(tensors, create_graph=True)
+            if self.kind == "order":
+                with self._derivative("the backward"):  # the lower derivatives, made twice
+                    cost = self._level(tensors, self.depth, create_graph=True)
             else:
                 cost = self.forward(tensors)
             if cost.requires_grad:
@@ -568,7 +586,7 @@ class _Checker:
             or {
                 "rev": "the backward",
                 "fwd": "forward-mode AD (the jvp)",
-                "order2": "the double backward",
+                "order": "the double backward" if self.depth == 2 else "a higher backward",
             }[self.kind]
         )
         try:
@@ -583,6 +601,7 @@ class _Checker:
                     "the backward": "",
                     "forward-mode AD (the jvp)": ": check it with modes=('rev',)",
                     "the double backward": ": check it with order=1",
+                    "a higher backward": f": check it with order={self.depth - 1}",
                 }[what]
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise GradientSpecError(
@@ -590,11 +609,16 @@ class _Checker:
                 ) from exc
             raise DerivativeRaised(what, exc) from exc
 
-    def _gradient_along_weights(self, tensors: dict[str, Any], create_graph: bool):
-        """``<grad f(x), w>``: its gradient is the Hessian times ``w`` (order 2)."""
+    def _level(self, tensors: dict[str, Any], depth: int, create_graph: bool):
+        """The objective at ``depth``: the cost, then ``<grad g(x), w>`` per level above it
+        (its gradient is the Hessian times ``w`` at depth 2)."""
         torch = self.torch
+        if depth == 1:
+            return self.forward(tensors)
         with torch.enable_grad():
-            f = self.forward(tensors)
+            f = self._level(tensors, depth - 1, create_graph=True)
+            if not f.requires_grad:  # a constant to autograd: every gradient is zero
+                return torch.zeros((), dtype=torch.float64, device=self.device)
             grads = torch.autograd.grad(
                 f, list(tensors.values()), create_graph=create_graph, allow_unused=True
             )
@@ -602,11 +626,11 @@ class _Checker:
         terms = 0.0
         for n, g in zip(self.names, grads, strict=True):
             if g is not None:
-                w = torch.from_numpy(self.hessian_weights[n]).to(self.device)
+                w = torch.from_numpy(self.level_weights[depth - 2][n]).to(self.device)
                 total = total + (g * w).sum()
-                if create_graph:  # at the check point: <grad f, w> may cancel, its terms do not
+                if create_graph:  # at the check point: <grad g, w> may cancel, its terms do not
                     terms += float((g * w).detach().abs().sum())
-        if create_graph:
+        if create_graph and depth == self.depth:
             self.magnitude = terms
         return total
 
@@ -697,9 +721,9 @@ class _Checker:
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         started = time.perf_counter()
         self.replay()
-        if self.kind == "order2":
+        if self.kind == "order":
             tensors = self._tensors(arrays, grad=True)
-            value = float(self._gradient_along_weights(tensors, create_graph=False))
+            value = float(self._level(tensors, self.depth, create_graph=False))
             self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
             return value
         with self.torch.no_grad():
@@ -713,7 +737,7 @@ class _Checker:
         Falls back to one by one, for the rest of the check, when vmap cannot
         batch the cost or when batching turns out slower than one by one.
         """
-        if self.vmap_failed is None and self.vmap_slower is None and self.kind != "order2":
+        if self.vmap_failed is None and self.vmap_slower is None and self.kind != "order":
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
             except _SlowerBatched as slower:
