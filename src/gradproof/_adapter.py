@@ -51,11 +51,13 @@ class Adapter(Protocol):
     def notes(self) -> list[str]: ...
 
 
-def run(adapter: Adapter, opts: Options) -> Report:
+def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
     """Check the adapter's gradient; its notes (set while it ran) lead the warnings.
 
     A derivative the framework raised on is this check's finding: every
     parameter fails with the exception named, and no finite difference is taken.
+    A ``dropin`` check in directional mode takes no second evaluation at the check
+    point before it starts (its determinism is judged from the final one).
     """
     batched = opts.mode in ("full", "sample")
     try:
@@ -70,6 +72,7 @@ def run(adapter: Adapter, opts: Options) -> Report:
         batched=adapter.batched if batched else None,
         framework=True,
         cost_magnitude=adapter.magnitude,
+        spread_first=not dropin,
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
@@ -130,22 +133,27 @@ def check_all(
     modes: Sequence[str],
     order: int,
     convention: str,
+    dropin: bool = False,
 ) -> Report:
     """Every requested check of one function (outputs × modes × orders), as one report.
 
     ``make(output, kind, depth)`` builds the checker for one output of a tuple
     (``None`` for a single output) and one kind of derivative (``depth``: the order
-    of an ``"order"`` check).
+    of an ``"order"`` check). ``dropin``: a drop-in's check (see :func:`run`).
     """
     first = make(None, "rev")
-    outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+    outputs = getattr(first, "output_indices", None)
+    if outputs is None:
+        outputs = [None] if first.outputs == 1 else list(range(first.outputs))
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
         analytic = {}
         for kind in modes:
-            checker = make(output, kind)
-            report = conjugation(run(checker, opts), sorted(checker.complex), convention)
+            # the first checker serves the first check, when it is the same one
+            reuse = output == outputs[0] and kind == "rev" and outputs[0] is None
+            checker = first if reuse else make(output, kind)
+            report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
@@ -155,7 +163,7 @@ def check_all(
             extra += consistencies(analytic["fwd"], analytic["rev"], where, floors)
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
-            parts.append((label, run(make(output, "order", depth), opts)))
+            parts.append((label, run(make(output, "order", depth), opts, dropin)))
     return combine(parts, extra)
 
 

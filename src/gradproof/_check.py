@@ -214,6 +214,7 @@ def run(
     batched: Batched | None = None,
     framework: bool = False,
     cost_magnitude: float = 0.0,
+    spread_first: bool = True,
 ) -> Report:
     """:func:`check` with validated options.
 
@@ -221,7 +222,10 @@ def run(
     With ``framework``, ``grads`` came from a framework's autodiff: an inf or
     NaN in it is a finding about that derivative, not bad input.
     ``cost_magnitude`` is the size of the terms the cost sums, when a front-end
-    knows it: the cost's round-off is modelled relative to it.
+    knows it: the cost's round-off is modelled relative to it. Without
+    ``spread_first`` a directional check does not evaluate the cost a second time at
+    the check point before it starts (a drop-in's fast mode, priced as the original's):
+    its determinism is judged from the final evaluation alone.
     """
     leaves = _tree.parse(params)
     started = time.perf_counter()
@@ -239,12 +243,15 @@ def run(
         # Evaluations after the warm-up are timed: they size progress ticks and the
         # estimate of mode="auto" (which times a few more to be sure of it).
         timings, spread = [], 0.0
-        for _ in range(_policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1):
+        repeats = _policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1
+        if opts.mode == "directional" and not spread_first:
+            repeats = 0
+        for _ in range(repeats):
             started_eval = time.perf_counter()
             with blame("at the check point (second evaluation)"):
                 spread = max(spread, abs(_real(evaluate()) - point.j0))
             timings.append(time.perf_counter() - started_eval)
-        seconds_per_eval = float(np.median(timings))
+        seconds_per_eval = float(np.median(timings)) if timings else 0.0
         opts, auto_policy = _chosen_mode(opts, leaves, seconds_per_eval)
         if opts.mode == "directional":
             outcome = _directional.run(

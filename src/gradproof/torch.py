@@ -85,8 +85,15 @@ def check(
     return _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
 
 
-def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Report:
-    """Every requested check (outputs × modes × orders) of one function, as one report."""
+def _check_all(
+    torch, fn, inputs, loss, opts, modes, order, weights=None, dropin: _Probe | None = None
+) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report.
+
+    ``dropin`` (a drop-in's :class:`_Probe`): check what torch's gradcheck checks: the
+    inputs that require grad (a module is a function of its inputs, its parameters
+    held fixed) and the outputs that require grad.
+    """
     devices = _cuda_devices(torch, fn, inputs)
     with torch.random.fork_rng(devices=devices):
         # One RNG state for every check of this call, so all replay the same draws.
@@ -94,10 +101,22 @@ def _check_all(torch, fn, inputs, loss, opts, modes, order, weights=None) -> Rep
 
         def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
             return _Checker(
-                torch, fn, inputs, loss, opts.seed, output, kind, weights, rng=rng, depth=depth
+                torch,
+                fn,
+                inputs,
+                loss,
+                opts.seed,
+                output,
+                kind,
+                weights,
+                rng=rng,
+                depth=depth,
+                dropin=dropin,
             )
 
-        return _adapter.check_all(make, opts, modes, order, TORCH_CONVENTION)
+        return _adapter.check_all(
+            make, opts, modes, order, TORCH_CONVENTION, dropin=dropin is not None
+        )
 
 
 def gradcheck(
@@ -152,10 +171,10 @@ def gradcheck(
         masked=(masked, None),
     )
     opts = _dropin_options(eps, atol, rtol, fast_mode)
-    report = _check_all(torch, func, _as_tuple(torch, inputs), None, opts, modes, 1)
-    return _dropin_verdict(
-        torch, report, func, inputs, None, nondet_tol, unchecked, raise_exception
-    )
+    inputs = _as_tuple(torch, inputs)
+    probe = _probe(torch, func, inputs, None, nondet_tol)
+    report = _check_all(torch, func, inputs, None, opts, modes, 1, dropin=probe)
+    return _dropin_verdict(torch, report, probe, unchecked, raise_exception)
 
 
 def gradgradcheck(
@@ -200,10 +219,9 @@ def gradgradcheck(
     )
     opts = _dropin_options(eps, atol, rtol, fast_mode)
     inputs = _as_tuple(torch, inputs)
-    report = _check_all(torch, func, inputs, None, opts, modes, 2, weights)
-    return _dropin_verdict(
-        torch, report, func, inputs, weights, nondet_tol, unchecked, raise_exception
-    )
+    probe = _probe(torch, func, inputs, weights, nondet_tol)
+    report = _check_all(torch, func, inputs, None, opts, modes, 2, weights, dropin=probe)
+    return _dropin_verdict(torch, report, probe, unchecked, raise_exception)
 
 
 def _unchecked_options(**given: tuple[Any, Any]) -> list[str]:
@@ -221,26 +239,29 @@ def _as_tuple(torch, inputs: Any) -> tuple:
 
 def _dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
     """gradcheck's arguments as gradproof's options: explicit ones honoured, defaults ours."""
+    # fast_mode: one random direction per input (torch's fast mode takes one for all of
+    # them), more only for a direction in doubt; a failing input is then localized.
     return options(
         "gradproof.torch.gradcheck",
         eps=eps,
         atol=atol,
         rtol=rtol,
         mode="directional" if fast_mode else "full",
+        k=FAST_MODE_DIRECTIONS if fast_mode else None,
     )
 
 
-def _dropin_verdict(
-    torch, report, func, inputs, weights, nondet_tol, unchecked, raise_exception
-) -> bool:
+# Random directions per input in fast_mode, before any added for doubt.
+FAST_MODE_DIRECTIONS = 1
+
+
+def _dropin_verdict(torch, report, probe: _Probe, unchecked, raise_exception) -> bool:
     """gradcheck's return convention over gradproof's report (re-entrancy checked too)."""
-    inputs = _as_tuple(torch, inputs)
     if unchecked:
         report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
-    unstable = _backward_reentrant(torch, func, inputs, weights, nondet_tol)
-    if unstable is not None:
+    if probe.unstable is not None:
         report = dataclasses.replace(
-            report, passed=False, strict=False, warnings=[unstable, *report.warnings]
+            report, passed=False, strict=False, warnings=[probe.unstable, *report.warnings]
         )
     if report.passed:
         return True
@@ -249,34 +270,54 @@ def _dropin_verdict(
     return False
 
 
-def _backward_reentrant(torch, func, inputs, weights, nondet_tol: float) -> str | None:
-    """Why the backward is not re-entrant (two runs disagree beyond nondet_tol), or None."""
+@dataclasses.dataclass(frozen=True)
+class _Probe:
+    """What one forward and two backward passes, as gradcheck is called, tell a drop-in."""
+
+    outputs: list[int] | None  # the tensor outputs that require grad (None: not known)
+    unstable: str | None  # why the backward is not re-entrant, if it is not
+
+
+def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
+    """The outputs gradcheck checks (those requiring grad), and whether the backward is
+    re-entrant: the same graph, back-propagated twice, agrees within ``nondet_tol``."""
     leaves = [x for x in inputs if torch.is_tensor(x) and x.requires_grad]
+    try:
+        with torch.random.fork_rng(devices=_cuda_devices(torch, func, inputs)):
+            out = func(*inputs)
+    except Exception:  # the check itself says what the function raised, and where
+        return _Probe(None, None)
+    tensors = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
+    differentiable = [i for i, o in enumerate(tensors) if o.requires_grad]
+    outs = [tensors[i] for i in differentiable]
+    if not outs or not leaves:
+        return _Probe(differentiable, None)
+    if weights is None:
+        gen = torch.Generator().manual_seed(0)
+        cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
+    else:
+        cot = [w.to(o.dtype) for w, o in zip(weights, outs, strict=False)]
     runs = []
-    for _ in range(2):
-        out = func(*inputs)
-        outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
-        outs = [o for o in outs if o.requires_grad]
-        if not outs:
-            return None
-        if weights is None:
-            gen = torch.Generator().manual_seed(0)
-            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
-        else:
-            cot = [w.to(o.dtype) for w, o in zip(weights, outs, strict=False)]
-        grads = torch.autograd.grad(outs, leaves, cot[: len(outs)], allow_unused=True)
-        runs.append([None if g is None else g.detach().clone() for g in grads])
+    try:
+        for _ in range(2):
+            grads = torch.autograd.grad(
+                outs, leaves, cot[: len(outs)], allow_unused=True, retain_graph=True
+            )
+            runs.append([None if g is None else g.detach().clone() for g in grads])
+    except Exception:  # a backward that raises is the check's finding, with its evidence
+        return _Probe(differentiable, None)
     for i, (a, b) in enumerate(zip(*runs, strict=True)):
         if a is None or b is None:
             continue
         worst = float((a - b).abs().max()) if a.numel() else 0.0
         if worst > nondet_tol:
-            return (
+            return _Probe(
+                differentiable,
                 f"the backward is non-deterministic: run twice with the same inputs and "
                 f"grad_output, its gradient for input {i} differs by {worst:.3g} (nondet_tol "
-                f"{nondet_tol:g}); not a wrong formula, but not re-entrant either"
+                f"{nondet_tol:g}); not a wrong formula, but not re-entrant either",
             )
-    return None
+    return _Probe(differentiable, None)
 
 
 def _gradcheck_error(torch) -> type:
@@ -336,6 +377,7 @@ class _Checker:
         weights=None,
         rng=None,
         depth=1,
+        dropin: _Probe | None = None,
     ):
         self.torch = torch
         self.fn = fn
@@ -352,13 +394,17 @@ class _Checker:
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
         self.module = copy.deepcopy(fn) if isinstance(fn, torch.nn.Module) else None
+        self.dropin = dropin is not None
+        self.probed_outputs = None if dropin is None else dropin.outputs
         named = {}
         if self.module is not None:
-            named = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+            # gradcheck's module is a function of its inputs: its parameters are held fixed
+            checked = not self.dropin
+            named = {n: p for n, p in self.module.named_parameters() if p.requires_grad and checked}
             self.buffers = {n: b.detach() for n, b in self.module.named_buffers()}
             # Frozen parameters are not checked, but run in float64 like the rest.
             self.buffers.update(
-                (n, p.detach()) for n, p in self.module.named_parameters() if not p.requires_grad
+                (n, p.detach()) for n, p in self.module.named_parameters() if n not in named
             )
         else:
             if not callable(fn):
@@ -370,6 +416,11 @@ class _Checker:
         for i, x in enumerate(inputs):
             if torch.is_tensor(x) and x.requires_grad:
                 named[f"input{i}"] = x
+        if not named and self.dropin:
+            raise GradientSpecError(
+                "gradcheck: no input requires grad, so there is nothing to check. Create the "
+                "inputs to check with requires_grad=True"
+            )
         if not named:
             raise GradientSpecError(
                 "nothing to check: no module parameter and no input requires grad. Pass a module, "
@@ -465,15 +516,27 @@ class _Checker:
             self.torch.cuda.set_rng_state(s, d)
 
     def _count_outputs(self) -> int:
-        """How many tensors the function returns (a tuple's outputs are checked one by one)."""
+        """How many tensors the function returns (a tuple's outputs are checked one by one);
+        sets ``output_indices``, the outputs checked (as a drop-in: those requiring grad)."""
+        self.output_indices: list[int | None] = [None]
         if self.loss is not None:
             return 1
+        torch = self.torch
+        differentiable = self.probed_outputs
+        if differentiable is not None and len(differentiable) == 1:
+            # one output requires grad: checked alone, with no second evaluation to count
+            self.output_indices = [None] if differentiable == [0] else differentiable
+            return differentiable[0] + 1
         self.replay()
-        with self.torch.no_grad():
+        with torch.no_grad():
             out = self._call(self._assemble(self._tensors(self.params)))
-        if isinstance(out, (tuple, list)):
-            return max(1, sum(1 for o in out if self.torch.is_tensor(o)))
-        return 1
+        if not isinstance(out, (tuple, list)):
+            return 1
+        count = sum(1 for o in out if torch.is_tensor(o))
+        if count > 1:
+            # torch's gradcheck leaves out the outputs that do not require grad
+            self.output_indices = differentiable or list(range(count))
+        return max(1, count)
 
     def _call(self, tensors: dict[str, Any]) -> Any:
         torch = self.torch
