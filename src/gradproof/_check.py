@@ -428,9 +428,10 @@ def _judge_determinism(
 def _kink_warnings(tensors: dict[str, TensorReport]) -> list[str]:
     warnings = []
     for t in tensors.values():
-        if t.kinks:
-            shown = ", ".join(str(list(i)) for i in t.kinks[:5])
-            more = f" and {len(t.kinks) - 5} more" if len(t.kinks) > 5 else ""
+        kinks = [i for i in t.kinks if i not in t.unsettled]  # (those have their own note)
+        if kinks:
+            shown = ", ".join(str(list(i)) for i in kinks[:5])
+            more = f" and {len(kinks) - 5} more" if len(kinks) > 5 else ""
             warnings.append(
                 f"{t.name}: the cost has a kink (one-sided slopes disagree) at {shown}{more}; "
                 "left out of the verdict. Move the check point off the kink to check those too"

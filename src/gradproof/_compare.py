@@ -12,7 +12,7 @@ spends.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -52,6 +52,12 @@ class Judgement:
     # Coordinates where analytic and numeric partials are both zero within round-off.
     negligible: np.ndarray
     floor: float  # the largest round-off bound among the coordinates, for messages
+    # Kinks whose finite differences do not settle as the step shrinks: by position,
+    # the numeric partial at each step tried, ((step, value), ...), the evidence.
+    unsettled: dict[int, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # Coordinates judged from a smaller step (near a pole or a domain edge): by position,
+    # the numeric partial there, which replaces the coarser one in the report.
+    refined: dict[int, float] = field(default_factory=dict)
 
     @property
     def judged(self) -> np.ndarray:
@@ -141,7 +147,11 @@ def _doubt(
     magnitude = np.abs(p.analytic)
     analytic_error = analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
     roundoff = differences_error + analytic_error
-    doubtful = (gap > tol * size) & (gap > _policy.ERROR_SAFETY * roundoff)
+    # Below a share of tol of the parameter's gradient norm, an element's disagreement is
+    # the cost's own inexactness (an iterative solver's tolerance), not a finding.
+    norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
+    beyond = (gap > tol * size) & (gap > _policy.ELEMENT_FLOOR * tol * norm)
+    doubtful = beyond & (gap > _policy.ERROR_SAFETY * roundoff)
     if accepted is not None:
         doubtful &= ~accepted(gap, p.numeric)
     screen = np.zeros(0, dtype=np.int64)
@@ -153,6 +163,8 @@ def _doubt(
     hidden, grow = np.zeros(0, dtype=np.int64), np.zeros(0)
     if scheme.two_sided:
         hidden, grow = _hidden(gap, size, differences_error, analytic_error, doubtful, tol)
+        kept = beyond[hidden]
+        hidden, grow = hidden[kept], grow[kept]
         if accepted is not None:
             kept = ~accepted(gap[hidden], p.numeric[hidden])
             hidden, grow = hidden[kept], grow[kept]
@@ -254,6 +266,8 @@ def judge(
 
     confirmed = 0
     probed = 0
+    unsettled: dict[int, tuple[tuple[float, float], ...]] = {}
+    refined: dict[int, float] = {}
     for i in order:
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = SUSPECT
@@ -261,6 +275,7 @@ def judge(
         at_h = probe_at(int(i))
         status[i] = classify(scheme, at_h, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
         shrink = p.closer(int(i))
+        small = None
         if status[i] == KINK:
             small = probe_at(int(i), shrink)
             if not _kink_persists(at_h, small, noise, h[i], shrink):
@@ -270,11 +285,22 @@ def judge(
         elif status[i] in (NUMERICS, WRONG) and (
             shrink > KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
             or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
+            or _moving(scheme, at_h, float(roundoff[i]))  # not settled even from h to h/2
         ):
             # Near a pole or a domain edge the step is too coarse to tell: judge the
             # partial where truncation is much smaller (and round-off larger).
             small = probe_at(int(i), shrink)
             status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
+        if small is not None and status[i] == NUMERICS:
+            refined[int(i)] = _extrapolated(scheme, small)
+        if small is not None and status[i] != KINK:
+            steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))
+            if steps is not None and _beyond_tol(analytic[i], steps[-1][1], tol):
+                # not differentiable here (a kink under a square root, a jump), or steeper
+                # than any step resolves: no verdict, and the evidence kept for the report
+                status[i] = KINK
+                unsettled[int(i)] = steps
+                refined.pop(int(i), None)
         probed += 1
         confirmed += status[i] == WRONG
     probed += _look_wider(p, doubt, status, scheme, noise, tol, probe_at)
@@ -286,7 +312,7 @@ def judge(
             at_h, probe_at(int(i), shrink), noise, h[i], shrink
         ):
             status[i] = KINK
-    return Judgement(status, probed, negligible, floor)
+    return Judgement(status, probed, negligible, floor, unsettled, refined)
 
 
 def _look_wider(
@@ -356,6 +382,66 @@ def _kink_persists(p: Probe, small: Probe, noise: float, h: float, shrink: float
     )
 
 
+def _unsettled(
+    scheme: Scheme, at_h: Probe, small: Probe, h: float, shrink: float, roundoff: float
+) -> tuple[tuple[float, float], ...] | None:
+    """The numeric partial at steps h, h/2, h/shrink and h/(2 shrink), when it does not
+    settle as the step shrinks (else ``None``).
+
+    A differentiable cost's central differences settle: their change from one step to
+    its half shrinks with the step (as h², so 256 times over a 16 times smaller step).
+    Where it grows instead, and by more than round-off, the cost is not differentiable
+    at the point (a kink under a square root, a jump) or steeper than any step resolves.
+    """
+    values = (
+        scheme.slope(at_h.forward, at_h.backward),
+        scheme.slope(at_h.forward_half, at_h.backward_half),
+        scheme.slope(small.forward, small.backward),
+        scheme.slope(small.forward_half, small.backward_half),
+    )
+    coarse, fine = abs(values[0] - values[1]), abs(values[2] - values[3])
+    if not (
+        fine > coarse
+        and fine > UNSETTLED_SHARE * max(abs(values[2]), abs(values[3]))
+        and fine > _policy.ERROR_SAFETY * 2 * shrink * roundoff
+    ):
+        return None
+    steps = (h, h / 2, h / shrink, h / (2 * shrink))
+    return tuple(zip(steps, values, strict=True))
+
+
+def _extrapolated(scheme: Scheme, p: Probe) -> float:
+    """The partial from a probe: its steps h and h/2 combined to cancel the leading
+    truncation term (Richardson), for a scheme whose order is known."""
+    coarse = scheme.slope(p.forward, p.backward)
+    fine = scheme.slope(p.forward_half, p.backward_half)
+    if scheme.order is None:
+        return fine
+    return fine + (fine - coarse) / (2**scheme.order - 1)
+
+
+# Finite differences have not settled where halving the (smaller) step still moves them
+# by this share of their size (a kink under a square root: 41%; a jump: 100%).
+UNSETTLED_SHARE = 0.1
+
+
+def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:
+    """Whether halving the step moves the partial by a large share of itself (beyond
+    round-off): a smooth cost's partial barely moves once the step is small."""
+    if scheme.order is None:
+        return False
+    coarse = scheme.slope(p.forward, p.backward)
+    fine = scheme.slope(p.forward_half, p.backward_half)
+    change = abs(coarse - fine)
+    return change > UNSETTLED_SHARE * max(abs(coarse), abs(fine)) and change > (
+        _policy.ERROR_SAFETY * 2 * roundoff
+    )
+
+
+def _beyond_tol(analytic: float, numeric: float, tol: float) -> bool:
+    return abs(analytic - numeric) > tol * (abs(analytic) + abs(numeric))
+
+
 def _truncation_dominated(status: int, truncation: float, gap: float, roundoff: float) -> bool:
     """Whether a verdict at step h rests on a truncation error large enough to matter.
 
@@ -373,7 +459,7 @@ def _judge_smaller(
     """A coordinate judged again from its partial at the step ``shrink`` times smaller."""
     numeric = scheme.slope(small.forward_half, small.backward_half)
     gap = abs(analytic - numeric)
-    error = small.truncation(scheme) + roundoff * shrink * 2
+    error = small.truncation(scheme) + float(roundoff) * shrink * 2  # (inf, not a warning)
     if gap <= tol * (abs(analytic) + abs(numeric)) or gap <= _policy.ERROR_SAFETY * error:
         return NUMERICS
     return WRONG

@@ -43,6 +43,25 @@ def within_numerics(
     )
 
 
+def steep(difference: float, where: list[list[int]]) -> Diagnosis:
+    """The note for a parameter whose difference above tol comes from coordinates where
+    the cost is too steep for the automatic step (near a pole or a domain edge)."""
+    shown = ", ".join(str(i) for i in where[: _policy.FEW_ELEMENTS])
+    more = (
+        f" and {len(where) - _policy.FEW_ELEMENTS} more"
+        if len(where) > _policy.FEW_ELEMENTS
+        else ""
+    )
+    return Diagnosis(
+        "steep",
+        f"difference {difference:.1e} is above tol where the cost is steep for the step (near "
+        f"a pole or the edge of its domain, at {shown}{more}): judged there at a smaller step, "
+        "within the finite differences' error",
+        "not a bug; a smaller eps gives a smaller difference (richardson, at the same step, "
+        "does not)",
+    )
+
+
 def zero_within_roundoff(floor: float) -> Diagnosis:
     """The note for a parameter whose partials are all at the noise floor on both sides."""
     return Diagnosis(

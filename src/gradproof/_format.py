@@ -99,6 +99,12 @@ def headline(report: ReportRecord) -> str:
                 f"{'/'.join(low)} analytic gradient's own round-off and the finite differences' "
                 "error; a float64 backward gives a smaller one"
             )
+        if any(t.pattern == "steep" for t in above):
+            return (
+                f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "
+                "finite differences' own error where the cost is steep for the step (near a "
+                "pole or a domain edge); a smaller eps gives a smaller one"
+            )
         at = f" at eps={r.eps:g}" if r.eps is not None else ""
         return (
             f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "

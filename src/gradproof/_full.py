@@ -124,6 +124,13 @@ def run(
         )
         for leaf in leaves
     }
+    # A coordinate judged from a smaller step reports the partial found there.
+    for name, judgement in judgements.items():
+        if judgement.refined:
+            numeric = partials[name].numeric.copy()
+            numeric[list(judgement.refined)] = list(judgement.refined.values())
+            partials[name] = dataclasses.replace(partials[name], numeric=numeric)
+            sweeps[name] = dataclasses.replace(sweeps[name], numeric=numeric)
     # Flat: the cost never moved, yet some analytic partial is beyond round-off.
     cost_flat = not any(np.any(p.numeric) for p in partials.values()) and not all(
         np.all(j.negligible) for j in judgements.values()
@@ -160,7 +167,12 @@ def run(
         step=_typical_step(sweeps, opts),
         numerical=_tree.from_flat(params, leaves, numeric) if full else None,
         analytic=_tree.from_flat(params, leaves, analytic) if full else None,
-        notes=tuple(_left_out_notes(leaves, arrays, sweeps)),
+        notes=tuple(
+            [
+                *_left_out_notes(leaves, arrays, sweeps),
+                *_unsettled_notes(leaves, sweeps, partials, judgements),
+            ]
+        ),
     )
 
 
@@ -295,6 +307,9 @@ def _tensor_report(
     elif diff > 0 and np.all(_roundoff_level(judgement)):
         diff = 0.0
         explanation = _diagnose.zero_within_roundoff(judgement.floor)
+    elif diff > opts.tol and judgement.refined and _steep_share(p, judged, judgement) >= 0.5:
+        where = [list(index_tuple(coords[j], leaf.shape)) for j in sorted(judgement.refined)]
+        explanation = _diagnose.steep(diff, where)
     else:
         explanation = _diagnose.within_numerics(diff, opts.tol, opts.method, opts.eps, dtype)
     return TensorReport(
@@ -312,4 +327,40 @@ def _tensor_report(
         kinks=tuple(index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.KINK)),
         probed=judgement.probed,
         dtype=dtype,
+        unsettled=tuple(index_tuple(coords[j], leaf.shape) for j in sorted(judgement.unsettled)),
     )
+
+
+def _steep_share(p: Partials, judged: np.ndarray, judgement: Judgement) -> float:
+    """The share of a parameter's squared disagreement that lies at coordinates judged
+    from a smaller step (where the cost is steep for the automatic one)."""
+    errors = np.where(judged, p.analytic - p.numeric, 0.0) ** 2
+    total = float(errors.sum())
+    return float(errors[list(judgement.refined)].sum()) / total if total else 0.0
+
+
+def _unsettled_notes(
+    leaves: list[Leaf],
+    sweeps: dict[str, LeafSweep],
+    partials: dict[str, Partials],
+    judgements: dict[str, Judgement],
+) -> list[str]:
+    """For each parameter with coordinates whose finite differences do not settle, the
+    evidence at the first of them: the numeric partial at each step, and the analytic."""
+    notes = []
+    for leaf in leaves:
+        unsettled = judgements[leaf.name].unsettled
+        if not unsettled:
+            continue
+        j = min(unsettled)
+        index = list(index_tuple(int(sweeps[leaf.name].coords[j]), leaf.shape))
+        steps = ", ".join(f"{value:.3g} at h={step:.2g}" for step, value in unsettled[j])
+        more = f" (and {len(unsettled) - 1} more elements)" if len(unsettled) > 1 else ""
+        notes.append(
+            f"{leaf.name}: not differentiable at {index}{more}, or steeper there than any "
+            f"step resolves: the finite differences do not settle as the step shrinks "
+            f"({steps}; analytic {partials[leaf.name].analytic[j]:.3g}); left out of the "
+            "verdict. A kink under a square root or a jump does this: move the check point "
+            "off it to check it"
+        )
+    return notes

@@ -50,7 +50,10 @@ class TensorReport:
             ``finding`` and ``cause``.
         wrong: how many elements are judged wrong.
         wrong_indices: the first of them (at most 10).
-        kinks: coordinates left out of the verdict because the cost has a kink there.
+        kinks: coordinates left out of the verdict because the cost is not
+            differentiable there: its one-sided slopes disagree, or (``unsettled``)
+            its finite differences do not settle as the step shrinks.
+        unsettled: those of ``kinks`` whose finite differences do not settle.
         probed: coordinates that needed extra evaluations to judge.
         dtype: the analytic gradient's dtype.
     """
@@ -69,6 +72,7 @@ class TensorReport:
     kinks: tuple[Index, ...] = ()
     probed: int = 0
     dtype: str = "float64"
+    unsettled: tuple[Index, ...] = ()
 
     @property
     def diagnosis(self) -> str | None:
@@ -80,7 +84,7 @@ class TensorReport:
         """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
         ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
         ``"column"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
-        ``"modes"``, ``"numerics"``, ``"roundoff"``, or ``None``."""
+        ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, or ``None``."""
         return self.explanation.pattern
 
     @property
@@ -109,6 +113,7 @@ class TensorReport:
             "wrong": self.wrong,
             "wrong_indices": [list(i) for i in self.wrong_indices],
             "kinks": [list(i) for i in self.kinks],
+            "unsettled": [list(i) for i in self.unsettled],
             "probed": self.probed,
         }
 
@@ -128,6 +133,7 @@ class TensorReport:
             wrong=d.get("wrong", 0),
             wrong_indices=tuple(tuple(i) for i in d.get("wrong_indices", ())),
             kinks=tuple(tuple(i) for i in d.get("kinks", ())),
+            unsettled=tuple(tuple(i) for i in d.get("unsettled", ())),
             probed=d.get("probed", 0),
             dtype=d.get("dtype", "float64"),
         )

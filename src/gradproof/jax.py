@@ -130,6 +130,8 @@ def check_grads(
     modes = _adapter.validate_modes("gradproof.jax.check_grads", modes, order)
     args = tuple(args)
     named = {f"arg{i}": a for i, a in enumerate(args)}  # named as check_grads' arguments
+    if _nowhere_finite(jax, f, args, modes):
+        return  # nan derivatives of a nan value, as check_grads accepts: nothing to compare
     dtypes = _output_dtypes(jax, f, args)
     why = _own_precision_needed(jax, f, args)
     if why is None:
@@ -145,6 +147,35 @@ def check_grads(
         report = _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps)
     if not report.passed:
         raise GradientError(report)
+
+
+def _nowhere_finite(jax, f, args: tuple, modes: Sequence[str]) -> bool:
+    """Whether ``f``'s value at ``args`` is nowhere finite (a nan or infinite argument)
+    and JAX's derivatives there are not finite either: nothing finite differences could
+    compare, and ``check_grads`` passes (nan matches nan). A finite derivative of a value
+    that is nowhere finite is an error that says so."""
+    try:
+        out = f(*args)
+    except Exception:  # the check itself reports what f raises
+        return False
+    if not _flat_outputs(out) or _all_finite_anywhere(out):
+        return False
+    tangents = tuple(
+        np.ones(np.shape(a), np.asarray(a).dtype) if _inexact(a) else np.zeros(np.shape(a))
+        for a in args
+    )
+    _, derivative = jax.jvp(f, args, tangents)
+    if not _all_finite_anywhere(derivative):
+        return True
+    raise GradientSpecError(
+        "check_grads: the function's value is nowhere finite at this point (nan or inf), yet "
+        "JAX's derivative there is finite: no finite difference can check it. Check it at a "
+        "point where the function is finite"
+    )
+
+
+def _all_finite_anywhere(out: Any) -> bool:
+    return any(np.any(np.isfinite(np.asarray(x).astype(np.complex128))) for x in _flat_outputs(out))
 
 
 def _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps) -> Report:
@@ -373,11 +404,16 @@ class _Checker:
         ]
         self._scalar = jax.jit(self._objective)
         self._vmapped: dict[tuple[str, int], Any] = {}
+        self.vmap_failed: str | None = None  # why jax.vmap could not batch the cost
 
     def notes(self) -> list[str]:
-        if not self.low or self.native:
-            return []
-        return [f"params are {'/'.join(self.low)}: the check ran in float64 on copies"]
+        notes = []
+        if self.low and not self.native:
+            notes.append(f"params are {'/'.join(self.low)}: the check ran in float64 on copies")
+        if self.vmap_failed:
+            why = self.vmap_failed
+            notes.append(f"evaluations ran one by one: jax.vmap could not batch the cost ({why})")
+        return notes
 
     def _wide(self, x):
         """``x`` explicitly in the widest float the configuration computes in (allowed
@@ -486,8 +522,36 @@ class _Checker:
         return float(self._scalar(self._leaves(arrays)))
 
     def batched(self, name: str, flat: np.ndarray, coords: list[int], values: list[list[float]]):
-        size = max(1, min(len(coords), BATCH_ELEMENTS // max(flat.size, 1), 512))
-        return [self._run(name, flat, coords, v, size) for v in values]
+        """Cost values for each point set: ``jax.vmap`` batches, or one by one where a
+        primitive's batching rule fails on what runs unbatched (for the rest of the check)."""
+        if self.vmap_failed is None:
+            size = max(1, min(len(coords), BATCH_ELEMENTS // max(flat.size, 1), 512))
+            try:
+                return [self._run(name, flat, coords, v, size) for v in values]
+            except Exception as exc:
+                if not self._runs_alone(name, flat, coords, values):
+                    raise  # the cost's own error, which one by one raises too
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.vmap_failed = f"{type(exc).__name__}: {first[:160]}"
+        return [self._one_by_one(name, flat, coords, v) for v in values]
+
+    def _runs_alone(self, name, flat, coords, values) -> bool:
+        try:
+            self._one_by_one(name, flat, coords[:1], next(v[:1] for v in values))
+        except Exception:
+            return False
+        return True
+
+    def _one_by_one(self, name, flat, coords, values) -> np.ndarray:
+        arrays = dict(self.params)
+        work = flat.copy()
+        arrays[name] = work.reshape(self.shapes[name])
+        out = np.empty(len(coords))
+        for j, (i, v) in enumerate(zip(coords, values, strict=True)):
+            work[i] = v
+            out[j] = self.cost(arrays)
+            work[i] = flat[i]
+        return out
 
     def _run(self, name, flat, coords, values, size) -> np.ndarray:
         jax, jnp = self.jax, self.jnp

@@ -353,6 +353,16 @@ def _cuda_devices(torch, fn: Any, inputs: tuple) -> list[int]:
     return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
 
 
+def _private_copy(module: Any) -> Any:
+    """A deep copy of ``module``, or the module itself where it cannot be copied (it holds
+    a tensor computed with grad as an attribute, which deepcopy refuses): functional_call
+    then swaps the check's tensors in for each call and restores the module's own after."""
+    try:
+        return copy.deepcopy(module)
+    except RuntimeError:
+        return module
+
+
 def _wide(torch, x: Any) -> Any:
     """An input as the check sees it: float tensors in float64, complex in complex128."""
     if not torch.is_tensor(x):
@@ -393,7 +403,7 @@ class _Checker:
         self.seed = seed
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
-        self.module = copy.deepcopy(fn) if isinstance(fn, torch.nn.Module) else None
+        self.module = _private_copy(fn) if isinstance(fn, torch.nn.Module) else None
         self.dropin = dropin is not None
         self.probed_outputs = None if dropin is None else dropin.outputs
         named = {}
