@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from . import _check
+from ._compare import Accepted
 from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options
 from ._policy import UNIT_ROUNDOFF
@@ -148,19 +149,25 @@ def check_all(
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
-        analytic = {}
+        analytic, mode_reports = {}, []
         for kind in modes:
             # the first checker serves the first check, when it is the same one
             reuse = output == outputs[0] and kind == "rev" and outputs[0] is None
             checker = first if reuse else make(output, kind)
             report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
+            mode_reports.append(report)
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
             )
         if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
             floors = _roundoff_gradients(checker)
-            extra += consistencies(analytic["fwd"], analytic["rev"], where, floors)
+            # both modes carry the round-off of the precision the cost was found to run in
+            unit = max(r.policy.get("cost_unit", UNIT_ROUNDOFF) for r in mode_reports)
+            agreement = max(AGREEMENT, LOW_PRECISION_AGREEMENT * unit)
+            extra += consistencies(
+                analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted
+            )
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
             parts.append((label, run(make(output, "order", depth), opts, dropin)))
@@ -202,10 +209,14 @@ def consistencies(
     rev: dict[str, np.ndarray],
     where: str,
     floors: dict[str, np.ndarray] | None = None,
+    agreement: float = 0.0,
+    accepted: Accepted | None = None,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
-    the gradients the cost cannot represent (see :func:`_roundoff_gradients`)."""
+    the gradients the cost cannot represent (see :func:`_roundoff_gradients`).
+    ``agreement``: the relative agreement expected (at least ``AGREEMENT``); ``accepted``:
+    a caller's own tolerances, which accept a disagreement within them."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
     return [
         consistency(
@@ -214,22 +225,34 @@ def consistencies(
             g,
             scale,
             floor=None if floors is None else floors.get(name),
+            agreement=agreement,
+            accepted=accepted,
         )
         for name, g in rev.items()
     ]
 
 
 def consistency(
-    name: str, fwd: np.ndarray, rev: np.ndarray, scale: float, floor: np.ndarray | None = None
+    name: str,
+    fwd: np.ndarray,
+    rev: np.ndarray,
+    scale: float,
+    floor: np.ndarray | None = None,
+    agreement: float = 0.0,
+    accepted: Accepted | None = None,
 ) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
-    a, b = fwd.reshape(-1), rev.reshape(-1)
+    a, b = fwd.reshape(-1).astype(np.float64), rev.reshape(-1).astype(np.float64)
     gap = np.abs(a - b)
-    bound = AGREEMENT * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
+    relative = max(AGREEMENT, agreement)
+    bound = relative * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
     if floor is not None:  # where both modes are below what the cost can represent
         tiny = np.maximum(np.abs(a), np.abs(b)) <= floor.reshape(-1)
         bound = np.where(tiny, np.maximum(bound, 2 * floor.reshape(-1)), bound)
-    wrong = np.flatnonzero(gap > bound)
+    disagree = gap > bound
+    if accepted is not None:
+        disagree &= ~accepted(gap, b)
+    wrong = np.flatnonzero(disagree)
     worst = int(np.argmax(gap)) if gap.size else 0
     explanation = NO_DIAGNOSIS
     if wrong.size:
@@ -258,6 +281,9 @@ def consistency(
 
 # Forward and reverse mode compute the same numbers up to the order of operations.
 AGREEMENT = 1e-10
+# For a cost computed in a lower precision (unit round-off u), they agree to this times u:
+# each mode's sums round differently, by up to u per operation of a long chain.
+LOW_PRECISION_AGREEMENT = 1024.0
 # A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
 # round-off of terms up to 64 times J, times the usual 16 operations' worth).
 ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF

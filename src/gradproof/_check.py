@@ -274,6 +274,8 @@ def run(
             spread = max(spread, abs(_real(evaluate()) - point.j0))
     policy = opts.policy()
     policy.update(auto_policy)
+    if outcome.cost_unit > _policy.UNIT_ROUNDOFF:  # a lower-precision cost: its round-off
+        policy["cost_unit"] = outcome.cost_unit
     if opts.mode == "directional":
         policy["confidence"] = _directional.confidence(opts.k)
     if evaluate.replay and not callable(grads):

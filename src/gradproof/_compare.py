@@ -291,7 +291,8 @@ def judge(
             # partial where truncation is much smaller (and round-off larger).
             small = probe_at(int(i), shrink)
             status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
-        if small is not None and status[i] == NUMERICS:
+        if small is not None and status[i] == NUMERICS and shrink > KINK_CONFIRM:
+            # near a pole or a domain edge the partial at the smaller step is the one to show
             refined[int(i)] = _extrapolated(scheme, small)
         if small is not None and status[i] != KINK:
             steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))

@@ -173,6 +173,7 @@ def run(
                 *_unsettled_notes(leaves, sweeps, partials, judgements),
             ]
         ),
+        cost_unit=unit,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _policy
 from ._errors import GradientSpecError
 from ._tree import Leaf, iter_items, path_name
 
@@ -96,7 +97,7 @@ def _validated(
         ) from exc
     if arr.dtype.kind == "c":
         raise GradientSpecError(f"the gradient for {leaf.name!r} is complex; it must be real")
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind not in "fiub" and not _policy.is_float(arr.dtype):
         raise GradientSpecError(
             f"the gradient for {leaf.name!r} has dtype {arr.dtype}; it must be a float array"
         )

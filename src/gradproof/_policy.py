@@ -33,6 +33,18 @@ def significand_bits(dtype: Any) -> int:
     return int(np.finfo(dtype).nmant) + 1
 
 
+def is_float(dtype: Any) -> bool:
+    """Whether ``dtype`` is a real floating type, bfloat16 and other ml_dtypes included."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return True
+    try:  # ml_dtypes' floats (kind "V") are known to np.finfo once registered
+        np.finfo(dtype)
+    except (TypeError, ValueError):
+        return False
+    return dtype.kind != "c"
+
+
 def roundoff_of(bits: int) -> float:
     """The unit round-off of a precision with ``bits`` significand bits."""
     return 2.0**-bits

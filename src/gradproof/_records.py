@@ -228,3 +228,6 @@ class Outcome:
     numerical: Any = None  # the numerical gradient, in params' structure (full mode)
     analytic: Any = None  # the analytic gradient, in params' structure (full mode)
     notes: tuple[str, ...] = ()  # extra warnings from the mode
+    # The unit round-off the cost's values were modelled with (float64's unless the cost
+    # showed itself lower-precision, or a front-end ran it in its arguments' precision).
+    cost_unit: float = 2.0**-53

@@ -1,0 +1,266 @@
+"""The call patterns of other projects' test suites, as the drop-ins meet them.
+
+Each pattern comes from a real suite run under ``benchmarks/suites.py`` (JAX's
+``lax_autodiff_test.py`` and ``nn_test.py``, kornia's gradcheck tests): the call
+the original accepts is accepted, a right gradient passes, and a wrong one in the
+same setting still fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+
+# --- JAX: jax.test_util.check_grads ------------------------------------------------
+
+
+@pytest.fixture
+def jax_modules():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    import gradproof.jax as gpj
+
+    return jax, jnp, gpj
+
+
+def scaled_sin(jax, jnp, factor):
+    """sin with a custom VJP off by ``factor`` (1: right)."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sin(x)
+
+    f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (factor * jnp.cos(x) * g,))
+    return f
+
+
+def test_tolerances_as_dicts_keyed_by_dtype_are_accepted(jax_modules):
+    jax, jnp, gpj = jax_modules
+    x = np.linspace(-1.0, 1.0, 6, dtype=np.float32)
+    tol = {np.float32: 1e-2, np.float64: 1e-5}  # NumPy scalar types as keys, as JAX's tests
+    gpj.check_grads(jnp.sin, (x,), 1, atol=tol, rtol={np.dtype("float32"): 1e-2})
+    with pytest.raises(gp.GradientError, match="arg0"):
+        gpj.check_grads(scaled_sin(jax, jnp, 1.1), (x,), 1, modes=("rev",), atol=tol, rtol=tol)
+
+
+def test_a_tolerance_dict_is_read_at_the_outputs_dtype():
+    from gradproof.jax import _tolerance
+
+    dtypes = [np.dtype("float32")]
+    assert _tolerance({np.float32: 1e-2, np.float64: 1e-5}, dtypes) == 1e-2
+    assert _tolerance({np.float64: 1e-5}, dtypes) is None  # no entry: gradproof's own verdict
+    assert _tolerance({np.float64: 1e-5}, dtypes, default=True) == 2e-3  # check_grads' own
+    assert _tolerance(3e-4, dtypes) == 3e-4
+
+
+def third_derivative_dropped(jax, jnp):
+    """sin whose derivative rules are right to order 2 and wrong at order 3."""
+
+    @jax.custom_jvp
+    def cos_(x):
+        return jnp.cos(x)
+
+    # d/dx cos = -sin, but through a stop_gradient: its own derivative is lost
+    cos_.defjvp(lambda p, t: (jnp.cos(p[0]), -jnp.sin(jax.lax.stop_gradient(p[0])) * t[0]))
+
+    @jax.custom_jvp
+    def sin_(x):
+        return jnp.sin(x)
+
+    sin_.defjvp(lambda p, t: (jnp.sin(p[0]), cos_(p[0]) * t[0]))
+    return sin_
+
+
+@pytest.mark.parametrize("modes", [("rev",), ("fwd",), ("fwd", "rev")])
+def test_any_order_is_checked_recursively(jax_modules, modes):
+    jax, jnp, gpj = jax_modules
+    x = np.array([0.3, -0.7, 1.1])
+    gpj.check_grads(jnp.sin, (x,), 4, modes=modes)
+    f = third_derivative_dropped(jax, jnp)
+    gpj.check_grads(f, (x,), 2, modes=modes)  # right up to order 2
+    with pytest.raises(gp.GradientError) as info:
+        gpj.check_grads(f, (x,), 3, modes=modes)
+    report = info.value.report
+    assert not report.tensors["arg0 [order 3]"].passed
+    assert report.tensors["arg0 [order 2]"].passed
+
+
+def test_lin_mode_is_forward_mode(jax_modules):
+    _, jnp, gpj = jax_modules
+    gpj.check_grads(jnp.tanh, (np.array([0.2, -0.4]),), 2, modes=("lin",))
+
+
+def test_a_function_that_cannot_run_in_float64_is_checked_in_its_own_precision(jax_modules):
+    jax, jnp, gpj = jax_modules
+    x = np.linspace(-1.0, 1.0, 5).astype(jnp.bfloat16)
+    y = np.float64(0.75)
+
+    def padded(a, b):  # a bfloat16 constant: a float64 operand makes lax.pad raise
+        out = jax.lax.pad(jnp.sin(a), jnp.bfloat16(0), [(1, 1, 0)])
+        return out.astype(jnp.float32) * b.astype(jnp.float32)
+
+    with jax.numpy_dtype_promotion("strict"):
+        gpj.check_grads(padded, (x, y), 1, modes=("rev",))
+    with pytest.raises(gp.GradientError) as info:
+
+        @jax.custom_vjp
+        def wrong(a):
+            return jax.lax.pad(a, jnp.bfloat16(0), [(1, 1, 0)])
+
+        wrong.defvjp(lambda a: (wrong(a), None), lambda _, g: (3 * g[1:-1],))
+        gpj.check_grads(lambda a: jnp.sin(wrong(a)), (x,), 1, modes=("rev",))
+    assert "own precision (bfloat16)" in str(info.value)
+
+
+def test_strict_promotion_and_float32_arguments(jax_modules):
+    jax, jnp, gpj = jax_modules
+    x = np.linspace(0.1, 1.0, 4, dtype=np.float32)
+    with jax.numpy_dtype_promotion("strict"):
+        gpj.check_grads(lambda a: a * jnp.float32(2) + jnp.sin(a), (x,), 2)
+
+
+def test_nan_in_nan_out_passes_as_check_grads_does(jax_modules):
+    jax, _, gpj = jax_modules
+    gpj.check_grads(jax.nn.softplus, (float("nan"),), order=1)
+    gpj.check_grads(jax.nn.mish, (float("nan"),), order=1)
+
+
+def test_a_primitive_vmap_cannot_batch_is_evaluated_one_by_one(jax_modules):
+    jax, _, gpj = jax_modules
+    o = np.asarray(0.3)  # scalar bounds batched against a scalar operand break lax.clamp
+    gpj.check_grads(jax.lax.clamp, (o - 10, o + 10, o), 2, ["fwd", "rev"], eps=1e-2)
+
+
+# --- PyTorch: torch.autograd.gradcheck ---------------------------------------------
+
+torch = pytest.importorskip("torch")
+import gradproof.torch as gpt  # noqa: E402
+
+
+def x64(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(True)
+
+
+def test_an_output_that_does_not_require_grad_is_not_checked():
+    x = x64(4)
+    f = lambda x: (x * 2, x.detach().sum())  # noqa: E731  (a threshold returned beside)
+    assert torch.autograd.gradcheck(f, (x,))
+    assert gpt.gradcheck(f, (x,))
+    assert gpt.gradcheck(f, (x,), fast_mode=True)
+    assert not gpt.check(f, x).passed  # gpt.check checks every output: a missing path
+
+
+class Scale(torch.nn.Module):
+    """y = x * w, whose backward for its own weight is wrong (doubled), not for x."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor([1.5, -0.5, 2.0], dtype=torch.float64))
+
+    def forward(self, x):
+        class Mul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g * w, 2 * (g * x).sum(0)
+
+        return Mul.apply(x, self.weight)
+
+
+def test_a_module_is_a_function_of_its_inputs_for_gradcheck():
+    m = Scale()
+    x = x64(4, 3)
+    before = m.weight.detach().clone()
+    assert torch.autograd.gradcheck(m, (x,))  # torch checks the inputs only
+    assert gpt.gradcheck(m, (x,))
+    assert gpt.gradcheck(m, (x,), fast_mode=True)
+    report = gpt.check(m, x)  # gpt.check goes on checking the module's parameters
+    assert not report.passed and [t.name for t in report.failing] == ["weight"]
+    assert torch.equal(before, m.weight)
+
+
+def test_finite_differences_that_do_not_settle_are_not_differentiable_here():
+    x = np.array([2.0, 1.0, 3.0])
+    w = np.array([[1.0, 0.5], [0.5, -0.5], [-1.0, 0.0]])
+    w[0, 0] -= (x @ w[:, 0] - 1e-12 - 1e-14) / x[0]  # column 0 just inside the clamp
+
+    def cost(p):
+        return np.sum(np.sqrt(np.maximum(x @ p["w"], 1e-12)))
+
+    def grad(p):
+        z = x @ p["w"]
+        g = np.where(z > 1e-12, 0.5 / np.sqrt(np.maximum(z, 1e-12)), 0.0)
+        return {"w": np.outer(x, g)}
+
+    report = gp.check(cost, {"w": w}, grad)
+    assert report.passed
+    t = report.tensors["w"]
+    assert set(t.unsettled) == {(0, 0), (1, 0), (2, 0)} and set(t.unsettled) <= set(t.kinks)
+    note = next(w for w in report.warnings if "not differentiable" in w)
+    assert "do not settle as the step shrinks" in note and "at h=" in note
+
+
+def jacobi_solve(slip: float = 0.0):
+    """x = A⁻¹ b by Jacobi iteration to a relative residual of 1e-8; the backward exact
+    (implicit), with one element of dA off by ``slip`` (relative)."""
+
+    class Solve(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, A, b):
+            x, d = torch.zeros_like(b), torch.diagonal(A)
+            for _ in range(10_000):
+                r = b - A @ x
+                if r.norm() <= 1e-8 * b.norm():
+                    break
+                x = x + r / d
+            ctx.save_for_backward(A, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            A, x = ctx.saved_tensors
+            lam = torch.linalg.solve(A.T, g)
+            dA = -torch.outer(lam, x)
+            dA[3, 5] *= 1 + slip
+            return dA, lam
+
+    return Solve
+
+
+def solver_inputs(n=20):
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(n, n, generator=g, dtype=torch.float64)
+    A = (m @ m.T + 3 * n * torch.eye(n, dtype=torch.float64)).requires_grad_(True)
+    return A, torch.randn(n, generator=g, dtype=torch.float64).requires_grad_(True)
+
+
+def test_an_iterative_solver_passes_to_its_own_accuracy_and_a_slip_is_still_found():
+    A, b = solver_inputs()
+    assert gpt.check(jacobi_solve().apply, A, b).passed
+    assert gpt.gradcheck(jacobi_solve().apply, (A, b))
+    report = gpt.check(jacobi_solve(1e-3).apply, A, b)
+    assert not report.passed and report.tensors["input0"].wrong_indices == ((3, 5),)
+
+
+def test_fast_mode_costs_a_handful_of_evaluations_whatever_the_size():
+    calls = []
+
+    def f(a):
+        calls.append(1)
+        return (a.sin() * 2).sum(-1)
+
+    for n in (3, 300):
+        calls.clear()
+        assert gpt.gradcheck(f, (x64(n, 4),), fast_mode=True)
+        # torch's fast mode takes 4 here; gradproof one forward for the outputs and
+        # re-entrancy, one for the backward, the check point, one direction, a final one
+        assert len(calls) <= 6, len(calls)
