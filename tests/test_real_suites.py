@@ -264,3 +264,17 @@ def test_fast_mode_costs_a_handful_of_evaluations_whatever_the_size():
         # torch's fast mode takes 4 here; gradproof one forward for the outputs and
         # re-entrancy, one for the backward, the check point, one direction, a final one
         assert len(calls) <= 6, len(calls)
+
+
+def test_a_detached_mean_is_named_as_a_missing_constant_term():
+    # kornia's HardNet standardizes each patch with x - mean.detach(): a real mismatch,
+    # which gradproof reports with what it shows
+    def standardized(x):
+        return torch.tanh((x - x.mean(dim=(-2, -1), keepdim=True).detach()) * 1.5)
+
+    x = x64(2, 4, 4)
+    for fast_mode in (False, True):
+        with pytest.raises(gp.GradientError) as info:
+            gpt.gradcheck(standardized, (x,), fast_mode=fast_mode)
+        t = info.value.report.tensors["input0"]
+        assert t.pattern == "offset" and "detached" in t.cause

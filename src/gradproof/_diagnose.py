@@ -201,6 +201,9 @@ def diagnose(
             f"analytic is zero at {k} of {n} elements where the numeric one is not",
             f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
         )
+    offset = _offset(aw - nw, name, dname)
+    if offset is not None:
+        return offset
     if 0 < k <= _policy.FEW_ELEMENTS and k < n:
         items = [(index_of(i), analytic[i], numeric[i]) for i in wrong]
         return _few(name, shape, items, f"{k} of {n} elements wrong")
@@ -284,6 +287,41 @@ def along_directions(
     return _scaled(scale, f"along all {k} random directions", dname)
 
 
+def _offset(gaps: np.ndarray, name: str, dname: str) -> Diagnosis | None:
+    """Wrong elements off by one constant, or by one constant per group (a per-example or
+    per-channel mean): a term constant across the elements, missing."""
+    if gaps.size < OFFSET_ELEMENTS or not np.all(np.isfinite(gaps)):
+        return None
+    ordered = np.sort(gaps)
+    width = OFFSET_SPREAD * float(np.max(np.abs(ordered)))
+    groups = np.split(ordered, np.flatnonzero(np.diff(ordered) > width) + 1)
+    if len(groups) > OFFSET_GROUPS or any(
+        g.size < OFFSET_ELEMENTS or float(np.ptp(g)) > OFFSET_SPREAD * abs(float(np.mean(g)))
+        for g in groups
+    ):
+        return None
+    if len(groups) == 1:
+        finding = f"the same {float(np.mean(gaps)):.3g} at each of the {gaps.size} wrong elements"
+    else:
+        values = ", ".join(f"{float(np.mean(g)):.3g} ({g.size} elements)" for g in groups)
+        finding = f"one constant per group of the {gaps.size} wrong elements: {values}"
+    return Diagnosis(
+        "offset",
+        f"analytic − numeric is {finding}",
+        f"a term that is constant across {name}'s elements (or across each group of them) is "
+        f"missing from {dname}, or extra: a mean or normalization whose dependence on it is "
+        "detached or dropped, as x - x.mean().detach() does",
+    )
+
+
+# Wrong elements whose analytic − numeric fall in at most OFFSET_GROUPS groups, each of at
+# least OFFSET_ELEMENTS elements spread by at most OFFSET_SPREAD of its mean, are off by
+# one constant per group.
+OFFSET_ELEMENTS = 3
+OFFSET_GROUPS = 4
+OFFSET_SPREAD = 0.05
+
+
 def localized(
     name: str, shape: Index, analytic: np.ndarray, partials: dict[int, float], many: bool
 ) -> Diagnosis:
@@ -303,6 +341,9 @@ def localized(
             f"all {analytic.size} elements wrong, with no simple pattern",
             f"{dname} is wrong throughout: re-derive each of its terms from the forward pass",
         )
+    offset = _offset(np.array([a - b for _, a, b in items]), name, dname)
+    if offset is not None:
+        return offset
     if many:
         shown = items[: _policy.FEW_ELEMENTS]
         listed = "; ".join(

@@ -83,7 +83,7 @@ class TensorReport:
     def pattern(self) -> str | None:
         """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
         ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
-        ``"column"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
+        ``"column"``, ``"offset"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
         ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, or ``None``."""
         return self.explanation.pattern
 
