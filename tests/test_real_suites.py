@@ -128,6 +128,23 @@ def test_nan_in_nan_out_passes_as_check_grads_does(jax_modules):
     gpj.check_grads(jax.nn.mish, (float("nan"),), order=1)
 
 
+def test_outputs_outside_the_domain_are_left_out_as_check_grads_leaves_them(jax_modules):
+    jax, jnp, gpj = jax_modules
+    x = np.array([0.2, -0.03, -1.04, 1.19, 0.5], np.float32)  # asin is nan at two of them
+    tol = {np.float32: 0.15}
+    gpj.check_grads(jax.lax.asin, (x,), 2, ["fwd", "rev"], tol, tol)
+
+    @jax.custom_vjp
+    def doubled(a):
+        return jnp.arcsin(a)
+
+    doubled.defvjp(lambda a: (jnp.arcsin(a), a), lambda a, g: (2 * g / jnp.sqrt(1 - a * a),))
+    with pytest.raises(gp.GradientError) as info:
+        gpj.check_grads(doubled, (x,), 1, ["rev"])
+    assert info.value.report.tensors["arg0"].pattern == "scale"
+    assert any("2 output elements not finite" in w for w in info.value.report.warnings)
+
+
 def test_a_primitive_vmap_cannot_batch_is_evaluated_one_by_one(jax_modules):
     jax, _, gpj = jax_modules
     o = np.asarray(0.3)  # scalar bounds batched against a scalar operand break lax.clamp

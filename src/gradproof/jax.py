@@ -78,16 +78,19 @@ def check(
         return _check_all(jax, fn, params, args, opts, modes, order)
 
 
-def _check_all(jax, fn, params, args, opts, modes, order, native=False) -> Report:
+def _check_all(jax, fn, params, args, opts, modes, order, native=False, dropin=False) -> Report:
     """Every requested check (outputs × modes × orders) of one function, as one report.
 
     ``native``: the function runs in its arguments' own precision (the caller's JAX
-    configuration), not on float64 copies.
+    configuration), not on float64 copies. ``dropin``: ``check_grads``' semantics for
+    outputs that are nan or infinite at the check point (left out, as nan matches nan).
     """
     forward_only = tuple(modes) == ("fwd",)
 
     def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
-        return _Checker(jax, fn, params, args, opts.seed, output, kind, depth, native, forward_only)
+        return _Checker(
+            jax, fn, params, args, opts.seed, output, kind, depth, native, forward_only, dropin
+        )
 
     return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
 
@@ -146,10 +149,11 @@ def check_grads(
         with _x64(jax):
             # One random direction per argument, as check_grads takes, at gradproof's
             # accuracy; where it fails, every element is checked for the diagnosis.
-            report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order)
+            cost = lambda p: f(*p.values())  # noqa: E731
+            report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
             if not report.passed:
                 opts = dataclasses.replace(opts, mode="full", k=None)
-                report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order)
+                report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
     else:
         report = _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps)
     if not report.passed:
@@ -195,7 +199,9 @@ def _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, e
         options("gradproof.jax.check_grads", eps=eps, atol=atol, rtol=rtol),
         precision_bits=bits,
     )
-    report = _check_all(jax, lambda p: f(*p.values()), named, (), opts, modes, order, True)
+    report = _check_all(
+        jax, lambda p: f(*p.values()), named, (), opts, modes, order, native=True, dropin=True
+    )
     kinds = "/".join(sorted({str(np.asarray(a).dtype) for a in named.values() if _inexact(a)}))
     note = (
         f"checked in the arguments' own precision ({kinds}), not on float64 copies: {why}. "
@@ -343,6 +349,7 @@ class _Checker:
         depth=1,
         native=False,
         forward_only=False,
+        dropin=False,
     ):
         import jax.numpy as jnp
 
@@ -398,6 +405,15 @@ class _Checker:
             *args,
         )
         self.outputs = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
+        # check_grads' outputs that are nan or infinite at the check point are left out
+        # (nan matches nan there), and so are the derivatives that are not finite with them
+        self.finite_mask = None
+        self.left_out: dict[str, int] = {}
+        if dropin:
+            checked = _arrays(out)[output or 0] if isinstance(out, (tuple, list)) else out
+            finite = np.isfinite(np.asarray(checked).astype(np.complex128))
+            if not finite.all():
+                self.finite_mask = finite
         # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
         # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
         self.level_weights = [
@@ -417,6 +433,14 @@ class _Checker:
         notes = []
         if self.low and not self.native:
             notes.append(f"params are {'/'.join(self.low)}: the check ran in float64 on copies")
+        if self.finite_mask is not None:
+            bad = int(self.finite_mask.size - np.count_nonzero(self.finite_mask))
+            derivatives = "".join(f"; {k} of {n}'s derivatives" for n, k in self.left_out.items())
+            notes.append(
+                f"{bad} output element{'s' * (bad != 1)} not finite at the check point (nan "
+                f"or inf) left out, as check_grads leaves them{derivatives} with them (not "
+                "finite there, zeros in the table)"
+            )
         if self.vmap_failed:
             why = self.vmap_failed
             notes.append(f"evaluations ran one by one: jax.vmap could not batch the cost ({why})")
@@ -434,6 +458,8 @@ class _Checker:
     def _reduce(self, out):
         jnp = self.jnp
         out = self._wide(out)
+        if self.finite_mask is not None and self.finite_mask.shape == out.shape:
+            out = jnp.where(self.finite_mask, out, 0)
         if jnp.iscomplexobj(out):  # a complex output counts by its real and imaginary parts
             out = jnp.stack([out.real, out.imag], axis=-1)
         if out.size == 1:
@@ -471,8 +497,10 @@ class _Checker:
         lower, weights = self._level(depth - 1), self.level_weights[depth - 2]
 
         def along(leaves):
-            grads = self._gradient(lower)(leaves)
-            return sum(self.jnp.sum(self._wide(g) * w) for g, w in zip(grads, weights, strict=True))
+            grads = [self._wide(g) for g in self._gradient(lower)(leaves)]
+            if self.finite_mask is not None:  # the derivatives of outputs left out, too
+                grads = [self.jnp.where(self.jnp.isfinite(g), g, 0) for g in grads]
+            return sum(self.jnp.sum(g * w) for g, w in zip(grads, weights, strict=True))
 
         return along
 
@@ -514,6 +542,12 @@ class _Checker:
                 sum(np.sum(np.abs(np.asarray(g, dtype=np.float64) * w)) for g, w in pairs)
             )
         result = {n: self._analytic_array(g) for n, g in zip(self.names, grads, strict=True)}
+        if self.finite_mask is not None:  # derivatives of the outputs left out: left out
+            for n, g in result.items():
+                bad = ~np.isfinite(g.astype(np.float64))
+                if bad.any():
+                    self.left_out[n] = int(bad.sum())
+                    result[n] = np.where(bad, 0, g).astype(g.dtype)
         self.last_analytic = result
         return result
 
