@@ -229,15 +229,15 @@ def _own_precision_needed(jax, f, args: tuple) -> str | None:
 
     It can when it runs there and gives finite values wherever it does as called.
     """
-    import jax.numpy as jnp
 
     wide = (np.dtype(np.float64), np.dtype(np.complex128))
     if jax.config.jax_enable_x64 and all(np.asarray(a).dtype in wide for a in args if _inexact(a)):
         return None  # nothing is widened
     try:
         with _x64(jax):
+            # (device_put, not a conversion on the device: nothing to compile)
             widened = [
-                jnp.asarray(np.asarray(a), dtype=_wide_dtype(np.asarray(a).dtype))
+                jax.device_put(np.asarray(a).astype(_wide_dtype(np.asarray(a).dtype)))
                 if _inexact(a)
                 else a
                 for a in args
@@ -371,7 +371,7 @@ class _Checker:
             )
         leaves = [leaf for _, leaf in paths_leaves]
         for name, leaf in zip(self.names, leaves, strict=True):
-            dtype = jnp.asarray(leaf).dtype
+            dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
             if not (
                 jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)
             ):
