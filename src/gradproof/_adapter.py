@@ -74,6 +74,7 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         framework=True,
         cost_magnitude=adapter.magnitude,
         spread_first=not dropin,
+        left_out=getattr(adapter, "left_out", None) or None,
     )
     notes = adapter.notes()
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
@@ -149,7 +150,7 @@ def check_all(
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
-        analytic, mode_reports = {}, []
+        analytic, mode_reports, left_out = {}, [], {}
         for kind in modes:
             # the first checker serves the first check, when it is the same one
             reuse = output == outputs[0] and kind == "rev" and outputs[0] is None
@@ -157,6 +158,8 @@ def check_all(
             report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
             mode_reports.append(report)
+            for name, mask in (getattr(checker, "left_out", None) or {}).items():
+                left_out[name] = left_out.get(name, False) | mask
             parts.append(
                 (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
             )
@@ -164,7 +167,9 @@ def check_all(
             floors = _roundoff_gradients(checker)
             # both modes carry the round-off of the precision the cost was found to run in
             unit = max(r.policy.get("cost_unit", UNIT_ROUNDOFF) for r in mode_reports)
-            agreement = max(AGREEMENT, LOW_PRECISION_AGREEMENT * unit)
+            agreement = min(max(AGREEMENT, LOW_PRECISION_AGREEMENT * unit), AGREEMENT_MAX)
+            for name, mask in left_out.items():  # elements a front-end left out, in either
+                floors[name] = np.where(mask, np.inf, floors[name])
             extra += consistencies(
                 analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted
             )
@@ -284,6 +289,8 @@ AGREEMENT = 1e-10
 # For a cost computed in a lower precision (unit round-off u), they agree to this times u:
 # each mode's sums round differently, by up to u per operation of a long chain.
 LOW_PRECISION_AGREEMENT = 1024.0
+# ...but never looser than this: two rules 1% apart disagree, in any precision.
+AGREEMENT_MAX = 1e-2
 # A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
 # round-off of terms up to 64 times J, times the usual 16 operations' worth).
 ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF

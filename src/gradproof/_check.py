@@ -215,6 +215,7 @@ def run(
     framework: bool = False,
     cost_magnitude: float = 0.0,
     spread_first: bool = True,
+    left_out: dict[str, np.ndarray] | None = None,
 ) -> Report:
     """:func:`check` with validated options.
 
@@ -225,7 +226,8 @@ def run(
     knows it: the cost's round-off is modelled relative to it. Without
     ``spread_first`` a directional check does not evaluate the cost a second time at
     the check point before it starts (a drop-in's fast mode, priced as the original's):
-    its determinism is judged from the final evaluation alone.
+    its determinism is judged from the final evaluation alone. ``left_out`` masks, by
+    parameter, elements a front-end leaves out (a full check's; their gradient is 0).
     """
     leaves = _tree.parse(params)
     started = time.perf_counter()
@@ -234,7 +236,7 @@ def run(
             grads,
             leaves,
             lambda: _tree.working_copy(params, np.float64)[0],
-            unchecked=_tree.nonfinite(params),
+            unchecked=_unchecked(params, left_out),
             nonfinite_is_wrong=framework,
         )
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
@@ -269,6 +271,7 @@ def run(
                 opts=opts,
                 seconds_per_eval=seconds_per_eval,
                 batched=batched if opts.method == "central" and opts.executor is None else None,
+                skip=left_out,
             )
         with blame("at the check point (final evaluation)"):
             spread = max(spread, abs(_real(evaluate()) - point.j0))
@@ -291,6 +294,15 @@ def run(
         evaluations=evaluate.count,
         seconds=time.perf_counter() - started,
     )
+
+
+def _unchecked(params: Any, left_out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """By leaf, the elements not checked: non-finite parameters, and those left out."""
+    unchecked = _tree.nonfinite(params)
+    for name, mask in (left_out or {}).items():
+        mask = mask.reshape(-1)
+        unchecked[name] = mask if name not in unchecked else unchecked[name].reshape(-1) | mask
+    return unchecked
 
 
 def _verdict(

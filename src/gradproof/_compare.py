@@ -11,6 +11,7 @@ spends.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -58,6 +59,8 @@ class Judgement:
     # Coordinates judged from a smaller step (near a pole or a domain edge): by position,
     # the numeric partial there, which replaces the coarser one in the report.
     refined: dict[int, float] = field(default_factory=dict)
+    # Positions beyond tol and round-off accepted below an inexact cost's floor.
+    floored: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def judged(self) -> np.ndarray:
@@ -119,6 +122,7 @@ class _Doubt:
     grow: np.ndarray  # how many times larger a step each of ``hidden`` is judged at
     doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
+    floored: np.ndarray  # beyond tol and round-off, accepted below the inexact cost's floor
 
     @property
     def roundoff(self) -> np.ndarray:
@@ -134,6 +138,7 @@ def _doubt(
     analytic_rel: float,
     tol: float,
     accepted: Accepted | None = None,
+    inexact: bool = False,
 ) -> _Doubt:
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
@@ -147,10 +152,16 @@ def _doubt(
     magnitude = np.abs(p.analytic)
     analytic_error = analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
     roundoff = differences_error + analytic_error
-    # Below a share of tol of the parameter's gradient norm, an element's disagreement is
-    # the cost's own inexactness (an iterative solver's tolerance), not a finding.
-    norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
-    beyond = (gap > tol * size) & (gap > _policy.ELEMENT_FLOOR * tol * norm)
+    beyond = gap > tol * size
+    floored = np.zeros(0, dtype=np.int64)
+    if inexact:
+        # A cost measured to be inexact (noisier than round-off: an iterative solver's
+        # tolerance), or a drop-in's: below a share of tol of the parameter's gradient
+        # norm, an element's disagreement is that inexactness, not a finding.
+        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
+        below = gap <= _policy.ELEMENT_FLOOR * tol * norm
+        floored = np.flatnonzero(beyond & below & (gap > _policy.ERROR_SAFETY * roundoff))
+        beyond &= ~below
     doubtful = beyond & (gap > _policy.ERROR_SAFETY * roundoff)
     if accepted is not None:
         doubtful &= ~accepted(gap, p.numeric)
@@ -176,6 +187,7 @@ def _doubt(
         grow=grow,
         doubtful=doubtful,
         screen=screen,
+        floored=floored,
     )
 
 
@@ -212,6 +224,7 @@ def settled(
     analytic_rel: float,
     tol: float,
     accepted: Accepted | None = None,
+    inexact: bool = False,
 ) -> bool:
     """Whether every coordinate agrees at this noise level, with nothing to probe.
 
@@ -219,7 +232,13 @@ def settled(
     the modelled round-off needs no measurement of the real one.
     """
     doubt = _doubt(
-        p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol, accepted=accepted
+        p,
+        scheme=scheme,
+        noise=noise,
+        analytic_rel=analytic_rel,
+        tol=tol,
+        accepted=accepted,
+        inexact=inexact,
     )
     return not doubt.doubtful.any() and not doubt.screen.size and not doubt.hidden.size
 
@@ -233,6 +252,7 @@ def judge(
     tol: float,
     probe_at: Prober | None,
     accepted: Accepted | None = None,
+    inexact: bool = False,
 ) -> Judgement:
     """Classify each coordinate of one parameter.
 
@@ -245,11 +265,18 @@ def judge(
         tol: the check's tolerance.
         probe_at: evaluates the cost around one coordinate (by position in
             ``p``); ``None`` when the scheme cannot be probed (complex step).
+        inexact: the cost was measured noisier than round-off (see ``_doubt``).
     """
     analytic, numeric, h = p.analytic, p.numeric, p.h
     n = analytic.size
     doubt = _doubt(
-        p, scheme=scheme, noise=noise, analytic_rel=analytic_rel, tol=tol, accepted=accepted
+        p,
+        scheme=scheme,
+        noise=noise,
+        analytic_rel=analytic_rel,
+        tol=tol,
+        accepted=accepted,
+        inexact=inexact,
     )
     gap, roundoff, doubtful, screen = doubt.gap, doubt.roundoff, doubt.doubtful, doubt.screen
     bound = _policy.ERROR_SAFETY * roundoff
@@ -259,7 +286,7 @@ def judge(
     status = np.zeros(n, dtype=np.int8)
     if probe_at is None:
         status[doubtful] = WRONG
-        return Judgement(status, 0, negligible, floor)
+        return Judgement(status, 0, negligible, floor, floored=doubt.floored)
 
     order = np.flatnonzero(doubtful)
     order = order[np.argsort(-gap[order], kind="stable")]
@@ -285,17 +312,29 @@ def judge(
         elif status[i] in (NUMERICS, WRONG) and (
             shrink > KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
             or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
-            or _moving(scheme, at_h, float(roundoff[i]))  # not settled even from h to h/2
         ):
             # Near a pole or a domain edge the step is too coarse to tell: judge the
             # partial where truncation is much smaller (and round-off larger).
             small = probe_at(int(i), shrink)
             status[i] = _judge_smaller(scheme, small, analytic[i], tol, roundoff[i], shrink)
+        elif status[i] == WRONG and _moving(scheme, at_h, float(roundoff[i])):
+            # not settled even from h to h/2: a smaller step says whether it ever settles
+            # (the verdict stands unless it does not, below)
+            small = probe_at(int(i), shrink)
         if small is not None and status[i] == NUMERICS and shrink > KINK_CONFIRM:
             # near a pole or a domain edge the partial at the smaller step is the one to show
             refined[int(i)] = _extrapolated(scheme, small)
         if small is not None and status[i] != KINK:
             steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))
+            if steps is not None:  # and still growing a further 16 times smaller (aliasing
+                # of a fast oscillation at the larger steps settles there)
+                finer = probe_at(int(i), shrink * KINK_CONFIRM)
+                value = scheme.slope(finer.forward_half, finer.backward_half)
+                grows = np.sign(value) == np.sign(steps[-1][1]) and abs(value) >= (
+                    UNSETTLED_RATIO * abs(steps[-1][1])
+                )
+                step = float(h[i]) / (2 * shrink * KINK_CONFIRM)
+                steps = (*steps, (step, value)) if grows else None
             if steps is not None and _beyond_tol(analytic[i], steps[-1][1], tol):
                 # not differentiable here (a kink under a square root, a jump), or steeper
                 # than any step resolves: no verdict, and the evidence kept for the report
@@ -313,7 +352,7 @@ def judge(
             at_h, probe_at(int(i), shrink), noise, h[i], shrink
         ):
             status[i] = KINK
-    return Judgement(status, probed, negligible, floor, unsettled, refined)
+    return Judgement(status, probed, negligible, floor, unsettled, refined, doubt.floored)
 
 
 def _look_wider(
@@ -391,8 +430,9 @@ def _unsettled(
 
     A differentiable cost's central differences settle: their change from one step to
     its half shrinks with the step (as h², so 256 times over a 16 times smaller step).
-    Where it grows instead, and by more than round-off, the cost is not differentiable
-    at the point (a kink under a square root, a jump) or steeper than any step resolves.
+    Where the partial instead grows steadily as the step shrinks (like h^-1/2 beside a
+    kink under a square root, h^-1 at a jump), by more than round-off, the cost is not
+    differentiable at the point or steeper than any step resolves.
     """
     values = (
         scheme.slope(at_h.forward, at_h.backward),
@@ -401,8 +441,13 @@ def _unsettled(
         scheme.slope(small.forward_half, small.backward_half),
     )
     coarse, fine = abs(values[0] - values[1]), abs(values[2] - values[3])
+    sizes = [abs(v) for v in values]
+    diverging = all(np.sign(v) == np.sign(values[0]) for v in values) and all(
+        b >= UNSETTLED_RATIO * a for a, b in itertools.pairwise(sizes)
+    )
     if not (
-        fine > coarse
+        diverging
+        and fine > UNSETTLED_GROWTH * coarse
         and fine > UNSETTLED_SHARE * max(abs(values[2]), abs(values[3]))
         and fine > _policy.ERROR_SAFETY * 2 * shrink * roundoff
     ):
@@ -422,8 +467,16 @@ def _extrapolated(scheme: Scheme, p: Probe) -> float:
 
 
 # Finite differences have not settled where halving the (smaller) step still moves them
-# by this share of their size (a kink under a square root: 41%; a jump: 100%).
-UNSETTLED_SHARE = 0.1
+# by this share of their size (a kink under a square root: 41%; a jump: 100%), and by at
+# least UNSETTLED_GROWTH times what halving the larger step moved them (a kink under a
+# square root: sqrt(16) = 4 times over a 16 times smaller step; a jump: 16 times). A
+# smooth cost's changes shrink; aliasing of a fast oscillation at the larger step does
+# not make them grow that much.
+# The partial must also grow in size, with one sign, at every smaller step, by at least
+# UNSETTLED_RATIO each time (a kink under a square root: sqrt(2) per halving).
+UNSETTLED_SHARE = 0.25
+UNSETTLED_GROWTH = 2.0
+UNSETTLED_RATIO = 1.15
 
 
 def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:

@@ -201,12 +201,12 @@ def diagnose(
             f"analytic is zero at {k} of {n} elements where the numeric one is not",
             f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
         )
-    offset = _offset(aw - nw, name, dname)
-    if offset is not None:
-        return offset
     if 0 < k <= _policy.FEW_ELEMENTS and k < n:
         items = [(index_of(i), analytic[i], numeric[i]) for i in wrong]
         return _few(name, shape, items, f"{k} of {n} elements wrong")
+    offset = _offset(aw - nw, name, dname)
+    if offset is not None:
+        return offset
     if len(shape) == 2 and k:
         rows, cols = np.unravel_index([index_of(j) for j in wrong], shape)
         if np.all(rows == rows[0]) and shape[0] > 1:
@@ -341,7 +341,7 @@ def localized(
             f"all {analytic.size} elements wrong, with no simple pattern",
             f"{dname} is wrong throughout: re-derive each of its terms from the forward pass",
         )
-    offset = _offset(np.array([a - b for _, a, b in items]), name, dname)
+    offset = _offset(np.array([a - b for _, a, b in items]), name, dname) if many else None
     if offset is not None:
         return offset
     if many:

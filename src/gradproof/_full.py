@@ -39,12 +39,17 @@ def run(
     opts: Options,
     seconds_per_eval: float = 0.0,
     batched: Batched | None = None,
+    skip: dict[str, np.ndarray] | None = None,
 ) -> Outcome:
-    """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``."""
+    """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``;
+    ``skip`` masks, by parameter, elements a front-end leaves out of the check."""
     # A framework's derivative may hold inf/NaN: those elements are wrong as they stand,
     # and are not swept (the cost may not even be finite beside them).
     broken = {n: np.flatnonzero(~np.isfinite(flat64(a))) for n, a in analytic.items()}
-    coords = _coordinates(leaves, arrays, opts, broken)
+    excluded = dict(broken)
+    for name, mask in (skip or {}).items():
+        excluded[name] = np.union1d(excluded.get(name, []), np.flatnonzero(mask)).astype(int)
+    coords = _coordinates(leaves, arrays, opts, excluded)
     bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
     try:
         if opts.executor is not None:
@@ -110,6 +115,7 @@ def run(
         for n, p in partials.items()
     ):
         noise = _noise(sweeps, partials, opts, measured, modelled) + spread
+    inexact = opts.normwise_floor or noise > _policy.INEXACT_EVIDENCE * modelled
     judgements = {
         leaf.name: _compare.judge(
             partials[leaf.name],
@@ -118,6 +124,7 @@ def run(
             analytic_rel=rel[leaf.name],
             tol=opts.tol,
             accepted=opts.accepted,
+            inexact=inexact,
             probe_at=None
             if opts.scheme.is_complex
             else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
@@ -171,6 +178,7 @@ def run(
             [
                 *_left_out_notes(leaves, arrays, sweeps),
                 *_unsettled_notes(leaves, sweeps, partials, judgements),
+                *_floored_notes(leaves, partials, judgements, opts),
             ]
         ),
         cost_unit=unit,
@@ -338,6 +346,35 @@ def _steep_share(p: Partials, judged: np.ndarray, judgement: Judgement) -> float
     errors = np.where(judged, p.analytic - p.numeric, 0.0) ** 2
     total = float(errors.sum())
     return float(errors[list(judgement.refined)].sum()) / total if total else 0.0
+
+
+def _floored_notes(
+    leaves: list[Leaf],
+    partials: dict[str, Partials],
+    judgements: dict[str, Judgement],
+    opts: Options,
+) -> list[str]:
+    """For each parameter with disagreements accepted below the floor, how many, how large."""
+    notes = []
+    for leaf in leaves:
+        floored = judgements[leaf.name].floored
+        if not floored.size:
+            continue
+        p = partials[leaf.name]
+        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
+        largest = float(np.max(np.abs(p.analytic[floored] - p.numeric[floored])))
+        why = (
+            "as the checker it replaces would"
+            if opts.normwise_floor
+            else "the cost is measured noisier than round-off (an iterative solver's tolerance?)"
+        )
+        notes.append(
+            f"{leaf.name}: {floored.size} element{'s' * (floored.size != 1)} disagree beyond tol "
+            f"relative to themselves but by at most {largest:.2g}, below "
+            f"{_policy.ELEMENT_FLOOR * opts.tol:.0e} of the parameter's gradient norm "
+            f"({norm:.3g}): accepted, {why}"
+        )
+    return notes
 
 
 def _unsettled_notes(

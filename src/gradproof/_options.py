@@ -44,6 +44,9 @@ class Options:
     # inputs (53: float64). A front-end that checks a function in its arguments' own
     # lower precision sets it, so steps and the cost's round-off are sized for it.
     precision_bits: int = _policy.FLOAT64_BITS
+    # Set by a drop-in, not a user: an element's disagreement below ELEMENT_FLOOR * tol of
+    # its parameter's gradient norm is accepted (far inside the original's tolerances).
+    normwise_floor: bool = False
 
     def accepted(self, gap: np.ndarray, numeric: np.ndarray) -> np.ndarray:
         """Where the caller's own tolerances, if any, accept a disagreement."""
@@ -68,11 +71,14 @@ class Options:
         )
         if self.precision_bits != _policy.FLOAT64_BITS:
             record["precision_bits"] = self.precision_bits
+        if self.normwise_floor:
+            record["element_floor"] = _policy.ELEMENT_FLOOR
         return record
 
 
-# The options a user may pass (``precision_bits`` is a front-end's).
-NAMES = tuple(f.name for f in dataclasses.fields(Options) if f.name != "precision_bits")
+# The options a user may pass (``precision_bits`` and ``normwise_floor`` are front-ends').
+FRONT_END_OPTIONS = ("precision_bits", "normwise_floor")
+NAMES = tuple(f.name for f in dataclasses.fields(Options) if f.name not in FRONT_END_OPTIONS)
 
 
 def options(caller: str, /, **given: Any) -> Options:

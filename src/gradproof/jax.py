@@ -136,26 +136,36 @@ def check_grads(
     if _nowhere_finite(jax, f, args, modes):
         return  # nan derivatives of a nan value, as check_grads accepts: nothing to compare
     dtypes = _output_dtypes(jax, f, args)
+    # check_grads bounds a projection along one random direction, a sum over the n
+    # elements of the arguments: per element, atol / sqrt(n) is the same bound
+    size = sum(int(np.size(a)) for a in args if _inexact(a))
+    per_element = 1 / np.sqrt(max(size, 1))
     why = _own_precision_needed(jax, f, args)
     if why is None:
+        given = _tolerance(atol, dtypes)
         opts = options(
             "gradproof.jax.check_grads",
             eps=eps,
-            atol=_tolerance(atol, dtypes),
+            atol=None if given is None else given * per_element,
             rtol=_tolerance(rtol, dtypes),
             mode="directional",
             k=1,
         )
+        opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradcheck's, in torch.py)
+        if size <= FULL_CHECK_ELEMENTS or not _all_finite(f(*args)):
+            opts = dataclasses.replace(opts, mode="full", k=None)  # every element
         with _x64(jax):
             # One random direction per argument, as check_grads takes, at gradproof's
-            # accuracy; where it fails, every element is checked for the diagnosis.
+            # accuracy, for large arguments; where it fails, every element is checked.
             cost = lambda p: f(*p.values())  # noqa: E731
             report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
             if not report.passed:
                 opts = dataclasses.replace(opts, mode="full", k=None)
                 report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
     else:
-        report = _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps)
+        report = _check_own_precision(
+            jax, f, named, dtypes, why, modes, order, (atol, rtol, eps), per_element
+        )
     if not report.passed:
         raise GradientError(report)
 
@@ -189,15 +199,20 @@ def _all_finite_anywhere(out: Any) -> bool:
     return any(np.any(np.isfinite(np.asarray(x).astype(np.complex128))) for x in _flat_outputs(out))
 
 
-def _check_own_precision(jax, f, named, dtypes, why, modes, order, atol, rtol, eps) -> Report:
+def _check_own_precision(
+    jax, f, named, dtypes, why, modes, order, given, per_element: float
+) -> Report:
     """``check_grads`` in the arguments' own precision: steps sized for it, and the
-    original's tolerances for it (given, or ``check_grads``' defaults) as the bound."""
+    original's tolerances for it (``given`` (atol, rtol, eps), or ``check_grads``'
+    defaults) as the bound, ``atol`` shared out over the elements (``per_element``)."""
+    atol, rtol, eps = given
     bits = min(_significand_bits(jax, np.asarray(a).dtype) for a in named.values() if _inexact(a))
     atol = _tolerance(atol, dtypes, default=True)
     rtol = _tolerance(rtol, dtypes, default=True)
     opts = dataclasses.replace(
-        options("gradproof.jax.check_grads", eps=eps, atol=atol, rtol=rtol),
+        options("gradproof.jax.check_grads", eps=eps, atol=atol * per_element, rtol=rtol),
         precision_bits=bits,
+        normwise_floor=True,
     )
     report = _check_all(
         jax, lambda p: f(*p.values()), named, (), opts, modes, order, native=True, dropin=True
@@ -276,6 +291,10 @@ def _output_dtypes(jax, f, args: tuple) -> list[np.dtype]:
         found = []
     return found or [np.asarray(a).dtype for a in args if _inexact(a)]
 
+
+# Arguments of at most this many elements in all are checked element by element; larger
+# ones along one random direction each first (as check_grads), element by element on failure.
+FULL_CHECK_ELEMENTS = 64
 
 # check_grads' own tolerance by dtype where the caller gives none for it (JAX's
 # default_gradient_tolerance): used when a check must run in that precision.
@@ -408,7 +427,7 @@ class _Checker:
         # check_grads' outputs that are nan or infinite at the check point are left out
         # (nan matches nan there), and so are the derivatives that are not finite with them
         self.finite_mask = None
-        self.left_out: dict[str, int] = {}
+        self.left_out: dict[str, np.ndarray] = {}  # by part: derivatives left out with them
         if dropin:
             checked = _arrays(out)[output or 0] if isinstance(out, (tuple, list)) else out
             finite = np.isfinite(np.asarray(checked).astype(np.complex128))
@@ -435,11 +454,13 @@ class _Checker:
             notes.append(f"params are {'/'.join(self.low)}: the check ran in float64 on copies")
         if self.finite_mask is not None:
             bad = int(self.finite_mask.size - np.count_nonzero(self.finite_mask))
-            derivatives = "".join(f"; {k} of {n}'s derivatives" for n, k in self.left_out.items())
+            derivatives = "".join(
+                f"; {int(m.sum())} of {n}'s elements, whose derivative is not finite with them"
+                for n, m in self.left_out.items()
+            )
             notes.append(
                 f"{bad} output element{'s' * (bad != 1)} not finite at the check point (nan "
-                f"or inf) left out, as check_grads leaves them{derivatives} with them (not "
-                "finite there, zeros in the table)"
+                f"or inf) left out, as check_grads leaves them{derivatives}"
             )
         if self.vmap_failed:
             why = self.vmap_failed
@@ -550,7 +571,7 @@ class _Checker:
             for n, g in result.items():
                 bad = ~np.isfinite(g.astype(np.float64))
                 if bad.any():
-                    self.left_out[n] = int(bad.sum())
+                    self.left_out[n] = bad
                     result[n] = np.where(bad, 0, g).astype(g.dtype)
         self.last_analytic = result
         return result
