@@ -629,7 +629,7 @@ class _Checker:
                 leaves = [*others[:position], leaf.reshape(self.shapes[name]), *others[position:]]
                 return self._objective(leaves)
 
-            self._vmapped[key] = jax.vmap(one, in_axes=(0, None))
+            self._vmapped[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
         others = [
             x for n, x in zip(self.names, self._leaves(self.params), strict=True) if n != name
         ]
