@@ -111,6 +111,7 @@ def run(
             analytic_rel=rel[n],
             tol=opts.tol,
             accepted=opts.accepted,
+            inexact=opts.normwise_floor,
         )
         for n, p in partials.items()
     ):
