@@ -86,11 +86,14 @@ def _check_all(jax, fn, params, args, opts, modes, order, native=False, dropin=F
     outputs that are nan or infinite at the check point (left out, as nan matches nan).
     """
     forward_only = tuple(modes) == ("fwd",)
+    compiled: dict[tuple, Any] = {}  # programs the checkers of this call share
 
     def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
-        return _Checker(
+        checker = _Checker(
             jax, fn, params, args, opts.seed, output, kind, depth, native, forward_only, dropin
         )
+        checker.compiled = compiled
+        return checker
 
     return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
 
@@ -452,8 +455,10 @@ class _Checker:
             ]
             for level in range(1, self.depth)
         ]
-        self._scalar = self._objective
-        self._vmapped: dict[tuple[str, int], Any] = {}
+        # Compiled programs by what they compute, shared by the checkers of one call
+        # (reverse and forward mode evaluate the same cost; an order-k check needs the
+        # gradient an order lower): XLA compiles each once.
+        self.compiled: dict[tuple, Any] = {}
         self.vmap_failed: str | None = None  # why jax.vmap could not batch the cost
 
     def notes(self) -> list[str]:
@@ -545,9 +550,9 @@ class _Checker:
     def analytic(self) -> dict[str, np.ndarray]:
         """The derivative under check: reverse mode, forward mode, or of a higher order.
 
-        Compiled once (one XLA program instead of a compilation per primitive of its
-        trace); the cost itself runs eagerly, its few primitives compiled once and
-        cached by JAX across checks."""
+        Compiled once, as the cost and its batches are (one XLA program each instead
+        of a compilation per primitive of the trace), and shared by the checkers of one
+        call (``compiled``)."""
         leaves = self._leaves(self.params)
         if self.kind == "fwd":
             try:
@@ -559,7 +564,7 @@ class _Checker:
                 ) from exc
         else:
             try:
-                grads = self.jax.jit(self._gradient(self._objective))(leaves)
+                grads = self._compiled_gradient(self.depth)(leaves)
             except NotImplementedError as exc:  # e.g. igamma's derivative in its first argument
                 instead = f": check it with order={self.depth - 1}" if self.kind == "order" else ""
                 which = {1: "derivative", 2: "second derivative"}.get(
@@ -569,7 +574,7 @@ class _Checker:
                     f"JAX does not implement this function's {which} ({exc}){instead}"
                 ) from exc
         if self.kind == "order":  # <grad g, w> may cancel, its terms do not
-            first = self._gradient(self._level(self.depth - 1))(leaves)
+            first = self._compiled_gradient(self.depth - 1)(leaves)
             pairs = zip(first, self.level_weights[-1], strict=True)
             self.magnitude = float(
                 sum(np.sum(np.abs(np.asarray(g, dtype=np.float64) * w)) for g, w in pairs)
@@ -584,6 +589,13 @@ class _Checker:
         self.last_analytic = result
         return result
 
+    def _compiled_gradient(self, depth: int):
+        """``x -> grad g(x)`` for the objective at ``depth``, compiled once per call."""
+        key = ("gradient", self.output, depth, self.forward_only)
+        if key not in self.compiled:
+            self.compiled[key] = self.jax.jit(self._gradient(self._level(depth)))
+        return self.compiled[key]
+
     def _analytic_array(self, g) -> np.ndarray:
         """JAX's derivative as NumPy: float64, or its own dtype where it ran in a lower
         precision (its round-off is then allowed for)."""
@@ -593,7 +605,10 @@ class _Checker:
         return np.asarray(g, dtype=np.float64)
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
-        return float(self._scalar(self._leaves(arrays)))
+        key = ("cost", self.output, self.depth)
+        if key not in self.compiled:
+            self.compiled[key] = self.jax.jit(self._objective)
+        return float(self.compiled[key](self._leaves(arrays)))
 
     def batched(self, name: str, flat: np.ndarray, coords: list[int], values: list[list[float]]):
         """Cost values for each point set: ``jax.vmap`` batches, or one by one where a
@@ -630,14 +645,14 @@ class _Checker:
     def _run(self, name, flat, coords, values, size) -> np.ndarray:
         jax, jnp = self.jax, self.jnp
         position = self.names.index(name)
-        key = (name, size)
-        if key not in self._vmapped:
+        key = ("batched", self.output, self.depth, name, size)
+        if key not in self.compiled:
 
             def one(leaf, others):
                 leaves = [*others[:position], leaf.reshape(self.shapes[name]), *others[position:]]
                 return self._objective(leaves)
 
-            self._vmapped[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
+            self.compiled[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
         others = [
             x for n, x in zip(self.names, self._leaves(self.params), strict=True) if n != name
         ]
@@ -650,5 +665,5 @@ class _Checker:
             if self.native:
                 batch = batch.astype(self.dtypes[name])
             # a short last chunk is padded to the compiled batch size
-            out.append(np.asarray(self._vmapped[key](jnp.asarray(batch), others))[: idx.size])
+            out.append(np.asarray(self.compiled[key](jnp.asarray(batch), others))[: idx.size])
         return np.concatenate(out)
