@@ -115,6 +115,16 @@ def test_a_function_that_cannot_run_in_float64_is_checked_in_its_own_precision(j
     assert "own precision (bfloat16)" in str(info.value)
 
 
+def test_a_value_not_finite_in_float64_only_is_checked_in_its_own_precision(jax_modules):
+    jax, jnp, gpj = jax_modules
+    x = np.linspace(0.1, 1.0, 4, dtype=np.float32)
+
+    def f(a):  # as a cost that overflows or cancels to nan in float64 alone would be
+        return jnp.sin(a) * (jnp.nan if a.dtype == jnp.float64 else 1.0)
+
+    gpj.check_grads(f, (x,), 1)
+
+
 def test_strict_promotion_and_float32_arguments(jax_modules):
     jax, jnp, gpj = jax_modules
     x = np.linspace(0.1, 1.0, 4, dtype=np.float32)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _adapter, _policy
 from ._adapter import BATCH_ELEMENTS
-from ._errors import GradientSpecError
+from ._errors import CostError, GradientSpecError
 from ._options import options
 from ._report import GradientError, Report
 
@@ -165,15 +165,20 @@ def check_grads(
         opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradcheck's, in torch.py)
         if size <= FULL_CHECK_ELEMENTS or not _all_finite(f(*args)):
             opts = dataclasses.replace(opts, mode="full", k=None)  # every element
-        with _x64(jax):
-            # One random direction per argument, as check_grads takes, at gradproof's
-            # accuracy, for large arguments; where it fails, every element is checked.
-            cost = lambda p: f(*p.values())  # noqa: E731
-            report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
-            if not report.passed and opts.mode != "full":
-                opts = dataclasses.replace(opts, mode="full", k=None)
+        try:
+            with _x64(jax):
+                # One random direction per argument, as check_grads takes, at gradproof's
+                # accuracy, for large arguments; where it fails, every element is checked.
+                cost = lambda p: f(*p.values())  # noqa: E731
                 report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
-    else:
+                if not report.passed and opts.mode != "full":
+                    opts = dataclasses.replace(opts, mode="full", k=None)
+                    report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
+        except CostError:
+            why = _not_finite_in_float64(jax, f, args)
+            if why is None:
+                raise
+    if why is not None:
         report = _check_own_precision(
             jax, f, named, dtypes, why, modes, order, (atol, rtol, eps), per_element
         )
@@ -253,29 +258,35 @@ def _significand_bits(jax, dtype: Any) -> int:
 def _own_precision_needed(jax, f, args: tuple) -> str | None:
     """Why ``f`` cannot be checked on float64 copies of ``args`` (None: it can).
 
-    It can when it runs there and gives finite values wherever it does as called.
+    It can when it traces there (dtypes and promotion are checked when tracing, with
+    nothing compiled; :func:`_not_finite_in_float64` looks at values, when needed).
     """
-
     wide = (np.dtype(np.float64), np.dtype(np.complex128))
     if jax.config.jax_enable_x64 and all(np.asarray(a).dtype in wide for a in args if _inexact(a)):
         return None  # nothing is widened
     try:
         with _x64(jax):
-            # (device_put, not a conversion on the device: nothing to compile)
-            widened = [
-                jax.device_put(np.asarray(a).astype(_wide_dtype(np.asarray(a).dtype)))
-                if _inexact(a)
-                else a
-                for a in args
-            ]
-            out = f(*widened)
-            finite = _all_finite(out)
+            jax.eval_shape(f, *_widened(args))
     except Exception as exc:  # any error of f's own in float64: it works as called
         first = str(exc).splitlines()[0] if str(exc) else ""
         return f"in float64 the function raises {type(exc).__name__}: {first[:160]}"
-    if not finite and _all_finite(f(*args)):
-        return "in float64 the function's value is not finite where, as called, it is"
     return None
+
+
+def _widened(args: tuple) -> list[Any]:
+    return [
+        np.asarray(a).astype(_wide_dtype(np.asarray(a).dtype)) if _inexact(a) else a for a in args
+    ]
+
+
+def _not_finite_in_float64(jax, f, args: tuple) -> str | None:
+    """Why a float64 check that found the cost not finite should run in the arguments'
+    own precision instead: the value is finite as called, and not in float64."""
+    with _x64(jax):
+        finite = _all_finite(f(*_widened(args)))
+    if finite or not _all_finite(f(*args)):
+        return None
+    return "in float64 the function's value is not finite where, as called, it is"
 
 
 def _wide_dtype(dtype: np.dtype) -> Any:
