@@ -116,7 +116,7 @@ def test_a_function_that_cannot_run_in_float64_is_checked_in_its_own_precision(j
 
 
 def test_a_value_not_finite_in_float64_only_is_checked_in_its_own_precision(jax_modules):
-    jax, jnp, gpj = jax_modules
+    _, jnp, gpj = jax_modules
     x = np.linspace(0.1, 1.0, 4, dtype=np.float32)
 
     def f(a):  # as a cost that overflows or cancels to nan in float64 alone would be
