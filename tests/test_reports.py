@@ -108,6 +108,21 @@ def test_json_round_trips_and_matches_the_schema(seed_reports):
         assert again.tensors == report.tensors and str(again) == str(report)
 
 
+def test_every_pattern_a_report_can_carry_is_in_the_schema():
+    import re
+    from pathlib import Path
+
+    import gradproof
+
+    source = Path(gradproof.__file__).parent
+    made = set()
+    for path in source.rglob("*.py"):  # Diagnosis("key", ...) and Diagnosis(\n "key", ...)
+        made |= set(re.findall(r'Diagnosis\(\s*"([a-z]+)"', path.read_text()))
+    schema = json.loads(resources.files("gradproof").joinpath("report.schema.json").read_text())
+    allowed = set(schema["$defs"]["tensor"]["properties"]["pattern"]["enum"]) - {None}
+    assert len(made) > 15 and made <= allowed, made - allowed
+
+
 def test_html_page_without_matplotlib_says_what_to_install(seed_reports, tmp_path, monkeypatch):
     *_, buggy, _ = seed_reports
     for module in ("matplotlib", "matplotlib.pyplot"):

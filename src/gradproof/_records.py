@@ -84,7 +84,7 @@ class TensorReport:
         """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
         ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
         ``"column"``, ``"offset"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
-        ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, or ``None``."""
+        ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, ``"raised"``, or ``None``."""
         return self.explanation.pattern
 
     @property
