@@ -124,7 +124,9 @@ class Checker(Adapter, Protocol):
     """An adapter for one output and one kind of derivative ("rev", "fwd", or "order" at a
     depth of 2 or more: the gradient of ``x -> <grad g(x), w>``, ``g`` one order lower)."""
 
-    outputs: int  # how many outputs the function returns (each is checked in turn)
+    # The outputs checked, each in turn: [None] for a single one, else their positions
+    # among the function's array outputs.
+    output_indices: list[int | None]
     complex: set[str]  # complex inputs, checked as their real and imaginary parts
     last_analytic: dict[str, np.ndarray]  # the derivative the last run checked
 
@@ -144,9 +146,7 @@ def check_all(
     of an ``"order"`` check). ``dropin``: a drop-in's check (see :func:`run`).
     """
     first = make(None, "rev")
-    outputs = getattr(first, "output_indices", None)
-    if outputs is None:
-        outputs = [None] if first.outputs == 1 else list(range(first.outputs))
+    outputs = first.output_indices
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
@@ -168,15 +168,51 @@ def check_all(
             # both modes carry the round-off of the precision the cost was found to run in
             unit = max(r.policy.get("cost_unit", UNIT_ROUNDOFF) for r in mode_reports)
             agreement = min(max(AGREEMENT, LOW_PRECISION_AGREEMENT * unit), AGREEMENT_MAX)
-            for name, mask in left_out.items():  # elements a front-end left out, in either
-                floors[name] = np.where(mask, np.inf, floors[name])
             extra += consistencies(
-                analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted
+                analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted, left_out
             )
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
             parts.append((label, run(make(output, "order", depth), opts, dropin)))
     return combine(parts, extra)
+
+
+def level_weights(seed: int, shapes: dict[str, tuple], depth: int) -> list[dict[str, np.ndarray]]:
+    """The directions ``w`` of an order-``depth`` check, one set per level below it:
+    level k's ``x -> <grad g(x), w_k>`` (level 1 keeps stream 1, as order 2 always drew)."""
+    out = []
+    for level in range(1, depth):
+        generator = np.random.default_rng(weight_seed(seed, level))
+        out.append({n: generator.standard_normal(shape) for n, shape in shapes.items()})
+    return out
+
+
+def one_by_one(
+    adapter: Adapter, name: str, flat: np.ndarray, coords: list[int], values: list[float]
+) -> np.ndarray:
+    """The cost with ``name``'s coordinate ``coords[j]`` set to ``values[j]``, one at a
+    time: an adapter's ``batched`` where its framework cannot batch the cost."""
+    arrays = dict(adapter.params)
+    work = flat.copy()
+    arrays[name] = work.reshape(adapter.params[name].shape)
+    out = np.empty(len(coords))
+    for j, (i, v) in enumerate(zip(coords, values, strict=True)):
+        work[i] = v
+        out[j] = adapter.cost(arrays)
+        work[i] = flat[i]
+    return out
+
+
+def runs_alone(
+    adapter: Adapter, name: str, flat: np.ndarray, coords: list[int], values: list[list[float]]
+) -> bool:
+    """Whether a chunk's first evaluation succeeds one by one: an error seen only when
+    batched is the batching's, not the cost's own."""
+    try:
+        one_by_one(adapter, name, flat, coords[:1], next(v[:1] for v in values))
+    except Exception:
+        return False
+    return True
 
 
 def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, ...]:
@@ -216,12 +252,14 @@ def consistencies(
     floors: dict[str, np.ndarray] | None = None,
     agreement: float = 0.0,
     accepted: Accepted | None = None,
+    skip: dict[str, np.ndarray] | None = None,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
     the gradients the cost cannot represent (see :func:`_roundoff_gradients`).
     ``agreement``: the relative agreement expected (at least ``AGREEMENT``); ``accepted``:
-    a caller's own tolerances, which accept a disagreement within them."""
+    a caller's own tolerances, which accept a disagreement within them; ``skip``: by
+    parameter, elements a front-end left out (in either mode)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
     return [
         consistency(
@@ -232,6 +270,7 @@ def consistencies(
             floor=None if floors is None else floors.get(name),
             agreement=agreement,
             accepted=accepted,
+            skip=None if skip is None else skip.get(name),
         )
         for name, g in rev.items()
     ]
@@ -245,6 +284,7 @@ def consistency(
     floor: np.ndarray | None = None,
     agreement: float = 0.0,
     accepted: Accepted | None = None,
+    skip: np.ndarray | None = None,
 ) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
     a, b = fwd.reshape(-1).astype(np.float64), rev.reshape(-1).astype(np.float64)
@@ -257,6 +297,8 @@ def consistency(
     disagree = gap > bound
     if accepted is not None:
         disagree &= ~accepted(gap, b)
+    if skip is not None:
+        disagree &= ~skip.reshape(-1)
     wrong = np.flatnonzero(disagree)
     worst = int(np.argmax(gap)) if gap.size else 0
     explanation = NO_DIAGNOSIS

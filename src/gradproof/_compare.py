@@ -130,16 +130,32 @@ class _Doubt:
         return self.differences_error + self.analytic_error
 
 
-def _doubt(
-    p: Partials,
-    *,
-    scheme: Scheme,
-    noise: float,
-    analytic_rel: float,
-    tol: float,
-    accepted: Accepted | None = None,
-    inexact: bool = False,
-) -> _Doubt:
+@dataclass(frozen=True)
+class Allowance:
+    """What one parameter's disagreements are measured against.
+
+    Attributes:
+        scheme: the finite-difference scheme that made the numeric partials.
+        noise: the absolute error of one cost value (round-off and any observed
+            non-determinism).
+        analytic_rel: relative accuracy of the analytic gradient's dtype.
+        tol: the check's tolerance.
+        accepted: a caller's own tolerances (a drop-in's ``atol``/``rtol``), if any.
+        inexact: the cost was measured noisier than round-off, or a drop-in checks
+            it: an element's disagreement below ``ELEMENT_FLOOR · tol`` of the
+            parameter's gradient norm is accepted.
+    """
+
+    scheme: Scheme
+    noise: float
+    analytic_rel: float
+    tol: float
+    accepted: Accepted | None = None
+    inexact: bool = False
+
+
+def _doubt(p: Partials, allow: Allowance) -> _Doubt:
+    scheme, noise, tol, accepted = allow.scheme, allow.noise, allow.tol, allow.accepted
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
     if scheme.is_complex:
@@ -150,11 +166,11 @@ def _doubt(
     # of, not to each element: an element that cancels to near 0 in float32 is off by
     # about u times the parameter's larger elements.
     magnitude = np.abs(p.analytic)
-    analytic_error = analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+    analytic_error = allow.analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
     roundoff = differences_error + analytic_error
     beyond = gap > tol * size
     floored = np.zeros(0, dtype=np.int64)
-    if inexact:
+    if allow.inexact:
         # A cost measured to be inexact (noisier than round-off: an iterative solver's
         # tolerance), or a drop-in's: below a share of tol of the parameter's gradient
         # norm, an element's disagreement is that inexactness, not a finding.
@@ -216,68 +232,29 @@ def _hidden(
     return order, grow
 
 
-def settled(
-    p: Partials,
-    *,
-    scheme: Scheme,
-    noise: float,
-    analytic_rel: float,
-    tol: float,
-    accepted: Accepted | None = None,
-    inexact: bool = False,
-) -> bool:
+def settled(p: Partials, allow: Allowance) -> bool:
     """Whether every coordinate agrees at this noise level, with nothing to probe.
 
     A larger noise only shrinks what is in doubt, so a parameter settled at
     the modelled round-off needs no measurement of the real one.
     """
-    doubt = _doubt(
-        p,
-        scheme=scheme,
-        noise=noise,
-        analytic_rel=analytic_rel,
-        tol=tol,
-        accepted=accepted,
-        inexact=inexact,
-    )
+    doubt = _doubt(p, allow)
     return not doubt.doubtful.any() and not doubt.screen.size and not doubt.hidden.size
 
 
-def judge(
-    p: Partials,
-    *,
-    scheme: Scheme,
-    noise: float,
-    analytic_rel: float,
-    tol: float,
-    probe_at: Prober | None,
-    accepted: Accepted | None = None,
-    inexact: bool = False,
-) -> Judgement:
+def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
     """Classify each coordinate of one parameter.
 
     Args:
         p: the partials.
-        scheme: the finite-difference scheme that made the numeric ones.
-        noise: the absolute error of one cost value (round-off and any
-            observed non-determinism).
-        analytic_rel: relative accuracy of the analytic gradient's dtype.
-        tol: the check's tolerance.
+        allow: what their disagreements are measured against.
         probe_at: evaluates the cost around one coordinate (by position in
             ``p``); ``None`` when the scheme cannot be probed (complex step).
-        inexact: the cost was measured noisier than round-off (see ``_doubt``).
     """
+    scheme, noise, tol = allow.scheme, allow.noise, allow.tol
     analytic, numeric, h = p.analytic, p.numeric, p.h
     n = analytic.size
-    doubt = _doubt(
-        p,
-        scheme=scheme,
-        noise=noise,
-        analytic_rel=analytic_rel,
-        tol=tol,
-        accepted=accepted,
-        inexact=inexact,
-    )
+    doubt = _doubt(p, allow)
     gap, roundoff, doubtful, screen = doubt.gap, doubt.roundoff, doubt.doubtful, doubt.screen
     bound = _policy.ERROR_SAFETY * roundoff
     negligible = (np.abs(analytic) <= bound) & (np.abs(numeric) <= bound)
@@ -329,7 +306,7 @@ def judge(
             if steps is not None:  # and still growing a further 16 times smaller (aliasing
                 # of a fast oscillation at the larger steps settles there)
                 finer = probe_at(int(i), shrink * KINK_CONFIRM)
-                value = scheme.slope(finer.forward_half, finer.backward_half)
+                value = finer.fine(scheme)
                 grows = np.sign(value) == np.sign(steps[-1][1]) and abs(value) >= (
                     UNSETTLED_RATIO * abs(steps[-1][1])
                 )
@@ -386,7 +363,7 @@ def _look_wider(
         slopes = (wide.forward, wide.backward, wide.forward_half, wide.backward_half)
         if not all(np.isfinite(slopes)) or not any(slopes):
             continue  # not moved even there: below what the cost resolves, no evidence
-        numeric = scheme.slope(wide.forward_half, wide.backward_half)
+        numeric = wide.fine(scheme)
         wide_gap = abs(float(p.analytic[i]) - numeric)
         # the round-off at the half of the larger step, and the truncation estimated there
         error = (
@@ -435,10 +412,10 @@ def _unsettled(
     differentiable at the point or steeper than any step resolves.
     """
     values = (
-        scheme.slope(at_h.forward, at_h.backward),
-        scheme.slope(at_h.forward_half, at_h.backward_half),
-        scheme.slope(small.forward, small.backward),
-        scheme.slope(small.forward_half, small.backward_half),
+        at_h.coarse(scheme),
+        at_h.fine(scheme),
+        small.coarse(scheme),
+        small.fine(scheme),
     )
     coarse, fine = abs(values[0] - values[1]), abs(values[2] - values[3])
     sizes = [abs(v) for v in values]
@@ -459,8 +436,7 @@ def _unsettled(
 def _extrapolated(scheme: Scheme, p: Probe) -> float:
     """The partial from a probe: its steps h and h/2 combined to cancel the leading
     truncation term (Richardson), for a scheme whose order is known."""
-    coarse = scheme.slope(p.forward, p.backward)
-    fine = scheme.slope(p.forward_half, p.backward_half)
+    coarse, fine = p.coarse(scheme), p.fine(scheme)
     if scheme.order is None:
         return fine
     return fine + (fine - coarse) / (2**scheme.order - 1)
@@ -484,8 +460,7 @@ def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:
     round-off): a smooth cost's partial barely moves once the step is small."""
     if scheme.order is None:
         return False
-    coarse = scheme.slope(p.forward, p.backward)
-    fine = scheme.slope(p.forward_half, p.backward_half)
+    coarse, fine = p.coarse(scheme), p.fine(scheme)
     change = abs(coarse - fine)
     return change > UNSETTLED_SHARE * max(abs(coarse), abs(fine)) and change > (
         _policy.ERROR_SAFETY * 2 * roundoff
@@ -511,7 +486,7 @@ def _judge_smaller(
     scheme: Scheme, small: Probe, analytic: float, tol: float, roundoff: float, shrink: float
 ) -> int:
     """A coordinate judged again from its partial at the step ``shrink`` times smaller."""
-    numeric = scheme.slope(small.forward_half, small.backward_half)
+    numeric = small.fine(scheme)
     gap = abs(analytic - numeric)
     error = small.truncation(scheme) + float(roundoff) * shrink * 2  # (inf, not a warning)
     if gap <= tol * (abs(analytic) + abs(numeric)) or gap <= _policy.ERROR_SAFETY * error:

@@ -151,11 +151,17 @@ class Probe:
     forward_half: float  # (J(θ+h/2) − J0) / (h/2)
     backward_half: float
 
+    def coarse(self, scheme: Scheme) -> float:
+        """The scheme's partial at step h."""
+        return scheme.slope(self.forward, self.backward)
+
+    def fine(self, scheme: Scheme) -> float:
+        """The scheme's partial at step h/2."""
+        return scheme.slope(self.forward_half, self.backward_half)
+
     def truncation(self, scheme: Scheme) -> float:
         """Estimated truncation error of the scheme's partial, from steps h and h/2."""
-        coarse = scheme.slope(self.forward, self.backward)
-        fine = scheme.slope(self.forward_half, self.backward_half)
-        return abs(coarse - fine) / scheme.halving_divisor
+        return abs(self.coarse(scheme) - self.fine(scheme)) / scheme.halving_divisor
 
     def nonsmoothness(self) -> float:
         """How far the four one-sided slopes are from any smooth function's.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _compare, _diagnose, _policy, _tree
-from ._compare import Judgement, Partials, flat64
+from ._compare import Allowance, Judgement, Partials, flat64
 from ._cost import Evaluator
 from ._errors import GradientSpecError
 from ._finite import NoiseSite, cost_noise, cost_unit
@@ -103,32 +103,20 @@ def run(
     # measuring the real round-off would change no verdict, and is skipped.
     modelled = measured([])
     noise = modelled + spread
+
+    def allowance(name: str, noise: float, inexact: bool) -> Allowance:
+        return Allowance(opts.scheme, noise, rel[name], opts.tol, opts.accepted, inexact)
+
     if not all(
-        _compare.settled(
-            p,
-            scheme=opts.scheme,
-            noise=noise,
-            analytic_rel=rel[n],
-            tol=opts.tol,
-            accepted=opts.accepted,
-            inexact=opts.normwise_floor,
-        )
-        for n, p in partials.items()
+        _compare.settled(p, allowance(n, noise, opts.normwise_floor)) for n, p in partials.items()
     ):
         noise = _noise(sweeps, partials, opts, measured, modelled) + spread
     inexact = opts.normwise_floor or noise > _policy.INEXACT_EVIDENCE * modelled
     judgements = {
         leaf.name: _compare.judge(
             partials[leaf.name],
-            scheme=opts.scheme,
-            noise=noise,
-            analytic_rel=rel[leaf.name],
-            tol=opts.tol,
-            accepted=opts.accepted,
-            inexact=inexact,
-            probe_at=None
-            if opts.scheme.is_complex
-            else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
+            allowance(leaf.name, noise, inexact),
+            None if opts.scheme.is_complex else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
         )
         for leaf in leaves
     }

@@ -144,7 +144,11 @@ def check_grads(
     modes = _adapter.validate_modes("gradproof.jax.check_grads", modes, order)
     args = tuple(args)
     named = {f"arg{i}": a for i, a in enumerate(args)}  # named as check_grads' arguments
-    if _nowhere_finite(jax, f, args):
+    try:
+        value = f(*args)
+    except Exception:  # the check itself reports what f raises, and where
+        value = None
+    if value is not None and _nowhere_finite(jax, f, args, value):
         return  # nan derivatives of a nan value, as check_grads accepts: nothing to compare
     dtypes = _output_dtypes(jax, f, args)
     # check_grads bounds a projection along one random direction, a sum over the n
@@ -163,7 +167,7 @@ def check_grads(
             k=1,
         )
         opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradcheck's, in torch.py)
-        if size <= FULL_CHECK_ELEMENTS or not _all_finite(f(*args)):
+        if size <= FULL_CHECK_ELEMENTS or (value is not None and not _all_finite(value)):
             opts = dataclasses.replace(opts, mode="full", k=None)  # every element
         try:
             with _x64(jax):
@@ -175,7 +179,7 @@ def check_grads(
                     opts = dataclasses.replace(opts, mode="full", k=None)
                     report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
         except CostError:
-            why = _not_finite_in_float64(jax, f, args)
+            why = _not_finite_in_float64(jax, f, args, value)
             if why is None:
                 raise
     if why is not None:
@@ -186,23 +190,19 @@ def check_grads(
         raise GradientError(report)
 
 
-def _nowhere_finite(jax, f, args: tuple) -> bool:
-    """Whether ``f``'s value at ``args`` is nowhere finite (a nan or infinite argument)
+def _nowhere_finite(jax, f, args: tuple, value: Any) -> bool:
+    """Whether ``f``'s ``value`` at ``args`` is nowhere finite (a nan or infinite argument)
     and JAX's derivatives there are not finite either: nothing finite differences could
     compare, and ``check_grads`` passes (nan matches nan). A finite derivative of a value
     that is nowhere finite is an error that says so."""
-    try:
-        out = f(*args)
-    except Exception:  # the check itself reports what f raises
-        return False
-    if not _flat_outputs(out) or _all_finite_anywhere(out):
+    if not _flat_outputs(value) or _finite_anywhere(value):
         return False
     tangents = tuple(
         np.ones(np.shape(a), np.asarray(a).dtype) if _inexact(a) else np.zeros(np.shape(a))
         for a in args
     )
     _, derivative = jax.jvp(f, args, tangents)
-    if not _all_finite_anywhere(derivative):
+    if not _finite_anywhere(derivative):
         return True
     raise GradientSpecError(
         "check_grads: the function's value is nowhere finite at this point (nan or inf), yet "
@@ -211,7 +211,7 @@ def _nowhere_finite(jax, f, args: tuple) -> bool:
     )
 
 
-def _all_finite_anywhere(out: Any) -> bool:
+def _finite_anywhere(out: Any) -> bool:
     return any(np.any(np.isfinite(np.asarray(x).astype(np.complex128))) for x in _flat_outputs(out))
 
 
@@ -279,13 +279,14 @@ def _widened(args: tuple) -> list[Any]:
     ]
 
 
-def _not_finite_in_float64(jax, f, args: tuple) -> str | None:
+def _not_finite_in_float64(jax, f, args: tuple, value: Any) -> str | None:
     """Why a float64 check that found the cost not finite should run in the arguments'
-    own precision instead: the value is finite as called, and not in float64."""
-    with _x64(jax):
-        finite = _all_finite(f(*_widened(args)))
-    if finite or not _all_finite(f(*args)):
+    own precision instead: the ``value`` is finite as called, and not in float64."""
+    if value is None or not _all_finite(value):
         return None
+    with _x64(jax):
+        if _all_finite(f(*_widened(args))):
+            return None
     return "in float64 the function's value is not finite where, as called, it is"
 
 
@@ -445,7 +446,8 @@ class _Checker:
             jax.tree_util.tree_unflatten(self.treedef, self._assemble(self._leaves(self.params))),
             *args,
         )
-        self.outputs = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
+        count = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
+        self.output_indices = [None] if count == 1 else list(range(count))
         # check_grads' outputs that are nan or infinite at the check point are left out
         # (nan matches nan there), and so are the derivatives that are not finite with them
         self.finite_mask = None
@@ -458,13 +460,8 @@ class _Checker:
         # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
         # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
         self.level_weights = [
-            [
-                np.random.default_rng(_adapter.weight_seed(seed, level)).standard_normal(
-                    self.shapes[n]
-                )
-                for n in self.names
-            ]
-            for level in range(1, self.depth)
+            [w[n] for n in self.names]
+            for w in _adapter.level_weights(seed, self.shapes, self.depth)
         ]
         # Compiled programs by what they compute, shared by the checkers of one call
         # (reverse and forward mode evaluate the same cost; an order-k check needs the
@@ -646,29 +643,11 @@ class _Checker:
             try:
                 return [self._run(name, flat, coords, v, size) for v in values]
             except Exception as exc:
-                if not self._runs_alone(name, flat, coords, values):
+                if not _adapter.runs_alone(self, name, flat, coords, values):
                     raise  # the cost's own error, which one by one raises too
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.vmap_failed = f"{type(exc).__name__}: {first[:160]}"
-        return [self._one_by_one(name, flat, coords, v) for v in values]
-
-    def _runs_alone(self, name, flat, coords, values) -> bool:
-        try:
-            self._one_by_one(name, flat, coords[:1], next(v[:1] for v in values))
-        except Exception:
-            return False
-        return True
-
-    def _one_by_one(self, name, flat, coords, values) -> np.ndarray:
-        arrays = dict(self.params)
-        work = flat.copy()
-        arrays[name] = work.reshape(self.shapes[name])
-        out = np.empty(len(coords))
-        for j, (i, v) in enumerate(zip(coords, values, strict=True)):
-            work[i] = v
-            out[j] = self.cost(arrays)
-            work[i] = flat[i]
-        return out
+        return [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
 
     def _run(self, name, flat, coords, values, size) -> np.ndarray:
         jax, jnp = self.jax, self.jnp

@@ -491,15 +491,10 @@ class _Checker:
         self.vmap_slower: str | None = None  # batching ran, but slower than one by one
         self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
         self.vmap_timed = False  # batching has been timed against one by one
-        self.outputs = self._count_outputs()
+        self.output_indices = self._checked_outputs()
         # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
         # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
-        self.level_weights = []
-        for level in range(1, self.depth):
-            generator = np.random.default_rng(_adapter.weight_seed(seed, level))
-            self.level_weights.append(
-                {n: generator.standard_normal(a.shape) for n, a in self.params.items()}
-            )
+        self.level_weights = _adapter.level_weights(seed, self.shapes, self.depth)
 
     def notes(self) -> list[str]:
         notes = []
@@ -528,28 +523,24 @@ class _Checker:
         for d, s in self.cuda_state.items():
             self.torch.cuda.set_rng_state(s, d)
 
-    def _count_outputs(self) -> int:
-        """How many tensors the function returns (a tuple's outputs are checked one by one);
-        sets ``output_indices``, the outputs checked (as a drop-in: those requiring grad)."""
-        self.output_indices: list[int | None] = [None]
+    def _checked_outputs(self) -> list[int | None]:
+        """The outputs checked, each in turn (a tuple's one by one; as a drop-in, those
+        requiring grad, as torch's gradcheck does)."""
         if self.loss is not None:
-            return 1
-        torch = self.torch
+            return [None]
         differentiable = self.probed_outputs
         if differentiable is not None and len(differentiable) == 1:
             # one output requires grad: checked alone, with no second evaluation to count
-            self.output_indices = [None] if differentiable == [0] else differentiable
-            return differentiable[0] + 1
+            return [None] if differentiable == [0] else differentiable
         self.replay()
-        with torch.no_grad():
+        with self.torch.no_grad():
             out = self._call(self._assemble(self._tensors(self.params)))
-        if not isinstance(out, (tuple, list)):
-            return 1
-        count = sum(1 for o in out if torch.is_tensor(o))
-        if count > 1:
-            # torch's gradcheck leaves out the outputs that do not require grad
-            self.output_indices = differentiable or list(range(count))
-        return max(1, count)
+        count = (
+            sum(1 for o in out if self.torch.is_tensor(o)) if isinstance(out, (tuple, list)) else 1
+        )
+        if count <= 1:
+            return [None]
+        return differentiable or list(range(count))
 
     def _call(self, tensors: dict[str, Any]) -> Any:
         torch = self.torch
@@ -825,19 +816,13 @@ class _Checker:
             except _TORCH_ERRORS as exc:
                 # torch's own errors under vmap: a batching limit if the same evaluation
                 # runs one by one; anything else (a user's exception) is the cost's own.
-                if not _cannot_batch(exc) and not self._runs_alone(name, flat, coords, values):
+                if not _cannot_batch(exc) and not _adapter.runs_alone(
+                    self, name, flat, coords, values
+                ):
                     raise
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.vmap_failed = textwrap.shorten(f"{type(exc).__name__}: {first}", 160)
-        return [self._one_by_one(name, flat, coords, v) for v in values]
-
-    def _runs_alone(self, name, flat, coords, values) -> bool:
-        """Whether the chunk's first evaluation succeeds one by one."""
-        try:
-            self._one_by_one(name, flat, coords[:1], next(v[:1] for v in values))
-        except Exception:
-            return False
-        return True
+        return [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
 
     def _vmapped(self, name, flat, coords, values) -> np.ndarray:
         torch = self.torch
@@ -875,18 +860,6 @@ class _Checker:
                         f"evaluation against {self.seconds_per_eval * 1e3:.3g} ms one by one"
                     )
         return np.concatenate(out)
-
-    def _one_by_one(self, name, flat, coords, values) -> np.ndarray:
-        arrays = dict(self.params)
-        work = flat.copy()
-        arrays[name] = work.reshape(self.shapes[name])
-        out = np.empty(len(coords))
-        for j, (i, v) in enumerate(zip(coords, values, strict=True)):
-            x0 = work[i]
-            work[i] = v
-            out[j] = self.cost(arrays)
-            work[i] = x0
-        return out
 
 
 # Rows of the first two batches; the second is timed against one-by-one evaluation.
