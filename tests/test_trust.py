@@ -272,11 +272,12 @@ def test_a_float32_backward_with_cancellation_passes_and_says_why():
     assert not report.passed and report.tensors["W"].wrong_indices == ((20, 4),)
 
 
-def test_a_float32_cost_that_cannot_resolve_a_gradient_does_not_call_it_wrong():
+def test_a_float32_cost_that_cannot_resolve_a_gradient_leaves_it_undecided():
     # The cost casts to float32 inside: its values are float32 numbers, and float32's
     # round-off, not float64's, bounds what its finite differences resolve. A gradient
-    # below that is zero within round-off, not "the cost ignores params"; a wrong one
-    # the cost does resolve still fails.
+    # below that at every admissible step is undecided: neither "the cost ignores
+    # params" nor passed "zero within round-off" (a wrong one would pass the same way);
+    # a wrong one the cost does resolve still fails.
     rng = np.random.default_rng(3)
     theta, w = rng.uniform(-1, 1, 8), rng.standard_normal(8)
     f32 = np.float32
@@ -284,8 +285,11 @@ def test_a_float32_cost_that_cannot_resolve_a_gradient_does_not_call_it_wrong():
     def flat(t):  # 100 + 1e-7 * ...: the gradient is far below float32's resolution
         return float(f32(100.0) + f32(1e-7) * np.sum(w.astype(f32) * t.astype(f32) ** 3))
 
-    report = gp.check(flat, theta, 1e-7 * 3 * w * theta**2)
-    assert report.passed and report.tensors["theta"].pattern == "roundoff", report
+    for scale in (1.0, 3.0):
+        report = gp.check(flat, theta, scale * 1e-7 * 3 * w * theta**2)
+        assert not report.passed and not report.cost_flat, report
+        assert report.tensors["theta"].undecided, report
+        assert report.tensors["theta"].pattern == "undecided", report
 
     def resolved(t):
         return float(np.sum(w.astype(f32) * np.sin(f32(3.0) * t.astype(f32))))
@@ -295,13 +299,15 @@ def test_a_float32_cost_that_cannot_resolve_a_gradient_does_not_call_it_wrong():
     assert not gp.check(resolved, theta, 1.5 * right).passed
 
 
-def test_a_cost_flat_even_at_a_larger_step_is_no_evidence_against_a_tiny_gradient():
-    # saturated tanh in float32: the gradients (~1e-10) move the cost at no step tried
+def test_a_cost_flat_even_at_a_larger_step_is_no_evidence_either_way():
+    # saturated tanh in float32: the gradients (~1e-10) move the cost at no step tried,
+    # so they are neither wrong ("the cost ignores params") nor shown to be right
     t = np.array([2.5, -2.6, 2.7])
     report = gp.check(
         lambda t: float(np.sum(np.tanh(5 * t.astype(np.float32)))), t, 5 / np.cosh(5 * t) ** 2
     )
-    assert report.passed, report
+    assert not report.passed and not report.cost_flat, report
+    assert [r.name for r in report.undecided] == ["theta"], report
 
 
 def test_a_float64_cost_is_not_taken_for_float32_by_short_or_unmoved_values():

@@ -232,6 +232,12 @@ def _hidden(
     return order, grow
 
 
+def numeric_error(p: Partials, allow: Allowance) -> np.ndarray:
+    """The error round-off alone can put in each comparison of ``p`` (finite differences'
+    and the analytic gradient's own)."""
+    return _doubt(p, allow).roundoff
+
+
 def settled(p: Partials, allow: Allowance) -> bool:
     """Whether every coordinate agrees at this noise level, with nothing to probe.
 
@@ -325,7 +331,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
         probed += 1
         at_h = probe_at(int(i))
         shrink = p.closer(int(i))
-        if _is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
+        if is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
             at_h, probe_at(int(i), shrink), noise, h[i], shrink
         ):
             status[i] = KINK
@@ -374,7 +380,7 @@ def _look_wider(
         if (
             wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
             and wide_gap > _policy.ERROR_SAFETY * error
-            and not _is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
+            and not is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
         ):
             status[i] = WRONG
     return probes
@@ -494,7 +500,7 @@ def _judge_smaller(
     return WRONG
 
 
-def _is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:
+def is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:
     jump = p.nonsmoothness()
     # A smooth cost's inconsistency is ~1.5x the truncation estimate; a kink's
     # is its jump in slope, which no step size makes small.
@@ -509,7 +515,7 @@ def classify(
     scheme: Scheme, p: Probe, *, gap: float, roundoff: float, noise: float, h: float
 ) -> int:
     """Whether a probed disagreement is a kink, within numerical error, or wrong."""
-    if _is_kink(scheme, p, gap, noise, h):
+    if is_kink(scheme, p, gap, noise, h):
         return KINK
     if gap <= _policy.ERROR_SAFETY * (p.truncation(scheme) + roundoff):
         return NUMERICS

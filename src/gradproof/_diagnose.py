@@ -72,6 +72,36 @@ def zero_within_roundoff(floor: float) -> Diagnosis:
     )
 
 
+def coarse(accuracy: float, step: float, why: str) -> Diagnosis:
+    """The note for a parameter checked through a coarse cost, to a stated accuracy."""
+    return Diagnosis(
+        "coarse",
+        f"checked to {accuracy:.1e} (at a step of {step:.2g}, chosen from the cost's noise): {why}",
+        "a difference smaller than that cannot be seen; compute the cost in float64 to check "
+        "it finer",
+    )
+
+
+def undecided(accuracy: float, step: float, why: str, eps_given: bool) -> Diagnosis:
+    """A parameter whose gradient no admissible step resolves through the cost's noise."""
+    at = "the step given" if eps_given else "the best step"
+    reach = f"{accuracy:.1e}" if math.isfinite(accuracy) else "nothing"
+    remedy = (
+        "pass eps=None, which chooses the step from the cost's noise, or compute the cost "
+        "in float64"
+        if eps_given
+        else "compute the cost in float64 (no rounding, no float32 step inside), or check "
+        "at a point where its gradient is larger"
+    )
+    return Diagnosis(
+        "undecided",
+        f"could not be judged: {why}, and at {at} ({step:.2g}) the finite differences "
+        f"resolve a difference of {reach} at best, not enough to tell a right gradient "
+        "from a wrong one",
+        remedy,
+    )
+
+
 def left_out(name: str, flat: np.ndarray) -> str | None:
     """The note for a parameter with inf or NaN elements, which no step can move."""
     bad = flat[~np.isfinite(flat)]
@@ -124,7 +154,12 @@ def _fmt_index(flat_index: int, shape: Index) -> str:
 
 
 def diagnose(
-    name: str, shape: Index, p: Partials, judgement: Judgement, coords: np.ndarray | None
+    name: str,
+    shape: Index,
+    p: Partials,
+    judgement: Judgement,
+    coords: np.ndarray | None,
+    accuracy: float = 0.0,
 ) -> Diagnosis:
     """Say why a failed parameter is wrong, from the pattern of its errors.
 
@@ -133,7 +168,10 @@ def diagnose(
         judgement: the verdict on each of them (kinks are left out).
         coords: the flat index in the parameter of each position, when only a
             sample was checked; ``None`` when the arrays cover every element.
+        accuracy: how coarse the numeric partials are (a cost's noise allowed no finer
+            check, see :mod:`._coarse`): a pattern fits to within that.
     """
+    fits, explains = max(FIT, 4 * accuracy), min(0.5, max(EXPLAINS, 4 * accuracy))
     analytic, numeric = p.analytic, p.numeric
     judged, wrong = judgement.judged, judgement.wrong
 
@@ -174,9 +212,9 @@ def diagnose(
     disagreement = float(np.linalg.norm(g - gt))
     if scale is not None and n > 0:
         residual = float(np.linalg.norm(g - scale * gt))
-        if residual <= FIT * g_norm and residual <= EXPLAINS * disagreement:
+        if residual <= fits * g_norm and residual <= explains * disagreement:
             every = "the single element" if n == 1 else f"all {n} elements"
-            if abs(scale + 1) <= FIT:
+            if abs(scale + 1) <= fits:
                 return Diagnosis(
                     "sign",
                     f"analytic = -1.00 × numeric for {every}",
@@ -187,8 +225,8 @@ def diagnose(
     a2 = analytic.reshape(shape) if square else analytic
     n2 = numeric.reshape(shape) if square else numeric
     transposed = float(np.linalg.norm(a2 - n2.T)) if square else np.inf
-    if transposed <= FIT * max(g_norm, float(np.linalg.norm(n2))) and (
-        transposed <= EXPLAINS * disagreement
+    if transposed <= fits * max(g_norm, float(np.linalg.norm(n2))) and (
+        transposed <= explains * disagreement
     ):
         return Diagnosis(
             "transpose",

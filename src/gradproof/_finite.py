@@ -150,6 +150,7 @@ class Probe:
     backward: float  # (J0 − J(θ−h)) / h
     forward_half: float  # (J(θ+h/2) − J0) / (h/2)
     backward_half: float
+    values: tuple[float, ...] = ()  # the cost at θ+h, θ−h, θ+h/2, θ−h/2
 
     def coarse(self, scheme: Scheme) -> float:
         """The scheme's partial at step h."""
@@ -209,6 +210,7 @@ def probe(
         backward=(j0 - got[-1.0]) / h,
         forward_half=(got[0.5] - j0) / hh,
         backward_half=(j0 - got[-0.5]) / hm,
+        values=tuple(float(np.real(got[o])) for o in PROBE_OFFSETS),
     )
 
 
@@ -263,7 +265,7 @@ def cost_unit(j0: float, values: Sequence[float]) -> float:
         return _policy.UNIT_ROUNDOFF
     if len(distinct) == 1:
         return FLOAT32_UNIT
-    long = sum(_significant_bits(v) >= 23 for v in distinct)
+    long = sum(significant_bits(v) >= 23 for v in distinct)
     return FLOAT32_UNIT if 2 * long >= len(distinct) else _policy.UNIT_ROUNDOFF
 
 
@@ -271,7 +273,7 @@ def _is_float32(v: float) -> bool:
     return bool(np.isfinite(v)) and float(np.float32(v)) == v
 
 
-def _significant_bits(v: float) -> int:
+def significant_bits(v: float) -> int:
     """Bits of ``v``'s significand up to its last 1 (0 for 0)."""
     mantissa = int(math.frexp(abs(v))[0] * 2**53)
     if mantissa == 0:
@@ -313,3 +315,29 @@ def cost_noise(
             measured.append(noise_level(evaluate, s.flat, s.index, j0, s.h))
     sigma = float(np.median(measured)) if measured else 0.0
     return max(model, _policy.NOISE_MARGIN * sigma)
+
+
+def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
+    """The spacing of the cost's values, when they are rounded coarsely (else 0).
+
+    A cost rounded to float16, to an integer or to any grid returns values that are
+    all multiples of one power of two, the grid's spacing, and at a small step mostly
+    the same value. A float64 cost returns a new value at nearly every point, using
+    all its bits. So the largest power of two that divides all the values (``j0`` and
+    ``values``) bounds the grid's spacing from above (twice the error of one value
+    rounded to it), and is the float64 ulp for a float64 cost. With ``repeats`` the
+    values must also repeat (at most half of them distinct): at the automatic step an
+    exact cost of short binary fractions (a linear cost of dyadic data) uses few bits
+    too, but changes at every point; at a step grown from the noise it uses all of them.
+    Without ``repeats`` a cost that never moved is bounded by its one value's lowest bit.
+    """
+    v = np.concatenate([[j0], np.real(np.asarray(values, dtype=np.complex128).reshape(-1))])
+    v = v[np.isfinite(v)]
+    distinct = np.unique(v)
+    distinct = distinct[distinct != 0]
+    if distinct.size < (2 if repeats else 1) or (repeats and 2 * np.unique(v).size > v.size):
+        return 0.0
+    mantissa, exponent = np.frexp(np.abs(distinct))
+    m = (mantissa * 2.0**53).astype(np.int64)
+    lowest = np.log2((m & -m).astype(np.float64)).astype(np.int64)
+    return float(2.0 ** int(np.min(exponent - 53 + lowest)))

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _compare, _diagnose, _policy, _tree
+from . import _coarse, _compare, _diagnose, _policy, _tree
 from ._compare import Allowance, Judgement, Partials, flat64
 from ._cost import Evaluator
 from ._errors import GradientSpecError
-from ._finite import NoiseSite, cost_noise, cost_unit
+from ._finite import NoiseSite, cost_noise, cost_unit, quantum
 from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
@@ -95,9 +95,12 @@ def run(
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
 
+    # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
+    grid = quantum(j0, np.concatenate([v for s in sweeps.values() for v in s.values] or [[]]))
+
     def measured(sites: list[NoiseSite]) -> float:
         """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
-        return cost_noise(evaluate, sites, j0, unit, evaluate.magnitude)
+        return max(cost_noise(evaluate, sites, j0, unit, evaluate.magnitude), grid / 2)
 
     # The modelled round-off is a lower bound: where everything agrees even at it,
     # measuring the real round-off would change no verdict, and is skipped.
@@ -120,6 +123,21 @@ def run(
         )
         for leaf in leaves
     }
+    resolved = _coarse_parameters(
+        leaves,
+        partials,
+        judgements,
+        sweeps,
+        analytic,
+        opts,
+        evaluate,
+        j0,
+        noise,
+        inexact,
+        unit,
+        float64_cost=unit <= _policy.UNIT_ROUNDOFF and grid == 0.0,
+    )
+    coarseness = _coarseness(grid, unit, noise, modelled, opts)
     # A coordinate judged from a smaller step reports the partial found there.
     for name, judgement in judgements.items():
         if judgement.refined:
@@ -136,7 +154,11 @@ def run(
     for leaf in leaves:
         p, judgement = partials[leaf.name], judgements[leaf.name]
         dtype = str(analytic[leaf.name].dtype)
-        report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype)
+        resolution = resolved.get(leaf.name)
+        slack = resolution.accuracy if resolution is not None else 0.0
+        report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype, slack)
+        if resolution is not None:
+            report = _resolved_report(report, resolution, coarseness, opts)
         if broken[leaf.name].size:
             bad = broken[leaf.name]
             report = dataclasses.replace(
@@ -172,6 +194,123 @@ def run(
         ),
         cost_unit=unit,
     )
+
+
+def _coarse_parameters(
+    leaves: list[Leaf],
+    partials: dict[str, Partials],
+    judgements: dict[str, Judgement],
+    sweeps: dict[str, LeafSweep],
+    analytic: dict[str, np.ndarray],
+    opts: Options,
+    evaluate: Evaluator,
+    j0: float,
+    noise: float,
+    inexact: bool,
+    unit: float,
+    float64_cost: bool,
+) -> dict[str, _coarse.Resolution]:
+    magnitude = evaluate.magnitude
+    coarse = not float64_cost or inexact or opts.precision_bits < _policy.FLOAT64_BITS
+    """Parameters the automatic step cannot resolve, judged at a step chosen from the
+    cost's noise (:mod:`._coarse`); ``partials``, ``judgements`` and ``sweeps`` are
+    updated in place to what was found there.
+
+    Only a cost shown to be coarse is examined: lower-precision values (``unit``), a
+    grid (not ``float64_cost``), noise measured above the model (``inexact``), or one
+    that never moved from a short value.
+
+    A drop-in keeps the replaced checker's judgement (its caller's tolerances); the
+    complex step has no round-off to escape.
+    """
+    if opts.scheme.is_complex or opts.normwise_floor or (opts.atol, opts.rtol) != (None, None):
+        return {}
+    reference = max((float(np.linalg.norm(flat64(a))) for a in analytic.values()), default=0.0)
+    out = {}
+    for leaf in leaves:
+        p, judgement = partials[leaf.name], judgements[leaf.name]
+        if not p.analytic.size:
+            continue
+        # A cost that did not move at all and whose value is a short binary fraction (an
+        # integer, a float16 number) may be rounded to a grid coarser than the step's
+        # change: its parameters' "wrong" verdicts rest on no evidence yet.
+        still = _coarse.short(j0) and all(np.all(v == j0) for v in sweeps[leaf.name].values)
+        if judgement.failed and not still:
+            continue
+        allow = Allowance(
+            opts.scheme,
+            noise,
+            _policy.analytic_roundoff(analytic[leaf.name].dtype),
+            opts.tol,
+            None,
+            inexact,
+        )
+        error = _compare.numeric_error(p, allow)
+        if not judgement.failed and not (still and reference == 0.0):
+            if not coarse:
+                continue  # an exact float64 cost: the automatic step's verdict stands
+            # an analytic gradient that an exact float64 cost would not show even at the
+            # largest step is zero (the round-off of a zero gradient): no cost could show it
+            exact = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * max(abs(j0), magnitude)
+            if float64_cost:  # its measured noise is a float64 computation's round-off
+                exact = max(exact, noise)
+            widest = _coarse.STEP_MAX * np.maximum(1.0, np.abs(p.theta))
+            if np.all(np.abs(p.analytic) <= _policy.ERROR_SAFETY * exact / widest) or (
+                _coarse.accuracy(p, error, judgement.judged, reference) <= _coarse.COARSE_TRIGGER
+            ):
+                continue
+        if opts.eps is not None:  # the step is the caller's: judged there
+            resolution = _coarse.as_is(p, allow, reference)
+        else:
+            prober = sweeps[leaf.name].prober(opts.scheme, evaluate, j0)
+            resolution = _coarse.resolve(p, allow, prober, reference=reference, unit=unit, j0=j0)
+        out[leaf.name] = resolution
+        partials[leaf.name] = resolution.partials
+        judgements[leaf.name] = resolution.judgement
+        sweeps[leaf.name] = dataclasses.replace(
+            sweeps[leaf.name], numeric=resolution.partials.numeric
+        )
+    return out
+
+
+def _coarseness(grid: float, unit: float, noise: float, modelled: float, opts: Options) -> str:
+    """What makes the cost's values coarse, in words."""
+    if grid > 0 and grid / 2 >= noise / 2:
+        return f"the cost's values are rounded to multiples of {grid:.2g}"
+    if unit > _policy.UNIT_ROUNDOFF and opts.precision_bits >= _policy.FLOAT64_BITS:
+        return "the cost is computed in float32 inside"
+    if unit > _policy.UNIT_ROUNDOFF:
+        return f"the cost runs in its inputs' {opts.precision_bits}-bit precision"
+    if noise > _policy.INEXACT_EVIDENCE * modelled:
+        return f"the cost's values scatter by about {noise:.2g} (an iterative solver's tolerance?)"
+    return f"the cost's round-off ({noise:.2g}) is large beside its gradient"
+
+
+def _resolved_report(
+    report: TensorReport, resolution: _coarse.Resolution, coarseness: str, opts: Options
+) -> TensorReport:
+    """A parameter's report once judged at the step its cost's noise allows: the accuracy
+    it was checked to, undecided where that is no verdict at all."""
+    report = dataclasses.replace(report, accuracy=resolution.accuracy)
+    if resolution.grid > 0:
+        coarseness = f"the cost's values are rounded to multiples of {resolution.grid:.2g}"
+    if not report.passed:
+        return report
+    if resolution.undecided:
+        return dataclasses.replace(
+            report,
+            passed=False,
+            undecided=True,
+            explanation=_diagnose.undecided(
+                resolution.accuracy, resolution.step, coarseness, opts.eps is not None
+            ),
+        )
+    if resolution.accuracy > opts.tol:
+        return dataclasses.replace(
+            report,
+            explanation=_diagnose.coarse(resolution.accuracy, resolution.step, coarseness),
+        )
+    return report
 
 
 def _scattered(s: LeafSweep, size: int) -> np.ndarray:
@@ -291,7 +430,13 @@ def _noise(
 
 
 def _tensor_report(
-    leaf: Leaf, coords: np.ndarray, p: Partials, judgement: Judgement, opts: Options, dtype: str
+    leaf: Leaf,
+    coords: np.ndarray,
+    p: Partials,
+    judgement: Judgement,
+    opts: Options,
+    dtype: str,
+    accuracy: float = 0.0,
 ) -> TensorReport:
     judged = judgement.judged
     errors = np.abs(p.analytic - p.numeric)
@@ -301,7 +446,7 @@ def _tensor_report(
     diff = _compare.difference(p.analytic[judged], p.numeric[judged])
     if judgement.failed:
         sampled = None if opts.mode == "full" else coords
-        explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled)
+        explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled, accuracy)
     elif diff > 0 and np.all(_roundoff_level(judgement)):
         diff = 0.0
         explanation = _diagnose.zero_within_roundoff(judgement.floor)

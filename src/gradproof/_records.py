@@ -56,6 +56,11 @@ class TensorReport:
         unsettled: those of ``kinks`` whose finite differences do not settle.
         probed: coordinates that needed extra evaluations to judge.
         dtype: the analytic gradient's dtype.
+        accuracy: the smallest ``difference`` the check could resolve, where the
+            cost's noise made it coarser than an exact cost's (``None`` otherwise):
+            the parameter was checked at a step chosen from that noise.
+        undecided: no step resolves the gradient through the cost's noise: the
+            parameter could not be judged, and does not pass.
     """
 
     name: str
@@ -73,6 +78,8 @@ class TensorReport:
     probed: int = 0
     dtype: str = "float64"
     unsettled: tuple[Index, ...] = ()
+    accuracy: float | None = None
+    undecided: bool = False
 
     @property
     def diagnosis(self) -> str | None:
@@ -84,7 +91,8 @@ class TensorReport:
         """A short key for the diagnosis: ``"scale"``, ``"sign"``, ``"zero"``,
         ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
         ``"column"``, ``"offset"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
-        ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, ``"raised"``, or ``None``."""
+        ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, ``"coarse"``, ``"undecided"``,
+        ``"raised"``, or ``None``."""
         return self.explanation.pattern
 
     @property
@@ -115,6 +123,8 @@ class TensorReport:
             "kinks": [list(i) for i in self.kinks],
             "unsettled": [list(i) for i in self.unsettled],
             "probed": self.probed,
+            "accuracy": self.accuracy,
+            "undecided": self.undecided,
         }
 
     @classmethod
@@ -136,6 +146,8 @@ class TensorReport:
             unsettled=tuple(tuple(i) for i in d.get("unsettled", ())),
             probed=d.get("probed", 0),
             dtype=d.get("dtype", "float64"),
+            accuracy=d.get("accuracy"),
+            undecided=d.get("undecided", False),
         )
 
 
@@ -162,8 +174,13 @@ class ReportRecord:
 
     @property
     def failing(self) -> list[TensorReport]:
-        """The parameters that failed, in order of params."""
+        """The parameters that did not pass (wrong or undecided), in order of params."""
         return [t for t in self.tensors.values() if not t.passed]
+
+    @property
+    def undecided(self) -> list[TensorReport]:
+        """The parameters the cost's noise left undecided, in order of params."""
+        return [t for t in self.tensors.values() if t.undecided]
 
     def __bool__(self) -> bool:
         return self.passed

@@ -1,0 +1,270 @@
+"""Parameters the automatic step cannot resolve, judged at a step chosen from the cost's noise.
+
+A cost whose values are coarse (rounded to float16 or to an integer, computed in
+float32 inside, the output of an iterative solver) buries its gradient in its
+own noise at the automatic step: the finite differences' error ``noise / h``
+exceeds the partials, and a wrong gradient would agree with them "within
+round-off". A larger step divides that error, and adds truncation, which the
+same probe measures (the partial at steps ``H`` and ``H/2``). So, parameter by
+parameter, the step grows from the one the noise asks for, by powers of four,
+in whichever direction the error estimate falls, and the parameter is judged
+where its estimated error is smallest. It then says to what accuracy it was
+checked (:func:`accuracy`, in the units of ``difference``); where even the best
+step leaves it coarser than ``ACCURACY_LIMIT``, the parameter is undecided:
+it does not pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _compare, _policy
+from ._compare import AGREES, KINK, WRONG, Allowance, Judgement, Partials, Prober
+from ._errors import CostError
+from ._finite import quantum, significant_bits
+
+# A parameter whose accuracy at the automatic step is coarser than this is judged again
+# at a step chosen from the cost's noise (an exact float64 cost is far finer).
+COARSE_TRIGGER = 1e-4
+# A parameter checked no finer than this is undecided: a passing verdict would allow a
+# wrong gradient with a 10% error to pass. (x1.3, a missing term, always show.)
+ACCURACY_LIMIT = 0.1
+# The first step tried makes the noise alone this coarse; from there the step moves by
+# STEP_RATIO per level, up to COARSE_LEVELS levels, never beyond STEP_MAX * max(1, |θ|).
+NOISE_TARGET = 1e-3
+STEP_RATIO = 4.0
+COARSE_LEVELS = 6
+STEP_MAX = 0.5
+# A cost that never moves and whose one value has at most this many significant bits
+# (an integer, a float16 or float32 number) may be rounded to a grid coarser than any
+# step's change: it is undecided, not a cost that ignores its parameters.
+SHORT_VALUE_BITS = 24
+# Kinks crossed by the larger step leave their coordinates out; a parameter needs at
+# least this share of its coordinates judged for a verdict.
+JUDGED_SHARE = 0.5
+
+
+def accuracy(p: Partials, error: np.ndarray, judged: np.ndarray, reference: float) -> float:
+    """The smallest ``difference`` a comparison with these errors resolves.
+
+    ``ERROR_SAFETY·‖e‖ / (‖g‖ + ‖g̃‖)`` over the judged coordinates; a parameter whose
+    partials are all zero is measured against ``2·reference`` (the largest analytic
+    gradient norm of the check), and is exact (0) when that is zero too: every partial,
+    analytic and numeric, is zero.
+    """
+    e = float(np.linalg.norm(error[judged]))
+    size = float(np.linalg.norm(p.analytic[judged]) + np.linalg.norm(p.numeric[judged]))
+    if size == 0.0:
+        size = 2 * reference
+    if e == 0.0 or size == 0.0:
+        return 0.0
+    return _policy.ERROR_SAFETY * e / size
+
+
+@dataclass(frozen=True)
+class Level:
+    """One parameter's partials at steps ``grow`` times the automatic ones (``H``),
+    taken from the half step ``H/2``, with the parts of their error.
+
+    The cost's noise enters each partial twice: directly, and in the truncation
+    estimated from the partials at ``H`` and ``H/2`` (by at most ``contamination``).
+    A grid's rounding is bounded (``hard``: half its spacing per value); a measured
+    noise, the analytic gradient's round-off and truncation are estimates (``soft``),
+    which the comparison multiplies by ``ERROR_SAFETY``.
+    """
+
+    grow: float
+    partials: Partials
+    truncation: np.ndarray  # of the half step's partial, from H and H/2 (noise included)
+    contamination: np.ndarray  # the most the noise can add to ``truncation``
+    soft: np.ndarray  # measured noise, the step's own rounding, the analytic round-off
+    hard: np.ndarray  # a grid's rounding, at most
+    kinks: np.ndarray  # bool: the one-sided slopes at H, H/2 disagree like a kink's
+    grid: float  # the spacing of the cost's values seen here (0: none)
+
+    @property
+    def judged(self) -> np.ndarray:
+        return ~self.kinks
+
+    def allowance(self, truncation: np.ndarray | None = None) -> np.ndarray:
+        """How far each analytic partial may be from the numeric one and still agree."""
+        t = self.truncation if truncation is None else truncation
+        return _policy.ERROR_SAFETY * (t + self.soft) + self.hard
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A parameter judged at the step its cost's noise allows."""
+
+    partials: Partials
+    judgement: Judgement
+    accuracy: float  # the smallest difference the check there resolves
+    step: float  # the typical step of the partials (the half step H/2)
+    grow: float  # H over the automatic step
+    decided: bool  # a verdict was reached: wrong, or checked finer than ACCURACY_LIMIT
+    grid: float = 0.0  # the spacing of the cost's values, where they are rounded to a grid
+
+    @property
+    def undecided(self) -> bool:
+        return not self.decided
+
+
+def resolve(
+    p: Partials,
+    allow: Allowance,
+    probe_at: Prober,
+    *,
+    reference: float,
+    unit: float,
+    j0: float,
+) -> Resolution:
+    """Judge one parameter at the step, grown from the automatic one, where the finite
+    differences' estimated error is smallest (see the module's docstring).
+
+    ``reference`` is the check's largest analytic gradient norm; ``unit`` the unit
+    round-off of the precision the cost takes its inputs in (the step rounds in it);
+    ``j0`` the cost at the check point.
+    """
+    scheme = allow.scheme
+    grow_max = float(np.min(STEP_MAX * _scale(p) / p.h))
+    noise_now = scheme.roundoff_gain * allow.noise / p.h
+    size = float(np.linalg.norm(p.analytic)) or reference or 1.0
+    need = _policy.ERROR_SAFETY * float(np.linalg.norm(noise_now)) / (NOISE_TARGET * size)
+    grow = STEP_RATIO ** np.ceil(np.log(max(need, STEP_RATIO)) / np.log(STEP_RATIO))
+    grow = float(min(grow, grow_max))
+
+    levels: dict[float, Level] = {}
+    direction = 0.0
+    for _ in range(COARSE_LEVELS):
+        if grow < 1.0 or grow > grow_max or grow in levels:
+            break
+        level = _level(p, allow, probe_at, grow, unit, j0)
+        if level is None:  # the larger step left the cost's domain
+            break
+        levels[grow] = level
+        if min(levels.values(), key=_size) is not level:
+            break  # the estimate rose again: the best lies behind
+        bias = np.maximum(level.truncation - level.contamination, 0.0)[level.judged]
+        noise = (level.soft + level.hard)[level.judged]
+        step = 1 / STEP_RATIO if np.linalg.norm(bias) > np.linalg.norm(noise) else STEP_RATIO
+        if direction and step != direction:
+            break  # turned: the level before was on the other side of the best
+        direction = step
+        grow = min(grow * step, grow_max) if step > 1 else grow * step
+    if not levels:
+        return as_is(p, allow, reference)
+    # Each level's truncation, once more from the level above it where there is one: its
+    # estimate scaled down by the order holds a fraction of the noise this level's does.
+    ordered = sorted(levels)
+    best, best_allowance = None, None
+    for k, g in enumerate(ordered):
+        level = levels[g]
+        truncation = level.truncation
+        if k + 1 < len(ordered) and scheme.order is not None:
+            above = levels[ordered[k + 1]]
+            ratio = (ordered[k + 1] / g) ** scheme.order
+            lower = np.maximum(level.truncation - level.contamination, 0.0)
+            truncation = np.minimum(truncation, np.maximum(above.truncation / ratio, lower))
+        allowance = level.allowance(truncation)
+        if best_allowance is None or _norm(allowance, level) < _norm(best_allowance, best):
+            best, best_allowance = level, allowance
+    assert best is not None and best_allowance is not None
+    return _judged(best, best_allowance, allow, reference, probes=len(levels) * p.analytic.size)
+
+
+def short(value: float) -> bool:
+    """Whether a cost value is a short binary fraction, as a rounded cost's are."""
+    return significant_bits(value) <= SHORT_VALUE_BITS
+
+
+def _scale(p: Partials) -> np.ndarray:
+    return np.maximum(1.0, np.abs(p.theta if p.theta is not None else 0.0))
+
+
+def _norm(allowance: np.ndarray, level: Level | None) -> float:
+    if level is None or not level.judged.any():
+        return float("inf")
+    return float(np.linalg.norm(allowance[level.judged]))
+
+
+def _size(level: Level) -> float:
+    return _norm(level.allowance(), level)
+
+
+def _level(
+    p: Partials, allow: Allowance, probe_at: Prober, grow: float, unit: float, j0: float
+) -> Level | None:
+    scheme = allow.scheme
+    n = p.analytic.size
+    probes = []
+    for j in range(n):
+        try:
+            probes.append(probe_at(j, 1 / grow))
+        except CostError:
+            return None
+    coarse = np.array([pr.coarse(scheme) for pr in probes])
+    fine = np.array([pr.fine(scheme) for pr in probes])
+    if not (np.all(np.isfinite(coarse)) and np.all(np.isfinite(fine))):
+        return None
+    values = np.array([v for pr in probes for v in pr.values])
+    h = p.h * grow
+    half = h / 2
+    # Rounded to a grid, each value errs by at most half the grid's spacing: a bound. (A
+    # cost that did not move at all is bounded by the one value's own lowest bit.)
+    grid = quantum(j0, values, repeats=False)
+    gridded = grid / 2 >= allow.noise
+    noise = max(allow.noise, grid / 2)
+    gain = scheme.roundoff_gain
+    # the noise in the partial at H/2; at H it is half as large; their difference holds both
+    direct = gain * noise / half
+    order = scheme.order or 1
+    contamination = 1.5 * direct / scheme.halving_divisor / 2.0**order
+    gap = np.abs(p.analytic - fine)
+    kinks = np.array(
+        [
+            _compare.is_kink(scheme, pr, g, noise, hj)
+            for pr, g, hj in zip(probes, gap, h, strict=True)
+        ],
+        dtype=bool,
+    )
+    # The step itself errs where the cost rounds its inputs to a lower precision.
+    rounding = np.abs(fine) * unit * _scale(p) / half
+    magnitude = np.abs(p.analytic)
+    analytic_error = allow.analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+    soft = rounding + analytic_error + (0.0 if gridded else direct)
+    hard = direct if gridded else np.zeros(n)
+    truncation = np.abs(coarse - fine) / scheme.halving_divisor / 2.0**order
+    partials = Partials(p.analytic, fine, half, None, p.theta)
+    return Level(
+        grow, partials, truncation, contamination, soft, hard, kinks, grid if gridded else 0.0
+    )
+
+
+def _judged(
+    level: Level, bound: np.ndarray, allow: Allowance, reference: float, probes: int
+) -> Resolution:
+    p, judged = level.partials, level.judged
+    gap = np.abs(p.analytic - p.numeric)
+    size = np.abs(p.analytic) + np.abs(p.numeric)
+    wrong = judged & (gap > allow.tol * size) & (gap > bound)
+    status = np.full(p.analytic.size, AGREES, dtype=np.int8)
+    status[level.kinks] = KINK
+    status[wrong] = WRONG
+    acc = accuracy(p, bound / _policy.ERROR_SAFETY, judged, reference)
+    enough = judged.sum() >= JUDGED_SHARE * judged.size
+    decided = bool(wrong.any()) or (enough and acc <= ACCURACY_LIMIT)
+    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
+    judgement = Judgement(status, probes, negligible, float(bound.max(initial=0.0)))
+    step = float(np.median(p.h)) if p.h.size else 0.0
+    return Resolution(p, judgement, acc, step, level.grow, decided, level.grid)
+
+
+def as_is(p: Partials, allow: Allowance, reference: float) -> Resolution:
+    """Judged where it stands: the step is the caller's, or no larger one stays in the
+    cost's domain."""
+    error = _compare.numeric_error(p, allow)
+    zeros = np.zeros(p.analytic.size)
+    level = Level(1.0, p, zeros, zeros, error, zeros, zeros.astype(bool), 0.0)
+    return _judged(level, level.allowance(), allow, reference, probes=0)
