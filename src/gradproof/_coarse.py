@@ -16,6 +16,7 @@ it does not pass.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,23 +156,50 @@ def resolve(
         grow = min(grow * step, grow_max) if step > 1 else grow * step
     if not levels:
         return as_is(p, allow, reference)
-    # Each level's truncation, once more from the level above it where there is one: its
-    # estimate scaled down by the order holds a fraction of the noise this level's does.
+    # Each level is vouched for by the one below it (a smaller step: more noise, less
+    # truncation). A truncation estimate from H and H/2 alone fails where the step is
+    # beyond the cost's smoothness (a fast oscillation aliases, both partials wrong alike):
+    # the agreement a level allows is at least its disagreement with the level below plus
+    # that level's own error. The lowest level tried is vouched for by one more below it.
+    lowest = min(levels)
+    if lowest / STEP_RATIO >= 1.0:
+        level = _level(p, allow, probe_at, lowest / STEP_RATIO, unit, j0)
+        if level is not None:
+            levels[lowest / STEP_RATIO] = level
+    allowances = _allowances(levels)
     ordered = sorted(levels)
-    best, best_allowance = None, None
-    for k, g in enumerate(ordered):
-        level = levels[g]
-        truncation = level.truncation
-        if k + 1 < len(ordered) and scheme.order is not None:
-            above = levels[ordered[k + 1]]
-            ratio = (ordered[k + 1] / g) ** scheme.order
-            lower = np.maximum(level.truncation - level.contamination, 0.0)
-            truncation = np.minimum(truncation, np.maximum(above.truncation / ratio, lower))
-        allowance = level.allowance(truncation)
-        if best_allowance is None or _norm(allowance, level) < _norm(best_allowance, best):
-            best, best_allowance = level, allowance
-    assert best is not None and best_allowance is not None
-    return _judged(best, best_allowance, allow, reference, probes=len(levels) * p.analytic.size)
+    vouched = {}
+    for below, g in itertools.pairwise(ordered):
+        here, there = levels[g].partials.numeric, levels[below].partials.numeric
+        apart = np.abs(here - there)
+        vouched[g] = np.maximum(allowances[g], apart + allowances[below])
+        # Still at this step and moving at the smaller one: the step spans a period of
+        # the cost (or its grid): nothing here speaks for the partial.
+        stalled = (here == 0) & (there != 0)
+        # Of opposite signs, each beyond its own error: a smooth cost's partials converge
+        # from one side; a step past its smoothness scale aliases, and can flip the sign.
+        flipped = (
+            (np.sign(here) != np.sign(there))
+            & (np.abs(here) > allowances[g])
+            & (np.abs(there) > allowances[below])
+        )
+        # and a level that cannot be vouched for vouches for nothing above it
+        untrusted = ~np.isfinite(vouched.get(below, allowances[below]))
+        vouched[g][stalled | flipped | untrusted] = np.inf
+    if ordered[0] < STEP_RATIO:  # at (or near) the automatic step: nothing smaller to ask
+        vouched[ordered[0]] = allowances[ordered[0]]
+    if not vouched:
+        return as_is(p, allow, reference)
+    best = min(vouched, key=lambda g: _norm(vouched[g], levels[g]))
+    return _judged(
+        levels[best], vouched[best], allow, reference, probes=len(levels) * p.analytic.size
+    )
+
+
+def _allowances(levels: dict[float, Level]) -> dict[float, np.ndarray]:
+    """Each level's allowance, from its own truncation estimate (noise included: a level
+    above cannot vouch for a smaller truncation here, it may be aliased itself)."""
+    return {g: level.allowance() for g, level in levels.items()}
 
 
 def short(value: float) -> bool:
@@ -214,6 +242,8 @@ def _level(
     # Rounded to a grid, each value errs by at most half the grid's spacing: a bound. (A
     # cost that did not move at all is bounded by the one value's own lowest bit.)
     grid = quantum(j0, values, repeats=False)
+    if not np.any(values) and j0 == 0:
+        grid = np.inf  # zero wherever it was evaluated: no bound on a grid at all
     gridded = grid / 2 >= allow.noise
     noise = max(allow.noise, grid / 2)
     gain = scheme.roundoff_gain
@@ -236,6 +266,12 @@ def _level(
     soft = rounding + analytic_error + (0.0 if gridded else direct)
     hard = direct if gridded else np.zeros(n)
     truncation = np.abs(coarse - fine) / scheme.halving_divisor / 2.0**order
+    # Beyond the cost's smoothness (a fast oscillation aliased at this step) H and H/2 can
+    # agree by chance; the four one-sided slopes still break a smooth function's relations
+    # (Probe.nonsmoothness), by more than the noise can (20 times the slopes' noise).
+    slopes_noise = 20 * noise / h
+    broken = np.array([pr.nonsmoothness() for pr in probes]) - slopes_noise
+    truncation = np.maximum(truncation, np.maximum(broken, 0.0) / 2.0**order)
     partials = Partials(p.analytic, fine, half, None, p.theta)
     return Level(
         grow, partials, truncation, contamination, soft, hard, kinks, grid if gridded else 0.0

@@ -318,18 +318,21 @@ def cost_noise(
 
 
 def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
-    """The spacing of the cost's values, when they are rounded coarsely (else 0).
+    """The spacing of the grid the cost's values are rounded to, at the largest of them
+    (0 when they show no grid).
 
-    A cost rounded to float16, to an integer or to any grid returns values that are
-    all multiples of one power of two, the grid's spacing, and at a small step mostly
-    the same value. A float64 cost returns a new value at nearly every point, using
-    all its bits. So the largest power of two that divides all the values (``j0`` and
-    ``values``) bounds the grid's spacing from above (twice the error of one value
-    rounded to it), and is the float64 ulp for a float64 cost. With ``repeats`` the
-    values must also repeat (at most half of them distinct): at the automatic step an
-    exact cost of short binary fractions (a linear cost of dyadic data) uses few bits
-    too, but changes at every point; at a step grown from the noise it uses all of them.
-    Without ``repeats`` a cost that never moved is bounded by its one value's lowest bit.
+    A cost rounded to float16, to an integer or to any grid returns values with few
+    significant bits, and at a small step mostly the same value; a float64 cost returns
+    a new value at nearly every point, using all its bits. Taken as a floating grid of
+    ``p`` significant bits (``p`` the most any of the values, ``j0`` and ``values``,
+    uses), the grid's spacing at the largest value ``v`` is ``2**(e - p)``, ``e`` the
+    exponent of ``v``: an upper bound on the spacing wherever the values lie (an integer
+    grid is a floating one as wide as its largest value), twice the error of one value
+    rounded to it, and float64's ulp for a float64 cost. With ``repeats`` the values must
+    also repeat (at most half of them distinct): at the automatic step an exact cost of
+    short binary fractions (a linear cost of dyadic data) uses few bits too, but changes
+    at every point; at a step grown from the noise it uses all of them. Without
+    ``repeats`` a cost that never moved is bounded by its one value's own bits.
     """
     v = np.concatenate([[j0], np.real(np.asarray(values, dtype=np.complex128).reshape(-1))])
     v = v[np.isfinite(v)]
@@ -339,5 +342,6 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
         return 0.0
     mantissa, exponent = np.frexp(np.abs(distinct))
     m = (mantissa * 2.0**53).astype(np.int64)
-    lowest = np.log2((m & -m).astype(np.float64)).astype(np.int64)
-    return float(2.0 ** int(np.min(exponent - 53 + lowest)))
+    trailing = np.log2((m & -m).astype(np.float64)).astype(np.int64)
+    bits = int(np.max(53 - trailing))
+    return float(2.0 ** int(np.max(exponent) - bits))

@@ -89,6 +89,13 @@ def headline(report: ReportRecord) -> str:
         if checked == 1:
             unit = unit[:-1]
         head = f"Gradient check passed: {params}, {checked} {unit} checked"
+        coarse = [t.accuracy for t in r.tensors.values() if (t.accuracy or 0.0) > r.tol]
+        if coarse:
+            return (
+                f"{head} to an accuracy of {max(coarse):.1e} ({diff}): the cost's values are "
+                "coarse, and no finer check is possible; compute the cost in float64 to check "
+                f"to tol {r.tol:g}"
+            )
         if r.difference <= r.tol:
             return f"{head} ({diff})"
         above = [t for t in r.tensors.values() if t.difference > r.tol]
@@ -115,15 +122,25 @@ def headline(report: ReportRecord) -> str:
             "Gradient check failed: the cost is non-deterministic (it returns different values at "
             f"the same point), so no gradient can be judged ({diff})"
         )
+    undecided = [t for t in r.tensors.values() if t.undecided]
+    if undecided and len(undecided) == len(r.failing):
+        names = ", ".join(t.name for t in undecided[:5]) + (" ..." if len(undecided) > 5 else "")
+        return (
+            f"Gradient check undecided: {len(undecided)} of {rows} could not be judged "
+            f"({names}): the cost's values are too coarse for any step to resolve the "
+            "gradient; compute the cost in float64 to check it"
+        )
     if r.cost_flat:
         return (
             "Gradient check failed: the cost ignores params: it did not change when any "
             "parameter was perturbed, yet the analytic gradient is not zero (does the cost use "
             "the params passed to it, rather than arrays it closes over?)"
         )
+    wrong = len(r.failing) - len(undecided)
+    also = f", {len(undecided)} undecided" if undecided else ""
     if where:
-        return f"Gradient check failed: {len(r.failing)} of {rows} wrong ({where}; {diff})"
-    return f"Gradient check failed: {len(r.failing)} of {rows} wrong ({diff})"
+        return f"Gradient check failed: {wrong} of {rows} wrong{also} ({where}; {diff})"
+    return f"Gradient check failed: {wrong} of {rows} wrong{also} ({diff})"
 
 
 def _smaller_figure(r: ReportRecord) -> str:
@@ -156,7 +173,7 @@ def layout(report: ReportRecord) -> Layout:
                 fmt_float(t.max_abs_error),
                 fmt_shape(t.worst_index) if t.checked else "-",
                 fmt_scale(t.scale),
-                "ok" if t.passed else "WRONG",
+                "ok" if t.passed else ("undecided" if t.undecided else "WRONG"),
             ),
         )
         for t in ordered
@@ -172,6 +189,10 @@ def layout(report: ReportRecord) -> Layout:
     )
 
 
+def _cause_label(t: TensorReport) -> str:
+    return "to judge it" if t.undecided else "likely cause"
+
+
 def _failure_line(t: TensorReport) -> str:
     return f"  {t.name}  {fmt_shape(t.shape)}  difference {fmt_float(t.difference)}  "
 
@@ -183,7 +204,7 @@ def text(report: ReportRecord) -> str:
     for t in view.failing:
         lines.append((_failure_line(t) + (t.finding or "")).rstrip())
         if t.cause:
-            lines.append(f"      likely cause: {t.cause}")
+            lines.append(f"      {_cause_label(t)}: {t.cause}")
     table = [COLUMNS] + [(*row.cells[:-1], row.cells[-1] + row.kinks) for row in view.rows]
     widths = [max(len(row[c]) for row in table) for c in range(len(COLUMNS))]
     lines.append("")
@@ -212,7 +233,7 @@ def rich_renderable(report: ReportRecord) -> Any:
         line.append(_failure_line(t)[2 + len(t.name) :] + (t.finding or ""))
         parts.append(line)
         if t.cause:
-            parts.append(Text(f"      likely cause: {t.cause}", style="yellow"))
+            parts.append(Text(f"      {_cause_label(t)}: {t.cause}", style="yellow"))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for column in COLUMNS:
         table.add_column(

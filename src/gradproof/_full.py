@@ -292,7 +292,9 @@ def _resolved_report(
     """A parameter's report once judged at the step its cost's noise allows: the accuracy
     it was checked to, undecided where that is no verdict at all."""
     report = dataclasses.replace(report, accuracy=resolution.accuracy)
-    if resolution.grid > 0:
+    if resolution.grid == np.inf:
+        coarseness = "the cost is 0 wherever it was evaluated"
+    elif resolution.grid > 0:
         coarseness = f"the cost's values are rounded to multiples of {resolution.grid:.2g}"
     if not report.passed:
         return report
