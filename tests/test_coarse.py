@@ -1,0 +1,189 @@
+"""Coarse and low-precision costs: judged to the accuracy their noise allows, never passed empty.
+
+Each pattern here passed a wrong gradient before (issue 18): a cost rounded to float16 or
+to an integer, or computed in float32 inside, hid a x2, x3 or x1.3 error, or a forgotten
+weight-decay term, under "zero within round-off".
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+
+f16, f32 = np.float16, np.float32
+
+
+def tanh2(seed: int):
+    w = np.random.default_rng(seed).standard_normal(3)
+    return w, 2 * np.tanh(w) / np.cosh(w) ** 2
+
+
+def verdict(report: gp.Report) -> str:
+    if report.passed:
+        return "passed"
+    return "undecided" if len(report.undecided) == len(report.failing) else "failed"
+
+
+COSTS = {
+    "float16": (lambda w: float(f16(np.sum(np.tanh(w) ** 2))), 1.0),
+    "float16 x100": (lambda w: float(f16(100 * np.sum(np.tanh(w) ** 2))), 100.0),
+    "integer": (lambda w: float(np.round(1e4 * np.sum(np.tanh(w) ** 2))), 1e4),
+}
+
+
+@pytest.mark.parametrize("name", list(COSTS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_rounded_cost_passes_a_right_gradient_and_fails_wrong_ones(name, seed):
+    cost, scale = COSTS[name]
+    w, g = tanh2(seed)
+    right = gp.check(cost, w, scale * g)
+    assert right.passed, right
+    t = right.tensors["theta"]
+    assert t.pattern == "coarse" and t.accuracy is not None and 1e-7 < t.accuracy <= 0.1, right
+    assert "rounded to multiples of" in t.finding, right
+    assert "to an accuracy of" in str(right).splitlines()[0], right
+    for factor in (1.3, 2.0, 3.0):
+        wrong = gp.check(cost, w, factor * scale * g)
+        assert verdict(wrong) == "failed", (factor, wrong)
+        assert wrong.tensors["theta"].pattern == "scale", wrong
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_issues_float16_cost_never_passes_a_wrong_gradient(seed):
+    # float16 values near 10 are multiples of 2**-7: a right gradient is passed only where
+    # some step resolves it, and is never failed; x2, x3 and x1.3 never pass
+    w, g = tanh2(seed)
+
+    def cost(w):
+        return float(f16(np.sum(np.tanh(w) ** 2) + 10))
+
+    assert verdict(gp.check(cost, w, g)) in ("passed", "undecided")
+    for factor in (1.3, 2.0, 3.0):
+        report = gp.check(cost, w, factor * g)
+        assert not report.passed and not report.strict, (factor, report)
+
+
+def test_a_cost_rounded_coarser_than_any_step_resolves_is_undecided():
+    # round(sum tanh^2 + 10): the cost moves by less than its grid at any admissible step
+    w, g = tanh2(0)
+
+    def cost(w):
+        return float(np.round(np.sum(np.tanh(w) ** 2) + 10))
+
+    for factor in (1.0, 2.0):
+        report = gp.check(cost, w, factor * g)
+        assert verdict(report) == "undecided" and not report.cost_flat, report
+        t = report.tensors["theta"]
+        assert t.undecided and not t.passed and t.pattern == "undecided", report
+        assert "float64" in t.cause, report
+        text = str(report)
+        assert text.startswith("Gradient check undecided: 1 of 1 parameter could not be judged")
+        assert "undecided" in text.splitlines()[-3] or "undecided" in text, text
+        d = report.to_dict()["tensors"][0]
+        assert d["undecided"] is True and d["pattern"] == "undecided"
+        again = gp.Report.from_json(report.to_json())
+        assert again.tensors["theta"].undecided
+
+
+def test_an_undecided_report_matches_the_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    schema = json.loads(files("gradproof").joinpath("report.schema.json").read_text())
+    w, g = tanh2(0)
+    for cost in (
+        lambda w: float(np.round(np.sum(np.tanh(w) ** 2) + 10)),
+        lambda w: float(f16(np.sum(np.tanh(w) ** 2))),
+    ):
+        jsonschema.validate(gp.check(cost, w, g).to_dict(), schema)
+
+
+def network(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4, 5))
+    y = (rng.uniform(size=(1, 5)) > 0.5).astype(float)
+    params = {
+        "W1": rng.standard_normal((3, 4)) * 0.5,
+        "b1": np.full((3, 1), 0.1),
+        "W2": rng.standard_normal((1, 3)) * 0.5,
+        "b2": np.zeros((1, 1)),
+    }
+    lam = 1e-2
+
+    def forward(p, dt):
+        w1, b1, w2, b2 = (p[k].astype(dt) for k in ("W1", "b1", "W2", "b2"))
+        a1 = np.tanh(w1 @ x.astype(dt) + b1)
+        a2 = 1 / (1 + np.exp(-(w2 @ a1 + b2)))
+        return a1, a2
+
+    def cost(p):  # forward in float32, as one saves memory; weight decay in the cost
+        _, a2 = forward(p, f32)
+        yd = y.astype(f32)
+        ce = -np.sum(yd * np.log(a2) + (1 - yd) * np.log(1 - a2)) / f32(x.shape[1])
+        decay = f32(lam / 2) * (np.sum(p["W1"].astype(f32) ** 2) + np.sum(p["W2"].astype(f32) ** 2))
+        return float(ce + decay)
+
+    def grads(p, decay=True):
+        a1, a2 = forward(p, np.float64)
+        dz2 = (a2 - y) / x.shape[1]
+        dz1 = (p["W2"].T @ dz2) * (1 - a1**2)
+        g = {"W1": dz1 @ x.T, "b1": dz1.sum(1, keepdims=True)}
+        g |= {"W2": dz2 @ a1.T, "b2": dz2.sum(1, keepdims=True)}
+        if decay:
+            g["W1"] = g["W1"] + lam * p["W1"]
+            g["W2"] = g["W2"] + lam * p["W2"]
+        return g
+
+    return cost, params, grads
+
+
+def test_a_float32_network_is_checked_to_the_accuracy_float32_allows():
+    cost, params, grads = network()
+    right = gp.check(cost, params, grads(params))
+    assert right.passed, right
+    for t in right.tensors.values():
+        assert t.accuracy is not None and t.accuracy < 1e-2, right
+        assert "float32 inside" in t.finding, right
+    forgotten = gp.check(cost, params, grads(params, decay=False))
+    assert not forgotten.passed and not forgotten.undecided, forgotten
+    assert {t.name for t in forgotten.failing} == {"W1", "W2"}, forgotten
+    scaled = grads(params)
+    scaled["W1"] = 1.1 * scaled["W1"]
+    report = gp.check(cost, params, scaled)
+    assert [t.name for t in report.failing] == ["W1"], report
+    assert report.tensors["W1"].pattern == "scale", report
+
+
+def test_a_float64_cost_is_not_sent_the_coarse_way():
+    # exact costs keep the automatic step's verdict: no accuracy, no extra evaluations
+    _, params, _ = network()
+
+    def exact(p):
+        w1, w2 = p["W1"], p["W2"]
+        return float(np.sum(np.tanh(w1) ** 2) + np.sum(w2**3) + np.sum(p["b1"]) + p["b2"].item())
+
+    g = {
+        "W1": 2 * np.tanh(params["W1"]) / np.cosh(params["W1"]) ** 2,
+        "b1": np.ones((3, 1)),
+        "W2": 3 * params["W2"] ** 2,
+        "b2": np.ones((1, 1)),
+    }
+    report = gp.check(exact, params, g)
+    assert report.passed and report.strict, report
+    assert all(t.accuracy is None for t in report.tensors.values()), report
+    assert report.evaluations <= 2 * 19 + 3 * 9 + 4, report.evaluations
+
+
+def test_the_users_step_is_kept_and_an_unresolved_parameter_is_undecided_there():
+    w, g = tanh2(0)
+
+    def cost(w):
+        return float(f16(np.sum(np.tanh(w) ** 2)))
+
+    report = gp.check(cost, w, g, eps=1e-6)
+    assert verdict(report) == "undecided", report
+    assert "eps=None" in report.tensors["theta"].cause, report
