@@ -210,8 +210,6 @@ def _coarse_parameters(
     unit: float,
     float64_cost: bool,
 ) -> dict[str, _coarse.Resolution]:
-    magnitude = evaluate.magnitude
-    coarse = not float64_cost or inexact or opts.precision_bits < _policy.FLOAT64_BITS
     """Parameters the automatic step cannot resolve, judged at a step chosen from the
     cost's noise (:mod:`._coarse`); ``partials``, ``judgements`` and ``sweeps`` are
     updated in place to what was found there.
@@ -223,6 +221,8 @@ def _coarse_parameters(
     A drop-in keeps the replaced checker's judgement (its caller's tolerances); the
     complex step has no round-off to escape.
     """
+    magnitude = evaluate.magnitude
+    coarse = not float64_cost or inexact or opts.precision_bits < _policy.FLOAT64_BITS
     if opts.scheme.is_complex or opts.normwise_floor or (opts.atol, opts.rtol) != (None, None):
         return {}
     reference = max((float(np.linalg.norm(flat64(a))) for a in analytic.values()), default=0.0)
@@ -275,7 +275,7 @@ def _coarse_parameters(
 
 def _coarseness(grid: float, unit: float, noise: float, modelled: float, opts: Options) -> str:
     """What makes the cost's values coarse, in words."""
-    if grid > 0 and grid / 2 >= noise / 2:
+    if grid > 0:
         return f"the cost's values are rounded to multiples of {grid:.2g}"
     if unit > _policy.UNIT_ROUNDOFF and opts.precision_bits >= _policy.FLOAT64_BITS:
         return "the cost is computed in float32 inside"
