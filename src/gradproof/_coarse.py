@@ -47,27 +47,27 @@ SHORT_VALUE_BITS = 24
 JUDGED_SHARE = 0.5
 
 
-def accuracy(p: Partials, error: np.ndarray, judged: np.ndarray, reference: float) -> float:
-    """The smallest ``difference`` a comparison with these errors resolves.
+def accuracy(p: Partials, bound: np.ndarray, judged: np.ndarray, reference: float) -> float:
+    """The smallest ``difference`` a comparison allowing ``bound`` at each element resolves.
 
-    ``ERROR_SAFETY·‖e‖ / (‖g‖ + ‖g̃‖)`` over the judged coordinates; a parameter whose
-    partials are all zero is measured against ``2·reference`` (the largest analytic
-    gradient norm of the check), and is exact (0) when that is zero too: every partial,
-    analytic and numeric, is zero.
+    ``‖bound‖ / (‖g‖ + ‖g̃‖)`` over the judged coordinates (a bound is ``ERROR_SAFETY``
+    times an estimated error); a parameter whose partials are all zero is measured
+    against ``2·reference`` (the largest analytic gradient norm of the check), and is
+    exact (0) when that is zero too: every partial, analytic and numeric, is zero.
     """
-    e = float(np.linalg.norm(error[judged]))
+    b = float(np.linalg.norm(bound[judged]))
     size = float(np.linalg.norm(p.analytic[judged]) + np.linalg.norm(p.numeric[judged]))
     if size == 0.0:
         size = 2 * reference
-    if e == 0.0 or size == 0.0:
+    if b == 0.0 or size == 0.0:
         return 0.0
-    return _policy.ERROR_SAFETY * e / size
+    return b / size
 
 
 @dataclass(frozen=True)
 class Level:
-    """One parameter's partials at steps ``grow`` times the automatic ones (``H``),
-    taken from the half step ``H/2``, with the parts of their error.
+    """One parameter's partials at a step ``H`` grown from the automatic one, taken from
+    the half step ``H/2``, with the parts of their error.
 
     The cost's noise enters each partial twice: directly, and in the truncation
     estimated from the partials at ``H`` and ``H/2`` (by at most ``contamination``).
@@ -76,7 +76,6 @@ class Level:
     which the comparison multiplies by ``ERROR_SAFETY``.
     """
 
-    grow: float
     partials: Partials
     truncation: np.ndarray  # of the half step's partial, from H and H/2 (noise included)
     contamination: np.ndarray  # the most the noise can add to ``truncation``
@@ -89,10 +88,9 @@ class Level:
     def judged(self) -> np.ndarray:
         return ~self.kinks
 
-    def allowance(self, truncation: np.ndarray | None = None) -> np.ndarray:
+    def allowance(self) -> np.ndarray:
         """How far each analytic partial may be from the numeric one and still agree."""
-        t = self.truncation if truncation is None else truncation
-        return _policy.ERROR_SAFETY * (t + self.soft) + self.hard
+        return _policy.ERROR_SAFETY * (self.truncation + self.soft) + self.hard
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,6 @@ class Resolution:
     judgement: Judgement
     accuracy: float  # the smallest difference the check there resolves
     step: float  # the typical step of the partials (the half step H/2)
-    grow: float  # H over the automatic step
     decided: bool  # a verdict was reached: wrong, or checked finer than ACCURACY_LIMIT
     grid: float = 0.0  # the spacing of the cost's values, where they are rounded to a grid
 
@@ -129,7 +126,7 @@ def resolve(
     ``j0`` the cost at the check point.
     """
     scheme = allow.scheme
-    grow_max = float(np.min(STEP_MAX * _scale(p) / p.h))
+    grow_max = float(np.min(widest(p) / p.h))
     noise_now = scheme.roundoff_gain * allow.noise / p.h
     size = float(np.linalg.norm(p.analytic)) or reference or 1.0
     need = _policy.ERROR_SAFETY * float(np.linalg.norm(noise_now)) / (NOISE_TARGET * size)
@@ -166,7 +163,9 @@ def resolve(
         level = _level(p, allow, probe_at, lowest / STEP_RATIO, unit, j0)
         if level is not None:
             levels[lowest / STEP_RATIO] = level
-    allowances = _allowances(levels)
+    # (each from its own truncation estimate: a level above cannot vouch for a smaller
+    # truncation here, it may be aliased itself)
+    allowances = {g: level.allowance() for g, level in levels.items()}
     ordered = sorted(levels)
     vouched = {}
     for below, g in itertools.pairwise(ordered):
@@ -196,12 +195,6 @@ def resolve(
     )
 
 
-def _allowances(levels: dict[float, Level]) -> dict[float, np.ndarray]:
-    """Each level's allowance, from its own truncation estimate (noise included: a level
-    above cannot vouch for a smaller truncation here, it may be aliased itself)."""
-    return {g: level.allowance() for g, level in levels.items()}
-
-
 def short(value: float) -> bool:
     """Whether a cost value is a short binary fraction, as a rounded cost's are."""
     return significant_bits(value) <= SHORT_VALUE_BITS
@@ -211,8 +204,13 @@ def _scale(p: Partials) -> np.ndarray:
     return np.maximum(1.0, np.abs(p.theta if p.theta is not None else 0.0))
 
 
-def _norm(allowance: np.ndarray, level: Level | None) -> float:
-    if level is None or not level.judged.any():
+def widest(p: Partials) -> np.ndarray:
+    """The largest step admitted at each coordinate of ``p``."""
+    return STEP_MAX * _scale(p)
+
+
+def _norm(allowance: np.ndarray, level: Level) -> float:
+    if not level.judged.any():
         return float("inf")
     return float(np.linalg.norm(allowance[level.judged]))
 
@@ -261,8 +259,7 @@ def _level(
     )
     # The step itself errs where the cost rounds its inputs to a lower precision.
     rounding = np.abs(fine) * unit * _scale(p) / half
-    magnitude = np.abs(p.analytic)
-    analytic_error = allow.analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+    analytic_error = _compare.analytic_error(p.analytic, allow.analytic_rel)
     soft = rounding + analytic_error + (0.0 if gridded else direct)
     hard = direct if gridded else np.zeros(n)
     truncation = np.abs(coarse - fine) / scheme.halving_divisor / 2.0**order
@@ -273,9 +270,7 @@ def _level(
     broken = np.array([pr.nonsmoothness() for pr in probes]) - slopes_noise
     truncation = np.maximum(truncation, np.maximum(broken, 0.0) / 2.0**order)
     partials = Partials(p.analytic, fine, half, None, p.theta)
-    return Level(
-        grow, partials, truncation, contamination, soft, hard, kinks, grid if gridded else 0.0
-    )
+    return Level(partials, truncation, contamination, soft, hard, kinks, grid if gridded else 0.0)
 
 
 def _judged(
@@ -288,13 +283,13 @@ def _judged(
     status = np.full(p.analytic.size, AGREES, dtype=np.int8)
     status[level.kinks] = KINK
     status[wrong] = WRONG
-    acc = accuracy(p, bound / _policy.ERROR_SAFETY, judged, reference)
+    acc = accuracy(p, bound, judged, reference)
     enough = judged.sum() >= JUDGED_SHARE * judged.size
     decided = bool(wrong.any()) or (enough and acc <= ACCURACY_LIMIT)
     negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
     judgement = Judgement(status, probes, negligible, float(bound.max(initial=0.0)))
     step = float(np.median(p.h)) if p.h.size else 0.0
-    return Resolution(p, judgement, acc, step, level.grow, decided, level.grid)
+    return Resolution(p, judgement, acc, step, decided, level.grid)
 
 
 def as_is(p: Partials, allow: Allowance, reference: float) -> Resolution:
@@ -302,5 +297,5 @@ def as_is(p: Partials, allow: Allowance, reference: float) -> Resolution:
     cost's domain."""
     error = _compare.numeric_error(p, allow)
     zeros = np.zeros(p.analytic.size)
-    level = Level(1.0, p, zeros, zeros, error, zeros, zeros.astype(bool), 0.0)
+    level = Level(p, zeros, zeros, error, zeros, zeros.astype(bool), 0.0)
     return _judged(level, level.allowance(), allow, reference, probes=0)

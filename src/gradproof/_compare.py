@@ -154,19 +154,32 @@ class Allowance:
     inexact: bool = False
 
 
+def analytic_error(analytic: np.ndarray, rel: float) -> np.ndarray:
+    """The round-off of each element of an analytic gradient of relative accuracy ``rel``.
+
+    An analytic gradient computed in low precision errs relative to the sums it is made
+    of, not to each element: an element that cancels to near 0 in float32 is off by
+    about u times the parameter's larger elements.
+    """
+    magnitude = np.abs(analytic)
+    return rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+
+
+def _roundoff(p: Partials, allow: Allowance) -> tuple[np.ndarray, np.ndarray]:
+    """The finite differences' round-off (it shrinks as h grows) and the analytic
+    gradient's own (no step changes it), for each coordinate of ``p``."""
+    if allow.scheme.is_complex:
+        differences = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
+    else:
+        differences = allow.scheme.roundoff_gain * allow.noise / p.h
+    return differences, analytic_error(p.analytic, allow.analytic_rel)
+
+
 def _doubt(p: Partials, allow: Allowance) -> _Doubt:
     scheme, noise, tol, accepted = allow.scheme, allow.noise, allow.tol, allow.accepted
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
-    if scheme.is_complex:
-        differences_error = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
-    else:
-        differences_error = scheme.roundoff_gain * noise / p.h
-    # An analytic gradient computed in low precision errs relative to the sums it is made
-    # of, not to each element: an element that cancels to near 0 in float32 is off by
-    # about u times the parameter's larger elements.
-    magnitude = np.abs(p.analytic)
-    analytic_error = allow.analytic_rel * np.maximum(magnitude, magnitude.max(initial=0.0))
+    differences_error, analytic_error = _roundoff(p, allow)
     roundoff = differences_error + analytic_error
     beyond = gap > tol * size
     floored = np.zeros(0, dtype=np.int64)
@@ -235,7 +248,8 @@ def _hidden(
 def numeric_error(p: Partials, allow: Allowance) -> np.ndarray:
     """The error round-off alone can put in each comparison of ``p`` (finite differences'
     and the analytic gradient's own)."""
-    return _doubt(p, allow).roundoff
+    differences, analytic = _roundoff(p, allow)
+    return differences + analytic
 
 
 def settled(p: Partials, allow: Allowance) -> bool:

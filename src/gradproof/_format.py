@@ -122,7 +122,7 @@ def headline(report: ReportRecord) -> str:
             "Gradient check failed: the cost is non-deterministic (it returns different values at "
             f"the same point), so no gradient can be judged ({diff})"
         )
-    undecided = [t for t in r.tensors.values() if t.undecided]
+    undecided = r.undecided
     if undecided and len(undecided) == len(r.failing):
         names = ", ".join(t.name for t in undecided[:5]) + (" ..." if len(undecided) > 5 else "")
         return (

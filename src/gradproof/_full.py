@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -115,29 +116,20 @@ def run(
     ):
         noise = _noise(sweeps, partials, opts, measured, modelled) + spread
     inexact = opts.normwise_floor or noise > _policy.INEXACT_EVIDENCE * modelled
+    allows = {leaf.name: allowance(leaf.name, noise, inexact) for leaf in leaves}
     judgements = {
         leaf.name: _compare.judge(
             partials[leaf.name],
-            allowance(leaf.name, noise, inexact),
+            allows[leaf.name],
             None if opts.scheme.is_complex else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
         )
         for leaf in leaves
     }
+    cost = _Resolving(j0, unit, grid, noise, modelled, evaluate.magnitude, inexact)
+    reference = max((float(np.linalg.norm(flat64(a))) for a in analytic.values()), default=0.0)
     resolved = _coarse_parameters(
-        leaves,
-        partials,
-        judgements,
-        sweeps,
-        analytic,
-        opts,
-        evaluate,
-        j0,
-        noise,
-        inexact,
-        unit,
-        float64_cost=unit <= _policy.UNIT_ROUNDOFF and grid == 0.0,
+        leaves, partials, judgements, sweeps, allows, cost, evaluate, opts, reference
     )
-    coarseness = _coarseness(grid, unit, noise, modelled, opts)
     # A coordinate judged from a smaller step reports the partial found there.
     for name, judgement in judgements.items():
         if judgement.refined:
@@ -158,7 +150,7 @@ def run(
         slack = resolution.accuracy if resolution is not None else 0.0
         report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype, slack)
         if resolution is not None:
-            report = _resolved_report(report, resolution, coarseness, opts)
+            report = _resolved_report(report, resolution, cost.why(opts, resolution.grid), opts)
         if broken[leaf.name].size:
             bad = broken[leaf.name]
             report = dataclasses.replace(
@@ -196,39 +188,80 @@ def run(
     )
 
 
+@dataclass(frozen=True)
+class _Resolving:
+    """What the automatic step's sweep showed of the cost's resolution."""
+
+    j0: float
+    unit: float  # unit round-off of the precision its values are computed in
+    grid: float  # spacing of the grid its values are rounded to (0: none seen)
+    noise: float  # the absolute error of one value, as the check judged with it
+    modelled: float  # the model's (lower) bound of that error
+    magnitude: float  # the size of the terms the cost sums, when a front-end knows it
+    inexact: bool  # measured noisier than the model (or a drop-in's)
+
+    @property
+    def float64(self) -> bool:
+        """Values in float64's precision and on no coarser grid."""
+        return self.unit <= _policy.UNIT_ROUNDOFF and self.grid == 0.0
+
+    def coarse(self, opts: Options) -> bool:
+        """Shown to be coarse: lower-precision or gridded values, or noisier than the model."""
+        return not self.float64 or self.inexact or opts.precision_bits < _policy.FLOAT64_BITS
+
+    def zero_noise(self) -> float:
+        """The error of one value of an exact float64 cost (its measured noise if its
+        values are float64's): a gradient it would not show even at the largest step is
+        the round-off of a zero gradient."""
+        exact = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * max(abs(self.j0), self.magnitude)
+        return max(exact, self.noise) if self.float64 else exact
+
+    def why(self, opts: Options, grid: float = 0.0) -> str:
+        """What makes the cost's values coarse, in words (``grid``: as seen at a larger
+        step, in place of the automatic one's)."""
+        grid = grid or self.grid
+        if grid == np.inf:
+            return "the cost is 0 wherever it was evaluated"
+        if grid > 0:
+            return f"the cost's values are rounded to multiples of {grid:.2g}"
+        if self.unit > _policy.UNIT_ROUNDOFF and opts.precision_bits >= _policy.FLOAT64_BITS:
+            return "the cost is computed in float32 inside"
+        if self.unit > _policy.UNIT_ROUNDOFF:
+            return f"the cost runs in its inputs' {opts.precision_bits}-bit precision"
+        if self.noise > _policy.INEXACT_EVIDENCE * self.modelled:
+            return (
+                f"the cost's values scatter by about {self.noise:.2g} (an iterative solver's "
+                "tolerance?)"
+            )
+        return f"the cost's round-off ({self.noise:.2g}) is large beside its gradient"
+
+
 def _coarse_parameters(
     leaves: list[Leaf],
     partials: dict[str, Partials],
     judgements: dict[str, Judgement],
     sweeps: dict[str, LeafSweep],
-    analytic: dict[str, np.ndarray],
-    opts: Options,
+    allows: dict[str, Allowance],
+    cost: _Resolving,
     evaluate: Evaluator,
-    j0: float,
-    noise: float,
-    inexact: bool,
-    unit: float,
-    float64_cost: bool,
+    opts: Options,
+    reference: float,
 ) -> dict[str, _coarse.Resolution]:
     """Parameters the automatic step cannot resolve, judged at a step chosen from the
     cost's noise (:mod:`._coarse`); ``partials``, ``judgements`` and ``sweeps`` are
-    updated in place to what was found there.
+    updated in place to what was found there. ``reference`` is the check's largest
+    analytic gradient norm.
 
-    Only a cost shown to be coarse is examined: lower-precision values (``unit``), a
-    grid (not ``float64_cost``), noise measured above the model (``inexact``), or one
-    that never moved from a short value.
-
-    A drop-in keeps the replaced checker's judgement (its caller's tolerances); the
-    complex step has no round-off to escape.
+    Only a cost shown to be coarse (:meth:`_Resolving.coarse`) is examined, or one that
+    never moved from a short value. A drop-in keeps the replaced checker's judgement
+    (its caller's tolerances); the complex step has no round-off to escape.
     """
-    magnitude = evaluate.magnitude
-    coarse = not float64_cost or inexact or opts.precision_bits < _policy.FLOAT64_BITS
     if opts.scheme.is_complex or opts.normwise_floor or (opts.atol, opts.rtol) != (None, None):
         return {}
-    reference = max((float(np.linalg.norm(flat64(a))) for a in analytic.values()), default=0.0)
+    j0 = cost.j0
     out = {}
     for leaf in leaves:
-        p, judgement = partials[leaf.name], judgements[leaf.name]
+        p, judgement, allow = partials[leaf.name], judgements[leaf.name], allows[leaf.name]
         if not p.analytic.size:
             continue
         # A cost that did not move at all and whose value is a short binary fraction (an
@@ -237,33 +270,24 @@ def _coarse_parameters(
         still = _coarse.short(j0) and all(np.all(v == j0) for v in sweeps[leaf.name].values)
         if judgement.failed and not still:
             continue
-        allow = Allowance(
-            opts.scheme,
-            noise,
-            _policy.analytic_roundoff(analytic[leaf.name].dtype),
-            opts.tol,
-            None,
-            inexact,
-        )
-        error = _compare.numeric_error(p, allow)
         if not judgement.failed and not (still and reference == 0.0):
-            if not coarse:
+            if not cost.coarse(opts):
                 continue  # an exact float64 cost: the automatic step's verdict stands
             # an analytic gradient that an exact float64 cost would not show even at the
             # largest step is zero (the round-off of a zero gradient): no cost could show it
-            exact = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * max(abs(j0), magnitude)
-            if float64_cost:  # its measured noise is a float64 computation's round-off
-                exact = max(exact, noise)
-            widest = _coarse.STEP_MAX * np.maximum(1.0, np.abs(p.theta))
-            if np.all(np.abs(p.analytic) <= _policy.ERROR_SAFETY * exact / widest) or (
-                _coarse.accuracy(p, error, judgement.judged, reference) <= _coarse.COARSE_TRIGGER
+            zero = _policy.ERROR_SAFETY * cost.zero_noise() / _coarse.widest(p)
+            bound = _policy.ERROR_SAFETY * _compare.numeric_error(p, allow)
+            if np.all(np.abs(p.analytic) <= zero) or (
+                _coarse.accuracy(p, bound, judgement.judged, reference) <= _coarse.COARSE_TRIGGER
             ):
                 continue
         if opts.eps is not None:  # the step is the caller's: judged there
             resolution = _coarse.as_is(p, allow, reference)
         else:
             prober = sweeps[leaf.name].prober(opts.scheme, evaluate, j0)
-            resolution = _coarse.resolve(p, allow, prober, reference=reference, unit=unit, j0=j0)
+            resolution = _coarse.resolve(
+                p, allow, prober, reference=reference, unit=cost.unit, j0=j0
+            )
         out[leaf.name] = resolution
         partials[leaf.name] = resolution.partials
         judgements[leaf.name] = resolution.judgement
@@ -273,29 +297,12 @@ def _coarse_parameters(
     return out
 
 
-def _coarseness(grid: float, unit: float, noise: float, modelled: float, opts: Options) -> str:
-    """What makes the cost's values coarse, in words."""
-    if grid > 0:
-        return f"the cost's values are rounded to multiples of {grid:.2g}"
-    if unit > _policy.UNIT_ROUNDOFF and opts.precision_bits >= _policy.FLOAT64_BITS:
-        return "the cost is computed in float32 inside"
-    if unit > _policy.UNIT_ROUNDOFF:
-        return f"the cost runs in its inputs' {opts.precision_bits}-bit precision"
-    if noise > _policy.INEXACT_EVIDENCE * modelled:
-        return f"the cost's values scatter by about {noise:.2g} (an iterative solver's tolerance?)"
-    return f"the cost's round-off ({noise:.2g}) is large beside its gradient"
-
-
 def _resolved_report(
-    report: TensorReport, resolution: _coarse.Resolution, coarseness: str, opts: Options
+    report: TensorReport, resolution: _coarse.Resolution, why: str, opts: Options
 ) -> TensorReport:
     """A parameter's report once judged at the step its cost's noise allows: the accuracy
     it was checked to, undecided where that is no verdict at all."""
     report = dataclasses.replace(report, accuracy=resolution.accuracy)
-    if resolution.grid == np.inf:
-        coarseness = "the cost is 0 wherever it was evaluated"
-    elif resolution.grid > 0:
-        coarseness = f"the cost's values are rounded to multiples of {resolution.grid:.2g}"
     if not report.passed:
         return report
     if resolution.undecided:
@@ -304,13 +311,12 @@ def _resolved_report(
             passed=False,
             undecided=True,
             explanation=_diagnose.undecided(
-                resolution.accuracy, resolution.step, coarseness, opts.eps is not None
+                resolution.accuracy, resolution.step, why, opts.eps is not None
             ),
         )
     if resolution.accuracy > opts.tol:
         return dataclasses.replace(
-            report,
-            explanation=_diagnose.coarse(resolution.accuracy, resolution.step, coarseness),
+            report, explanation=_diagnose.coarse(resolution.accuracy, resolution.step, why)
         )
     return report
 
