@@ -153,7 +153,7 @@ def check_all(
         analytic, mode_reports, left_out = {}, [], {}
         for kind in modes:
             # the first checker serves the first check, when it is the same one
-            reuse = output == outputs[0] and kind == "rev" and outputs[0] is None
+            reuse = output is None and kind == "rev"
             checker = first if reuse else make(output, kind)
             report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
@@ -245,19 +245,29 @@ def _roundoff_gradients(checker: Checker) -> dict[str, np.ndarray]:
     return {n: level / np.maximum(1.0, np.abs(a)) for n, a in checker.params.items()}
 
 
+# Forward and reverse mode compute the same numbers up to the order of operations.
+AGREEMENT = 1e-10
+# For a cost computed in a lower precision (unit round-off u), they agree to this times u:
+# each mode's sums round differently, by up to u per operation of a long chain.
+LOW_PRECISION_AGREEMENT = 1024.0
+# ...but never looser than this: two rules 1% apart disagree, in any precision.
+AGREEMENT_MAX = 1e-2
+
+
 def consistencies(
     fwd: dict[str, np.ndarray],
     rev: dict[str, np.ndarray],
     where: str,
     floors: dict[str, np.ndarray] | None = None,
-    agreement: float = 0.0,
+    agreement: float = AGREEMENT,
     accepted: Accepted | None = None,
     skip: dict[str, np.ndarray] | None = None,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
     the gradients the cost cannot represent (see :func:`_roundoff_gradients`).
-    ``agreement``: the relative agreement expected (at least ``AGREEMENT``); ``accepted``:
+    ``agreement``: the relative agreement expected (``AGREEMENT`` unless the cost runs in
+    a lower precision); ``accepted``:
     a caller's own tolerances, which accept a disagreement within them; ``skip``: by
     parameter, elements a front-end left out (in either mode)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
@@ -282,15 +292,14 @@ def consistency(
     rev: np.ndarray,
     scale: float,
     floor: np.ndarray | None = None,
-    agreement: float = 0.0,
+    agreement: float = AGREEMENT,
     accepted: Accepted | None = None,
     skip: np.ndarray | None = None,
 ) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved."""
     a, b = fwd.reshape(-1).astype(np.float64), rev.reshape(-1).astype(np.float64)
     gap = np.abs(a - b)
-    relative = max(AGREEMENT, agreement)
-    bound = relative * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
+    bound = agreement * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
     if floor is not None:  # where both modes are below what the cost can represent
         tiny = np.maximum(np.abs(a), np.abs(b)) <= floor.reshape(-1)
         bound = np.where(tiny, np.maximum(bound, 2 * floor.reshape(-1)), bound)
@@ -326,13 +335,6 @@ def consistency(
     )
 
 
-# Forward and reverse mode compute the same numbers up to the order of operations.
-AGREEMENT = 1e-10
-# For a cost computed in a lower precision (unit round-off u), they agree to this times u:
-# each mode's sums round differently, by up to u per operation of a long chain.
-LOW_PRECISION_AGREEMENT = 1024.0
-# ...but never looser than this: two rules 1% apart disagree, in any precision.
-AGREEMENT_MAX = 1e-2
 # A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
 # round-off of terms up to 64 times J, times the usual 16 operations' worth).
 ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF

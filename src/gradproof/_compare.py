@@ -202,9 +202,7 @@ def _doubt(p: Partials, allow: Allowance) -> _Doubt:
         screen = np.flatnonzero(kinkish & ~doubtful)
     hidden, grow = np.zeros(0, dtype=np.int64), np.zeros(0)
     if scheme.two_sided:
-        hidden, grow = _hidden(gap, size, differences_error, analytic_error, doubtful, tol)
-        kept = beyond[hidden]
-        hidden, grow = hidden[kept], grow[kept]
+        hidden, grow = _hidden(gap, beyond, differences_error, analytic_error, doubtful)
         if accepted is not None:
             kept = ~accepted(gap[hidden], p.numeric[hidden])
             hidden, grow = hidden[kept], grow[kept]
@@ -222,13 +220,12 @@ def _doubt(p: Partials, allow: Allowance) -> _Doubt:
 
 def _hidden(
     gap: np.ndarray,
-    size: np.ndarray,
+    beyond: np.ndarray,
     differences_error: np.ndarray,
     analytic_error: np.ndarray,
     doubtful: np.ndarray,
-    tol: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions above tol that round-off clears, which a step at most ``LOOK_WIDEST``
+    """Positions ``beyond`` tol that round-off clears, which a step at most ``LOOK_WIDEST``
     times larger could resolve (see :func:`_look_wider`), the least explained first, and
     the step factor each is judged at.
 
@@ -238,7 +235,7 @@ def _hidden(
     ``LOOK_WIDER``."""
     room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
     need = 4 * _policy.ERROR_SAFETY * differences_error / np.maximum(room, 1e-300)
-    hidden = ~doubtful & (gap > tol * size) & (room > 0) & (need <= LOOK_WIDEST)
+    hidden = ~doubtful & beyond & (room > 0) & (need <= LOOK_WIDEST)
     order = np.flatnonzero(hidden)
     order = order[np.argsort(need[order], kind="stable")]
     grow = np.clip(2.0 ** np.ceil(np.log2(np.maximum(need[order], 1.0))), LOOK_WIDER, LOOK_WIDEST)
@@ -443,10 +440,7 @@ def _unsettled(
         b >= UNSETTLED_RATIO * a for a, b in itertools.pairwise(sizes)
     )
     if not (
-        diverging
-        and fine > UNSETTLED_GROWTH * coarse
-        and fine > UNSETTLED_SHARE * max(abs(values[2]), abs(values[3]))
-        and fine > _policy.ERROR_SAFETY * 2 * shrink * roundoff
+        diverging and fine > UNSETTLED_GROWTH * coarse and _moving(scheme, small, shrink * roundoff)
     ):
         return None
     steps = (h, h / 2, h / shrink, h / (2 * shrink))

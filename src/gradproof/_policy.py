@@ -25,12 +25,15 @@ UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2  # u = 2**-53
 FLOAT64_BITS = 53  # significand bits of float64, the precision a check runs in
 
 
+def real_dtype(dtype: Any) -> np.dtype:
+    """The dtype of the real and imaginary parts of a complex dtype; a real one itself."""
+    dtype = np.dtype(dtype)
+    return np.empty(0, dtype).real.dtype if dtype.kind == "c" else dtype
+
+
 def significand_bits(dtype: Any) -> int:
     """Significand bits of a floating (or complex) dtype: 53, 24, 11, 8 (bfloat16)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        dtype = np.empty(0, dtype).real.dtype
-    return int(np.finfo(dtype).nmant) + 1
+    return int(np.finfo(real_dtype(dtype)).nmant) + 1
 
 
 def is_float(dtype: Any) -> bool:
@@ -176,22 +179,12 @@ NOISE_POINTS = 9
 NOISE_SPACING = 1 / 16
 NOISE_MARGIN = 3.0
 
-# Relative accuracy taken for an analytic gradient of each dtype: its own
-# round-off, allowed for when comparing.
-ANALYTIC_ROUNDOFF = {
-    np.dtype(np.float16): 16 * float(np.finfo(np.float16).eps),
-    np.dtype(np.float32): 16 * float(np.finfo(np.float32).eps),
-    np.dtype(np.float64): 16 * float(np.finfo(np.float64).eps),
-}
-
 
 def analytic_roundoff(dtype: Any) -> float:
-    """The relative accuracy allowed an analytic gradient of ``dtype`` (0 if not floating)."""
-    dtype = np.dtype(dtype)
-    if dtype in ANALYTIC_ROUNDOFF:
-        return ANALYTIC_ROUNDOFF[dtype]
-    try:  # bfloat16 and other ml_dtypes floats: np.finfo knows them once registered
-        return 16 * float(np.finfo(dtype).eps)
+    """The relative accuracy allowed an analytic gradient of ``dtype``: its own round-off,
+    ``16·eps`` (bfloat16 and other ml_dtypes floats included); 0 if not floating."""
+    try:
+        return 16 * float(np.finfo(np.dtype(dtype)).eps)
     except (TypeError, ValueError):
         return 0.0
 

@@ -14,7 +14,9 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,22 +80,45 @@ def check(
         return _check_all(jax, fn, params, args, opts, modes, order)
 
 
-def _check_all(jax, fn, params, args, opts, modes, order, native=False, dropin=False) -> Report:
+@dataclass
+class _Shared:
+    """What the checkers of one call share: XLA programs by what they compute (reverse
+    and forward mode evaluate the same cost; an order-k check needs the gradient an order
+    lower), and batches of cost values by a digest of the points (both modes are checked
+    against the same finite differences of the same, pure, cost)."""
+
+    programs: dict[tuple, Any] = field(default_factory=dict)
+    values: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
+
+
+def _check_all(
+    jax, fn, params, args, opts, modes, order, native=False, dropin=False, shared=None
+) -> Report:
     """Every requested check (outputs × modes × orders) of one function, as one report.
 
     ``native``: the function runs in its arguments' own precision (the caller's JAX
     configuration), not on float64 copies. ``dropin``: ``check_grads``' semantics for
     outputs that are nan or infinite at the check point (left out, as nan matches nan).
+    ``shared``: programs and values from an earlier check of the same function.
     """
     forward_only = tuple(modes) == ("fwd",)
-    compiled: dict[tuple, Any] = {}  # programs the checkers of this call share
+    shared = _Shared() if shared is None else shared
 
     def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
-        checker = _Checker(
-            jax, fn, params, args, opts.seed, output, kind, depth, native, forward_only, dropin
+        return _Checker(
+            jax,
+            fn,
+            params,
+            args,
+            opts.seed,
+            output,
+            kind,
+            depth,
+            native,
+            forward_only,
+            dropin,
+            shared,
         )
-        checker.compiled = compiled
-        return checker
 
     return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
 
@@ -174,10 +199,15 @@ def check_grads(
                 # One random direction per argument, as check_grads takes, at gradproof's
                 # accuracy, for large arguments; where it fails, every element is checked.
                 cost = lambda p: f(*p.values())  # noqa: E731
-                report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
+                shared = _Shared()  # (the full check reuses the directional one's programs)
+                report = _check_all(
+                    jax, cost, named, (), opts, modes, order, dropin=True, shared=shared
+                )
                 if not report.passed and opts.mode != "full":
                     opts = dataclasses.replace(opts, mode="full", k=None)
-                    report = _check_all(jax, cost, named, (), opts, modes, order, dropin=True)
+                    report = _check_all(
+                        jax, cost, named, (), opts, modes, order, dropin=True, shared=shared
+                    )
         except CostError:
             why = _not_finite_in_float64(jax, f, args, value)
             if why is None:
@@ -211,8 +241,13 @@ def _nowhere_finite(jax, f, args: tuple, value: Any) -> bool:
     )
 
 
+def _finite(x: Any) -> np.ndarray:
+    """Where an array (real or complex, of any float dtype) is finite."""
+    return np.isfinite(np.asarray(x).astype(np.complex128))
+
+
 def _finite_anywhere(out: Any) -> bool:
-    return any(np.any(np.isfinite(np.asarray(x).astype(np.complex128))) for x in _flat_outputs(out))
+    return any(np.any(_finite(x)) for x in _flat_outputs(out))
 
 
 def _check_own_precision(
@@ -295,8 +330,7 @@ def _wide_dtype(dtype: np.dtype) -> Any:
 
 
 def _all_finite(out: Any) -> bool:
-    leaves = [np.asarray(x) for x in _flat_outputs(out)]
-    return all(np.all(np.isfinite(x.astype(np.complex128))) for x in leaves)
+    return all(np.all(_finite(x)) for x in _flat_outputs(out))
 
 
 def _flat_outputs(out: Any) -> list[Any]:
@@ -392,6 +426,7 @@ class _Checker:
         native=False,
         forward_only=False,
         dropin=False,
+        shared=None,
     ):
         import jax.numpy as jnp
 
@@ -432,7 +467,7 @@ class _Checker:
         for n, x in zip(self.names, leaves, strict=True):
             value = np.asarray(x)
             if n in self.complex:
-                part = np.empty(0, value.dtype).real.dtype
+                part = _policy.real_dtype(value.dtype)
                 self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64)
                 self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64)
                 self.dtypes[f"{n}.real"] = self.dtypes[f"{n}.imag"] = part
@@ -454,7 +489,7 @@ class _Checker:
         self.left_out: dict[str, np.ndarray] = {}  # by part: derivatives left out with them
         if dropin:
             checked = _arrays(out)[output or 0] if isinstance(out, (tuple, list)) else out
-            finite = np.isfinite(np.asarray(checked).astype(np.complex128))
+            finite = _finite(checked)
             if not finite.all():
                 self.finite_mask = finite
         # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
@@ -463,10 +498,8 @@ class _Checker:
             [w[n] for n in self.names]
             for w in _adapter.level_weights(seed, self.shapes, self.depth)
         ]
-        # Compiled programs by what they compute, shared by the checkers of one call
-        # (reverse and forward mode evaluate the same cost; an order-k check needs the
-        # gradient an order lower): XLA compiles each once.
-        self.compiled: dict[tuple, Any] = {}
+        self.shared = _Shared() if shared is None else shared
+        self.compiled = self.shared.programs  # XLA compiles each program once per call
         self.vmap_failed: str | None = None  # why jax.vmap could not batch the cost
 
     def notes(self) -> list[str]:
@@ -528,9 +561,11 @@ class _Checker:
             out = _arrays(out)[self.output or 0]
         return self._reduce(out)
 
-    def _gradient(self, g):
-        """``x -> grad g(x)`` over the list of parts: reverse mode, or forward mode."""
-        return self.jax.jacfwd(g) if self.forward_only else self.jax.grad(g)
+    def _gradient(self, g, forward: bool | None = None):
+        """``x -> grad g(x)`` over the list of parts: reverse mode, or forward mode
+        (``forward``; by default where only forward mode is checked)."""
+        forward = self.forward_only if forward is None else forward
+        return self.jax.jacfwd(g) if forward else self.jax.grad(g)
 
     def _level(self, depth: int):
         """The objective at ``depth``: the cost, then ``x -> <grad g(x), w>`` per level."""
@@ -564,7 +599,7 @@ class _Checker:
         leaves = self._leaves(self.params)
         if self.kind == "fwd":
             try:
-                grads = self.jax.jit(self.jax.jacfwd(self._objective))(leaves)
+                grads = self._compiled_gradient(self.depth, forward=True)(leaves)
             except (TypeError, NotImplementedError) as exc:  # a custom_vjp, a missing rule
                 raise GradientSpecError(
                     f"JAX cannot differentiate this function in forward mode ({exc}); "
@@ -597,11 +632,13 @@ class _Checker:
         self.last_analytic = result
         return result
 
-    def _compiled_gradient(self, depth: int):
-        """``x -> grad g(x)`` for the objective at ``depth``, compiled once per call."""
-        key = ("gradient", self.output, depth, self.forward_only)
+    def _compiled_gradient(self, depth: int, forward: bool | None = None):
+        """``x -> grad g(x)`` for the objective at ``depth``, compiled once per call (in
+        forward mode with ``forward``; by default where only forward mode is checked)."""
+        forward = self.forward_only if forward is None else forward
+        key = ("gradient", self.output, depth, forward)
         if key not in self.compiled:
-            self.compiled[key] = self.jax.jit(self._gradient(self._level(depth)))
+            self.compiled[key] = self.jax.jit(self._gradient(self._level(depth), forward))
         return self.compiled[key]
 
     def _analytic_array(self, g) -> np.ndarray:
@@ -622,18 +659,13 @@ class _Checker:
         """Cost values for each point set, remembered for the call: reverse and forward mode
         are checked against the same finite differences of the same (pure) cost, which
         the second check then does not evaluate again."""
-        key = (
-            "values",
-            self.output,
-            self.depth,
-            name,
-            flat.tobytes(),
-            np.asarray(coords).tobytes(),
-            np.asarray(values, dtype=np.float64).tobytes(),
-        )
-        if key not in self.compiled:
-            self.compiled[key] = self._evaluated(name, flat, coords, values)
-        return [v.copy() for v in self.compiled[key]]
+        points = hashlib.blake2b(np.ascontiguousarray(flat, dtype=np.float64))
+        points.update(np.asarray(coords, dtype=np.int64).tobytes())
+        points.update(np.asarray(values, dtype=np.float64).tobytes())
+        key = (self.output, self.depth, name, points.digest())
+        if key not in self.shared.values:
+            self.shared.values[key] = self._evaluated(name, flat, coords, values)
+        return [v.copy() for v in self.shared.values[key]]
 
     def _evaluated(self, name, flat, coords, values) -> list[np.ndarray]:
         """Cost values for each point set: ``jax.vmap`` batches, or one by one where a

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import importlib
 import math
 import textwrap
@@ -172,9 +173,8 @@ def gradcheck(
     )
     opts = _dropin_options(eps, atol, rtol, fast_mode)
     inputs = _as_tuple(torch, inputs)
-    probe = _probe(torch, func, inputs, None, nondet_tol)
-    report = _check_all(torch, func, inputs, None, opts, modes, 1, dropin=probe)
-    return _dropin_verdict(torch, report, probe, unchecked, raise_exception)
+    report = _dropin_report(torch, func, inputs, None, opts, modes, 1, nondet_tol, unchecked)
+    return _dropin_verdict(torch, report, raise_exception)
 
 
 def gradgradcheck(
@@ -219,9 +219,8 @@ def gradgradcheck(
     )
     opts = _dropin_options(eps, atol, rtol, fast_mode)
     inputs = _as_tuple(torch, inputs)
-    probe = _probe(torch, func, inputs, weights, nondet_tol)
-    report = _check_all(torch, func, inputs, None, opts, modes, 2, weights, dropin=probe)
-    return _dropin_verdict(torch, report, probe, unchecked, raise_exception)
+    report = _dropin_report(torch, func, inputs, weights, opts, modes, 2, nondet_tol, unchecked)
+    return _dropin_verdict(torch, report, raise_exception)
 
 
 def _unchecked_options(**given: tuple[Any, Any]) -> list[str]:
@@ -258,14 +257,24 @@ def _dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
 FAST_MODE_DIRECTIONS = 1
 
 
-def _dropin_verdict(torch, report, probe: _Probe, unchecked, raise_exception) -> bool:
-    """gradcheck's return convention over gradproof's report (re-entrancy checked too)."""
+def _dropin_report(
+    torch, func, inputs, weights, opts, modes, order: int, nondet_tol: float, unchecked
+) -> Report:
+    """What a drop-in call found: gradproof's check of what gradcheck checks, the backward's
+    re-entrancy (one forward, two backwards) and the options it does not check included."""
+    probe = _probe(torch, func, inputs, weights, nondet_tol)
+    report = _check_all(torch, func, inputs, None, opts, modes, order, weights, dropin=probe)
     if unchecked:
         report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
     if probe.unstable is not None:
         report = dataclasses.replace(
             report, passed=False, strict=False, warnings=[probe.unstable, *report.warnings]
         )
+    return report
+
+
+def _dropin_verdict(torch, report: Report, raise_exception: bool) -> bool:
+    """gradcheck's return convention over gradproof's report."""
     if report.passed:
         return True
     if raise_exception:
@@ -279,6 +288,7 @@ class _Probe:
 
     outputs: list[int] | None  # the tensor outputs that require grad (None: not known)
     unstable: str | None  # why the backward is not re-entrant, if it is not
+    count: int | None = None  # how many tensor outputs there are (None: not known)
 
 
 def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
@@ -293,8 +303,9 @@ def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
     tensors = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
     differentiable = [i for i, o in enumerate(tensors) if o.requires_grad]
     outs = [tensors[i] for i in differentiable]
+    probed = functools.partial(_Probe, differentiable, count=len(tensors))
     if not outs or not leaves:
-        return _Probe(differentiable, None)
+        return probed(None)
     if weights is None:
         gen = torch.Generator().manual_seed(0)
         cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
@@ -308,19 +319,18 @@ def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
             )
             runs.append([None if g is None else g.detach().clone() for g in grads])
     except Exception:  # a backward that raises is the check's finding, with its evidence
-        return _Probe(differentiable, None)
+        return probed(None)
     for i, (a, b) in enumerate(zip(*runs, strict=True)):
         if a is None or b is None:
             continue
         worst = float((a - b).abs().max()) if a.numel() else 0.0
         if worst > nondet_tol:
-            return _Probe(
-                differentiable,
+            return probed(
                 f"the backward is non-deterministic: run twice with the same inputs and "
                 f"grad_output, its gradient for input {i} differs by {worst:.3g} (nondet_tol "
                 f"{nondet_tol:g}); not a wrong formula, but not re-entrant either",
             )
-    return _Probe(differentiable, None)
+    return probed(None)
 
 
 def _gradcheck_error(torch) -> type:
@@ -407,12 +417,11 @@ class _Checker:
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
         self.module = _private_copy(fn) if isinstance(fn, torch.nn.Module) else None
-        self.dropin = dropin is not None
-        self.probed_outputs = None if dropin is None else dropin.outputs
+        self.probe = dropin
         named = {}
         if self.module is not None:
             # gradcheck's module is a function of its inputs: its parameters are held fixed
-            checked = not self.dropin
+            checked = dropin is None
             named = {n: p for n, p in self.module.named_parameters() if p.requires_grad and checked}
             self.buffers = {n: b.detach() for n, b in self.module.named_buffers()}
             # Frozen parameters are not checked, but run in float64 like the rest.
@@ -429,7 +438,7 @@ class _Checker:
         for i, x in enumerate(inputs):
             if torch.is_tensor(x) and x.requires_grad:
                 named[f"input{i}"] = x
-        if not named and self.dropin:
+        if not named and dropin is not None:
             raise GradientSpecError(
                 "gradcheck: no input requires grad, so there is nothing to check. Create the "
                 "inputs to check with requires_grad=True"
@@ -528,16 +537,20 @@ class _Checker:
         requiring grad, as torch's gradcheck does)."""
         if self.loss is not None:
             return [None]
-        differentiable = self.probed_outputs
+        differentiable = None if self.probe is None else self.probe.outputs
         if differentiable is not None and len(differentiable) == 1:
-            # one output requires grad: checked alone, with no second evaluation to count
+            # one output requires grad: checked alone
             return [None] if differentiable == [0] else differentiable
-        self.replay()
-        with self.torch.no_grad():
-            out = self._call(self._assemble(self._tensors(self.params)))
-        count = (
-            sum(1 for o in out if self.torch.is_tensor(o)) if isinstance(out, (tuple, list)) else 1
-        )
+        count = None if self.probe is None else self.probe.count
+        if count is None:  # (a drop-in's probe counted them already)
+            self.replay()
+            with self.torch.no_grad():
+                out = self._call(self._assemble(self._tensors(self.params)))
+            count = (
+                sum(1 for o in out if self.torch.is_tensor(o))
+                if isinstance(out, (tuple, list))
+                else 1
+            )
         if count <= 1:
             return [None]
         return differentiable or list(range(count))
@@ -590,8 +603,9 @@ class _Checker:
         if self.weights is not None:
             # grad_outputs, as torch's, cover the outputs that require grad, in order
             position = self.output or 0
-            if self.probed_outputs and position in self.probed_outputs:
-                position = self.probed_outputs.index(position)
+            probed = None if self.probe is None else self.probe.outputs
+            if probed and position in probed:
+                position = probed.index(position)
             w = self.weights[position].to(out.device)
             if out.is_complex():  # <out, w> as a real inner product of the parts
                 return (torch.view_as_real(out) * torch.view_as_real(w.to(out.dtype))).sum()

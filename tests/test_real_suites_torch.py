@@ -1,0 +1,164 @@
+"""The call patterns of other projects' test suites, as the PyTorch drop-ins meet them.
+
+Each pattern comes from a real suite run under ``benchmarks/suites.py`` (kornia's
+gradcheck tests and smaller suites): the call torch's ``gradcheck`` accepts is
+accepted, a right gradient passes, and a wrong one in the same setting still fails.
+(The JAX patterns and the counterexamples that need neither framework are in
+``test_real_suites.py``.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import gradproof as gp
+
+torch = pytest.importorskip("torch")
+import gradproof.torch as gpt  # noqa: E402
+
+# --- PyTorch: torch.autograd.gradcheck ---------------------------------------------
+
+
+def x64(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(True)
+
+
+def test_an_output_that_does_not_require_grad_is_not_checked():
+    x = x64(4)
+    f = lambda x: (x * 2, x.detach().sum())  # noqa: E731  (a threshold returned beside)
+    assert torch.autograd.gradcheck(f, (x,))
+    assert gpt.gradcheck(f, (x,))
+    assert gpt.gradcheck(f, (x,), fast_mode=True)
+    assert not gpt.check(f, x).passed  # gpt.check checks every output: a missing path
+
+
+class Scale(torch.nn.Module):
+    """y = x * w, whose backward for its own weight is wrong (doubled), not for x."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor([1.5, -0.5, 2.0], dtype=torch.float64))
+
+    def forward(self, x):
+        class Mul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g * w, 2 * (g * x).sum(0)
+
+        return Mul.apply(x, self.weight)
+
+
+def test_a_module_is_a_function_of_its_inputs_for_gradcheck():
+    m = Scale()
+    x = x64(4, 3)
+    before = m.weight.detach().clone()
+    assert torch.autograd.gradcheck(m, (x,))  # torch checks the inputs only
+    assert gpt.gradcheck(m, (x,))
+    assert gpt.gradcheck(m, (x,), fast_mode=True)
+    report = gpt.check(m, x)  # gpt.check goes on checking the module's parameters
+    assert not report.passed and [t.name for t in report.failing] == ["weight"]
+    assert torch.equal(before, m.weight)
+
+
+def jacobi_solve(slip: float = 0.0):
+    """x = A⁻¹ b by Jacobi iteration to a relative residual of 1e-8; the backward exact
+    (implicit), with one element of dA off by ``slip`` (relative)."""
+
+    class Solve(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, A, b):
+            x, d = torch.zeros_like(b), torch.diagonal(A)
+            for _ in range(10_000):
+                r = b - A @ x
+                if r.norm() <= 1e-8 * b.norm():
+                    break
+                x = x + r / d
+            ctx.save_for_backward(A, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            A, x = ctx.saved_tensors
+            lam = torch.linalg.solve(A.T, g)
+            dA = -torch.outer(lam, x)
+            dA[3, 5] *= 1 + slip
+            return dA, lam
+
+    return Solve
+
+
+def solver_inputs(n=20):
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(n, n, generator=g, dtype=torch.float64)
+    A = (m @ m.T + 3 * n * torch.eye(n, dtype=torch.float64)).requires_grad_(True)
+    return A, torch.randn(n, generator=g, dtype=torch.float64).requires_grad_(True)
+
+
+def test_an_iterative_solver_passes_the_drop_in_and_a_slip_is_still_found():
+    A, b = solver_inputs()
+    # The forward stops at its tolerance, the backward is exact: small elements of dA
+    # disagree by ~1e-9 of its norm. gradcheck (torch's and the drop-in) accepts that...
+    assert torch.autograd.gradcheck(jacobi_solve().apply, (A, b))
+    report = _dropin_report(jacobi_solve().apply, (A, b))
+    assert any("accepted, as the checker it replaces would" in w for w in report.warnings)
+    assert report.passed
+    # ...gp.check on a cost it cannot see noise in reports it, as a real mismatch would be
+    assert not gpt.check(jacobi_solve().apply, A, b).passed
+    # and a 1e-3 slip in one element is found by both
+    with pytest.raises(gp.GradientError) as info:
+        gpt.gradcheck(jacobi_solve(1e-3).apply, (A, b))
+    assert info.value.report.tensors["input0"].wrong_indices == ((3, 5),)
+
+
+def _dropin_report(fn, inputs):
+    """The report behind a passing drop-in call (gradcheck returns only True): what
+    gradcheck's defaults ask for, through the same path, its re-entrancy probe included."""
+    from gradproof.torch import _dropin_options
+    from gradproof.torch import _dropin_report as report
+
+    opts = _dropin_options(None, None, None, False)
+    return report(torch, fn, inputs, None, opts, ("rev",), 1, 0.0, [])
+
+
+def test_fast_mode_costs_a_handful_of_evaluations_whatever_the_size():
+    calls = []
+
+    def f(a):
+        calls.append(1)
+        return (a.sin() * 2).sum(-1)
+
+    for n in (3, 300):
+        calls.clear()
+        assert gpt.gradcheck(f, (x64(n, 4),), fast_mode=True)
+        # torch's fast mode takes 4 here; gradproof one forward for the outputs and
+        # re-entrancy, one for the backward, the check point, one direction, a final one
+        assert len(calls) <= 6, len(calls)
+
+
+def test_a_detached_mean_is_named_as_a_missing_constant_term():
+    # kornia's HardNet standardizes each patch with x - mean.detach(): a real mismatch,
+    # which gradproof reports with what it shows
+    def standardized(x):
+        return torch.tanh((x - x.mean(dim=(-2, -1), keepdim=True).detach()) * 1.5)
+
+    x = x64(2, 4, 4)
+    for fast_mode in (False, True):
+        with pytest.raises(gp.GradientError) as info:
+            gpt.gradcheck(standardized, (x,), fast_mode=fast_mode)
+        t = info.value.report.tensors["input0"]
+        assert t.pattern == "offset" and "detached" in t.cause
+
+
+def test_gradgradcheck_grad_outputs_cover_the_outputs_that_require_grad():
+    x = x64(4)
+    g = x64(4, seed=1).detach()
+    f = lambda x: (x.detach() * 3, (x**3).sin())  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, (x,), (g,))
+    assert gpt.gradgradcheck(f, (x,), (g,))
