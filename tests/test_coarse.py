@@ -189,3 +189,22 @@ def test_the_users_step_is_kept_and_an_unresolved_parameter_is_undecided_there()
     report = gp.check(cost, w, g, eps=1e-6)
     assert verdict(report) == "undecided", report
     assert "eps=None" in report.tensors["theta"].cause, report
+
+
+def test_a_constant_float64_cost_with_cancelling_terms_is_not_taken_for_a_grid():
+    # x / |x| over an axis of size 1 is sign(x): the cost, a weighted sum of ±1 terms,
+    # is constant, its values float64 numbers that lost low bits to cancellation (short,
+    # repeated: not a coarse grid), and JAX's derivatives are round-off (~1e-15)
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    import gradproof.jax as gpj
+
+    rng = np.random.default_rng(220642680)
+    x = rng.standard_normal((1, 4, 5))
+    w = np.random.default_rng(220652680).standard_normal((1, 4, 5))
+    with jax.enable_x64(True):
+        f = lambda p: jnp.sum(w * p["x"] / jnp.linalg.norm(p["x"], axis=0, keepdims=True))  # noqa: E731
+        for modes in (("rev",), ("fwd",)):
+            report = gpj.check(f, {"x": x}, modes=modes, progress=False)
+            assert report.passed and not report.undecided, report
