@@ -29,10 +29,14 @@ Environment:
     GRADPROOF_SUITES_EVERY: run every n-th test only (in collection order, after -k).
     GRADPROOF_SUITES_TIMEOUT: seconds a test may run (gradproof's time not
         counted) and, separately, each gradproof call (default 300).
+    GRADPROOF_SUITES_PROFILE: a file to write a cProfile of the drop-in's calls
+        to (all of them together), for ``python -m pstats``.
 """
 
 from __future__ import annotations
 
+import atexit
+import cProfile
 import functools
 import importlib
 import json
@@ -66,6 +70,11 @@ RESULTS = Path(os.environ["GRADPROOF_SUITES_RESULTS"])
 TIMEOUT = float(os.environ.get("GRADPROOF_SUITES_TIMEOUT", "300"))
 EVERY = int(os.environ.get("GRADPROOF_SUITES_EVERY", "1"))
 PACKAGES = tuple(p for p in os.environ.get("GRADPROOF_SUITES_PACKAGES", "").split(",") if p)
+
+PROFILE = os.environ.get("GRADPROOF_SUITES_PROFILE")
+_profiler = cProfile.Profile() if PROFILE else None
+if _profiler is not None:
+    atexit.register(lambda: _profiler.dump_stats(PROFILE))
 
 _wrappers: dict[Any, Any] = {}  # original checker -> its wrapper
 _busy = False  # inside a checker call: nested calls go to the original alone
@@ -189,7 +198,13 @@ def _run_gradproof(dropin, args, kwargs) -> dict[str, Any]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            outcome = _returned(dropin(*args, **kwargs))
+            if _profiler is not None:
+                _profiler.enable()
+            try:
+                outcome = _returned(dropin(*args, **kwargs))
+            finally:
+                if _profiler is not None:
+                    _profiler.disable()
     except Timeout as exc:
         outcome = {"status": "error", "type": "Timeout", "message": str(exc)}
     except Exception as exc:

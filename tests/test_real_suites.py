@@ -243,3 +243,26 @@ def test_own_precision_tolerances_are_shared_out_over_the_elements(jax_modules):
     f = lambda a: 1e-2 * jnp.sum(g(jax.lax.add(a, np.float32(0))))  # noqa: E731
     with pytest.raises(gp.GradientError):
         gpj.check_grads(f, (x,), 1, modes=("fwd",))
+
+
+def test_a_drop_in_call_compiles_one_program_for_its_derivatives_and_one_per_order(jax_modules):
+    # JAX's own suites make hundreds of check_grads calls on tiny arrays: a compilation
+    # (tens of ms) costs far more than running them, so a call compiles one program for
+    # every derivative it checks and one for the cost values of each order (13 before)
+    jax, jnp, gpj = jax_modules
+    backend_compile = "/jax/core/compile/backend_compile_duration"
+    compiled = []
+
+    def listener(event, duration, **kwargs):
+        if event == backend_compile:
+            compiled.append(duration)
+
+    x = np.linspace(-1.0, 1.0, 6).reshape(2, 3).astype(np.float32)
+    f = lambda a, b: jnp.tanh(a) * b  # noqa: E731
+    f(x, x + 1)  # the function as called is compiled by the caller's own use
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        gpj.check_grads(f, (x, x + 1), 2, ["fwd", "rev"])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiled) == 3

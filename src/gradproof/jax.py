@@ -13,8 +13,10 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,20 @@ def _x64(jax):
     from jax.experimental import enable_x64  # older JAX
 
     return enable_x64()
+
+
+@contextlib.contextmanager
+def _checking(jax, x64: bool = True):
+    """The configuration gradproof's programs are built in: float64 (``x64``), and
+    ``jax_enable_checks`` off. JAX's own test suites switch those checks on; they verify
+    JAX's tracing (each jaxpr typed again), not a gradient, and took a sixth of a
+    drop-in's time there. The function still runs once as called, checks and all."""
+    with contextlib.ExitStack() as stack:
+        if x64:
+            stack.enter_context(_x64(jax))
+        if hasattr(jax, "enable_checks"):
+            stack.enter_context(jax.enable_checks(False))
+        yield
 
 
 def check(
@@ -76,7 +92,7 @@ def check(
     jax, _ = _jax()
     modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
     opts = options("gradproof.jax.check", **check_options)
-    with _x64(jax):
+    with _checking(jax):
         return _check_all(jax, fn, params, args, opts, modes, order)
 
 
@@ -84,11 +100,23 @@ def check(
 class _Shared:
     """What the checkers of one call share: XLA programs by what they compute (reverse
     and forward mode evaluate the same cost; an order-k check needs the gradient an order
-    lower), and batches of cost values by a digest of the points (both modes are checked
-    against the same finite differences of the same, pure, cost)."""
+    lower), batches of cost values by a digest of the points (both modes are checked
+    against the same finite differences of the same, pure, cost), and, by output, every
+    derivative the call checks at the check point, from one program (``derivatives``).
 
+    A compilation costs tens of milliseconds, far more than running a small function:
+    a call that checks both modes to order 2 compiles one program for its derivatives
+    and one per order for its cost values, not one per checker for each."""
+
+    modes: tuple[str, ...] = ("rev",)
+    order: int = 1
+    batching: bool = False  # the check evaluates coordinates in batches (full or sample mode)
+    # The function's outputs are finite at the check point, as called (check_grads looked):
+    # no float64 evaluation outside a program is needed to find the outputs left out.
+    finite: bool = False
     programs: dict[tuple, Any] = field(default_factory=dict)
     values: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
+    derivatives: dict[Any, dict[tuple[int, bool], list[Any]]] = field(default_factory=dict)
 
 
 def _check_all(
@@ -102,7 +130,8 @@ def _check_all(
     ``shared``: programs and values from an earlier check of the same function.
     """
     forward_only = tuple(modes) == ("fwd",)
-    shared = _Shared() if shared is None else shared
+    shared = _Shared(tuple(modes), order) if shared is None else shared
+    shared.batching = opts.mode in ("full", "sample")
 
     def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
         return _Checker(
@@ -195,11 +224,12 @@ def check_grads(
         if size <= FULL_CHECK_ELEMENTS or (value is not None and not _all_finite(value)):
             opts = dataclasses.replace(opts, mode="full", k=None)  # every element
         try:
-            with _x64(jax):
+            with _checking(jax):
                 # One random direction per argument, as check_grads takes, at gradproof's
                 # accuracy, for large arguments; where it fails, every element is checked.
                 cost = lambda p: f(*p.values())  # noqa: E731
-                shared = _Shared()  # (the full check reuses the directional one's programs)
+                # (the full check reuses the directional one's programs and values)
+                shared = _Shared(modes, order, finite=value is not None and _all_finite(value))
                 report = _check_all(
                     jax, cost, named, (), opts, modes, order, dropin=True, shared=shared
                 )
@@ -265,9 +295,10 @@ def _check_own_precision(
         precision_bits=bits,
         normwise_floor=True,
     )
-    report = _check_all(
-        jax, lambda p: f(*p.values()), named, (), opts, modes, order, native=True, dropin=True
-    )
+    with _checking(jax, x64=False):
+        report = _check_all(
+            jax, lambda p: f(*p.values()), named, (), opts, modes, order, native=True, dropin=True
+        )
     kinds = "/".join(sorted({str(np.asarray(a).dtype) for a in named.values() if _inexact(a)}))
     note = (
         f"checked in the arguments' own precision ({kinds}), not on float64 copies: {why}. "
@@ -275,6 +306,11 @@ def _check_own_precision(
         f"within check_grads' tolerances (atol {atol:g}, rtol {rtol:g}) is accepted"
     )
     return dataclasses.replace(report, warnings=[note, *report.warnings])
+
+
+def _first_line(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:160]}"
 
 
 def _inexact(x: Any) -> bool:
@@ -303,8 +339,7 @@ def _own_precision_needed(jax, f, args: tuple) -> str | None:
         with _x64(jax):
             jax.eval_shape(f, *_widened(args))
     except Exception as exc:  # any error of f's own in float64: it works as called
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"in float64 the function raises {type(exc).__name__}: {first[:160]}"
+        return f"in float64 the function raises {_first_line(exc)}"
     return None
 
 
@@ -348,6 +383,14 @@ def _output_dtypes(jax, f, args: tuple) -> list[np.dtype]:
         found = []
     return found or [np.asarray(a).dtype for a in args if _inexact(a)]
 
+
+# A check of at most SMALL_PARAMS float64 elements in all is evaluated by one batched
+# program over all of them, its single evaluations included while a batch takes at most
+# ROWS_SECONDS (a row of a batch is cheaper than a compilation); a batch holds at most
+# MAX_BATCH rows.
+SMALL_PARAMS = 512
+ROWS_SECONDS = 0.01
+MAX_BATCH = 512
 
 # Arguments of at most this many elements in all are checked element by element; larger
 # ones along one random direction each first (as check_grads), element by element on failure.
@@ -477,30 +520,40 @@ class _Checker:
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
         self.projection = None
-        out = fn(
-            jax.tree_util.tree_unflatten(self.treedef, self._assemble(self._leaves(self.params))),
-            *args,
-        )
+        self.shared = _Shared() if shared is None else shared
+        out = None
+        if not dropin or self.shared.finite:  # only the outputs' shapes are needed
+            try:
+                out = jax.eval_shape(
+                    lambda leaves: fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args),
+                    self._assemble(self._leaves(self.params)),
+                )
+            except Exception:  # (what fn raises is reported where it is evaluated)
+                out = None
+        if out is None:
+            leaves = self._assemble([jnp.asarray(x) for x in self._leaves(self.params)])
+            out = fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args)
         count = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
         self.output_indices = [None] if count == 1 else list(range(count))
         # check_grads' outputs that are nan or infinite at the check point are left out
         # (nan matches nan there), and so are the derivatives that are not finite with them
         self.finite_mask = None
         self.left_out: dict[str, np.ndarray] = {}  # by part: derivatives left out with them
-        if dropin:
+        if dropin and not self.shared.finite:
             checked = _arrays(out)[output or 0] if isinstance(out, (tuple, list)) else out
             finite = _finite(checked)
             if not finite.all():
                 self.finite_mask = finite
         # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
         # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
+        # (up to the call's highest order: one program computes every order's derivative)
         self.level_weights = [
             [w[n] for n in self.names]
-            for w in _adapter.level_weights(seed, self.shapes, self.depth)
+            for w in _adapter.level_weights(seed, self.shapes, max(self.depth, self.shared.order))
         ]
-        self.shared = _Shared() if shared is None else shared
         self.compiled = self.shared.programs  # XLA compiles each program once per call
         self.vmap_failed: str | None = None  # why jax.vmap could not batch the cost
+        self.rows_seconds = 0.0  # how long the last batch of a small check took to run
 
     def notes(self) -> list[str]:
         notes = []
@@ -585,21 +638,24 @@ class _Checker:
         """The function whose gradient is checked: the cost, or ``<grad g, w>`` (order)."""
         return self._level(self.depth)(leaves)
 
-    def _leaves(self, arrays):
+    def _leaves(self, arrays) -> list[np.ndarray]:
+        """The parts as a program takes them: NumPy arrays (a jitted program transfers
+        them itself; ``jnp.asarray`` would compile a transfer of its own per shape), in
+        their own dtypes where the check runs in them."""
         if not self.native:
-            return [self.jnp.asarray(arrays[n]) for n in self.names]
-        return [self.jnp.asarray(np.asarray(arrays[n]).astype(self.dtypes[n])) for n in self.names]
+            return [np.asarray(arrays[n]) for n in self.names]
+        return [np.asarray(arrays[n]).astype(self.dtypes[n]) for n in self.names]
 
     def analytic(self) -> dict[str, np.ndarray]:
         """The derivative under check: reverse mode, forward mode, or of a higher order.
 
-        Compiled once, as the cost and its batches are (one XLA program each instead
-        of a compilation per primitive of the trace), and shared by the checkers of one
-        call (``compiled``)."""
-        leaves = self._leaves(self.params)
+        Every derivative the call checks at the check point is computed by one XLA
+        program, shared by the call's checkers (:meth:`_derivatives`); where that
+        program cannot be built, each derivative is compiled on its own, and the one
+        JAX cannot take raises for its own check."""
         if self.kind == "fwd":
             try:
-                grads = self._compiled_gradient(self.depth, forward=True)(leaves)
+                grads = self._derivative(self.depth, forward=True)
             except (TypeError, NotImplementedError) as exc:  # a custom_vjp, a missing rule
                 raise GradientSpecError(
                     f"JAX cannot differentiate this function in forward mode ({exc}); "
@@ -607,7 +663,7 @@ class _Checker:
                 ) from exc
         else:
             try:
-                grads = self._compiled_gradient(self.depth)(leaves)
+                grads = self._derivative(self.depth)
             except NotImplementedError as exc:  # e.g. igamma's derivative in its first argument
                 instead = f": check it with order={self.depth - 1}" if self.kind == "order" else ""
                 which = {1: "derivative", 2: "second derivative"}.get(
@@ -617,8 +673,8 @@ class _Checker:
                     f"JAX does not implement this function's {which} ({exc}){instead}"
                 ) from exc
         if self.kind == "order":  # <grad g, w> may cancel, its terms do not
-            first = self._compiled_gradient(self.depth - 1)(leaves)
-            pairs = zip(first, self.level_weights[-1], strict=True)
+            first = self._derivative(self.depth - 1)
+            pairs = zip(first, self.level_weights[self.depth - 2], strict=True)
             self.magnitude = float(
                 sum(np.sum(np.abs(np.asarray(g, dtype=np.float64) * w)) for g, w in pairs)
             )
@@ -632,14 +688,39 @@ class _Checker:
         self.last_analytic = result
         return result
 
-    def _compiled_gradient(self, depth: int, forward: bool | None = None):
-        """``x -> grad g(x)`` for the objective at ``depth``, compiled once per call (in
-        forward mode with ``forward``; by default where only forward mode is checked)."""
+    def _derivative(self, depth: int, forward: bool | None = None) -> list[Any]:
+        """``grad g`` at the check point for the objective ``g`` at ``depth`` (in forward
+        mode with ``forward``; by default where only forward mode is checked)."""
         forward = self.forward_only if forward is None else forward
+        found = self._derivatives().get((depth, forward))
+        if found is not None:
+            return found
         key = ("gradient", self.output, depth, forward)
         if key not in self.compiled:
             self.compiled[key] = self.jax.jit(self._gradient(self._level(depth), forward))
-        return self.compiled[key]
+        return self.compiled[key](self._leaves(self.params))
+
+    def _derivatives(self) -> dict[tuple[int, bool], list[Any]]:
+        """Every derivative the call checks for this output, by (depth, forward), from
+        one program: reverse and forward mode's gradients and each higher order's.
+        Empty where that program cannot be built or run (a custom_vjp in forward mode,
+        a derivative JAX does not implement): each is then taken on its own."""
+        key = (self.output, self.native)
+        if key not in self.shared.derivatives:
+            wanted = [(1, mode == "fwd") for mode in self.shared.modes]
+            wanted += [(d, self.forward_only) for d in range(2, self.shared.order + 1)]
+            wanted = list(dict.fromkeys(wanted))
+
+            def every(leaves):
+                return [self._gradient(self._level(d), fwd)(leaves) for d, fwd in wanted]
+
+            try:
+                values = self._jit(every)(self._leaves(self.params))
+            except Exception:  # (each derivative, taken alone, raises for its own check)
+                values = None
+            found = {} if values is None else dict(zip(wanted, values, strict=True))
+            self.shared.derivatives[key] = found
+        return self.shared.derivatives[key]
 
     def _analytic_array(self, g) -> np.ndarray:
         """JAX's derivative as NumPy: float64, or its own dtype where it ran in a lower
@@ -650,6 +731,22 @@ class _Checker:
         return np.asarray(g, dtype=np.float64)
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
+        """The objective at ``arrays``: a small check's, as one row of the batched
+        program its sweeps compile anyway (:meth:`_rows`), while a batch runs fast
+        (a batch of rows costs less than compiling a program of its own)."""
+        quick = self.rows_seconds <= ROWS_SECONDS
+        if self.shared.batching and self._small() and self.vmap_failed is None and quick:
+            row = np.concatenate([np.ravel(arrays[n]) for n in self.names])
+            try:
+                return float(self._rows(row[None])[0])
+            except Exception as exc:  # the cost's own error raises again, alone, below
+                value = self._alone(arrays)
+                self.vmap_failed = _first_line(exc)
+                return value
+        return self._alone(arrays)
+
+    def _alone(self, arrays: dict[str, np.ndarray]) -> float:
+        """The objective at ``arrays``, by a program of its own."""
         key = ("cost", self.output, self.depth)
         if key not in self.compiled:
             self.compiled[key] = self.jax.jit(self._objective)
@@ -671,19 +768,71 @@ class _Checker:
         """Cost values for each point set: ``jax.vmap`` batches, or one by one where a
         primitive's batching rule fails on what runs unbatched (for the rest of the check)."""
         if self.vmap_failed is None:
-            size = max(1, min(len(coords), BATCH_ELEMENTS // max(flat.size, 1), 512))
             try:
-                return [self._run(name, flat, coords, v, size) for v in values]
+                return [self._run(name, flat, coords, v) for v in values]
             except Exception as exc:
                 if not _adapter.runs_alone(self, name, flat, coords, values):
                     raise  # the cost's own error, which one by one raises too
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                self.vmap_failed = f"{type(exc).__name__}: {first[:160]}"
+                self.vmap_failed = _first_line(exc)
         return [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
 
-    def _run(self, name, flat, coords, values, size) -> np.ndarray:
-        jax, jnp = self.jax, self.jnp
+    def _jit(self, fn):
+        """``jax.jit`` of ``fn``: for a small check, compiled with XLA's backend optimization
+        off (a third less time compiling, where running takes microseconds)."""
+        if self._small():
+            return self.jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0})
+        return self.jax.jit(fn)
+
+    def _small(self) -> bool:
+        """Whether the check is small: float64 parts of ``SMALL_PARAMS`` elements in all,
+        evaluated by one batched program over all of them (:meth:`_rows`)."""
+        return not self.native and sum(a.size for a in self.params.values()) <= SMALL_PARAMS
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        """The objective at each row of ``rows``, every part's elements side by side (in
+        ``names`` order): one program, whichever parts move, at a fixed batch size (a short
+        batch padded); ``rows_seconds`` is how long its last batch took, once compiled."""
+        jax = self.jax
+        size = min(rows.shape[1], MAX_BATCH)
+        key = ("rows", self.output, self.depth, size)
+        first = key not in self.compiled
+        if first:
+            bounds = np.cumsum([0] + [self.params[n].size for n in self.names])
+
+            def one(row):
+                return self._objective(
+                    [
+                        row[a:b].reshape(self.shapes[n])
+                        for n, a, b in zip(self.names, bounds[:-1], bounds[1:], strict=True)
+                    ]
+                )
+
+            self.compiled[key] = self._jit(jax.vmap(one))
+        out = []
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            batch = np.concatenate(
+                [chunk, np.broadcast_to(chunk[:1], (size - len(chunk), rows.shape[1]))]
+            )
+            began = time.perf_counter()
+            out.append(np.asarray(self.compiled[key](batch))[: len(chunk)])
+            if not first:
+                self.rows_seconds = time.perf_counter() - began
+            first = False
+        return np.concatenate(out)
+
+    def _run(self, name, flat, coords, values) -> np.ndarray:
+        if self._small():
+            base = np.concatenate(
+                [flat if n == name else self.params[n].ravel() for n in self.names]
+            )
+            offset = sum(self.params[n].size for n in self.names[: self.names.index(name)])
+            rows = np.broadcast_to(base, (len(coords), base.size)).copy()
+            rows[np.arange(len(coords)), offset + np.asarray(coords, dtype=int)] = values
+            return self._rows(rows)
+        jax = self.jax
         position = self.names.index(name)
+        size = max(1, min(len(coords), BATCH_ELEMENTS // max(flat.size, 1), MAX_BATCH))
         key = ("batched", self.output, self.depth, name, size)
         if key not in self.compiled:
 
@@ -704,5 +853,5 @@ class _Checker:
             if self.native:
                 batch = batch.astype(self.dtypes[name])
             # a short last chunk is padded to the compiled batch size
-            out.append(np.asarray(self.compiled[key](jnp.asarray(batch), others))[: idx.size])
+            out.append(np.asarray(self.compiled[key](batch, others))[: idx.size])
         return np.concatenate(out)
