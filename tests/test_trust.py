@@ -325,3 +325,44 @@ def test_a_float64_cost_is_not_taken_for_float32_by_short_or_unmoved_values():
     theta = np.array([1.0, 2.0, 0.5, -1.5])
     report = gp.check(lambda t: float(np.sum(c * t) + 1000.0), theta, c * 1.01, eps=2.0**-10)
     assert not report.passed
+
+
+# A cost that varies on a scale finer than the automatic step (sin(w·θ) for large w, or a
+# parameter of size 1e-6 whose effect oscillates at that scale): the step is taken down
+# until the partial settles, and judged there, neither failed on aliasing nor passed on
+# an error bound as wide as a bug.
+@pytest.mark.parametrize("w", [1e4, 1e6, 3e6, 1e7])
+def test_a_cost_varying_faster_than_the_step_is_judged_where_it_settles(w):
+    x = np.array([0.3, -0.7, 1.1])
+    cost = lambda p: float(np.sum(np.sin(w * p)))  # noqa: E731
+    right = w * np.cos(w * x)
+    assert gp.check(cost, x, right).passed
+    for factor in (1.0001, 1.01, 2.0):
+        report = gp.check(cost, x, factor * right)
+        assert not report.passed, factor
+        # the difference shown is the one at the step the verdict rests on (within the
+        # truncation error there, a few % where the gap is 16 times larger)
+        expected = (factor - 1) / (factor + 1)
+        assert report.difference == pytest.approx(expected, rel=0.1), factor
+
+
+def test_a_parameter_at_a_fine_scale_is_not_taken_for_noise_in_the_others():
+    rng = np.random.default_rng(0)
+    p = {"a": rng.standard_normal(4) * 1e-6, "b": rng.standard_normal(3) * 1e3}
+
+    def cost(p):
+        return float(np.sum(np.sin(p["a"] * 1e6)) + np.sum(np.cos(p["b"] / 1e3) * 1e3))
+
+    def grads(fa=1.0, fb=1.0):
+        return {"a": fa * np.cos(p["a"] * 1e6) * 1e6, "b": -fb * np.sin(p["b"] / 1e3)}
+
+    report = gp.check(cost, p, grads())
+    assert report.passed and not report.undecided
+    # b's cost is exact float64: judged to tol, not "to the accuracy of" a noise that was
+    # a's own oscillation within the noise measurement's spacing
+    assert report.tensors["b"].accuracy is None
+    assert report.tensors["b"].difference < 1e-9
+    for fa, fb in ((1.0001, 1.0), (1.0, 1.001)):
+        report = gp.check(cost, p, grads(fa, fb))
+        wrong = [n for n, t in report.tensors.items() if not t.passed]
+        assert wrong == (["a"] if fa != 1.0 else ["b"]), (fa, fb)

@@ -223,9 +223,29 @@ def noise_level(evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, h: floa
     noise (Moré & Wild, "Estimating computational noise", 2011). Each k-th
     difference of independent noise of deviation σ has mean square
     ``σ² (2k)! / (k!)²``; the median of the estimates for k = 3..6 is returned.
+
+    Where the smooth part has not vanished (a cost that varies on a scale finer than
+    the step: ``sin(1e6·θ)``), the high differences keep one sign along the stencil,
+    as the derivative they approximate does, where noise would flip them: the spacing
+    is then made ``NOISE_SHRINK`` times finer, up to ``NOISE_REFINE`` times, until it
+    shows noise (or no change at all: 0, noise below what the inputs resolve).
     """
+    spacing = h * _policy.NOISE_SPACING
+    estimate = 0.0
+    for _ in range(_policy.NOISE_REFINE + 1):
+        values = _stencil(evaluate, flat, i, j0, spacing)
+        if np.all(values == values[0]):
+            return 0.0
+        estimate, smooth = _noise_estimate(values)
+        if not smooth:
+            return estimate
+        spacing /= _policy.NOISE_SHRINK
+    return estimate
+
+
+def _stencil(evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, spacing: float) -> np.ndarray:
+    """The cost at ``NOISE_POINTS`` points ``spacing`` apart, centred on coordinate ``i``."""
     half = _policy.NOISE_POINTS // 2
-    s = h * _policy.NOISE_SPACING
     x0 = flat[i]
     values = []
     try:
@@ -233,18 +253,31 @@ def noise_level(evaluate: Evaluate, flat: np.ndarray, i: int, j0: float, h: floa
             if j == 0:
                 values.append(j0)
                 continue
-            flat[i] = x0 + j * s
+            flat[i] = x0 + j * spacing
             values.append(float(np.real(evaluate())))
     finally:
         flat[i] = x0
-    diffs = np.asarray(values)
+    return np.asarray(values)
+
+
+def _noise_estimate(values: np.ndarray) -> tuple[float, bool]:
+    """Moré & Wild's estimate of the noise's deviation from equally spaced ``values``, and
+    whether the smooth part dominates it: noise flips the sign of the third differences
+    along the stencil and gives the same estimate at every order k = 3..6, where a smooth
+    part keeps their sign, or its estimates fall (or rise) with k by more than
+    ``NOISE_CONSISTENT`` over the four."""
+    diffs = values
     estimates = []
+    one_sign = False
     for k in range(1, 7):
         diffs = np.diff(diffs)
+        if k == 3:
+            one_sign = bool(np.all(diffs > 0) or np.all(diffs < 0))
         if k >= 3:
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
             estimates.append(math.sqrt(gamma * float(np.mean(diffs**2))))
-    return float(np.median(estimates))
+    trend = max(estimates) > _policy.NOISE_CONSISTENT * min(estimates)
+    return float(np.median(estimates)), one_sign or trend
 
 
 def cost_unit(j0: float, values: Sequence[float]) -> float:

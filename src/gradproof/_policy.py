@@ -178,6 +178,13 @@ NOISE_COORDINATES = 3
 NOISE_POINTS = 9
 NOISE_SPACING = 1 / 16
 NOISE_MARGIN = 3.0
+# Where the cost's smooth part still shows in those differences (it varies on a scale
+# finer than the step), the spacing is made NOISE_SHRINK times finer, up to NOISE_REFINE
+# times. Noise gives the same estimate at every order of difference, to within
+# NOISE_CONSISTENT (few differences of the highest order, so a loose factor).
+NOISE_SHRINK = 16.0
+NOISE_REFINE = 3
+NOISE_CONSISTENT = 8.0
 
 
 def analytic_roundoff(dtype: Any) -> float:
