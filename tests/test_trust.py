@@ -366,3 +366,37 @@ def test_a_parameter_at_a_fine_scale_is_not_taken_for_noise_in_the_others():
         report = gp.check(cost, p, grads(fa, fb))
         wrong = [n for n, t in report.tensors.items() if not t.passed]
         assert wrong == (["a"] if fa != 1.0 else ["b"]), (fa, fb)
+
+
+def test_a_cost_that_seeds_its_own_draw_is_not_blamed_on_another_draw():
+    # a reparameterized sample from a fixed seed moves np.random's state, but its value
+    # does not depend on the state it was called in: no grads dict came from another draw
+    rng = np.random.default_rng(0)
+    p = {"mu": rng.standard_normal(3), "log_sigma": rng.standard_normal(3) * 0.1}
+
+    def sample():
+        np.random.seed(42)
+        return np.random.standard_normal((16, 3))
+
+    def cost(p):
+        z = p["mu"] + np.exp(p["log_sigma"]) * sample()
+        return float(np.mean(np.sum(z**2, axis=1)) / 2 - np.sum(p["log_sigma"]))
+
+    eps = sample()
+    z = p["mu"] + np.exp(p["log_sigma"]) * eps
+    right = {"mu": z.mean(0), "log_sigma": (z * eps * np.exp(p["log_sigma"])).mean(0) - 1}
+    assert gp.check(cost, p, right).passed
+    wrong = dict(right, log_sigma=(z * eps).mean(0) - 1)  # the chain rule's exp forgotten
+    np.random.seed(7)  # (the caller's state is not the one the cost leaves)
+    report = gp.check(cost, p, wrong)
+    assert not report.passed and "draw" not in str(report)
+
+
+def test_a_clipped_gradient_is_named_as_a_clip():
+    rng = np.random.default_rng(1)
+    W, X = rng.standard_normal((4, 5)) * 3, rng.standard_normal((5, 8))
+    g = (W @ X) @ X.T
+    report = gp.check(lambda W: float(np.sum((W @ X) ** 2) / 2), W, np.clip(g, -5, 5))
+    t = report.tensors["theta"]
+    assert t.pattern == "clip" and "±5" in t.finding
+    assert t.wrong == int(np.sum(np.abs(g) > 5))

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _directional, _full, _policy, _tree
 from ._compare import flat64
-from ._cost import Evaluator, blame, check_finite
+from ._cost import Evaluator, blame, check_finite, to_scalar
 from ._errors import CostError, GradientSpecError
 from ._grads import resolve
 from ._options import Executor, Options, options
@@ -281,7 +281,7 @@ def run(
         policy["cost_unit"] = outcome.cost_unit
     if opts.mode == "directional":
         policy["confidence"] = _directional.confidence(opts.k)
-    if evaluate.replay and not callable(grads):
+    if evaluate.replay and not callable(grads) and _draw_matters(evaluate, point.j0):
         outcome = _another_draw_suspected(outcome)
     return _verdict(
         outcome,
@@ -351,6 +351,24 @@ def _verdict(
         strict=passed and outcome.difference <= opts.tol,
         cost_flat=outcome.cost_flat,
     )
+
+
+def _draw_matters(evaluate: Evaluator, j0: float) -> bool:
+    """Whether the cost's value depends on the global RNG's state when it is called (a
+    dropout draw), not only moves that state: a cost that seeds np.random itself (a
+    reparameterized sample drawn from a fixed seed) returns ``j0`` from any state. The
+    caller's RNG state is put back afterwards, as every check does."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(_policy.OTHER_DRAW_SEED)
+        evaluate.count += 1
+        try:
+            value = _real(to_scalar(evaluate.cost(evaluate.tree), evaluate.complex_ok))
+        except Exception:  # a cost that fails from another state depends on it
+            return True
+    finally:
+        np.random.set_state(state)
+    return value != j0
 
 
 def _another_draw_suspected(outcome: Outcome) -> Outcome:

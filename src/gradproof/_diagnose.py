@@ -45,7 +45,8 @@ def within_numerics(
 
 def steep(difference: float, where: list[list[int]]) -> Diagnosis:
     """The note for a parameter whose difference above tol comes from coordinates where
-    the cost is too steep for the automatic step (near a pole or a domain edge)."""
+    the cost is too steep for the automatic step (near a pole or a domain edge, or varying
+    faster than the step)."""
     shown = ", ".join(str(i) for i in where[: _policy.FEW_ELEMENTS])
     more = (
         f" and {len(where) - _policy.FEW_ELEMENTS} more"
@@ -55,7 +56,8 @@ def steep(difference: float, where: list[list[int]]) -> Diagnosis:
     return Diagnosis(
         "steep",
         f"difference {difference:.1e} is above tol where the cost is steep for the step (near "
-        f"a pole or the edge of its domain, at {shown}{more}): judged there at a smaller step, "
+        f"a pole or the edge of its domain, or varying faster than the step, at {shown}{more}): "
+        "judged there at a smaller step, "
         "within the finite differences' error",
         "not a bug; a smaller eps gives a smaller difference (richardson, at the same step, "
         "does not)",
@@ -99,6 +101,29 @@ def undecided(accuracy: float, step: float, why: str, eps_given: bool) -> Diagno
         f"resolve a difference of {reach} at best, not enough to tell a right gradient "
         "from a wrong one",
         remedy,
+    )
+
+
+def _clipped(aw: np.ndarray, nw: np.ndarray, analytic: np.ndarray, dname: str) -> Diagnosis | None:
+    """Gradient clipping: at every wrong element (two or more) the analytic value is the
+    same bound ``±c``, and the numeric one lies beyond it on the same side, while no
+    analytic value anywhere exceeds ``c``."""
+    if aw.size < 2:
+        return None
+    bound = float(np.abs(aw[0]))
+    at_bound = np.abs(np.abs(aw) - bound) <= 1e-12 * bound
+    beyond = (np.sign(nw) == np.sign(aw)) & (np.abs(nw) > bound * (1 + FIT))
+    if bound == 0 or not (np.all(at_bound) and np.all(beyond)):
+        return None
+    if float(np.max(np.abs(analytic))) > bound * (1 + 1e-12):
+        return None
+    k = aw.size
+    return Diagnosis(
+        "clip",
+        f"analytic is clipped at ±{bound:.4g}: at all {k} wrong elements it is exactly "
+        f"±{bound:.4g} where the numeric one is larger (up to {float(np.max(np.abs(nw))):.4g})",
+        f"{dname} is clipped (gradient clipping, or a clamp in the backward pass): the cost's "
+        "derivative is not; check before clipping, or with the clipping off",
     )
 
 
@@ -233,6 +258,9 @@ def diagnose(
             "analytic is the transpose of the numeric gradient",
             f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
         )
+    clipped = _clipped(aw, nw, analytic, dname)
+    if clipped is not None:
+        return clipped
     if k and np.all(aw == 0):
         return Diagnosis(
             "mask",

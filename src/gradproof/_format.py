@@ -110,7 +110,8 @@ def headline(report: ReportRecord) -> str:
             return (
                 f"{head}; difference {r.difference:.3g} is above tol {r.tol:g} only through the "
                 "finite differences' own error where the cost is steep for the step (near a "
-                "pole or a domain edge); a smaller eps gives a smaller one"
+                "pole or a domain edge, or varying faster than the step); a smaller eps gives a "
+                "smaller one"
             )
         at = f" at eps={r.eps:g}" if r.eps is not None else ""
         return (

@@ -220,6 +220,11 @@ KINK_NOISE = 64.0
 # examined for kinks even when analytic and numeric agree.
 KINK_SCREEN = 0.1
 
+# A cost that draws from np.random is evaluated once more from this seed's state when a
+# grads dict disagrees with it: only a cost whose value depends on the draw can have
+# been given the gradient of another one.
+OTHER_DRAW_SEED = 0x5EED
+
 # Stop examining a parameter's doubtful coordinates once this many are
 # confirmed wrong: its verdict is settled, and the rest cost evaluations only.
 CONFIRMED_ENOUGH = 16

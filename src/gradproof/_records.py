@@ -92,7 +92,7 @@ class TensorReport:
         ``"transpose"``, ``"mask"``, ``"unmasked"``, ``"masks"``, ``"few"``, ``"row"``,
         ``"column"``, ``"offset"``, ``"other"``, ``"flat"``, ``"nonfinite"``, ``"conjugate"``,
         ``"modes"``, ``"numerics"``, ``"steep"``, ``"roundoff"``, ``"coarse"``, ``"undecided"``,
-        ``"raised"``, or ``None``."""
+        ``"clip"``, ``"raised"``, or ``None``."""
         return self.explanation.pattern
 
     @property
