@@ -266,3 +266,29 @@ def test_a_drop_in_call_compiles_one_program_for_its_derivatives_and_one_per_ord
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiled) == 3
+
+
+def test_a_cost_vmap_cannot_batch_runs_one_by_one_and_says_so_once(jax_modules):
+    jax, jnp, gpj = jax_modules
+
+    def host_sin(a):  # a host callback with no batching rule
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(a.shape, a.dtype), a)
+
+    @jax.custom_jvp
+    def f(a):
+        return host_sin(a)
+
+    f.defjvp(lambda p, t: (f(p[0]), factor * jnp.cos(p[0]) * t[0]))
+    x = np.array([0.3, -1.2, 0.7])
+    factor = 1.0
+    report = gpj.check(lambda p: jnp.sum(f(p)), x, modes=("rev", "fwd"))
+    assert report.passed
+    assert sum("evaluations ran one by one" in w for w in report.warnings) == 1
+    factor = 1.001
+    assert not gpj.check(lambda p: jnp.sum(f(p)), x, modes=("rev", "fwd")).passed
+
+
+def test_a_python_number_beside_the_outputs_is_not_an_output(jax_modules):
+    _, jnp, gpj = jax_modules
+    report = gpj.check(lambda p: (jnp.sum(p**2), 0.5), np.array([0.3, -1.2, 0.7]))
+    assert report.passed and list(report.tensors) == ["theta"]

@@ -400,3 +400,29 @@ def test_a_clipped_gradient_is_named_as_a_clip():
     t = report.tensors["theta"]
     assert t.pattern == "clip" and "±5" in t.finding
     assert t.wrong == int(np.sum(np.abs(g) > 5))
+
+
+def test_a_one_element_slip_in_a_noisy_cost_is_not_passed_at_a_noisier_smaller_step():
+    # a cost with deterministic noise of 3e-11 (a solver's tolerance): a 3e-4 slip is
+    # wrong at the automatic step, and a smaller step, noisier, does not overturn that
+    import hashlib
+
+    def noise(p):
+        digest = hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=8).digest()
+        return 3e-11 * np.random.default_rng(int.from_bytes(digest, "little")).standard_normal()
+
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        x = rng.uniform(-2, 2, 4)
+        cost = lambda p: float(np.sum(np.sin(p)) + noise(p))  # noqa: E731
+        assert gp.check(cost, x, np.cos(x)).passed
+        for slip in (1e-4, 3e-4, 1e-3):
+            assert not gp.check(cost, x, np.cos(x) * (1 + slip)).passed, slip
+
+
+def test_a_finer_noise_measurement_that_sees_round_off_is_not_discarded():
+    # where no coordinate looks smooth, the noise is measured again 16 times finer; a
+    # finer measurement that saw the cost change, at round-off, is the noise (only one
+    # that saw no change at all is discarded): sin(3e6·x)'s oscillation is not noise
+    w, x = 3e6, np.array([-1.74912831e-06])
+    assert gp.check(lambda p: float(np.sum(np.sin(w * p))), x, w * np.cos(w * x)).passed

@@ -150,7 +150,9 @@ def check_all(
     parts, extra = [], []
     for output in outputs:
         where = "" if output is None else f"[output {output}]"
-        analytic, mode_reports, left_out = {}, [], {}
+        analytic: dict[str, dict[str, np.ndarray]] = {}
+        mode_reports: list[Report] = []
+        left_out: dict[str, np.ndarray] = {}
         for kind in modes:
             # the first checker serves the first check, when it is the same one
             reuse = output is None and kind == "rev"
@@ -177,7 +179,9 @@ def check_all(
     return combine(parts, extra)
 
 
-def level_weights(seed: int, shapes: dict[str, tuple], depth: int) -> list[dict[str, np.ndarray]]:
+def level_weights(
+    seed: int, shapes: dict[str, tuple[int, ...]], depth: int
+) -> list[dict[str, np.ndarray]]:
     """The directions ``w`` of an order-``depth`` check, one set per level below it:
     level k's ``x -> <grad g(x), w_k>`` (level 1 keeps stream 1, as order 2 always drew)."""
     out = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _directional, _full, _policy, _tree
 from ._compare import flat64
-from ._cost import Evaluator, blame, check_finite, to_scalar
+from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
 from ._grads import resolve
 from ._options import Executor, Options, options
@@ -166,9 +166,9 @@ def derivative(
 
 
 @contextmanager
-def _global_rng_kept() -> Iterator[tuple]:
+def _global_rng_kept() -> Iterator[RngState]:
     """The global NumPy RNG state at entry, put back on exit whatever happens."""
-    state = np.random.get_state()
+    state = rng_state()
     try:
         yield state
     finally:
@@ -186,7 +186,7 @@ class _CheckPoint:
 
     @classmethod
     def at(
-        cls, cost: Cost, params: Any, leaves: list[_tree.Leaf], opts: Options, rng_state: tuple
+        cls, cost: Cost, params: Any, leaves: list[_tree.Leaf], opts: Options, rng_state: RngState
     ) -> _CheckPoint:
         complex_step = opts.scheme.is_complex
         tree, arrays = _tree.working_copy(params, np.complex128 if complex_step else np.float64)
@@ -404,7 +404,7 @@ def _chosen_mode(
     n = sum(leaf.size for leaf in leaves)
     full_seconds = opts.scheme.evaluations * n * seconds_per_eval
     # Directional mode needs central differences; other methods sample coordinates instead.
-    cheap = "directional" if opts.method == "central" else "sample"
+    cheap: Mode = "directional" if opts.method == "central" else "sample"
     chosen = opts.with_mode("full" if full_seconds <= _policy.AUTO_FULL_SECONDS else cheap)
     why = (
         f"chose {chosen.mode}: a full check would take about {format_seconds(full_seconds)} "

@@ -219,13 +219,13 @@ def _resolve(spec: str, default_module: str | None, code: _UserCode) -> Any:
     where, sep, name = spec.rpartition(":")
     if not sep or not name:
         raise UsageError(f"{spec!r} names no object; write FILE.py:NAME, module:NAME or :NAME")
-    where = where or default_module
-    if where is None:
+    source = where or default_module
+    if source is None:
         raise UsageError(f"{spec!r} has no file or module; write FILE.py:{name}")
-    module = code.load(where)
+    module = code.load(source)
     if not hasattr(module, name):
         public = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
-        raise UsageError(f"{where} has no {name!r}; it has: {', '.join(public)}")
+        raise UsageError(f"{source} has no {name!r}; it has: {', '.join(public)}")
     return getattr(module, name)
 
 

@@ -323,20 +323,27 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
             )
         elif status[i] == WRONG:
             # Confirmed at a smaller step: a cost that varies faster than the step aliases
-            # at h (its partials at h and h/2 may agree by chance). Judged where it settles,
-            # if it does (overturned only by agreement there, not by the round-off of a
-            # smaller step); whether it ever settles is asked below.
-            status[i], small, shrink = _judge_smaller(
-                scheme,
-                probe_at,
-                int(i),
-                probe_at(int(i), shrink),
-                analytic[i],
-                tol,
-                roundoff[i],
-                shrink,
-                strict=True,
-            )
+            # at h (its partials at h and h/2 may agree by chance, and the error bound
+            # made from them means nothing). Only where the partial at h is not settled (it
+            # moves by a large share of itself from h to h/2), or the smaller step refutes
+            # its bound, is the coordinate judged again, where it settles (overturned only
+            # by agreement there, not by a noisier step's round-off); whether it ever
+            # settles is asked below.
+            small = probe_at(int(i), shrink)
+            if _moving(scheme, at_h, float(roundoff[i])) or _refutes(
+                scheme, small, at_h, float(numeric[i]), float(roundoff[i]), shrink
+            ):
+                status[i], small, shrink = _judge_smaller(
+                    scheme,
+                    probe_at,
+                    int(i),
+                    small,
+                    analytic[i],
+                    tol,
+                    roundoff[i],
+                    shrink,
+                    strict=True,
+                )
         if small is not None and (
             (status[i] == NUMERICS and shrink > KINK_CONFIRM)
             or (status[i] == WRONG and _apart(scheme, small, numeric[i], roundoff[i], shrink))
@@ -562,10 +569,21 @@ def _judge_smaller(
             if last or not _truncation_dominated(WRONG, truncation, gap, rounding):
                 return WRONG, small, shrink
         elif last:
+            # strict: truncation overturns the verdict, not the smaller step's round-off
             within = not strict or gap <= _policy.ERROR_SAFETY * truncation
             return (NUMERICS if within else WRONG), small, shrink
         shrink = finer
         small = probe_at(i, shrink)
+
+
+def _refutes(
+    scheme: Scheme, small: Probe, at_h: Probe, numeric: float, roundoff: float, shrink: float
+) -> bool:
+    """Whether the partial at the smaller step ``small`` lies outside the error bound of
+    the one at h (``numeric``, its truncation estimated from ``at_h``), beyond its own."""
+    error_h = at_h.truncation(scheme) + roundoff
+    error_small = small.truncation(scheme) + roundoff * shrink * 2
+    return abs(small.fine(scheme) - numeric) > _policy.ERROR_SAFETY * (error_h + error_small)
 
 
 def _apart(scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink: float) -> bool:

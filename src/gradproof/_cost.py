@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ._errors import CostError
+
+# The global NumPy RNG's state as np.random.get_state() gives it (legacy form).
+RngState = tuple[Any, ...]
 
 
 class CostRaised(Exception):
@@ -91,7 +94,9 @@ class Evaluator:
     ``count`` is the number of calls made so far.
     """
 
-    def __init__(self, cost: Callable[[Any], Any], tree: Any, rng_state: tuple, complex_ok: bool):
+    def __init__(
+        self, cost: Callable[[Any], Any], tree: Any, rng_state: RngState, complex_ok: bool
+    ):
         self.cost = cost
         self.tree = tree
         self.rng_state = rng_state
@@ -151,11 +156,16 @@ class Evaluator:
         """
         np.random.set_state(self.rng_state)
         value = self()
-        self.replay = not _same_state(self.rng_state, np.random.get_state())
+        self.replay = not _same_state(self.rng_state, rng_state())
         return value
 
 
-def _same_state(a: tuple, b: tuple) -> bool:
+def rng_state() -> RngState:
+    """The global NumPy RNG's state, in its legacy (tuple) form."""
+    return cast(RngState, np.random.get_state(legacy=True))
+
+
+def _same_state(a: RngState, b: RngState) -> bool:
     return a[0] == b[0] and a[2:] == b[2:] and np.array_equal(a[1], b[1])
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def run(out: TextIO) -> int:
     X, Y, parameters = seed_case()
     _, cache = forward_propagation_n(X, Y, parameters)
 
-    def cost(p):
+    def cost(p: dict[str, np.ndarray]) -> tuple[float, tuple[Any, ...]]:
         return forward_propagation_n(X, Y, p)
 
     _section(out, "3. The seeds' network, LINEAR-RELU-LINEAR-RELU-LINEAR-SIGMOID, with their bug")
@@ -117,9 +117,11 @@ def run(out: TextIO) -> int:
         params = initialize_parameters([n_x, 5, 5, 1], seed=1)
         AL, caches = L_model_forward(x1, params, act)
         grads = L_model_backward(AL, y1, caches, act)
-        report = check(
-            lambda p, act=act: compute_cost(L_model_forward(x1, p, act)[0], y1), params, grads
-        )
+
+        def network_cost(p: dict[str, np.ndarray], act: str = act) -> float:
+            return float(compute_cost(L_model_forward(x1, p, act)[0], y1))
+
+        report = check(network_cost, params, grads)
         all_passed &= report.passed
         n_coords = sum(t.checked for t in report.tensors.values())
         w(
@@ -153,7 +155,9 @@ def _digits(out: TextIO) -> bool:
         np.random.set_state(state)
 
 
-def _train_digits(out: TextIO, X_train, y_train, X_test, y_test) -> bool:
+def _train_digits(
+    out: TextIO, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray
+) -> bool:
     from .nn import Adam, Dense, Dropout, ReLU, Sequential, SoftmaxCrossEntropy, fit
 
     model = Sequential(Dense(64, 64, seed=0), ReLU(), Dropout(0.9), Dense(64, 10, seed=1))

@@ -313,7 +313,7 @@ def _scaled(scale: float, where: str, dname: str) -> Diagnosis:
     )
 
 
-def _few(name: str, shape: Index, items, finding: str) -> Diagnosis:
+def _few(name: str, shape: Index, items: list[tuple[int, float, float]], finding: str) -> Diagnosis:
     listed = "; ".join(
         f"{name}{_fmt_index(i, shape)}: analytic {a:.6g}, numeric {b:.6g}" for i, a, b in items
     )

@@ -22,7 +22,7 @@ from . import _compare, _diagnose, _policy
 from ._compare import flat64
 from ._cost import Evaluator, blame
 from ._errors import CostError
-from ._finite import NoiseSite, Probe, Tick, automatic_step, cost_noise
+from ._finite import Evaluate, NoiseSite, Probe, Tick, automatic_step, cost_noise
 from ._options import Options
 from ._progress import Progress
 from ._records import NO_DIAGNOSIS, Outcome, TensorReport
@@ -42,10 +42,11 @@ class _Along:
 class _Mover:
     """Moves one parameter along a direction and puts back its exact bits."""
 
-    def __init__(self, flat: np.ndarray, evaluate: Callable[[], float]):
+    def __init__(self, flat: np.ndarray, evaluate: Evaluate):
         self.flat = flat
         self.saved = flat.copy()
-        self.evaluate = evaluate
+        # (a real cost: the complex step has no directional mode)
+        self.evaluate: Callable[[], float] = lambda: evaluate().real
         self.step = np.empty_like(flat)  # scratch: t·v, then the displacement taken
         # Elements that are inf or NaN (a masked input) cannot move: they stay put.
         finite = np.isfinite(self.saved)
@@ -61,7 +62,9 @@ class _Mover:
             v[self.frozen] = 0.0
         return v
 
-    def central(self, v: np.ndarray, t: float, g: np.ndarray, lo: int = 0, hi: int | None = None):
+    def central(
+        self, v: np.ndarray, t: float, g: np.ndarray, lo: int = 0, hi: int | None = None
+    ) -> tuple[float, float, float]:
         """``J(θ + t·v)``, ``J(θ − t·v)`` on ``[lo, hi)``, and ``gᵀ·disp / t``.
 
         ``disp`` is half the displacement actually taken (the points are
@@ -218,7 +221,15 @@ def _disagrees(
     return gap > opts.tol * (abs(analytic) + abs(numeric)) and gap > bound
 
 
-def _localize(mover, v, g, t, whole: _Along, noise, tol) -> list[int]:
+def _localize(
+    mover: _Mover,
+    v: np.ndarray,
+    g: np.ndarray,
+    t: float,
+    whole: _Along,
+    noise: float,
+    tol: float,
+) -> list[int]:
     """Flat indices of wrong elements, by bisection of ``v``'s support."""
     n = g.size
     found: list[int] = []
@@ -358,8 +369,10 @@ def check_parameter(
     partials: dict[int, float] = {}
     diagnosis = NO_DIAGNOSIS
     if tally.failed:
-        diagnosis = _diagnose.along_directions(name, g, tally.d, tally.dn)
-        if diagnosis is None:
+        seen = _diagnose.along_directions(name, g, tally.d, tally.dn)
+        if seen is not None:
+            diagnosis = seen
+        else:
             gaps = [
                 abs(a.analytic - a.numeric) if a.status == _compare.WRONG else -1.0
                 for a in directions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from . import _policy
 from ._cost import Evaluator, ScalarError, blame
 from ._policy import Scheme
 
-Evaluate = Callable[[], float]
+Evaluate = Callable[[], float | complex]
 Tick = Callable[[int], None]
 
 
@@ -96,7 +97,7 @@ def sweep(
     converted to numbers (and counted) in bulk afterwards.
     """
     call = evaluate.bare()
-    outs: list[list] = [[] for _ in values]
+    outs: list[list[Any]] = [[] for _ in values]
     i, k = -1, 0
     x0 = None
     try:
@@ -200,7 +201,7 @@ def probe(
         for offset, value in points.items():
             if offset not in got:
                 flat[i] = value
-                got[offset] = evaluate()
+                got[offset] = float(np.real(evaluate()))
     finally:
         flat[i] = x0
     hh = points[0.5] - theta
@@ -327,13 +328,23 @@ class NoiseSite:
     h: float
 
 
-def cost_noise(
+@dataclass(frozen=True)
+class Noise:
+    """The absolute error of one cost value (``bound``), and whether the measurement saw
+    the cost change at all (``seen``: at a spacing below the inputs' resolution, or a
+    grid's, every value is the same, and the bound is the model's alone)."""
+
+    bound: float
+    seen: bool
+
+
+def measure_noise(
     evaluate: Evaluate,
     sites: Sequence[NoiseSite],
     j0: float,
     unit: float = _policy.UNIT_ROUNDOFF,
     magnitude: float = 0.0,
-) -> float:
+) -> Noise:
     """The absolute error of one cost value: modelled, and measured at ``sites``.
 
     The larger of the model ``COST_ROUNDOFF · u · max(|J|, magnitude)`` (``u``
@@ -347,7 +358,18 @@ def cost_noise(
         with blame(f"while its round-off was measured near {s.name}"):
             measured.append(noise_level(evaluate, s.flat, s.index, j0, s.h))
     sigma = float(np.median(measured)) if measured else 0.0
-    return max(model, _policy.NOISE_MARGIN * sigma)
+    return Noise(max(model, _policy.NOISE_MARGIN * sigma), any(m > 0 for m in measured))
+
+
+def cost_noise(
+    evaluate: Evaluate,
+    sites: Sequence[NoiseSite],
+    j0: float,
+    unit: float = _policy.UNIT_ROUNDOFF,
+    magnitude: float = 0.0,
+) -> float:
+    """:func:`measure_noise`'s bound."""
+    return measure_noise(evaluate, sites, j0, unit, magnitude).bound
 
 
 def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:

@@ -89,7 +89,7 @@ def headline(report: ReportRecord) -> str:
         if checked == 1:
             unit = unit[:-1]
         head = f"Gradient check passed: {params}, {checked} {unit} checked"
-        coarse = [t.accuracy for t in r.tensors.values() if (t.accuracy or 0.0) > r.tol]
+        coarse = [t.accuracy for t in r.tensors.values() if t.accuracy and t.accuracy > r.tol]
         if coarse:
             return (
                 f"{head} to an accuracy of {max(coarse):.1e} ({diff}): the cost's values are "

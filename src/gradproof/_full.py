@@ -19,7 +19,7 @@ from . import _coarse, _compare, _diagnose, _policy, _tree
 from ._compare import Allowance, Judgement, Partials, flat64
 from ._cost import Evaluator
 from ._errors import GradientSpecError
-from ._finite import NoiseSite, cost_noise, cost_unit, quantum
+from ._finite import Noise, NoiseSite, cost_unit, measure_noise, quantum
 from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
@@ -97,15 +97,17 @@ def run(
     unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
 
     # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
-    grid = quantum(j0, np.concatenate([v for s in sweeps.values() for v in s.values] or [[]]))
+    values = [v for s in sweeps.values() for v in s.values]
+    grid = quantum(j0, np.concatenate(values) if values else np.empty(0))
 
-    def measured(sites: list[NoiseSite]) -> float:
+    def measured(sites: list[NoiseSite]) -> Noise:
         """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
-        return max(cost_noise(evaluate, sites, j0, unit, evaluate.magnitude), grid / 2)
+        found = measure_noise(evaluate, sites, j0, unit, evaluate.magnitude)
+        return Noise(max(found.bound, grid / 2), found.seen)
 
     # The modelled round-off is a lower bound: where everything agrees even at it,
     # measuring the real round-off would change no verdict, and is skipped.
-    modelled = measured([])
+    modelled = measured([]).bound
     noise = modelled + spread
 
     def allowance(name: str, noise: float, inexact: bool) -> Allowance:
@@ -383,8 +385,8 @@ def _coordinates(
     out = {}
     for leaf in leaves:
         ok = finite[leaf.name]
-        pool = leaf.size if ok.all() else np.flatnonzero(ok)
-        n = leaf.size if ok.all() else pool.size
+        pool = np.arange(leaf.size) if ok.all() else np.flatnonzero(ok)
+        n = pool.size
         out[leaf.name] = np.sort(rng.choice(pool, size=min(opts.k, n), replace=False))
     return out
 
@@ -393,7 +395,7 @@ def _noise(
     sweeps: dict[str, LeafSweep],
     partials: dict[str, Partials],
     opts: Options,
-    measured: Callable[[list[NoiseSite]], float],
+    measured: Callable[[list[NoiseSite]], Noise],
     modelled: float,
 ) -> float:
     """The absolute error of one cost value, measured at the most sensitive coordinates."""
@@ -403,7 +405,8 @@ def _noise(
     # A cost that is round-off through and through (the gradient of a constant, checked at
     # order 2) looks kinked everywhere: with no smooth coordinate at all, it is measured
     # where it moved most.
-    smooth_candidates, other_candidates = [], []
+    smooth_candidates: list[tuple[float, str, int]] = []
+    other_candidates: list[tuple[float, str, int]] = []
     for name, p in partials.items():
         size = np.abs(p.numeric)
         smooth = np.ones(size.shape, dtype=bool)
@@ -427,14 +430,14 @@ def _noise(
             for _, name, j in candidates[: _policy.NOISE_COORDINATES]
         ]
 
-    coarse = measured(sites(1.0))
+    coarse = measured(sites(1.0)).bound
     if smooth_candidates:
         return coarse
     # Where the smooth part of the cost (or a kink) does reach into the stencil, it shrinks
     # with the spacing while noise does not: measured twice, the smaller is the noise,
     # unless the finer spacing saw nothing at all (below the resolution of the inputs).
     fine = measured(sites(16.0))
-    return coarse if fine <= modelled else min(coarse, fine)
+    return min(coarse, fine.bound) if fine.seen else coarse
 
 
 def _tensor_report(

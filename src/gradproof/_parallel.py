@@ -25,9 +25,13 @@ import cloudpickle
 import numpy as np
 
 from . import _tree
-from ._cost import Evaluator
+from ._cost import Evaluator, RngState
 from ._errors import GradientSpecError, WorkerError
 from ._finite import SweepInterrupted, sweep
+
+# What a worker returns for a chunk: ("ok", values, evaluations) or ("raised", index,
+# point, cause, evaluations).
+ChunkResult = tuple[Any, ...]
 
 # In a worker: (task id, thread) -> (evaluate, working arrays). One task at a time.
 _STATE: dict[tuple[str, int], tuple[Evaluator, dict[str, np.ndarray]]] = {}
@@ -59,7 +63,7 @@ def _limit_threads() -> None:
         torch.set_num_threads(_THREADS)
 
 
-def _worker_state(task_id: str, payload: bytes):
+def _worker_state(task_id: str, payload: bytes) -> Any:
     key = (task_id, threading.get_ident())
     with _STATE_LOCK:
         state = _STATE.get(key)
@@ -87,7 +91,9 @@ def _portable(exc: BaseException | None) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def run_chunk(task_id: str, payload: bytes, leaf: str, coords: list[int], values: list[list]):
+def run_chunk(
+    task_id: str, payload: bytes, leaf: str, coords: list[int], values: list[list[float]]
+) -> ChunkResult:
     """In a worker: evaluate the cost over one chunk of one parameter's coordinates.
 
     Returns ``("ok", js, evaluations)`` or, when the cost raised,
@@ -114,7 +120,7 @@ class Chunk:
     leaf: str
     start: int  # position of the chunk in the parameter's checked coordinates
     coords: list[int]
-    values: list[list]
+    values: list[list[float]]
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ class Task:
 
     cost: Callable[[Any], Any]
     params: Any
-    rng_state: tuple
+    rng_state: RngState
     dtype: type
     replay: bool
     complex_ok: bool
@@ -184,7 +190,7 @@ class Workers:
         for p in processes:
             p.join(timeout=1.0)
 
-    def run(self, chunks: list[Chunk], done: Callable[[Chunk, tuple], None]) -> None:
+    def run(self, chunks: list[Chunk], done: Callable[[Chunk, ChunkResult], None]) -> None:
         """Run every chunk; a chunk whose worker failed mid-run is retried once.
 
         Workers that fail before finishing any chunk (they cannot start or
@@ -203,8 +209,8 @@ class Workers:
     def _collect(
         self,
         task_id: str,
-        pending: dict[cf.Future, Chunk],
-        done: Callable[[Chunk, tuple], None],
+        pending: dict[cf.Future[ChunkResult], Chunk],
+        done: Callable[[Chunk, ChunkResult], None],
     ) -> None:
         retried: set[int] = set()
         started = False
@@ -239,12 +245,14 @@ class Workers:
                 started = True
                 done(chunk, result)
 
-    def _submit(self, task_id: str, chunk: Chunk) -> cf.Future:
+    def _submit(self, task_id: str, chunk: Chunk) -> cf.Future[ChunkResult]:
         return self.executor.submit(
             run_chunk, task_id, self.payload, chunk.leaf, chunk.coords, chunk.values
         )
 
-    def _restart(self, task_id: str, pending: dict[cf.Future, Chunk]) -> dict[cf.Future, Chunk]:
+    def _restart(
+        self, task_id: str, pending: dict[cf.Future[ChunkResult], Chunk]
+    ) -> dict[cf.Future[ChunkResult], Chunk]:
         """A dead process breaks the whole pool: start a new one, resubmit what was pending."""
         self._terminate()
         self.executor = self._new_pool()

@@ -92,7 +92,7 @@ def _heat_map(report: ReportRecord, tensor: TensorReport, ax: Any, fig: Any) -> 
         ax.add_patch(_box(r, c))
 
 
-def _box(r: int, c: int):
+def _box(r: int, c: int) -> Any:
     from matplotlib.patches import Rectangle
 
     return Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="#00e5ff", linewidth=1.5)

@@ -17,6 +17,7 @@ from . import _policy, _tree
 from ._check import check, numerical_gradient
 from ._errors import GradientSpecError
 from ._plot import FAIL_COLOR, FLOOR, by_name, pyplot
+from ._policy import Method
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def step_sweep(
     grads: Any,
     *,
     steps: Any = None,
-    method: str = "central",
+    method: Method = "central",
 ) -> StepSweep:
     """How the difference changes with the step: the picture behind ``eps=None``.
 
@@ -120,21 +121,24 @@ def step_sweep(
         )
     auto = check(cost, params, grads, method=method, progress=False)
     analytic = np.concatenate([np.ravel(v) for v in by_name(auto.analytic).values()])
-    differences = []
+    found: list[float] = []
     for h in steps:
         numeric = numerical_gradient(cost, params, method=method, eps=float(h))
         flat = np.concatenate([np.ravel(v) for v in by_name(numeric).values()])
         den = np.linalg.norm(analytic) + np.linalg.norm(flat)
-        differences.append(float(np.linalg.norm(analytic - flat) / den) if den else 0.0)
-    differences = np.asarray(differences)
+        found.append(float(np.linalg.norm(analytic - flat) / den) if den else 0.0)
+    differences = np.asarray(found)
     theta = np.concatenate([np.ravel(np.asarray(v, float)) for _, v in _tree.iter_items(params)])
     auto_step = float(np.median(_policy.SCHEMES[method].default_step(theta)))
     order, reading = _read_order(steps, differences, method)
     return StepSweep(steps, differences, auto_step, auto.difference, order, reading, method)
 
 
-def _read_order(steps: np.ndarray, differences: np.ndarray, method: str):
+def _read_order(
+    steps: np.ndarray, differences: np.ndarray, method: str
+) -> tuple[float | None, str]:
     expected = _policy.SCHEMES[method].order
+    assert expected is not None  # (step_sweep takes the one-sided and central methods)
     d = np.maximum(differences, FLOOR)
     lo = int(np.argmin(d))
     right = slice(lo, None)

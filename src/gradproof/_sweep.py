@@ -19,7 +19,7 @@ from ._cost import Evaluator, blame
 from ._errors import CostError, GradientSpecError
 from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
 from ._options import Options
-from ._parallel import Chunk, Workers
+from ._parallel import Chunk, ChunkResult, Workers
 from ._policy import Scheme, offset_label
 from ._tree import Leaf, index_tuple
 
@@ -57,9 +57,11 @@ class LeafSweep:
         at ``±h/shrink`` and ``±h/(2 shrink)``."""
 
         def probe_at(j: int, shrink: float = 1.0) -> Probe:
-            known = {}
-            if shrink == 1.0:
-                known = {o: float(v[j]) for o, v in zip(scheme.offsets, self.values, strict=True)}
+            known: dict[float, float] = {}
+            if shrink == 1.0:  # (a real scheme's offsets)
+                known = {
+                    o.real: float(v[j]) for o, v in zip(scheme.offsets, self.values, strict=True)
+                }
             i = int(self.coords[j])
             with blame(f"while probing coordinate {i} at a second step"):
                 theta, h = float(self.steps.theta[j]), float(self.steps.h[j]) / shrink
@@ -140,7 +142,7 @@ def sweep_leaves(
         total = sum(plan[2].size for plan in plans.values())
         size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
 
-        def done(chunk: Chunk, result: tuple) -> None:
+        def done(chunk: Chunk, result: ChunkResult) -> None:
             evaluate.count += result[-1]
             if result[0] == "raised":
                 _, index, point, exc, _ = result

@@ -75,9 +75,10 @@ def rebuild(tree: Any, leaf_fn: Callable[[Path, Any], Any], path: Path = ()) -> 
     return leaf_fn(path, tree)
 
 
-def _remake_mapping(tree: Mapping, items: list[tuple[Any, Any]]) -> Mapping:
+def _remake_mapping(tree: Mapping[Any, Any], items: list[tuple[Any, Any]]) -> Mapping[Any, Any]:
     try:
-        return type(tree)(items)
+        remade: Mapping[Any, Any] = type(tree)(items)  # type: ignore[call-arg]
+        return remade
     except TypeError:
         return dict(items)
 
@@ -150,7 +151,7 @@ def working_copy(params: Any, dtype: type) -> tuple[Any, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
 
     def copy_leaf(path: Path, value: Any) -> np.ndarray:
-        arr = np.array(value, dtype=dtype, copy=True, order="C")
+        arr: np.ndarray = np.array(value, dtype=dtype, copy=True, order="C")
         arrays[path_name(path)] = arr
         return arr
 

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -50,7 +52,9 @@ def seed_case(seed: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarr
     return X, Y, parameters
 
 
-def forward_propagation_n(X: np.ndarray, Y: np.ndarray, parameters: dict) -> tuple[float, tuple]:
+def forward_propagation_n(
+    X: np.ndarray, Y: np.ndarray, parameters: dict[str, np.ndarray]
+) -> tuple[float, tuple[Any, ...]]:
     """The seeds' forward pass; returns ``(cost, cache)``."""
     m = X.shape[1]
     W1, b1 = parameters["W1"], parameters["b1"]
@@ -68,7 +72,9 @@ def forward_propagation_n(X: np.ndarray, Y: np.ndarray, parameters: dict) -> tup
     return cost, cache
 
 
-def backward_propagation_n(X: np.ndarray, Y: np.ndarray, cache: tuple, buggy: bool = False) -> dict:
+def backward_propagation_n(
+    X: np.ndarray, Y: np.ndarray, cache: tuple[Any, ...], buggy: bool = False
+) -> dict[str, np.ndarray]:
     """The seeds' backward pass. ``buggy=True`` plants their bug: dW2 ×2, db1 ×4."""
     m = X.shape[1]
     (_, A1, _, _, _, A2, W2, _, _, A3, W3, _) = cache

@@ -42,7 +42,7 @@ def _jax():
 def _x64(jax):
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(True)
-    from jax.experimental import enable_x64  # older JAX
+    from jax.experimental import enable_x64  # type: ignore[attr-defined]  # (older JAX)
 
     return enable_x64()
 
@@ -117,6 +117,8 @@ class _Shared:
     programs: dict[tuple, Any] = field(default_factory=dict)
     values: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
     derivatives: dict[Any, dict[tuple[int, bool], list[Any]]] = field(default_factory=dict)
+    # by (output, depth): why jax.vmap could not batch that objective
+    unbatched: dict[tuple[int | None, int], str] = field(default_factory=dict)
 
 
 def _check_all(
@@ -288,8 +290,7 @@ def _check_own_precision(
     defaults) as the bound, ``atol`` shared out over the elements (``per_element``)."""
     atol, rtol, eps = given
     bits = min(_significand_bits(jax, np.asarray(a).dtype) for a in named.values() if _inexact(a))
-    atol = _tolerance(atol, dtypes, default=True)
-    rtol = _tolerance(rtol, dtypes, default=True)
+    atol, rtol = _own_tolerance(atol, dtypes), _own_tolerance(rtol, dtypes)
     opts = dataclasses.replace(
         options("gradproof.jax.check_grads", eps=eps, atol=atol * per_element, rtol=rtol),
         precision_bits=bits,
@@ -417,6 +418,8 @@ def _tolerance(tol: Any, dtypes: list[np.dtype], default: bool = False) -> float
     """
     if tol is not None and not isinstance(tol, dict):
         return tol
+    if default and not dtypes:  # no floating output or argument: float64's
+        return _DEFAULT_TOLERANCE["float64"]
     given = {} if tol is None else {np.dtype(k).name: v for k, v in tol.items()}
     values = []
     for dtype in dtypes:
@@ -426,6 +429,13 @@ def _tolerance(tol: Any, dtypes: list[np.dtype], default: bool = False) -> float
         elif default:
             values.append(_DEFAULT_TOLERANCE.get(name, 1e-1))
     return float(max(values)) if values else None
+
+
+def _own_tolerance(tol: Any, dtypes: list[np.dtype]) -> float:
+    """``check_grads``' tolerance at ``dtypes``: the caller's, or its default, for each."""
+    found = _tolerance(tol, dtypes, default=True)
+    assert found is not None  # (with default, every dtype has one)
+    return found
 
 
 JAX_CONVENTION = (
@@ -523,18 +533,22 @@ class _Checker:
         self.shared = _Shared() if shared is None else shared
         out = None
         if not dropin or self.shared.finite:  # only the outputs' shapes are needed
+
+            def arrays_of(leaves):
+                # (eval_shape would turn a Python number beside the outputs into an array:
+                # it is not one of them, as it is not when the function runs)
+                out = fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args)
+                return _arrays(out) if isinstance(out, (tuple, list)) else out
+
             try:
-                out = jax.eval_shape(
-                    lambda leaves: fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args),
-                    self._assemble(self._leaves(self.params)),
-                )
+                out = jax.eval_shape(arrays_of, self._assemble(self._leaves(self.params)))
             except Exception:  # (what fn raises is reported where it is evaluated)
                 out = None
         if out is None:
             leaves = self._assemble([jnp.asarray(x) for x in self._leaves(self.params)])
             out = fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args)
         count = len(_arrays(out)) if isinstance(out, (tuple, list)) else 1
-        self.output_indices = [None] if count == 1 else list(range(count))
+        self.output_indices: list[int | None] = [None] if count == 1 else [*range(count)]
         # check_grads' outputs that are nan or infinite at the check point are left out
         # (nan matches nan there), and so are the derivatives that are not finite with them
         self.finite_mask = None
@@ -552,8 +566,18 @@ class _Checker:
             for w in _adapter.level_weights(seed, self.shapes, max(self.depth, self.shared.order))
         ]
         self.compiled = self.shared.programs  # XLA compiles each program once per call
-        self.vmap_failed: str | None = None  # why jax.vmap could not batch the cost
+        self.found_unbatched = False  # this checker found that vmap cannot batch the cost
         self.rows_seconds = 0.0  # how long the last batch of a small check took to run
+
+    @property
+    def vmap_failed(self) -> str | None:
+        """Why ``jax.vmap`` could not batch this objective (shared by the call's checkers:
+        each mode evaluates the same one), or ``None``."""
+        return self.shared.unbatched.get((self.output, self.depth))
+
+    def _unbatched(self, exc: BaseException) -> None:
+        self.shared.unbatched[(self.output, self.depth)] = _first_line(exc)
+        self.found_unbatched = True
 
     def notes(self) -> list[str]:
         notes = []
@@ -569,7 +593,7 @@ class _Checker:
                 f"{bad} output element{'s' * (bad != 1)} not finite at the check point (nan "
                 f"or inf) left out, as check_grads leaves them{derivatives}"
             )
-        if self.vmap_failed:
+        if self.found_unbatched and self.vmap_failed:
             why = self.vmap_failed
             notes.append(f"evaluations ran one by one: jax.vmap could not batch the cost ({why})")
         return notes
@@ -741,7 +765,7 @@ class _Checker:
                 return float(self._rows(row[None])[0])
             except Exception as exc:  # the cost's own error raises again, alone, below
                 value = self._alone(arrays)
-                self.vmap_failed = _first_line(exc)
+                self._unbatched(exc)
                 return value
         return self._alone(arrays)
 
@@ -756,7 +780,7 @@ class _Checker:
         """Cost values for each point set, remembered for the call: reverse and forward mode
         are checked against the same finite differences of the same (pure) cost, which
         the second check then does not evaluate again."""
-        points = hashlib.blake2b(np.ascontiguousarray(flat, dtype=np.float64))
+        points = hashlib.blake2b(np.ascontiguousarray(flat, dtype=np.float64).tobytes())
         points.update(np.asarray(coords, dtype=np.int64).tobytes())
         points.update(np.asarray(values, dtype=np.float64).tobytes())
         key = (self.output, self.depth, name, points.digest())
@@ -773,7 +797,7 @@ class _Checker:
             except Exception as exc:
                 if not _adapter.runs_alone(self, name, flat, coords, values):
                     raise  # the cost's own error, which one by one raises too
-                self.vmap_failed = _first_line(exc)
+                self._unbatched(exc)
         return [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
 
     def _jit(self, fn):

@@ -21,8 +21,9 @@ import pytest
 def gradcheck() -> Callable[..., Any]:
     """``gradcheck(cost, params, grads, **check_options)`` -> Report; fails the test if wrong."""
     from ._check import check
+    from ._report import Report
 
-    def run(cost: Callable[[Any], Any], params: Any, grads: Any, **kw: Any):
+    def run(cost: Callable[[Any], Any], params: Any, grads: Any, **kw: Any) -> Report:
         report = check(cost, params, grads, **kw)
         if not report.passed:
             pytest.fail(str(report), pytrace=False)

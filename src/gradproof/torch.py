@@ -540,7 +540,7 @@ class _Checker:
         differentiable = None if self.probe is None else self.probe.outputs
         if differentiable is not None and len(differentiable) == 1:
             # one output requires grad: checked alone
-            return [None] if differentiable == [0] else differentiable
+            return [None] if differentiable == [0] else [*differentiable]
         count = None if self.probe is None else self.probe.count
         if count is None:  # (a drop-in's probe counted them already)
             self.replay()
@@ -553,7 +553,8 @@ class _Checker:
             )
         if count <= 1:
             return [None]
-        return differentiable or list(range(count))
+        checked: list[int | None] = [*(differentiable or range(count))]
+        return checked
 
     def _call(self, tensors: dict[str, Any]) -> Any:
         torch = self.torch

@@ -13,6 +13,12 @@ class Loss:
     def __call__(self, pred, y) -> float:
         return self.forward(pred, y)
 
+    def forward(self, pred, y) -> float:
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
 
 class BinaryCrossEntropy(Loss):
     """``-mean(y log p + (1 - y) log(1 - p))`` for probabilities p: (N, 1) or (N,), y ∈ {0, 1}."""

@@ -9,7 +9,8 @@ class SGD:
     """Gradient descent, with optional momentum."""
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0):
-        self.lr, self.momentum, self.velocity = lr, momentum, {}
+        self.lr, self.momentum = lr, momentum
+        self.velocity: dict[str, np.ndarray] = {}
 
     def step(self, params: dict, grads: dict) -> None:
         for name, p in params.items():
@@ -29,7 +30,9 @@ class Adam:
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m, self.v, self.t = {}, {}, 0
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+        self.t = 0
 
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
