@@ -121,6 +121,27 @@ def test_every_pattern_a_report_can_carry_is_in_the_schema():
     schema = json.loads(resources.files("gradproof").joinpath("report.schema.json").read_text())
     allowed = set(schema["$defs"]["tensor"]["properties"]["pattern"]["enum"]) - {None}
     assert len(made) > 15 and made <= allowed, made - allowed
+    # the schema lists exactly the patterns the engine declares, and a typo raises
+    from gradproof._records import PATTERNS, Diagnosis
+
+    assert allowed == set(PATTERNS), allowed ^ set(PATTERNS)
+    with pytest.raises(ValueError, match="unknown diagnosis pattern"):
+        Diagnosis("scaled", "a finding", "a cause")
+
+
+def test_a_report_carrying_each_pattern_validates_against_the_schema(seed_reports):
+    import dataclasses
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from gradproof._records import PATTERNS, Diagnosis
+
+    schema = json.loads(resources.files("gradproof").joinpath("report.schema.json").read_text())
+    report = seed_reports[5]  # the buggy seeds' report
+    name, tensor = next(iter(report.tensors.items()))
+    for pattern in PATTERNS:
+        marked = dataclasses.replace(tensor, explanation=Diagnosis(pattern, "finding", "cause"))
+        data = dataclasses.replace(report, tensors={**report.tensors, name: marked}).to_dict()
+        jsonschema.validate(data, schema)
 
 
 def test_html_page_without_matplotlib_says_what_to_install(seed_reports, tmp_path, monkeypatch):

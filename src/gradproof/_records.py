@@ -13,14 +13,49 @@ from typing import Any, TypeVar
 
 from ._tree import Index
 
+# Every key a diagnosis can carry (TensorReport.pattern), with what it says; the
+# report's JSON schema (report.schema.json) lists the same, which a test keeps so.
+PATTERNS = {
+    # wrong
+    "scale": "analytic is a constant multiple of numeric (a stray factor)",
+    "sign": "analytic is -1 times numeric (a flipped sign)",
+    "zero": "analytic is zero everywhere, numeric is not (a missing path)",
+    "transpose": "analytic is the transpose of numeric",
+    "mask": "analytic is zero where numeric is not (a term dropped, a mask misapplied)",
+    "unmasked": "analytic is non-zero where the cost does not change (a mask forgotten)",
+    "masks": "both of the above: another mask than the forward pass's",
+    "few": "a few elements wrong (an indexing or boundary mistake)",
+    "row": "the wrong elements lie in one row",
+    "column": "the wrong elements lie in one column",
+    "offset": "analytic minus numeric is one constant (per group)",
+    "clip": "analytic is clipped at a bound numeric exceeds",
+    "other": "wrong with no simple pattern",
+    "flat": "the cost did not change at all: it ignores params",
+    "nonfinite": "the analytic gradient is inf or nan where the cost is finite",
+    "raised": "the framework raised computing the derivative",
+    "modes": "forward and reverse mode disagree",
+    "conjugate": "a complex gradient in the other framework's convention",
+    # not a bug
+    "numerics": "above tol only through the finite differences' own error",
+    "steep": "above tol where the cost is steep for the step",
+    "roundoff": "zero within round-off on both sides",
+    "coarse": "checked to the accuracy the cost's coarse values allow",
+    # no verdict
+    "undecided": "no step resolves the gradient in the cost's values",
+}
+
 
 @dataclass(frozen=True)
 class Diagnosis:
     """Why a parameter's gradient is wrong (or why a difference above tol is not a bug)."""
 
-    pattern: str | None = None  # a short key: "scale", "sign", "few", ... (TensorReport.pattern)
+    pattern: str | None = None  # a short key, one of PATTERNS (TensorReport.pattern)
     finding: str | None = None  # what the numbers show
     cause: str | None = None  # the likely cause, and where to look
+
+    def __post_init__(self) -> None:
+        if self.pattern is not None and self.pattern not in PATTERNS:
+            raise ValueError(f"unknown diagnosis pattern {self.pattern!r}; add it to PATTERNS")
 
     @property
     def sentence(self) -> str | None:
