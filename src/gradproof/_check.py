@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _directional, _full, _policy, _tree
+from . import _directional, _full, _origin, _policy, _tree
 from ._compare import flat64
 from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
@@ -333,11 +333,19 @@ def _verdict(
     passed = (
         all(t.passed for t in outcome.tensors.values()) and deterministic and not outcome.cost_flat
     )
+    origin = None
+    tensors = outcome.tensors
+    if deterministic and not outcome.cost_flat:
+        failed = {name: not t.passed for name, t in tensors.items()}
+        origin = _origin.infer(failed, {t.name for t in tensors.values() if t.undecided})
+        if origin is not None:
+            tensors = _traced(tensors, origin)
     return Report(
         passed=bool(passed),
         difference=outcome.difference,
         tol=opts.tol,
-        tensors=outcome.tensors,
+        tensors=tensors,
+        origin=origin,
         evaluations=evaluations,
         numerical=outcome.numerical,
         analytic=outcome.analytic,
@@ -351,6 +359,28 @@ def _verdict(
         strict=passed and outcome.difference <= opts.tol,
         cost_flat=outcome.cost_flat,
     )
+
+
+def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[str, TensorReport]:
+    """The parameters' reports told the one story ``origin`` tells: those where the
+    error enters say so, those below are marked inherited, each keeping what its own
+    numbers show (its finding). A mask pattern's own cause (which mask: dropout, ReLU)
+    is kept beside the place; a factor or a missing term seen in one parameter of the
+    layer is the shared error's trace, not a cause of its own."""
+    out = dict(tensors)
+    for name in origin.there:
+        t = out[name]
+        cause = f"the error enters at {origin.where}"
+        if t.pattern in ("mask", "unmasked", "masks") and t.cause:
+            cause = f"{cause}; {t.cause}"
+        explanation = dataclasses.replace(t.explanation, cause=cause)
+        out[name] = dataclasses.replace(t, explanation=explanation)
+    for name in origin.inherited:
+        t = out[name]
+        cause = f"inherited from layer {origin.layer}'s backward: fix that first"
+        explanation = dataclasses.replace(t.explanation, cause=cause)
+        out[name] = dataclasses.replace(t, explanation=explanation, inherited=True)
+    return out
 
 
 def _draw_matters(evaluate: Evaluator, j0: float) -> bool:

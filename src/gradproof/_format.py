@@ -75,6 +75,14 @@ def _rows(report: ReportRecord) -> tuple[str, str]:
     return f"{n} rows", f"{k} parameter{'s' * (k != 1)} in {', '.join(checks)}"
 
 
+def _verdict(t: TensorReport) -> str:
+    if t.passed:
+        return "ok"
+    if t.undecided:
+        return "undecided"
+    return "WRONG (inherited)" if t.inherited else "WRONG"
+
+
 def headline(report: ReportRecord) -> str:
     r = report
     rows, where = _rows(r)
@@ -139,9 +147,10 @@ def headline(report: ReportRecord) -> str:
         )
     wrong = len(r.failing) - len(undecided)
     also = f", {len(undecided)} undecided" if undecided else ""
+    origin = f"; {r.origin.sentence}" if r.origin is not None else ""
     if where:
-        return f"Gradient check failed: {wrong} of {rows} wrong{also} ({where}; {diff})"
-    return f"Gradient check failed: {wrong} of {rows} wrong{also} ({diff})"
+        return f"Gradient check failed: {wrong} of {rows} wrong{also} ({where}; {diff}){origin}"
+    return f"Gradient check failed: {wrong} of {rows} wrong{also} ({diff}){origin}"
 
 
 def _smaller_figure(r: ReportRecord) -> str:
@@ -174,7 +183,7 @@ def layout(report: ReportRecord) -> Layout:
                 fmt_float(t.max_abs_error),
                 fmt_shape(t.worst_index) if t.checked else "-",
                 fmt_scale(t.scale),
-                "ok" if t.passed else ("undecided" if t.undecided else "WRONG"),
+                _verdict(t),
             ),
         )
         for t in ordered

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ._origin import Origin
 from ._tree import Index
 
 # Every key a diagnosis can carry (TensorReport.pattern), with what it says; the
@@ -96,6 +97,8 @@ class TensorReport:
             the parameter was checked at a step chosen from that noise.
         undecided: no step resolves the gradient through the cost's noise: the
             parameter could not be judged, and does not pass.
+        inherited: wrong only because an error entered the backward pass above it
+            (:attr:`gradproof.Report.origin`): fix that one first.
     """
 
     name: str
@@ -115,6 +118,7 @@ class TensorReport:
     unsettled: tuple[Index, ...] = ()
     accuracy: float | None = None
     undecided: bool = False
+    inherited: bool = False
 
     @property
     def diagnosis(self) -> str | None:
@@ -160,6 +164,7 @@ class TensorReport:
             "probed": self.probed,
             "accuracy": self.accuracy,
             "undecided": self.undecided,
+            "inherited": self.inherited,
         }
 
     @classmethod
@@ -183,6 +188,7 @@ class TensorReport:
             dtype=d.get("dtype", "float64"),
             accuracy=d.get("accuracy"),
             undecided=d.get("undecided", False),
+            inherited=d.get("inherited", False),
         )
 
 
@@ -206,6 +212,7 @@ class ReportRecord:
     analytic: Any = None
     strict: bool = False
     cost_flat: bool = False
+    origin: Origin | None = None
 
     @property
     def failing(self) -> list[TensorReport]:
@@ -236,6 +243,7 @@ class ReportRecord:
             "seconds": self.seconds,
             "warnings": list(self.warnings),
             "policy": dict(self.policy),
+            "origin": None if self.origin is None else self.origin.to_dict(),
             "tensors": [t.to_dict() for t in self.tensors.values()],
         }
 
@@ -262,6 +270,7 @@ class ReportRecord:
             seconds=d["seconds"],
             strict=d.get("strict", d["passed"] and d["difference"] <= d["tol"]),
             cost_flat=d.get("cost_flat", False),
+            origin=None if d.get("origin") is None else Origin.from_dict(d["origin"]),
         )
 
     @classmethod

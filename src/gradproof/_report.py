@@ -41,6 +41,10 @@ class Report(ReportRecord):
         seconds: wall time of the check.
         cost_flat: the cost did not change when any parameter was perturbed,
             although the analytic gradient is not zero: it ignores its argument.
+        origin: where one error enters the backward pass (an ``Origin``: the layer,
+            the parameters wrong there, those that inherit it, the evidence), when the
+            parameters are named by layer and the failures form one block from some
+            layer down; ``None`` otherwise.
     """
 
     def __str__(self) -> str:

@@ -1,0 +1,161 @@
+"""Where an error enters the backward pass, inferred from the layer order of the parameters.
+
+A backward pass runs from the last layer to the first, and each layer's ``dZ`` is made
+from the one above it: a single mistake corrupts every gradient computed after it. When
+the parameters are named by layer (``W1 ... WL``, ``b1 ... bL`` as the seeds name them,
+or paths with a layer number: ``layers.0.W``, ``2.weight``) and the failures form one
+block (every parameter of the layers from some layer down to the first wrong, every
+layer above it right), one mistake explains them all: it enters at that layer's ``dZ``
+(between the ``dZ`` above and it: its ``dA``, or its activation's derivative), its own
+parameters are wrong there and the layers below only inherit it. Failures of any other
+shape (a wrong ``dW`` alone, two separate slips) are left to each parameter's diagnosis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# "W2", "b10", "gamma3": a letter name and the layer number, as the seeds name them.
+_SEEDS_NAME = re.compile(r"^(?P<kind>[A-Za-z]+)(?P<layer>\d+)$")
+# "layers.0.W", "2.weight", "layer3.W": the first path component that carries a number.
+_PATH_PART = re.compile(r"^(?P<stem>[A-Za-z_]*?)(?P<layer>\d+)$")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one error enters the backward pass.
+
+    Attributes:
+        layer: the layer it enters at, as the parameters name it (``"2"``, ``"layers.1"``).
+        there: the parameters wrong at that layer (their gradients are made from its ``dZ``).
+        inherited: the parameters of the layers below, wrong only through it.
+        right: the parameters of the layers above it, right.
+        where: where in the backward pass, in words.
+        evidence: what the finding rests on.
+    """
+
+    layer: str
+    there: tuple[str, ...]
+    inherited: tuple[str, ...]
+    right: tuple[str, ...]
+    where: str
+    evidence: str
+
+    @property
+    def sentence(self) -> str:
+        """The finding as one sentence, for the headline."""
+        there = ", ".join(self.there)
+        inherit = f" and {', '.join(self.inherited)} inherit it" if self.inherited else ""
+        return (
+            f"the error enters at {self.where}: {there} "
+            f"{'are' if len(self.there) > 1 else 'is'} wrong there{inherit} ({self.evidence})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "there": list(self.there),
+            "inherited": list(self.inherited),
+            "right": list(self.right),
+            "where": self.where,
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Origin:
+        return cls(
+            layer=d["layer"],
+            there=tuple(d["there"]),
+            inherited=tuple(d["inherited"]),
+            right=tuple(d["right"]),
+            where=d["where"],
+            evidence=d["evidence"],
+        )
+
+
+@dataclass(frozen=True)
+class _Layer:
+    key: tuple[str, int]  # (the path before the number, the number): orders the layers
+    label: str  # as the user names it: "2", "layers.1"
+    seeds: bool  # named as the seeds name them (W2, b2): dZ2, dA2 can be said
+    names: tuple[str, ...]
+
+
+def _layer_of(name: str) -> tuple[tuple[str, int], str, bool] | None:
+    match = _SEEDS_NAME.match(name)
+    if match:
+        layer = match["layer"]
+        return ("", int(layer)), layer, True
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        found = _PATH_PART.match(part)
+        if found:
+            stem = ".".join([*parts[:i], found["stem"]])
+            return (stem, int(found["layer"])), ".".join(parts[: i + 1]), False
+    return None
+
+
+def _layers(names: list[str]) -> list[_Layer] | None:
+    """The parameters grouped by layer, first layer first; ``None`` unless every
+    parameter belongs to a layer of one numbered sequence, and there are two or more."""
+    by_key: dict[tuple[str, int], list[str]] = {}
+    labels: dict[tuple[str, int], tuple[str, bool]] = {}
+    for name in names:
+        found = _layer_of(name)
+        if found is None:
+            return None
+        key, label, seeds = found
+        by_key.setdefault(key, []).append(name)
+        labels[key] = (label, seeds)
+    if len(by_key) < 2 or len({stem for stem, _ in by_key}) != 1:
+        return None
+    return [
+        _Layer(key, labels[key][0], labels[key][1], tuple(by_key[key])) for key in sorted(by_key)
+    ]
+
+
+def infer(failed: dict[str, bool], undecided: set[str]) -> Origin | None:
+    """Where one error enters, from which parameters failed (``failed``, by name, in the
+    order of params); ``None`` where the layer order explains nothing or nothing failed."""
+    layers = _layers(list(failed))
+    if layers is None or undecided or not any(failed.values()):
+        return None
+    wrong = [all(failed[n] for n in layer.names) for layer in layers]
+    right = [not any(failed[n] for n in layer.names) for layer in layers]
+    # the highest layer with a failure: everything above it right, it and below all wrong
+    top = max(i for i, layer in enumerate(layers) if not right[i])
+    if not all(wrong[: top + 1]) or not all(right[top + 1 :]):
+        return None
+    entry = layers[top]
+    if top == 0 and len(entry.names) < 2:
+        return None  # one parameter of one layer: its own diagnosis says it
+    below = [n for layer in layers[:top] for n in layer.names]
+    above = [n for layer in layers[top + 1 :] for n in layer.names]
+    where = _where(entry, layers[top + 1] if top + 1 < len(layers) else None)
+    kept = f"layer {layers[top + 1].label} is right, " if above else ""
+    wrong_part = (
+        f"every layer from {entry.label} down is wrong"
+        if below
+        else f"all of layer {entry.label}'s parameters are wrong"
+    )
+    evidence = f"inferred from the layer order: {kept}{wrong_part}"
+    return Origin(entry.label, entry.names, tuple(below), tuple(above), where, evidence)
+
+
+def _where(entry: _Layer, above: _Layer | None) -> str:
+    k = entry.label
+    if not entry.seeds:
+        if above is None:
+            return f"layer {k}'s backward (the loss's derivative, or layer {k}'s own)"
+        return (
+            f"layer {k}'s backward (the gradient layer {above.label} passes down, or layer "
+            f"{k}'s activation)"
+        )
+    if above is None:
+        return f"dZ{k}, the last layer's (the loss's derivative, or the output activation's)"
+    return (
+        f"layer {k}'s backward (between dZ{above.label} and dZ{k}: dA{k}, or the "
+        f"activation derivative of layer {k})"
+    )

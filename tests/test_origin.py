@@ -1,0 +1,124 @@
+"""One bug, one cause: where an error enters the backward pass, from the layer order."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gradproof as gp
+from gradproof.examples import backward_propagation_n, forward_propagation_n, seed_case
+
+X, Y, PARAMS = seed_case()
+_, CACHE = forward_propagation_n(X, Y, PARAMS)
+
+
+def cost(p):
+    return forward_propagation_n(X, Y, p)
+
+
+def backward(slip: str | None = None) -> dict[str, np.ndarray]:
+    """The seeds' backward pass, with one slip in the line named ``slip``."""
+    (Z1, A1, _, _, Z2, A2, W2, _, _, A3, W3, _) = CACHE
+    m = X.shape[1]
+
+    def s(name: str, value: np.ndarray) -> np.ndarray:
+        return value * 1.1 if name == slip else value
+
+    dZ3 = s("dZ3", A3 - Y)
+    dW3 = s("dW3", 1.0 / m * np.dot(dZ3, A2.T))
+    db3 = s("db3", 1.0 / m * np.sum(dZ3, axis=1, keepdims=True))
+    dA2 = s("dA2", np.dot(W3.T, dZ3))
+    dZ2 = np.multiply(dA2, np.int64((Z2 > 0.5) if slip == "relu2" else (A2 > 0)))
+    dW2 = s("dW2", 1.0 / m * np.dot(dZ2, A1.T))
+    db2 = s("db2", 1.0 / m * np.sum(dZ2, axis=1, keepdims=True))
+    dA1 = s("dA1", np.dot(W2.T, dZ2))
+    dZ1 = np.multiply(dA1, np.int64((Z1 > 0.5) if slip == "relu1" else (A1 > 0)))
+    dW1 = s("dW1", 1.0 / m * np.dot(dZ1, X.T))
+    db1 = s("db1", 1.0 / m * np.sum(dZ1, axis=1, keepdims=True))
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
+
+
+def test_the_seeds_backward_written_here_is_theirs():
+    theirs = backward_propagation_n(X, Y, CACHE)
+    ours = backward()
+    assert all(np.array_equal(ours[k], theirs["d" + k]) for k in ours)
+    assert gp.check(cost, PARAMS, ours).passed
+
+
+# slip -> (layer it enters at, parameters wrong there, parameters inheriting it)
+PROPAGATED = {
+    "dZ3": ("3", ("W3", "b3"), ("W1", "b1", "W2", "b2")),
+    "dA2": ("2", ("W2", "b2"), ("W1", "b1")),
+    "relu2": ("2", ("W2", "b2"), ("W1", "b1")),
+    "dA1": ("1", ("W1", "b1"), ()),
+    "relu1": ("1", ("W1", "b1"), ()),
+}
+
+
+@pytest.mark.parametrize("slip", list(PROPAGATED))
+def test_a_slip_that_propagates_is_named_once_where_it_enters(slip):
+    report = gp.check(cost, PARAMS, backward(slip))
+    layer, there, inherited = PROPAGATED[slip]
+    assert not report.passed and report.origin is not None
+    assert report.origin.layer == layer
+    assert set(report.origin.there) == set(there)
+    assert set(report.origin.inherited) == set(inherited)
+    assert {t.name for t in report.tensors.values() if t.inherited} == set(inherited)
+    # one headline, and no row sends the reader to a line of its own
+    text = str(report)
+    assert "the error enters at" in text.splitlines()[0]
+    for name in there:
+        assert report.tensors[name].cause.startswith("the error enters at")
+        assert "stray constant factor" not in report.tensors[name].cause
+    for name in inherited:
+        assert "inherited from layer" in report.tensors[name].cause
+        assert "WRONG (inherited)" in text
+
+
+@pytest.mark.parametrize("slip", ["dW3", "db3", "dW2", "db2", "dW1", "db1"])
+def test_a_slip_local_to_one_gradient_is_left_to_its_own_diagnosis(slip):
+    report = gp.check(cost, PARAMS, backward(slip))
+    assert [t.name for t in report.failing] == [slip[1:]]
+    assert report.origin is None
+    assert report.tensors[slip[1:]].pattern == "scale"  # "analytic = 1.10 × numeric"
+
+
+def test_the_seeds_two_separate_bugs_are_two_causes():
+    report = gp.check(cost, PARAMS, backward_propagation_n(X, Y, CACHE, buggy=True))
+    assert report.origin is None
+    assert report.tensors["W2"].pattern == report.tensors["b1"].pattern == "scale"
+
+
+def test_the_origin_travels_in_json_and_matches_the_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib import resources
+
+    report = gp.check(cost, PARAMS, backward("dA2"))
+    data = report.to_dict()
+    schema = json.loads(resources.files("gradproof").joinpath("report.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    again = gp.Report.from_dict(data)
+    assert again.origin == report.origin
+    assert again.tensors["W1"].inherited and not again.tensors["W2"].inherited
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b", "layers.2.W", "layers.2.b"],
+        ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"],
+    ],
+)
+def test_paths_with_a_layer_number_are_read_as_layers(names):
+    from gradproof._origin import infer
+
+    failed = dict(zip(names, [True, True, True, True, False, False], strict=True))
+    origin = infer(failed, set())
+    assert origin is not None and origin.inherited == tuple(names[:2])
+    assert origin.there == tuple(names[2:4]) and origin.right == tuple(names[4:])
+    # a failure outside one block from the top down explains nothing by the layer order
+    failed = dict(zip(names, [True, False, True, True, False, False], strict=True))
+    assert infer(failed, set()) is None
+    assert infer(dict.fromkeys(names, True), {names[0]}) is None  # undecided: no story
