@@ -122,3 +122,33 @@ def test_paths_with_a_layer_number_are_read_as_layers(names):
     failed = dict(zip(names, [True, False, True, True, False, False], strict=True))
     assert infer(failed, set()) is None
     assert infer(dict.fromkeys(names, True), {names[0]}) is None  # undecided: no story
+
+
+def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    class BadTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y)  # the slip: 1 - y**2
+
+    class Act(torch.nn.Module):
+        def forward(self, x):
+            return BadTanh.apply(x)
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), Act()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(5, 1)).double()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    report = gpt.check(model, x, loss=lambda out: out.pow(2).sum())
+    assert report.origin is not None and report.origin.layer == "2"
+    assert report.origin.inherited == ("0.weight", "0.bias")
+    assert report.origin.right == ("4.weight", "4.bias")

@@ -395,6 +395,8 @@ def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ())
         deterministic=all(r.deterministic for r in reports),
         seconds=sum(r.seconds for r in reports),
         strict=passed and all(r.strict for r in reports),
+        # the unlabelled (reverse-mode) part's rows keep their names: its origin holds
+        origin=first.origin if not parts[0][0] else None,
         cost_flat=any(r.cost_flat for r in reports),
     )
 
