@@ -150,6 +150,7 @@ ALLOWED = {
     ("torch.py", "__init__", "lines"): TO_SPLIT,
     # functions over FUNCTION_PARAMETERS parameters
     ("_check.py", "check", "parameters"): PUBLIC,
+    ("_check.py", "assert_gradients", "parameters"): PUBLIC + " (check's)",
     ("jax.py", "check_grads", "parameters"): PUBLIC + " (jax.test_util.check_grads')",
     ("torch.py", "gradcheck", "parameters"): PUBLIC + " (torch.autograd.gradcheck's)",
     ("torch.py", "gradgradcheck", "parameters"): PUBLIC + " (torch.autograd.gradgradcheck's)",

@@ -208,3 +208,35 @@ def test_a_misspelt_option_names_the_function_it_was_passed_to_and_the_fix(param
         gp.GradientSpecError, match=r"unknown option 'methd' \(did you mean 'method'"
     ):
         gp.assert_gradients(cost, params, grads, methd="central")
+
+
+def test_check_answers_a_misspelt_option_as_assert_gradients_does(params):
+    # gp.check's signature is explicit: Python's bare TypeError is answered with the
+    # closest option, as every other entry point answers it
+    with pytest.raises(gp.GradientSpecError, match=r"gp.check got .*'mdoe' .*'mode'"):
+        gp.check(cost, params, grads, mdoe="full")
+    with pytest.raises(TypeError):  # a missing argument is still Python's own error
+        gp.check(cost, params)
+
+
+@pytest.mark.parametrize("name", ["atol", "rtol"])
+def test_a_drop_ins_tolerance_is_refused_alike_by_every_check(params, name):
+    for entry in (gp.check, gp.assert_gradients):
+        with pytest.raises(gp.GradientSpecError, match=f"got '{name}'.*take tol"):
+            entry(cost, params, grads, **{name: 1e-3})
+
+
+def test_a_masked_array_is_refused_rather_than_silently_unmasked():
+    w = np.ma.masked_array(np.ones(3), mask=[0, 1, 0])
+    with pytest.raises(gp.GradientSpecError, match=r"masked array.*\.filled\(\.\.\.\)"):
+        gp.check(lambda p: float(np.sum(p**2)), w, 2 * np.ones(3))
+    assert np.array_equal(w.mask, [0, 1, 0])  # (and left as it was)
+
+
+def test_a_cost_beyond_float32s_range_raises_no_overflow_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = gp.check(lambda p: float(np.sum(p**2)) * 1e39, np.ones(2), 2e39 * np.ones(2))
+    assert report.passed

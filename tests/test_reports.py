@@ -298,3 +298,19 @@ def test_rich_print_renders_the_report(seed_reports):
     text = console.export_text()
     assert "Gradient check failed: 2 of 6 parameters wrong" in text
     assert "likely cause: a stray constant factor in dW2" in text and "WRONG" in text
+
+
+def test_repr_is_one_line_and_str_is_the_table(seed_reports):
+    *_, buggy, fixed = seed_reports
+    for report in (buggy, fixed):
+        line = repr(report)
+        assert "\n" not in line and len(line) < 200, line
+        assert line.startswith("<gradproof.Report: Gradient check")
+        assert str(report).splitlines()[0] in _format_headline(report)
+    assert "2 of 6 parameters wrong" in repr(buggy)
+
+
+def _format_headline(report):
+    from gradproof._format import headline
+
+    return headline(report)

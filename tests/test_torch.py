@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+import gradproof as gp  # noqa: E402
 import gradproof.torch as gpt  # noqa: E402
 
 
@@ -191,3 +192,12 @@ def test_plain_check_accepts_a_cost_returning_a_torch_scalar():
     assert report.passed
     with pytest.raises(gp.CostError, match="of size 2"):
         gp.check(lambda p: torch.tensor(p), w, 2 * w)
+
+
+def test_a_list_of_inputs_or_a_numpy_input_gets_the_fix_not_nothing_to_check():
+    a = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    b = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(gp.GradientSpecError, match=r"write gpt.check\(f, \*tensors\)"):
+        gpt.check(lambda x, y: (x * y).sum(), [a, b])
+    with pytest.raises(gp.GradientSpecError, match="is a NumPy array"):
+        gpt.check(lambda x: x.sum(), np.ones(3))

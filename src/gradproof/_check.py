@@ -9,6 +9,8 @@ the check point) → :func:`._full.run` or :func:`._directional.run` (an
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from ._compare import flat64
 from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
 from ._grads import resolve
-from ._options import Executor, Options, options
+from ._options import Executor, Options, options, refuse
 from ._policy import Method, Mode
 from ._progress import format_seconds
 from ._records import Outcome, TensorReport
@@ -33,6 +35,27 @@ from ._sweep import Batched, sweep_leaves
 Cost = Callable[[Any], Any]
 
 
+def _suggesting(fn: Callable[..., Report]) -> Callable[..., Report]:
+    """``fn`` with a misspelt option answered by the closest one it takes (a
+    :class:`GradientSpecError`), not Python's bare ``TypeError``."""
+    signature = inspect.signature(fn)
+    names = tuple(n for n, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Report:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            unknown = [k for k in kwargs if k not in signature.parameters]
+            if unknown:
+                refuse(f"gp.{fn.__name__}", unknown[0], names)
+            raise
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+@_suggesting
 def check(
     cost: Cost,
     params: Any,
@@ -107,15 +130,41 @@ def check(
     return run(cost, params, grads, opts)
 
 
-def assert_gradients(cost: Cost, params: Any, grads: Any, **check_options: Any) -> Report:
-    """Like :func:`check`, but raises :class:`GradientError` (an ``AssertionError``) on failure.
+@_suggesting
+def assert_gradients(
+    cost: Cost,
+    params: Any,
+    grads: Any,
+    *,
+    method: Method = "central",
+    eps: float | None = None,
+    tol: float = 1e-7,
+    mode: Mode = "full",
+    k: int | None = None,
+    seed: int = 0,
+    executor: Executor | None = None,
+    progress: bool | None = None,
+) -> Report:
+    """Like :func:`check` (the same arguments), but raises :class:`GradientError` (an
+    ``AssertionError``) on failure.
 
     Example:
         >>> import numpy as np, gradproof as gp
         >>> gp.assert_gradients(lambda w: np.sum(w ** 3), np.ones(3), 3 * np.ones(3)).passed
         True
     """
-    report = run(cost, params, grads, options("gp.assert_gradients", **check_options))
+    opts = options(
+        "gp.assert_gradients",
+        method=method,
+        eps=eps,
+        tol=tol,
+        mode=mode,
+        k=k,
+        seed=seed,
+        executor=executor,
+        progress=progress,
+    )
+    report = run(cost, params, grads, opts)
     if not report.passed:
         raise GradientError(report)
     return report

@@ -304,7 +304,8 @@ def cost_unit(j0: float, values: Sequence[float]) -> float:
 
 
 def _is_float32(v: float) -> bool:
-    return bool(np.isfinite(v)) and float(np.float32(v)) == v
+    with np.errstate(over="ignore"):  # beyond float32's range: not a float32 number
+        return bool(np.isfinite(v)) and float(np.float32(v)) == v
 
 
 def significant_bits(v: float) -> int:

@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -79,6 +79,35 @@ class Options:
 # The options a user may pass (``precision_bits`` and ``normwise_floor`` are front-ends').
 FRONT_END_OPTIONS = ("precision_bits", "normwise_floor")
 NAMES = tuple(f.name for f in dataclasses.fields(Options) if f.name not in FRONT_END_OPTIONS)
+# A drop-in's own tolerances (gradcheck's, check_grads'): set by the drop-ins, not taken
+# by gradproof's own checks, whose bound is ``tol``.
+DROP_IN_OPTIONS = ("atol", "rtol")
+CHECK_NAMES = tuple(n for n in NAMES if n not in DROP_IN_OPTIONS)
+
+
+def refuse(caller: str, name: str, names: tuple[str, ...]) -> NoReturn:
+    """Raise the error for an option ``caller`` does not take, with the closest it does."""
+    if name in DROP_IN_OPTIONS:
+        raise GradientSpecError(
+            f"{caller} got {name!r}: that is a drop-in's tolerance (gradcheck's, check_grads'); "
+            "gradproof's checks take tol, the bound on the relative difference "
+            "‖g − g̃‖ / (‖g‖ + ‖g̃‖)"
+        )
+    close = difflib.get_close_matches(name, names, n=1) or [
+        n for n in names if name.startswith(n) or n.startswith(name)
+    ]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise GradientSpecError(
+        f"{caller} got an unknown option {name!r}{hint}; it takes {', '.join(names)}"
+    )
+
+
+def user_options(caller: str, /, **given: Any) -> Options:
+    """:func:`options` for gradproof's own checks: everything but a drop-in's tolerances."""
+    unknown = sorted(set(given) - set(CHECK_NAMES))
+    if unknown:
+        refuse(caller, unknown[0], CHECK_NAMES)
+    return options(caller, **given)
 
 
 def options(caller: str, /, **given: Any) -> Options:
@@ -90,13 +119,7 @@ def options(caller: str, /, **given: Any) -> Options:
     """
     unknown = sorted(set(given) - set(NAMES))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], NAMES, n=1) or [
-            n for n in NAMES if unknown[0].startswith(n) or n.startswith(unknown[0])
-        ]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise GradientSpecError(
-            f"{caller} got an unknown option {unknown[0]!r}{hint}; it takes {', '.join(NAMES)}"
-        )
+        refuse(caller, unknown[0], NAMES)
     opts = Options(**given)
     _validate(opts)
     k = None if opts.k is None else int(opts.k)

@@ -50,6 +50,11 @@ class Report(ReportRecord):
     def __str__(self) -> str:
         return _format.text(self)
 
+    def __repr__(self) -> str:
+        """One line: the headline's verdict (a REPL shows this; ``print`` shows the table)."""
+        verdict = _format.headline(self).split("; ")[0]
+        return f"<gradproof.Report: {verdict}; print(report) for the table>"
+
     def _repr_html_(self) -> str:
         return _format.html(self)
 

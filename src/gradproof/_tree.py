@@ -96,6 +96,13 @@ def _leaf_of(path: Path, value: Any) -> Leaf:
             f"parameter {name!r} is a boolean; only floating-point arrays and real numbers "
             "can be perturbed. Leave it out of params (close over it in the cost instead)."
         )
+    if isinstance(value, np.ma.MaskedArray):
+        raise GradientSpecError(
+            f"parameter {name!r} is a masked array; the check perturbs every element and "
+            "hands the cost plain arrays, so its mask would be lost without a word. Pass "
+            f"{name}.filled(...) or {name}.data, and apply the mask inside the cost (close over "
+            "it) if the cost should ignore those elements"
+        )
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             return Leaf(name, path, value.shape, value.dtype, is_scalar=False)

@@ -26,7 +26,7 @@ import numpy as np
 from . import _adapter, _policy
 from ._adapter import BATCH_ELEMENTS
 from ._errors import CostError, GradientSpecError
-from ._options import options
+from ._options import options, user_options
 from ._report import GradientError, Report
 
 
@@ -91,7 +91,7 @@ def check(
     """
     jax, _ = _jax()
     modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
-    opts = options("gradproof.jax.check", **check_options)
+    opts = user_options("gradproof.jax.check", **check_options)
     with _checking(jax):
         return _check_all(jax, fn, params, args, opts, modes, order)
 

@@ -32,7 +32,7 @@ import numpy as np
 from . import _adapter
 from ._adapter import BATCH_ELEMENTS
 from ._errors import DerivativeRaised, GradientSpecError
-from ._options import Options, options
+from ._options import Options, options, user_options
 from ._report import GradientError, Report
 
 
@@ -82,7 +82,7 @@ def check(
     """
     torch = _torch()
     modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
-    opts = options("gradproof.torch.check", **check_options)
+    opts = user_options("gradproof.torch.check", **check_options)
     return _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
 
 
@@ -366,6 +366,26 @@ def _cuda_devices(torch, fn: Any, inputs: tuple) -> list[int]:
     return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
 
 
+def _nothing_to_check(torch: Any, inputs: Sequence[Any]) -> str:
+    """Why a check found no tensor to check, and the likely fix."""
+    for i, x in enumerate(inputs):
+        if isinstance(x, (list, tuple)) and any(torch.is_tensor(t) for t in x):
+            return (
+                f"nothing to check: input {i} is a {type(x).__name__} of tensors, and inputs "
+                "are passed one by one: write gpt.check(f, *tensors), not gpt.check(f, tensors)"
+            )
+        if isinstance(x, np.ndarray):
+            return (
+                f"nothing to check: input {i} is a NumPy array; pass a torch tensor created with "
+                "requires_grad=True (torch.tensor(x, dtype=torch.float64, requires_grad=True)), "
+                "or check NumPy code with gradproof.check"
+            )
+    return (
+        "nothing to check: no module parameter and no input requires grad. Pass a module, "
+        "or inputs created with requires_grad=True"
+    )
+
+
 def _private_copy(module: Any) -> Any:
     """A deep copy of ``module``, or the module itself where it cannot be copied (it holds
     a tensor computed with grad as an attribute, which deepcopy refuses): functional_call
@@ -444,10 +464,7 @@ class _Checker:
                 "inputs to check with requires_grad=True"
             )
         if not named:
-            raise GradientSpecError(
-                "nothing to check: no module parameter and no input requires grad. Pass a module, "
-                "or inputs created with requires_grad=True"
-            )
+            raise GradientSpecError(_nothing_to_check(torch, inputs))
         for name, t in named.items():
             if not (t.is_floating_point() or t.is_complex()):
                 raise GradientSpecError(
