@@ -332,8 +332,9 @@ class NoiseSite:
 @dataclass(frozen=True)
 class Noise:
     """The absolute error of one cost value (``bound``), and whether the measurement saw
-    the cost change at all (``seen``: at a spacing below the inputs' resolution, or a
-    grid's, every value is the same, and the bound is the model's alone)."""
+    the cost change (``seen``: its median deviation over the sites is not 0; at a spacing
+    below the inputs' resolution, or a grid's, the values at most sites are all the same,
+    and the bound is the model's alone)."""
 
     bound: float
     seen: bool
@@ -359,7 +360,7 @@ def measure_noise(
         with blame(f"while its round-off was measured near {s.name}"):
             measured.append(noise_level(evaluate, s.flat, s.index, j0, s.h))
     sigma = float(np.median(measured)) if measured else 0.0
-    return Noise(max(model, _policy.NOISE_MARGIN * sigma), any(m > 0 for m in measured))
+    return Noise(max(model, _policy.NOISE_MARGIN * sigma), sigma > 0)
 
 
 def cost_noise(

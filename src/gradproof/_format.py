@@ -134,11 +134,14 @@ def headline(report: ReportRecord) -> str:
     undecided = r.undecided
     if undecided and len(undecided) == len(r.failing):
         names = ", ".join(t.name for t in undecided[:5]) + (" ..." if len(undecided) > 5 else "")
-        return (
-            f"Gradient check undecided: {len(undecided)} of {rows} could not be judged "
-            f"({names}): the cost's values are too coarse for any step to resolve the "
-            "gradient; compute the cost in float64 to check it"
+        why = (
+            "every element sits at a kink, so nothing was compared; check at a point off the kinks"
+            if all(len(t.kinks) == t.checked for t in undecided)
+            else "the cost's values are too coarse for any step to resolve the gradient; "
+            "compute the cost in float64 to check it"
         )
+        head = f"Gradient check undecided: {len(undecided)} of {rows} could not be judged"
+        return f"{head} ({names}): {why}"
     if r.cost_flat:
         return (
             "Gradient check failed: the cost ignores params: it did not change when any "
