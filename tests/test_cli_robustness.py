@@ -246,3 +246,32 @@ def test_workers_that_die_exit_2_with_the_worker_error(tmp_path):
 def test_module_target_imports_from_the_current_folder(model):
     result = gradproof("check", "model:cost", "--workers", "2", cwd=model)
     assert result.returncode == 0, result.stderr
+
+
+def test_json_to_stdout_with_a_dash_and_the_table_on_stderr(model):
+    result = gradproof("check", "model.py:cost", "--json", "-", cwd=model)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["passed"] is True and data["tensors"][0]["name"] == "W"
+    assert "Gradient check passed" in result.stderr
+    assert not (model / "-").exists()
+
+
+def test_ctrl_c_ends_in_one_line_and_status_130(tmp_path):
+    (tmp_path / "slow.py").write_text(
+        "import time\nimport numpy as np\nparams = {'W': np.ones(3)}\n"
+        "def cost(p):\n    raise KeyboardInterrupt\n"
+        "def grads(p):\n    return {'dW': np.ones(3)}\n"
+    )
+    result = gradproof("check", "slow.py:cost", cwd=tmp_path)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "gradproof: interrupted"
+
+
+def test_the_cli_defaults_to_auto_and_says_which_mode_it_chose(model):
+    result = gradproof("check", "model.py:cost", cwd=model)
+    assert result.returncode == 0, result.stderr
+    assert "auto: chose full" in result.stdout
+    helped = " ".join(gradproof("check", "--help").stdout.split())
+    for says in ("central (default)", "bound on the relative difference", "seed of the sampled"):
+        assert says in helped, says

@@ -485,8 +485,9 @@ def _chosen_mode(
     # Directional mode needs central differences; other methods sample coordinates instead.
     cheap: Mode = "directional" if opts.method == "central" else "sample"
     chosen = opts.with_mode("full" if full_seconds <= _policy.AUTO_FULL_SECONDS else cheap)
+    took = "under a second" if full_seconds < 1 else f"about {format_seconds(full_seconds)}"
     why = (
-        f"chose {chosen.mode}: a full check would take about {format_seconds(full_seconds)} "
+        f"chose {chosen.mode}: a full check would take {took} "
         f"({n:,} coordinates at {seconds_per_eval * 1e3:.3g} ms per evaluation)"
     )
     return chosen, {"auto": why, "auto_full_seconds": full_seconds}

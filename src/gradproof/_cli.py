@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # now, not at exit, where a closed pipe can no longer be caught
     except BrokenPipeError:
         stdout_to_devnull()
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the shell's status 130
+        print("gradproof: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

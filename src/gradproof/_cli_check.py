@@ -49,15 +49,35 @@ def add_parser(sub: Any) -> None:
     p.add_argument("target", metavar="TARGET", help="the cost: FILE.py:FUNCTION or module:FUNCTION")
     p.add_argument("--params", default=":params", help="params object (default :params)")
     p.add_argument("--grads", default=":grads", help="gradient object or function (default :grads)")
-    p.add_argument("--method", default="central")
+    p.add_argument(
+        "--method",
+        default="central",
+        help="finite differences: central (default), forward, backward, complex or richardson",
+    )
     p.add_argument("--eps", type=float, default=None, help="fixed step (default: automatic)")
-    p.add_argument("--tol", type=float, default=1e-7)
-    p.add_argument("--mode", default="full", help="full, sample, directional or auto")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-7,
+        help="bound on the relative difference |g - g~| / (|g| + |g~|) (default 1e-7)",
+    )
+    p.add_argument(
+        "--mode",
+        default="auto",
+        help="auto (default: full when it takes at most 30 s, else directional), full, "
+        "sample or directional",
+    )
     p.add_argument("-k", type=int, default=None, help="coordinates or directions per parameter")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampled coordinates or directions"
+    )
     p.add_argument("--workers", type=int, default=None, help="worker processes")
     p.add_argument("--html", metavar="PATH", help="also write the report as an HTML page")
-    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the report as JSON ('-': to stdout, the table then to stderr)",
+    )
     p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
 
 
@@ -287,7 +307,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise UsageError(f"--html and --json both name {args.html}; give them different files")
     if args.html:
         _check_writable("--html", args.html, "report.html")
-    if args.json:
+    if args.json and args.json != "-":
         _check_writable("--json", args.json, "report.json")
 
 
@@ -300,7 +320,7 @@ def _write_outputs(args: argparse.Namespace, report: Any) -> None:
             lambda p: Path(p).write_text(report.to_json(indent=2) + "\n", encoding="utf-8"),
         ),
     ):
-        if not path:
+        if not path or path == "-":
             continue
         try:
             write(path)
@@ -310,10 +330,15 @@ def _write_outputs(args: argparse.Namespace, report: Any) -> None:
             ) from exc
 
 
-def _show(report: Any, color: bool | None) -> None:
-    """Print the report; a reader that closed the pipe early (| head) is not an error."""
+def _show(report: Any, color: bool | None, json_out: bool = False) -> None:
+    """Print the report (to stderr when stdout carries its JSON, ``json_out``); a reader
+    that closed the pipe early (| head) is not an error."""
     try:
-        report.show(color=color)
+        if json_out:
+            report.show(file=sys.stderr, color=color)
+            sys.stdout.write(report.to_json(indent=2) + "\n")
+        else:
+            report.show(color=color)
         sys.stdout.flush()
     except BrokenPipeError:
         stdout_to_devnull()
@@ -349,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 executor=args.workers,
             )
-        _show(report, False if args.no_color else None)
+        _show(report, False if args.no_color else None, json_out=args.json == "-")
         _write_outputs(args, report)
     except (UsageError, GradientSpecError, CostError, WorkerError) as exc:
         # One line however the message was written: the cost's own exception may span several.
