@@ -314,3 +314,17 @@ def _format_headline(report):
     from gradproof._format import headline
 
     return headline(report)
+
+
+def test_the_scale_column_is_shown_only_where_it_says_something():
+    # beside a wrong row whose diagnosis is no factor, a fitted "1" reads as "right"
+    w = np.linspace(-1.0, 1.0, 100)
+    g = 2 * w
+    g[[3, 50, 97]] += 1.0
+    text = str(gp.check(lambda p: float(np.sum(p**2)), w, g))
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.split()[:2] == ["theta", "(100,)"] and line.split()[-1] == "WRONG"
+    )
+    assert row.split()[-2] == "-" and row.split()[-1] == "WRONG"
