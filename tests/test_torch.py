@@ -62,7 +62,27 @@ def test_old_style_function_falls_back_to_one_by_one(ab):
 
     report = gpt.check(Old.apply, ab[0])
     assert report.passed
-    assert any("evaluations ran one by one" in w for w in report.warnings)
+    # quick one by one: no line about it in the report (a drop-in's every message had one),
+    # but the record says so
+    assert not any("evaluations ran one by one" in w for w in report.warnings)
+    assert "autograd.Function" in report.policy["unbatched"]
+
+
+def test_a_slow_one_by_one_check_says_why_it_ran_one_by_one(ab, monkeypatch):
+    class Old(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g * a.exp()
+
+    monkeypatch.setattr(gpt, "UNBATCHED_NOTE_SECONDS", 0.0)  # as if it had taken long
+    report = gpt.check(Old.apply, ab[0])
+    assert any("evaluations ran one by one" in w and "setup_context" in w for w in report.warnings)
 
 
 def test_module_parameters_are_named_and_module_and_rng_left_intact():
@@ -143,7 +163,7 @@ def test_batched_and_one_by_one_give_the_same_verdict(ab, monkeypatch):
 
     monkeypatch.setattr(gpt._Checker, "_vmapped", no_vmap)  # forces the one-by-one path
     seq = gpt.check(f, *ab)
-    assert any("one by one" in w for w in seq.warnings)
+    assert seq.policy.get("unbatched") and "unbatched" not in vm.policy
     assert vm.passed and seq.passed, str(seq)
     for name in vm.tensors:
         np.testing.assert_allclose(vm.numerical[name], seq.numerical[name], rtol=1e-9, atol=1e-12)

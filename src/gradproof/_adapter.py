@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,6 +77,10 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         left_out=getattr(adapter, "left_out", None) or None,
     )
     notes = adapter.notes()
+    # how the evaluations ran, for the record (a front-end's own keys in policy)
+    record: dict[str, Any] = getattr(adapter, "record", dict)()
+    if record:
+        report = dataclasses.replace(report, policy={**report.policy, **record})
     return dataclasses.replace(report, warnings=notes + report.warnings) if notes else report
 
 

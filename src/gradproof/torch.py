@@ -514,6 +514,7 @@ class _Checker:
         self.rng_state, self.cuda_state = rng
         self.projection = None
         self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
+        self.unbatched_seconds = 0.0  # time spent evaluating one by one since then
         self.vmap_slower: str | None = None  # batching ran, but slower than one by one
         self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
         self.vmap_timed = False  # batching has been timed against one by one
@@ -529,7 +530,7 @@ class _Checker:
                 f"the tensors checked are {'/'.join(self.low)}: the check ran on float64 copies "
                 "(autograd's gradient included); the module and inputs were not changed"
             )
-        if self.vmap_failed:
+        if self.vmap_failed and self.unbatched_seconds >= UNBATCHED_NOTE_SECONDS:
             hint = (
                 ". A custom autograd.Function batches with setup_context and "
                 "generate_vmap_rule = True"
@@ -543,6 +544,11 @@ class _Checker:
         if self.vmap_slower:
             notes.append(f"evaluations ran one by one: {self.vmap_slower}")
         return notes
+
+    def record(self) -> dict[str, str]:
+        """How the evaluations ran, for ``report.policy``: why one by one, if they did."""
+        why = self.vmap_failed or self.vmap_slower
+        return {"unbatched": why} if why else {}
 
     def replay(self) -> None:
         self.torch.set_rng_state(self.rng_state)
@@ -854,7 +860,10 @@ class _Checker:
                     raise
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.vmap_failed = textwrap.shorten(f"{type(exc).__name__}: {first}", 160)
-        return [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
+        began = time.perf_counter()
+        out = [_adapter.one_by_one(self, name, flat, coords, v) for v in values]
+        self.unbatched_seconds += time.perf_counter() - began
+        return out
 
     def _vmapped(self, name, flat, coords, values) -> np.ndarray:
         torch = self.torch
@@ -896,6 +905,9 @@ class _Checker:
 
 # Rows of the first two batches; the second is timed against one-by-one evaluation.
 PROBE_ROWS = 64
+# The note that evaluations ran one by one (vmap could not batch the cost) is given once
+# they took this long: below it, batching would have saved nothing worth a line.
+UNBATCHED_NOTE_SECONDS = 1.0
 
 
 # The exceptions torch raises itself; only these may mean "cannot be batched".
