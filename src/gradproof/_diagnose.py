@@ -104,18 +104,6 @@ def undecided(accuracy: float, step: float, why: str, eps_given: bool) -> Diagno
     )
 
 
-def all_kinks(count: int) -> Diagnosis:
-    """A parameter each of whose elements sits at a kink: nothing was compared."""
-    every = "its element sits" if count == 1 else f"each of its {count} elements sits"
-    return Diagnosis(
-        "undecided",
-        f"could not be judged: {every} at a kink (the one-sided slopes disagree), and kinks "
-        "are left out of the verdict, so nothing was compared",
-        "check at a point off the kinks (away from 0 for abs, relu or max), or, if the cost "
-        "is rounded or noisy, compute it in float64",
-    )
-
-
 def _clipped(aw: np.ndarray, nw: np.ndarray, analytic: np.ndarray, dname: str) -> Diagnosis | None:
     """Gradient clipping: at every wrong element (two or more) the analytic value is the
     same bound ``±c``, and the numeric one lies beyond it on the same side, while no

@@ -143,9 +143,7 @@ def headline(report: ReportRecord) -> str:
     if undecided and len(undecided) == len(r.failing):
         names = ", ".join(t.name for t in undecided[:5]) + (" ..." if len(undecided) > 5 else "")
         why = (
-            "every element sits at a kink, so nothing was compared; check at a point off the kinks"
-            if all(len(t.kinks) == t.checked for t in undecided)
-            else "the cost's values are too coarse for any step to resolve the gradient; "
+            "the cost's values are too coarse for any step to resolve the gradient; "
             "compute the cost in float64 to check it"
         )
         head = f"Gradient check undecided: {len(undecided)} of {rows} could not be judged"
