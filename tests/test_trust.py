@@ -426,3 +426,20 @@ def test_a_finer_noise_measurement_that_sees_round_off_is_not_discarded():
     # that saw no change at all is discarded): sin(3e6·x)'s oscillation is not noise
     w, x = 3e6, np.array([-1.74912831e-06])
     assert gp.check(lambda p: float(np.sum(np.sin(w * p))), x, w * np.cos(w * x)).passed
+
+
+def test_a_scalar_with_a_missing_term_is_not_called_a_stray_factor():
+    # d/db of (b + 1)^2 + 3b is 2(b + 1) + 3; the 3 forgotten reads as a factor on one number
+    b = 0.5
+    report = gp.check(lambda p: (p + 1) ** 2 + 3 * p, b, 2 * (b + 1))
+    t = report.tensors["theta"]
+    assert t.pattern == "scale" and "stray constant factor" not in t.cause
+    assert "cannot tell them apart" in t.cause
+
+
+def test_a_factor_is_counted_over_the_elements_that_are_not_zero_on_both_sides():
+    w = np.array([0.5, -1.0, 2.0, 0.0, 0.0, 0.0])
+    mask = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    report = gp.check(lambda p: float(np.sum((mask * p) ** 2)), w, 2 * 2 * mask * w)
+    finding = report.tensors["theta"].finding
+    assert "all 3 non-zero elements (3 are zero on both sides)" in finding, finding

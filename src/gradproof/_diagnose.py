@@ -238,14 +238,20 @@ def diagnose(
     if scale is not None and n > 0:
         residual = float(np.linalg.norm(g - scale * gt))
         if residual <= fits * g_norm and residual <= explains * disagreement:
+            # elements zero on both sides fit any factor: they are no evidence of one
+            moved = int(np.count_nonzero((g != 0) | (gt != 0)))
             every = "the single element" if n == 1 else f"all {n} elements"
+            if moved == 1 and n > 1:
+                every = f"the one non-zero element ({n - 1} are zero on both sides)"
+            elif moved < n:
+                every = f"all {moved} non-zero elements ({n - moved} are zero on both sides)"
             if abs(scale + 1) <= fits:
                 return Diagnosis(
                     "sign",
                     f"analytic = -1.00 × numeric for {every}",
                     f"a flipped sign in {dname} (e.g. A - Y written as Y - A)",
                 )
-            return _scaled(scale, f"for {every}", dname)
+            return _scaled(scale, f"for {every}", dname, single=moved <= 1)
     square = coords is None and len(shape) == 2 and shape[0] == shape[1] > 1
     a2 = analytic.reshape(shape) if square else analytic
     n2 = numeric.reshape(shape) if square else numeric
@@ -295,14 +301,21 @@ def diagnose(
     )
 
 
-def _scaled(scale: float, where: str, dname: str) -> Diagnosis:
+def _scaled(scale: float, where: str, dname: str, single: bool = False) -> Diagnosis:
     """A gradient off by one factor: a stray constant, or (close to 1) a small systematic error.
 
-    The factor is printed with enough digits to show how far it is from 1.
+    The factor is printed with enough digits to show how far it is from 1. One element
+    (``single``) fits any factor: a missing term reads the same, and the cause says so.
     """
     off = abs(scale - 1)
     digits = 2 if off >= 0.01 or not off > 0 else min(12, 1 - math.floor(math.log10(off)))
     finding = f"analytic = {scale:.{digits}f} × numeric {where}"
+    if single:
+        return Diagnosis(
+            "scale",
+            finding,
+            f"a wrong factor or a wrong term in {dname} (one element cannot tell them apart)",
+        )
     if off >= 0.01:
         return Diagnosis("scale", finding, f"a stray constant factor in {dname}")
     return Diagnosis(
