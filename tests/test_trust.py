@@ -443,3 +443,22 @@ def test_a_factor_is_counted_over_the_elements_that_are_not_zero_on_both_sides()
     report = gp.check(lambda p: float(np.sum((mask * p) ** 2)), w, 2 * 2 * mask * w)
     finding = report.tensors["theta"].finding
     assert "all 3 non-zero elements (3 are zero on both sides)" in finding, finding
+
+
+def test_one_whole_short_row_wrong_is_that_row_not_a_few_elements():
+    W = np.random.default_rng(0).standard_normal((10, 4))
+    g = 2 * W
+    g[3] *= 1.5
+    t = gp.check(lambda p: float(np.sum(p**2)), W, g).tensors["theta"]
+    assert t.pattern == "row" and "row 3" in t.finding
+    g = 2 * W
+    g[3, :2] *= 1.5  # part of a row: a few elements, listed
+    assert gp.check(lambda p: float(np.sum(p**2)), W, g).tensors["theta"].pattern == "few"
+
+
+def test_the_transpose_hint_fits_row_major_and_column_major_code():
+    A = np.arange(16.0).reshape(4, 4) / 10  # not symmetric: dW = A
+    W = np.random.default_rng(1).standard_normal((4, 4))
+    t = gp.check(lambda p: float(np.sum(A * p)), W, A.T).tensors["theta"]
+    assert t.pattern == "transpose"
+    assert "dZ · Aᵀ" in t.cause and "Aᵀ · dZ" in t.cause

@@ -262,7 +262,9 @@ def diagnose(
         return Diagnosis(
             "transpose",
             "analytic is the transpose of the numeric gradient",
-            f"{dname} is transposed: swap the operands of its product (dZ · Aᵀ, not A · dZᵀ)",
+            f"{dname} is transposed: swap the operands of its product, or its transposes "
+            "(dW = dZ · Aᵀ where examples are columns, as in the seeds; dW = Aᵀ · dZ where "
+            "they are rows)",
         )
     clipped = _clipped(aw, nw, analytic, dname)
     if clipped is not None:
@@ -273,32 +275,45 @@ def diagnose(
             f"analytic is zero at {k} of {n} elements where the numeric one is not",
             f"a missing term in {dname}: a path dropped, or a mask applied where it should not be",
         )
+    line = _one_line(shape, [index_of(j) for j in wrong], dname) if k >= 2 else None
+    # a whole row or column wrong, even a short one, is that row, not a few elements
+    if line is not None and coords is None and k == shape[1 if line.pattern == "row" else 0]:
+        return line
     if 0 < k <= _policy.FEW_ELEMENTS and k < n:
         items = [(index_of(i), analytic[i], numeric[i]) for i in wrong]
         return _few(name, shape, items, f"{k} of {n} elements wrong")
     offset = _offset(aw - nw, name, dname)
     if offset is not None:
         return offset
-    if len(shape) == 2 and k:
-        rows, cols = np.unravel_index([index_of(j) for j in wrong], shape)
-        if np.all(rows == rows[0]) and shape[0] > 1:
-            return Diagnosis(
-                "row",
-                f"all {k} wrong elements lie in row {int(rows[0])}",
-                f"one row of {dname} is wrong: look at how that row (unit) is indexed",
-            )
-        if np.all(cols == cols[0]) and shape[1] > 1:
-            return Diagnosis(
-                "column",
-                f"all {k} wrong elements lie in column {int(cols[0])}",
-                f"one column of {dname} is wrong: look at that input feature or example",
-            )
+    if line is not None:
+        return line
     fit = f" (best fit: analytic ≈ {scale:.3g} × numeric)" if scale is not None else ""
     return Diagnosis(
         "other",
         f"analytic and numeric disagree at {k} of {n} elements, with no simple pattern{fit}",
         f"{dname} is wrong: re-derive each of its terms from the forward pass",
     )
+
+
+def _one_line(shape: Index, flat_indices: list[int], dname: str) -> Diagnosis | None:
+    """The wrong elements of a matrix all in one row, or all in one column, else ``None``."""
+    if len(shape) != 2 or not flat_indices:
+        return None
+    rows, cols = np.unravel_index(flat_indices, shape)
+    k = len(flat_indices)
+    if np.all(rows == rows[0]) and shape[0] > 1:
+        return Diagnosis(
+            "row",
+            f"all {k} wrong elements lie in row {int(rows[0])}",
+            f"one row of {dname} is wrong: look at how that row (unit) is indexed",
+        )
+    if np.all(cols == cols[0]) and shape[1] > 1:
+        return Diagnosis(
+            "column",
+            f"all {k} wrong elements lie in column {int(cols[0])}",
+            f"one column of {dname} is wrong: look at that input feature or example",
+        )
+    return None
 
 
 def _scaled(scale: float, where: str, dname: str, single: bool = False) -> Diagnosis:
