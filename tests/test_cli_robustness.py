@@ -275,3 +275,9 @@ def test_the_cli_defaults_to_auto_and_says_which_mode_it_chose(model):
     helped = " ".join(gradproof("check", "--help").stdout.split())
     for says in ("central (default)", "bound on the relative difference", "seed of the sampled"):
         assert says in helped, says
+
+
+def test_html_to_a_dash_is_refused_with_the_fix(model):
+    result = gradproof("check", "model.py:cost", "--html", "-", cwd=model)
+    assert result.returncode == 2
+    assert "--html needs a file path" in one_line(result.stderr)

@@ -275,12 +275,10 @@ def test_a_report_of_several_derivatives_counts_rows_not_parameters():
     # the backward is off by 1.5; its own derivative, checked at order 2, is consistent with it
     report = gpt.check(lambda t: scaled(1.5).apply(t, 3).sum(), x, order=2)
     first = str(report).splitlines()[0]
-    assert first.startswith(
-        "Gradient check failed: 1 of 2 rows wrong (1 parameter in rev, [order 2]"
-    )
+    assert first.startswith("Gradient check failed: 1 of 2 rows wrong (1 input in rev, [order 2]")
     passed = gpt.check(torch.sin, x, modes=("fwd", "rev"))
     assert str(passed).startswith(
-        "Gradient check passed: 3 rows (1 parameter in [fwd], rev, [fwd vs rev])"
+        "Gradient check passed: 3 rows (1 input in [fwd], rev, [fwd vs rev])"
     )
 
 

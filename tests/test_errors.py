@@ -240,3 +240,19 @@ def test_a_cost_beyond_float32s_range_raises_no_overflow_warning():
         warnings.simplefilter("error")
         report = gp.check(lambda p: float(np.sum(p**2)) * 1e39, np.ones(2), 2e39 * np.ones(2))
     assert report.passed
+
+
+def test_a_cost_near_float64s_limit_is_refused_not_passed_on_overflowing_norms():
+    w = np.array([1.0, 2.0])
+    with pytest.raises(gp.CostError, match="Divide the cost by a constant"):
+        gp.check(lambda p: float(np.sum(p**2)) * 1e300, w, 1.5 * 2e300 * w)
+    assert np.array_equal(w, [1.0, 2.0])
+
+
+def test_a_misspelt_argument_name_is_answered_and_positional_mistakes_keep_pythons_message(
+    params,
+):
+    with pytest.raises(gp.GradientSpecError, match=r"'gradients' \(did you mean 'grads'\?\)"):
+        gp.check(cost, params, gradients=grads)
+    with pytest.raises(TypeError, match=r"check\(\) takes 3 positional arguments"):
+        gp.check(cost, params, grads, 1e-7)

@@ -152,3 +152,72 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     assert report.origin is not None and report.origin.layer == "2"
     assert report.origin.inherited == ("0.weight", "0.bias")
     assert report.origin.right == ("4.weight", "4.bias")
+
+
+def test_names_that_only_end_in_a_number_are_not_layers():
+    # Rosenbrock's x1, x2 (and a front-end's input0, input1) are no layer sequence
+    def cost(p):
+        return float((1 - p["x1"]) ** 2 + 100 * (p["x2"] - p["x1"] ** 2) ** 2)
+
+    p = {"x1": np.array(0.3), "x2": np.array(-0.4)}
+    grads = {"x1": np.array(2.0), "x2": np.array(3.0)}  # both wrong
+    report = gp.check(cost, p, grads)
+    assert not report.passed and report.origin is None
+
+
+def test_two_factors_in_the_entry_layer_are_two_slips_not_one_error():
+    g = backward()
+    g = {**g, "W1": 2 * g["W1"], "b1": 4 * g["b1"]}  # the seeds' kind of bug, in one layer
+    report = gp.check(cost, PARAMS, g)
+    assert report.origin is None
+    assert report.tensors["W1"].cause == "a stray constant factor in dW1"
+
+
+def test_a_layer_without_a_bias_is_no_evidence_of_where_an_error_enters():
+    weights_only = {k: v for k, v in PARAMS.items() if k.startswith("W")}
+    grads = {k: 1.1 * v for k, v in backward().items() if k.startswith("W")}
+
+    def no_bias_cost(p):
+        return cost({**PARAMS, **p})
+
+    report = gp.check(no_bias_cost, weights_only, grads)
+    assert not report.passed and report.origin is None
+
+
+def test_forward_mode_rows_are_not_said_to_inherit_a_backward_error():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    class BadTanh(torch.autograd.Function):  # a wrong backward, a right jvp
+        @staticmethod
+        def forward(x):
+            return torch.tanh(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+            ctx.save_for_forward(output)
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y)
+
+        @staticmethod
+        def jvp(ctx, t):
+            (y,) = ctx.saved_tensors
+            return t * (1 - y**2)
+
+    class Act(torch.nn.Module):
+        def forward(self, x):
+            return BadTanh.apply(x)
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), Act()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(5, 1)).double()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    report = gpt.check(model, x, loss=lambda out: out.pow(2).sum(), modes=("rev", "fwd"))
+    assert report.origin is not None and report.origin.layer == "2"  # the backward's
+    for name, t in report.tensors.items():
+        if "[fwd]" in name:  # forward mode has no backward pass to inherit from
+            assert not t.inherited and "inherited" not in (t.cause or ""), name

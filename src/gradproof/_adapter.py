@@ -75,6 +75,7 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         cost_magnitude=adapter.magnitude,
         spread_first=not dropin,
         left_out=getattr(adapter, "left_out", None) or None,
+        trace_origin=getattr(adapter, "kind", "rev") == "rev",
     )
     notes = adapter.notes()
     # how the evaluations ran, for the record (a front-end's own keys in policy)

@@ -39,18 +39,14 @@ def _suggesting(fn: Callable[..., Report]) -> Callable[..., Report]:
     """``fn`` with a misspelt option answered by the closest one it takes (a
     :class:`GradientSpecError`), not Python's bare ``TypeError``."""
     signature = inspect.signature(fn)
-    names = tuple(n for n, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY)
+    names = tuple(signature.parameters)
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Report:
-        try:
-            signature.bind(*args, **kwargs)
-        except TypeError:
-            unknown = [k for k in kwargs if k not in signature.parameters]
-            if unknown:
-                refuse(f"gp.{fn.__name__}", unknown[0], names)
-            raise
-        return fn(*args, **kwargs)
+        unknown = [k for k in kwargs if k not in signature.parameters]
+        if unknown:
+            refuse(f"gp.{fn.__name__}", unknown[0], names)
+        return fn(*args, **kwargs)  # (a positional mistake: Python's own message)
 
     return checked
 
@@ -96,7 +92,8 @@ def check(
               one more for each direction in doubt, up to 8);
               a failing parameter's wrong elements are found by bisection.
             - ``"auto"``: full when it would take at most 30 s, else
-              directional; ``report.policy["auto"]`` says which and why.
+              directional (sample for a method other than central);
+              ``report.policy["auto"]`` says which and why.
         k: coordinates (``"sample"``) or directions (``"directional"``) per
             parameter.
         seed: the seed that draws those coordinates or directions.
@@ -265,6 +262,7 @@ def run(
     cost_magnitude: float = 0.0,
     spread_first: bool = True,
     left_out: dict[str, np.ndarray] | None = None,
+    trace_origin: bool = True,
 ) -> Report:
     """:func:`check` with validated options.
 
@@ -277,6 +275,9 @@ def run(
     the check point before it starts (a drop-in's fast mode, priced as the original's):
     its determinism is judged from the final evaluation alone. ``left_out`` masks, by
     parameter, elements a front-end leaves out (a full check's; their gradient is 0).
+    ``trace_origin``: say where an error enters the backward pass (``Report.origin``)
+    where the layer order shows it; a front-end's forward-mode or higher-order check has
+    no backward pass to say it of.
     """
     leaves = _tree.parse(params)
     started = time.perf_counter()
@@ -289,6 +290,7 @@ def run(
             nonfinite_is_wrong=framework,
         )
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
+        _within_range(point.j0, analytic)
         evaluate = point.evaluate
         evaluate.magnitude = cost_magnitude
         # Evaluations after the warm-up are timed: they size progress ticks and the
@@ -342,6 +344,7 @@ def run(
         warnings=[*_precision_warnings(leaves, analytic), *outcome.notes],
         evaluations=evaluate.count,
         seconds=time.perf_counter() - started,
+        trace_origin=trace_origin,
     )
 
 
@@ -365,6 +368,7 @@ def _verdict(
     warnings: list[str],
     evaluations: int,
     seconds: float,
+    trace_origin: bool = True,
 ) -> Report:
     flats = [flat64(a) for a in analytic.values()]
     size = sum(f.size for f in flats)
@@ -384,9 +388,13 @@ def _verdict(
     )
     origin = None
     tensors = outcome.tensors
-    if deterministic and not outcome.cost_flat:
+    if trace_origin and deterministic and not outcome.cost_flat:
         failed = {name: not t.passed for name, t in tensors.items()}
-        origin = _origin.infer(failed, {t.name for t in tensors.values() if t.undecided})
+        scales = {
+            n: t.scale for n, t in tensors.items() if t.pattern == "scale" and t.scale is not None
+        }
+        undecided = {t.name for t in tensors.values() if t.undecided}
+        origin = _origin.infer(failed, undecided, scales)
         if origin is not None:
             tensors = _traced(tensors, origin)
     return Report(
@@ -410,6 +418,22 @@ def _verdict(
     )
 
 
+def _within_range(j0: float, analytic: dict[str, np.ndarray]) -> None:
+    """Refuse a cost or gradient so large that squaring it overflows float64: the norms
+    and round-off estimates of the check would be inf, and inf reads as no difference."""
+    finite = [flat64(a) for a in analytic.values()]  # (inf or nan there: a finding of its own)
+    largest = max(
+        [abs(j0), *(float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) for a in finite)]
+    )
+    if largest > _policy.LARGEST_MAGNITUDE:
+        raise CostError(
+            f"the cost or its gradient reaches {largest:.1e}, beyond "
+            f"{_policy.LARGEST_MAGNITUDE:g}: their squares overflow float64, and the check's "
+            "norms with them. Divide the cost "
+            "by a constant (its gradient scales with it) and check that"
+        )
+
+
 def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[str, TensorReport]:
     """The parameters' reports told the one story ``origin`` tells: those where the
     error enters say so, those below are marked inherited, each keeping what its own
@@ -426,7 +450,7 @@ def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[st
         out[name] = dataclasses.replace(t, explanation=explanation)
     for name in origin.inherited:
         t = out[name]
-        cause = f"inherited from layer {origin.layer}'s backward: fix that first"
+        cause = f"inherited from {origin.called}'s backward: fix that first"
         explanation = dataclasses.replace(t.explanation, cause=cause)
         out[name] = dataclasses.replace(t, explanation=explanation, inherited=True)
     return out

@@ -64,7 +64,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--mode",
         default="auto",
-        help="auto (default: full when it takes at most 30 s, else directional), full, "
+        help="auto (default: full when it takes at most 30 s, else directional, or sample "
+        "with a method other than central), full, "
         "sample or directional",
     )
     p.add_argument("-k", type=int, default=None, help="coordinates or directions per parameter")
@@ -303,6 +304,8 @@ def _check_writable(option: str, path: str, example: str) -> None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    if args.html == "-":
+        raise UsageError("--html needs a file path (stdout takes the table, or --json -)")
     if args.html and args.json and Path(args.html).resolve() == Path(args.json).resolve():
         raise UsageError(f"--html and --json both name {args.html}; give them different files")
     if args.html:

@@ -37,11 +37,19 @@ def flat64(a: np.ndarray) -> np.ndarray:
 
 
 def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)``, and 0.0 when both are zero."""
-    den = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
-    if den == 0.0:
+    """``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)``, and 0.0 when both are zero; scaled first by the
+    largest magnitude, so that gradients near float64's range do not overflow the norms
+    (an inf over inf would read as no difference at all)."""
+    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    largest = max(
+        float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0))
+    )
+    if largest == 0.0:
         return 0.0
-    return float(np.linalg.norm(analytic - numeric)) / den
+    if not np.isfinite(largest):
+        return 1.0 if np.any(analytic != numeric) else 0.0
+    a, n = analytic / largest, numeric / largest
+    return float(np.linalg.norm(a - n)) / float(np.linalg.norm(a) + np.linalg.norm(n))
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,8 @@ def diagnose(
             if moved == 1 and n > 1:
                 every = f"the one non-zero element ({n - 1} are zero on both sides)"
             elif moved < n:
-                every = f"all {moved} non-zero elements ({n - moved} are zero on both sides)"
+                zero = f"{n - moved} {'is' if n - moved == 1 else 'are'} zero on both sides"
+                every = f"all {moved} non-zero elements ({zero})"
             if abs(scale + 1) <= fits:
                 return Diagnosis(
                     "sign",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as _html
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -66,13 +67,30 @@ def _rows(report: ReportRecord) -> tuple[str, str]:
     checks = list(report.policy.get("checks") or []) if isinstance(report.policy, dict) else []
     if any(name.endswith("[fwd vs rev]") for name in report.tensors):
         checks.append("[fwd vs rev]")
-    if len(checks) <= 1:
-        return f"{n} parameter{'s' * (n != 1)}", ""
     # "input0.real [fwd]" and "input0.imag [fwd]" are one (complex) parameter
-    k = len(
-        {name.split(" [")[0].removesuffix(".real").removesuffix(".imag") for name in report.tensors}
+    bases = {
+        name.split(" [")[0].removesuffix(".real").removesuffix(".imag") for name in report.tensors
+    }
+    # a framework function's inputs ("input0", "arg1") are its inputs, not parameters
+    word = (
+        "input"
+        if bases and all(re.fullmatch(r"(input|arg)\d+", b) for b in bases)
+        else ("parameter")
     )
-    return f"{n} rows", f"{k} parameter{'s' * (k != 1)} in {', '.join(checks)}"
+    if len(checks) <= 1:
+        return f"{n} {word}{'s' * (n != 1)}", ""
+    k = len(bases)
+    return f"{n} rows", f"{k} {word}{'s' * (k != 1)} in {', '.join(checks)}"
+
+
+def first_clause(text: str) -> str:
+    """``text`` up to its first ``"; "`` outside parentheses."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and text.startswith("; ", i):
+            return text[:i]
+    return text
 
 
 def _shown_scale(t: TensorReport) -> float | None:

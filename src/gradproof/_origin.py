@@ -17,10 +17,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# "W2", "b10", "gamma3": a letter name and the layer number, as the seeds name them.
-_SEEDS_NAME = re.compile(r"^(?P<kind>[A-Za-z]+)(?P<layer>\d+)$")
-# "layers.0.W", "2.weight", "layer3.W": the first path component that carries a number.
-_PATH_PART = re.compile(r"^(?P<stem>[A-Za-z_]*?)(?P<layer>\d+)$")
+# "W2", "b10", "gamma3": a layer's weight, bias or normalization and the layer number,
+# as the seeds name them (not any name ending in a number: "x1", "theta0", "input1").
+_SEEDS_NAME = re.compile(r"^(?P<kind>W|b|gamma|beta)(?P<layer>\d+)$")
+# "layers.0.W", "2.weight", "layer3.W": a path component that is a layer's number, alone
+# (a Sequential's index) or after "layer"/"layers" (not "head1", "conv1": other stems
+# name different kinds of module, not one sequence).
+_PATH_PART = re.compile(r"^(?P<stem>layers?_?|)(?P<layer>\d+)$")
+# A layer's own weight: one shared error in its dZ shows in it (a layer without one is
+# no evidence of where an error enters).
+_WEIGHT = re.compile(r"(^W\d+$)|((^|\.)(W|weight|kernel)$)")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,16 @@ class Origin:
     evidence: str
 
     @property
+    def called(self) -> str:
+        """The layer as a sentence names it ("layer 2", "layers.1")."""
+        return called(self.layer)
+
+    @property
     def sentence(self) -> str:
         """The finding as one sentence, for the headline."""
         there = ", ".join(self.there)
-        inherit = f" and {', '.join(self.inherited)} inherit it" if self.inherited else ""
+        verb = "inherits" if len(self.inherited) == 1 else "inherit"
+        inherit = f" and {', '.join(self.inherited)} {verb} it" if self.inherited else ""
         return (
             f"the error enters at {self.where}: {there} "
             f"{'are' if len(self.there) > 1 else 'is'} wrong there{inherit} ({self.evidence})"
@@ -116,11 +128,17 @@ def _layers(names: list[str]) -> list[_Layer] | None:
     ]
 
 
-def infer(failed: dict[str, bool], undecided: set[str]) -> Origin | None:
+def infer(
+    failed: dict[str, bool], undecided: set[str], scales: dict[str, float] | None = None
+) -> Origin | None:
     """Where one error enters, from which parameters failed (``failed``, by name, in the
-    order of params); ``None`` where the layer order explains nothing or nothing failed."""
+    order of params); ``None`` where the layer order explains nothing or nothing failed.
+    ``scales``: each failed parameter's factor, where its diagnosis is one (analytic =
+    s × numeric): one error in a layer's dZ scales its weight and bias alike."""
     layers = _layers(list(failed))
     if layers is None or undecided or not any(failed.values()):
+        return None
+    if not all(any(_WEIGHT.search(n) for n in layer.names) for layer in layers):
         return None
     wrong = [all(failed[n] for n in layer.names) for layer in layers]
     right = [not any(failed[n] for n in layer.names) for layer in layers]
@@ -129,29 +147,46 @@ def infer(failed: dict[str, bool], undecided: set[str]) -> Origin | None:
     if not all(wrong[: top + 1]) or not all(right[top + 1 :]):
         return None
     entry = layers[top]
-    if top == 0 and len(entry.names) < 2:
-        return None  # one parameter of one layer: its own diagnosis says it
+    if len(entry.names) < 2:
+        return None  # one parameter where it enters: a block is no evidence of one error
+    if scales is not None and _different_factors([scales.get(n) for n in entry.names]):
+        return None  # two factors in one layer: two slips, not one error in its dZ
     below = [n for layer in layers[:top] for n in layer.names]
     above = [n for layer in layers[top + 1 :] for n in layer.names]
     where = _where(entry, layers[top + 1] if top + 1 < len(layers) else None)
-    kept = f"layer {layers[top + 1].label} is right, " if above else ""
+    kept = f"{called(layers[top + 1].label)} is right, " if above else ""
     wrong_part = (
-        f"every layer from {entry.label} down is wrong"
+        f"every layer from {called(entry.label)} down is wrong"
         if below
-        else f"all of layer {entry.label}'s parameters are wrong"
+        else f"all of {called(entry.label)}'s parameters are wrong"
     )
     evidence = f"inferred from the layer order: {kept}{wrong_part}"
     return Origin(entry.label, entry.names, tuple(below), tuple(above), where, evidence)
 
 
+def _different_factors(factors: list[float | None]) -> bool:
+    found = [f for f in factors if f is not None]
+    return len(found) >= 2 and max(found) - min(found) > FACTOR_AGREEMENT * max(map(abs, found))
+
+
+# Two factors within this share of each other are one.
+FACTOR_AGREEMENT = 0.05
+
+
+def called(label: str) -> str:
+    """A layer as a sentence names it: "layer 2", "layers.1" (a path says "layer" itself)."""
+    return label if label.startswith("layer") else f"layer {label}"
+
+
 def _where(entry: _Layer, above: _Layer | None) -> str:
     k = entry.label
     if not entry.seeds:
+        this = called(k)
         if above is None:
-            return f"layer {k}'s backward (the loss's derivative, or layer {k}'s own)"
+            return f"{this}'s backward (the loss's derivative, or {this}'s own)"
         return (
-            f"layer {k}'s backward (the gradient layer {above.label} passes down, or layer "
-            f"{k}'s activation)"
+            f"{this}'s backward (the gradient {called(above.label)} passes down, or {this}'s "
+            "activation)"
         )
     if above is None:
         return f"dZ{k}, the last layer's (the loss's derivative, or the output activation's)"

@@ -220,6 +220,10 @@ KINK_NOISE = 64.0
 # examined for kinks even when analytic and numeric agree.
 KINK_SCREEN = 0.1
 
+# A cost or analytic gradient above this magnitude is refused: squares overflow float64
+# near 1.3e154, and the check's norms and noise estimates with them.
+LARGEST_MAGNITUDE = 1e150
+
 # A cost that draws from np.random is evaluated once more from this seed's state when a
 # grads dict disagrees with it: only a cost whose value depends on the draw can have
 # been given the gradient of another one.

@@ -52,7 +52,7 @@ class Report(ReportRecord):
 
     def __repr__(self) -> str:
         """One line: the headline's verdict (a REPL shows this; ``print`` shows the table)."""
-        verdict = _format.headline(self).split("; ")[0]
+        verdict = _format.first_clause(_format.headline(self))
         return f"<gradproof.Report: {verdict}; print(report) for the table>"
 
     def _repr_html_(self) -> str:
