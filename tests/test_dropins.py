@@ -367,3 +367,22 @@ def test_a_wrong_jvp_is_found_by_the_mode_comparison_where_finite_differences_ca
 def test_an_expanded_complex_input_is_checked_as_a_copy():
     z = torch.randn(1, 3, dtype=torch.complex128).expand(4, 3).detach().requires_grad_(True)
     assert gpt.check(lambda t: (t * t).abs().sum(), z).passed
+
+
+def test_forward_ad_on_a_function_without_jvp_raises_as_torch_does():
+    class Old(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g * a.exp()
+
+    x = x64(3)
+    with pytest.raises(NotImplementedError):
+        torch.autograd.gradcheck(Old.apply, (x,), check_forward_ad=True)
+    with pytest.raises(NotImplementedError, match="check_forward_ad=False"):
+        gpt.gradcheck(Old.apply, (x,), check_forward_ad=True)

@@ -713,6 +713,12 @@ class _Checker:
                     "a higher backward": f": check it with order={self.depth - 1}",
                 }[what]
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if self.probe is not None and self.kind == "fwd":
+                    # as torch's gradcheck raises it, in the drop-in's own terms
+                    raise NotImplementedError(
+                        f"{what} is not implemented for this function ({first}): "
+                        "gradcheck with check_forward_ad=False checks the backward alone"
+                    ) from exc
                 raise GradientSpecError(
                     f"{what} is not implemented for this function ({first}){instead}"
                 ) from exc
