@@ -281,3 +281,10 @@ def test_html_to_a_dash_is_refused_with_the_fix(model):
     result = gradproof("check", "model.py:cost", "--html", "-", cwd=model)
     assert result.returncode == 2
     assert "--html needs a file path" in one_line(result.stderr)
+
+
+def test_the_html_page_says_what_was_checked(model):
+    result = gradproof("check", "model.py:cost", "--html", "page.html", cwd=model)
+    assert result.returncode == 0, result.stderr
+    page = (model / "page.html").read_text()
+    assert "<h1>gradproof check model.py:cost (params :params, grads :grads), " in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import importlib
 import importlib.util
 import os
@@ -314,9 +315,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _check_writable("--json", args.json, "report.json")
 
 
+def _what(args: argparse.Namespace) -> str:
+    """What was checked, and when, for the HTML page's heading."""
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"gradproof check {args.target} (params {args.params}, grads {args.grads}), {when}"
+
+
 def _write_outputs(args: argparse.Namespace, report: Any) -> None:
     for option, path, write in (
-        ("--html", args.html, lambda p: report.save_html(p)),
+        ("--html", args.html, lambda p: report.save_html(p, _what(args))),
         (
             "--json",
             args.json,

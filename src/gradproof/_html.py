@@ -34,8 +34,9 @@ def _figure_png(report: ReportRecord) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def page(report: ReportRecord) -> str:
-    """The whole page: headline, table, warnings, the plots inlined, the footer."""
+def page(report: ReportRecord, what: str | None = None) -> str:
+    """The whole page: what was checked (``what``, when given), headline, table, warnings,
+    the plots inlined, the footer."""
     png = _figure_png(report)
     picture = (
         f'<img alt="per-parameter differences" src="data:image/png;base64,{png}">'
@@ -44,8 +45,11 @@ def page(report: ReportRecord) -> str:
     )
     footer = "<br>".join(html.escape(line) for line in _format.footer(report))
     title = "gradproof: " + ("passed" if report.passed else "failed")
+    heading = f"<h1>{html.escape(what)}</h1>" if what else ""
+    if what:
+        title = f"{title}: {html.escape(what)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>{STYLE}</style></head><body>"
+        f"<title>{title}</title><style>{STYLE}</style></head><body>{heading}"
         f'{_format.html(report)}{picture}<p class="footer">{footer}</p></body></html>\n'
     )

@@ -79,9 +79,13 @@ class Report(ReportRecord):
         """
         return plot_report(self, ax)
 
-    def save_html(self, path: str | Path) -> None:
-        """Write one self-contained HTML page: the table, warnings and (with matplotlib) plots."""
-        Path(path).write_text(page(self), encoding="utf-8")
+    def save_html(self, path: str | Path, what: str | None = None) -> None:
+        """Write one self-contained HTML page: the table, warnings and (with matplotlib) plots.
+
+        ``what``, when given, heads the page: what was checked ("gradproof check
+        model.py:cost, 2026-12-03 18:30").
+        """
+        Path(path).write_text(page(self, what), encoding="utf-8")
 
 
 class GradientError(AssertionError):
