@@ -39,7 +39,8 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def seed_case(seed: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The seeds' test case: ``X`` (4, 3), ``Y`` (3,), parameters W1 (5, 4) ... b3 (1, 1).
+    """The course's own test case (the seed documents', not a random seed's): ``X`` (4, 3),
+    ``Y`` (3,), parameters W1 (5, 4) ... b3 (1, 1).
 
     Drawn as the seeds draw them (``np.random.seed(1)`` then ``randn`` in
     order), from a private generator: the global RNG is left alone.
