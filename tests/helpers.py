@@ -99,3 +99,21 @@ CATALOGUE = [
     ("missing bias term", {"b1"}, "zero", "missing path"),
     ("one element wrong", {"W1"}, "few", "W1[2, 1]"),
 ]
+
+
+def old_style_exp(torch):
+    """``exp`` as an old-style ``torch.autograd.Function`` (``forward(ctx, ...)``, no
+    ``setup_context``): right in reverse mode, no jvp, and no vmap batching rule."""
+
+    class OldExp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g * a.exp()
+
+    return OldExp

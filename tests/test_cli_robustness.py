@@ -55,6 +55,16 @@ def gradproof(*args: str, cwd=None, timeout: float = 60, **kw) -> subprocess.Com
     )
 
 
+def raising_cost(folder: Path, statement: str) -> None:
+    """``user.py`` in ``folder``: params W, a right ``grads``, and a cost that runs
+    ``statement`` (a raise) instead of computing anything."""
+    (folder / "user.py").write_text(
+        "import numpy as np\nparams = {'W': np.ones(3)}\n"
+        f"def cost(p):\n    {statement}\n"
+        "def grads(p):\n    return {'dW': np.ones(3)}\n"
+    )
+
+
 def one_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
     lines = stderr.strip().splitlines()
@@ -211,11 +221,7 @@ def test_an_error_in_a_sibling_names_its_file_and_line(tmp_path):
 
 
 def test_a_cost_that_raises_exits_2_in_one_line(tmp_path):
-    (tmp_path / "user.py").write_text(
-        "import numpy as np\nparams = {'W': np.ones(3)}\n"
-        "def cost(p):\n    raise ValueError('boom\\nand more')\n"
-        "def grads(p):\n    return {'dW': np.ones(3)}\n"
-    )
+    raising_cost(tmp_path, "raise ValueError('boom\\nand more')")
     result = gradproof("check", "user.py:cost", cwd=tmp_path)
     assert result.returncode == 2
     assert "boom and more" in one_line(result.stderr)
@@ -258,12 +264,8 @@ def test_json_to_stdout_with_a_dash_and_the_table_on_stderr(model):
 
 
 def test_ctrl_c_ends_in_one_line_and_status_130(tmp_path):
-    (tmp_path / "slow.py").write_text(
-        "import time\nimport numpy as np\nparams = {'W': np.ones(3)}\n"
-        "def cost(p):\n    raise KeyboardInterrupt\n"
-        "def grads(p):\n    return {'dW': np.ones(3)}\n"
-    )
-    result = gradproof("check", "slow.py:cost", cwd=tmp_path)
+    raising_cost(tmp_path, "raise KeyboardInterrupt")  # as Ctrl-C does, mid-check
+    result = gradproof("check", "user.py:cost", cwd=tmp_path)
     assert result.returncode == 130
     assert result.stderr.strip() == "gradproof: interrupted"
 

@@ -13,6 +13,7 @@ import gradproof as gp
 
 torch = pytest.importorskip("torch")
 import gradproof.torch as gpt  # noqa: E402
+from helpers import old_style_exp  # noqa: E402
 
 GradcheckError = __import__("importlib").import_module("torch.autograd.gradcheck").GradcheckError
 
@@ -370,16 +371,7 @@ def test_an_expanded_complex_input_is_checked_as_a_copy():
 
 
 def test_forward_ad_on_a_function_without_jvp_raises_as_torch_does():
-    class Old(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, a):
-            ctx.save_for_backward(a)
-            return a.exp()
-
-        @staticmethod
-        def backward(ctx, g):
-            (a,) = ctx.saved_tensors
-            return g * a.exp()
+    Old = old_style_exp(torch)
 
     x = x64(3)
     with pytest.raises(NotImplementedError):

@@ -128,17 +128,36 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     torch = pytest.importorskip("torch")
     import gradproof.torch as gpt
 
+    model, x = _sequential_with_a_wrong_backward(torch)
+    report = gpt.check(model, x, loss=lambda out: out.pow(2).sum())
+    assert report.origin is not None and report.origin.layer == "2"
+    assert report.origin.inherited == ("0.weight", "0.bias")
+    assert report.origin.right == ("4.weight", "4.bias")
+
+
+def _sequential_with_a_wrong_backward(torch):
+    """Linear, tanh, Linear, a tanh whose backward is wrong (1 - y, not 1 - y**2) and
+    whose jvp is right, Linear; float64, with an input batch."""
+
     class BadTanh(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x):
-            y = torch.tanh(x)
-            ctx.save_for_backward(y)
-            return y
+        def forward(x):
+            return torch.tanh(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+            ctx.save_for_forward(output)
 
         @staticmethod
         def backward(ctx, g):
             (y,) = ctx.saved_tensors
             return g * (1 - y)  # the slip: 1 - y**2
+
+        @staticmethod
+        def jvp(ctx, t):
+            (y,) = ctx.saved_tensors
+            return t * (1 - y**2)
 
     class Act(torch.nn.Module):
         def forward(self, x):
@@ -147,11 +166,7 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     torch.manual_seed(0)
     layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), Act()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(5, 1)).double()
-    x = torch.randn(8, 4, dtype=torch.float64)
-    report = gpt.check(model, x, loss=lambda out: out.pow(2).sum())
-    assert report.origin is not None and report.origin.layer == "2"
-    assert report.origin.inherited == ("0.weight", "0.bias")
-    assert report.origin.right == ("4.weight", "4.bias")
+    return model, torch.randn(8, 4, dtype=torch.float64)
 
 
 def test_names_that_only_end_in_a_number_are_not_layers():
@@ -188,36 +203,10 @@ def test_forward_mode_rows_are_not_said_to_inherit_a_backward_error():
     torch = pytest.importorskip("torch")
     import gradproof.torch as gpt
 
-    class BadTanh(torch.autograd.Function):  # a wrong backward, a right jvp
-        @staticmethod
-        def forward(x):
-            return torch.tanh(x)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(output)
-            ctx.save_for_forward(output)
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return g * (1 - y)
-
-        @staticmethod
-        def jvp(ctx, t):
-            (y,) = ctx.saved_tensors
-            return t * (1 - y**2)
-
-    class Act(torch.nn.Module):
-        def forward(self, x):
-            return BadTanh.apply(x)
-
-    torch.manual_seed(0)
-    layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), Act()]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(5, 1)).double()
-    x = torch.randn(8, 4, dtype=torch.float64)
+    model, x = _sequential_with_a_wrong_backward(torch)
     report = gpt.check(model, x, loss=lambda out: out.pow(2).sum(), modes=("rev", "fwd"))
     assert report.origin is not None and report.origin.layer == "2"  # the backward's
-    for name, t in report.tensors.items():
-        if "[fwd]" in name:  # forward mode has no backward pass to inherit from
-            assert not t.inherited and "inherited" not in (t.cause or ""), name
+    forward_rows = [t for name, t in report.tensors.items() if "[fwd]" in name]
+    assert forward_rows  # (the loop below has rows to look at)
+    for t in forward_rows:  # forward mode has no backward pass to inherit from
+        assert not t.inherited and "inherited" not in (t.cause or ""), t.name

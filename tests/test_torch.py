@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import gradproof as gp  # noqa: E402
 import gradproof.torch as gpt  # noqa: E402
+from helpers import old_style_exp  # noqa: E402
 
 
 class MulSin(torch.autograd.Function):
@@ -49,16 +50,7 @@ def test_custom_function_verdict_names_the_wrong_input(ab, bug, monkeypatch):
 
 
 def test_old_style_function_falls_back_to_one_by_one(ab):
-    class Old(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, a):
-            ctx.save_for_backward(a)
-            return a.exp()
-
-        @staticmethod
-        def backward(ctx, g):
-            (a,) = ctx.saved_tensors
-            return g * a.exp()
+    Old = old_style_exp(torch)
 
     report = gpt.check(Old.apply, ab[0])
     assert report.passed
@@ -69,16 +61,7 @@ def test_old_style_function_falls_back_to_one_by_one(ab):
 
 
 def test_a_slow_one_by_one_check_says_why_it_ran_one_by_one(ab, monkeypatch):
-    class Old(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, a):
-            ctx.save_for_backward(a)
-            return a.exp()
-
-        @staticmethod
-        def backward(ctx, g):
-            (a,) = ctx.saved_tensors
-            return g * a.exp()
+    Old = old_style_exp(torch)
 
     monkeypatch.setattr(gpt, "UNBATCHED_NOTE_SECONDS", 0.0)  # as if it had taken long
     report = gpt.check(Old.apply, ab[0])

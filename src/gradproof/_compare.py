@@ -562,13 +562,13 @@ def _judge_smaller(
         numeric = small.fine(scheme)
         gap = abs(analytic - numeric)
         truncation = small.truncation(scheme)
-        rounding = float(roundoff) * shrink * 2  # (inf, not a warning)
+        rounding = _rounding(roundoff, shrink)
         if gap <= tol * (abs(analytic) + abs(numeric)):
             return NUMERICS, small, shrink
         finer = shrink * KINK_CONFIRM
         last = (
             truncation <= rounding
-            or _policy.ERROR_SAFETY * float(roundoff) * finer * 2 >= gap
+            or _policy.ERROR_SAFETY * _rounding(roundoff, finer) >= gap
             or finer > SMALLER_MAX
         )
         if gap > _policy.ERROR_SAFETY * (truncation + rounding):
@@ -584,22 +584,35 @@ def _judge_smaller(
         small = probe_at(i, shrink)
 
 
+def _rounding(roundoff: float, shrink: float) -> float:
+    """The round-off of a partial at a step ``shrink`` times smaller than h (at its half,
+    the fine one): ``roundoff`` is the partial's at h, and grows as the step shrinks."""
+    return float(roundoff) * shrink * 2  # (inf, not a warning)
+
+
+def _beyond(
+    scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink: float, at_h: float = 0.0
+) -> bool:
+    """Whether the partial at the smaller step ``small`` differs from ``numeric`` by more
+    than its own error, plus ``at_h`` (the error of ``numeric`` itself, where it counts)."""
+    error = small.truncation(scheme) + _rounding(roundoff, shrink) + at_h
+    return abs(small.fine(scheme) - numeric) > _policy.ERROR_SAFETY * error
+
+
 def _refutes(
     scheme: Scheme, small: Probe, at_h: Probe, numeric: float, roundoff: float, shrink: float
 ) -> bool:
     """Whether the partial at the smaller step ``small`` lies outside the error bound of
     the one at h (``numeric``, its truncation estimated from ``at_h``), beyond its own."""
     error_h = at_h.truncation(scheme) + roundoff
-    error_small = small.truncation(scheme) + roundoff * shrink * 2
-    return abs(small.fine(scheme) - numeric) > _policy.ERROR_SAFETY * (error_h + error_small)
+    return _beyond(scheme, small, numeric, roundoff, shrink, at_h=error_h)
 
 
 def _apart(scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink: float) -> bool:
     """Whether the partial at the smaller step ``small`` differs from the one at h by
     more than its own error: the one at h is then not the one to show (elsewhere it is,
     as a within-error verdict at a caller's ``eps`` and the seeds' figures show it)."""
-    error = small.truncation(scheme) + float(roundoff) * shrink * 2
-    return abs(small.fine(scheme) - numeric) > _policy.ERROR_SAFETY * error
+    return _beyond(scheme, small, numeric, roundoff, shrink)
 
 
 # A coordinate is judged at a step at most this many times smaller than the automatic one.

@@ -22,7 +22,7 @@ from . import _compare, _diagnose, _policy
 from ._compare import flat64
 from ._cost import Evaluator, blame
 from ._errors import CostError
-from ._finite import Evaluate, NoiseSite, Probe, Tick, automatic_step, cost_noise
+from ._finite import Evaluate, NoiseSite, Probe, Tick, automatic_step, measure_noise
 from ._options import Options
 from ._progress import Progress
 from ._records import NO_DIAGNOSIS, Outcome, TensorReport
@@ -474,7 +474,7 @@ def run(
         n for leaf in leaves if (n := _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1)))
     ]
     noise = _Noise(
-        cost_noise(evaluate, [], j0, magnitude=evaluate.magnitude) + spread,
+        measure_noise(evaluate, [], j0, magnitude=evaluate.magnitude).bound + spread,
         lambda: _noise_near(evaluate, arrays, leaves, analytic, j0) + spread,
         j0,
     )
@@ -547,4 +547,4 @@ def _noise_near(
         flat = arrays[name].reshape(-1)
         h = float(CENTRAL.default_step(np.asarray(float(flat[i]))))
         sites.append(NoiseSite(name, flat, i, h))
-    return cost_noise(evaluate, sites, j0, magnitude=evaluate.magnitude)
+    return measure_noise(evaluate, sites, j0, magnitude=evaluate.magnitude).bound

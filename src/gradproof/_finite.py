@@ -363,17 +363,6 @@ def measure_noise(
     return Noise(max(model, _policy.NOISE_MARGIN * sigma), sigma > 0)
 
 
-def cost_noise(
-    evaluate: Evaluate,
-    sites: Sequence[NoiseSite],
-    j0: float,
-    unit: float = _policy.UNIT_ROUNDOFF,
-    magnitude: float = 0.0,
-) -> float:
-    """:func:`measure_noise`'s bound."""
-    return measure_noise(evaluate, sites, j0, unit, magnitude).bound
-
-
 def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     """The spacing of the grid the cost's values are rounded to, at the largest of them
     (0 when they show no grid).

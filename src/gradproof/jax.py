@@ -529,6 +529,9 @@ class _Checker:
                 self.dtypes[n] = value.dtype
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
+        # A small check: float64 parts of SMALL_PARAMS elements in all, evaluated by one
+        # batched program over all of them (_rows), its single evaluations included.
+        self.small = not native and sum(a.size for a in self.params.values()) <= SMALL_PARAMS
         self.projection = None
         self.shared = _Shared() if shared is None else shared
         out = None
@@ -759,7 +762,7 @@ class _Checker:
         program its sweeps compile anyway (:meth:`_rows`), while a batch runs fast
         (a batch of rows costs less than compiling a program of its own)."""
         quick = self.rows_seconds <= ROWS_SECONDS
-        if self.shared.batching and self._small() and self.vmap_failed is None and quick:
+        if self.shared.batching and self.small and self.vmap_failed is None and quick:
             row = np.concatenate([np.ravel(arrays[n]) for n in self.names])
             try:
                 return float(self._rows(row[None])[0])
@@ -803,14 +806,9 @@ class _Checker:
     def _jit(self, fn):
         """``jax.jit`` of ``fn``: for a small check, compiled with XLA's backend optimization
         off (a third less time compiling, where running takes microseconds)."""
-        if self._small():
+        if self.small:
             return self.jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0})
         return self.jax.jit(fn)
-
-    def _small(self) -> bool:
-        """Whether the check is small: float64 parts of ``SMALL_PARAMS`` elements in all,
-        evaluated by one batched program over all of them (:meth:`_rows`)."""
-        return not self.native and sum(a.size for a in self.params.values()) <= SMALL_PARAMS
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
         """The objective at each row of ``rows``, every part's elements side by side (in
@@ -846,7 +844,7 @@ class _Checker:
         return np.concatenate(out)
 
     def _run(self, name, flat, coords, values) -> np.ndarray:
-        if self._small():
+        if self.small:
             base = np.concatenate(
                 [flat if n == name else self.params[n].ravel() for n in self.names]
             )
