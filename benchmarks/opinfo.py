@@ -37,7 +37,11 @@ counts as named when gradproof fails the right input in the right row:
     python benchmarks/opinfo.py --suite fwd --samples 1
 
 ``--json`` writes one row per case (and per planted bug) so that two runs,
-before and after a change, can be diffed.
+before and after a change, can be diffed. ``--dropin`` runs gradproof's side as
+the drop-in does (``gradproof.torch.gradcheck``/``gradgradcheck`` with their
+defaults), its report kept:
+
+    python benchmarks/opinfo.py --samples 1 --dropin
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class Suite:
     test: str = "test_fn_grad"  # torch's own test of it in test_ops_gradients / _fwd_gradients
     needs: str = ""  # the OpInfo flag an op must set: supports_forward_ad, supports_gradgrad
     gc_options: dict = dataclasses.field(default_factory=dict)
+    dropin: bool = False  # gradproof's side as gpt.gradcheck/gradgradcheck run it
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -353,7 +358,10 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float, suite: Suite) -> d
     try:
         with warnings.catch_warnings(), time_limit(timeout):
             warnings.simplefilter("ignore")
-            report = gpt.check(fn, *leaves, progress=False, **suite.gp_options)
+            if suite.dropin:
+                report = dropin_report(fn, leaves, suite)
+            else:
+                report = gpt.check(fn, *leaves, progress=False, **suite.gp_options)
     except (Exception, Timeout) as exc:
         row["gp_time"] = time.perf_counter() - t
         row["gp_modified_inputs"] = _modified(before, leaves)
@@ -389,6 +397,15 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float, suite: Suite) -> d
         gp_warnings=[first_line(w) for w in report.warnings],
     )
     return row
+
+
+def dropin_report(fn: Callable, leaves: list, suite: Suite) -> gradproof.Report:
+    """The report behind ``gpt.gradcheck(fn, leaves)`` (``gradgradcheck`` for the gradgrad
+    suite, ``check_forward_ad=True, check_backward_ad=False`` for fwd), all else default."""
+    opts = gpt._dropin_options(None, None, None, fast_mode=False)
+    modes = ("fwd",) if suite.name == "fwd" else ("rev",)
+    order = 2 if suite.name == "gradgrad" else 1
+    return gpt._dropin_report(torch, fn, tuple(leaves), None, opts, modes, order, 0.0, [])
 
 
 def _modified(before: list, leaves: list) -> list[int]:
@@ -680,6 +697,11 @@ def main() -> None:
         help="the derivative under test (default rev: the backward)",
     )
     parser.add_argument("--limit", type=int, default=0, help="first N ops only")
+    parser.add_argument(
+        "--dropin",
+        action="store_true",
+        help="gradproof's side through the drop-in (gpt.gradcheck/gradgradcheck)",
+    )
     parser.add_argument("--ops", default="", help="comma-separated op names (or name.variant)")
     parser.add_argument("--samples", type=int, default=3, help="samples per op (default 3)")
     parser.add_argument("--json", default="", help="write every row to this JSON file")
@@ -705,7 +727,7 @@ def main() -> None:
         help="address-space limit of this process (default 8; 0: none)",
     )
     args = parser.parse_args()
-    suite = args.suite = SUITES[args.suite]
+    suite = args.suite = dataclasses.replace(SUITES[args.suite], dropin=args.dropin)
     torch.set_num_threads(args.threads)
     if args.max_memory_gb:
         # A runaway sample (grid_sampler_3d's has 5 million coordinates) then fails with
@@ -720,9 +742,14 @@ def main() -> None:
     with_bugs = spread(labels, args.bugs)
     print(
         f"torch {torch.__version__}, gradproof from {gradproof.__file__}\n"
-        f"suite {suite.name}: {suite.reference} against gradproof.torch.check"
-        f"({', '.join(f'{k}={v!r}' for k, v in suite.gp_options.items())})\n"
-        f"{len(ops)} op entries differentiable in {suite.dtype}"
+        f"suite {suite.name}: {suite.reference} against "
+        + (
+            f"the drop-in gradproof.torch.{suite.reference.split()[0]}\n"
+            if suite.dropin
+            else f"gradproof.torch.check"
+            f"({', '.join(f'{k}={v!r}' for k, v in suite.gp_options.items())})\n"
+        )
+        + f"{len(ops)} op entries differentiable in {suite.dtype}"
         f"{' with ' + suite.needs if suite.needs else ''}, up to {args.samples} samples each, "
         f"bug suite on {len(with_bugs)} ops\n",
         flush=True,

@@ -137,9 +137,58 @@ def test_fast_mode_costs_a_handful_of_evaluations_whatever_the_size():
     for n in (3, 300):
         calls.clear()
         assert gpt.gradcheck(f, (x64(n, 4),), fast_mode=True)
-        # torch's fast mode takes 4 here; gradproof one forward for the outputs and
-        # re-entrancy, one for the backward, the check point, one direction, a final one
-        assert len(calls) <= 6, len(calls)
+        # torch's fast mode takes 4 here; gradproof one forward for the outputs,
+        # re-entrancy and the backward, the check point, one direction, a final one
+        assert len(calls) <= 5, len(calls)
+
+
+def test_a_drop_in_runs_the_forward_with_grad_once_and_the_check_point_twice():
+    # torch's slow mode evaluates 2n + 2 times; the probe's backward is the analytic
+    # gradient (no second forward with grad), and the check point is evaluated once
+    # before the sweep and once after it (no third time in between)
+    calls = {True: 0, False: 0}
+
+    class Cube(torch.autograd.Function):  # old style: vmap cannot batch it
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x**2 * g
+
+    def f(x):
+        calls[torch.is_grad_enabled()] += 1
+        return Cube.apply(x).sum()
+
+    n = 6
+    assert gpt.gradcheck(f, (x64(n),))
+    assert calls[True] == 1, calls  # the probe
+    # the check point, a failed vmap attempt, 2n, the final evaluation
+    assert calls[False] <= 2 * n + 3, calls
+
+
+def test_a_drop_in_in_full_mode_tells_jitter_from_non_determinism():
+    # the drop-in does not evaluate the check point a second time before the sweep:
+    # jitter of a few ulps still passes, and noise that moves the partials still fails
+    x = x64(6)
+    count = iter(range(10**6))
+
+    def jittery(t):
+        k = next(count) % 5 - 2
+        return (100 + 1e-2 * t.sin().sum()) * (1 + k * 2.2e-16)
+
+    assert gpt.gradcheck(jittery, (x,))
+    generator = torch.Generator().manual_seed(1)
+
+    def noisy(t):
+        return t.sin().sum() + 1e-7 * torch.randn((), generator=generator, dtype=t.dtype)
+
+    assert torch.autograd.gradcheck(noisy, (x,), raise_exception=False) is False
+    with pytest.raises(gp.GradientError, match="non-deterministic"):
+        gpt.gradcheck(noisy, (x,))
 
 
 def test_a_detached_mean_is_named_as_a_missing_constant_term():

@@ -271,9 +271,10 @@ def run(
     NaN in it is a finding about that derivative, not bad input.
     ``cost_magnitude`` is the size of the terms the cost sums, when a front-end
     knows it: the cost's round-off is modelled relative to it. Without
-    ``spread_first`` a directional check does not evaluate the cost a second time at
-    the check point before it starts (a drop-in's fast mode, priced as the original's):
-    its determinism is judged from the final evaluation alone. ``left_out`` masks, by
+    ``spread_first`` a full or directional check does not evaluate the cost a second time
+    at the check point before it starts (a drop-in, priced as the original): its
+    determinism is judged from the final evaluation alone, and a scatter beyond round-off
+    is allowed for where the noise measured near the point shows it. ``left_out`` masks, by
     parameter, elements a front-end leaves out (a full check's; their gradient is 0).
     ``trace_origin``: say where an error enters the backward pass (``Report.origin``)
     where the layer order shows it; a front-end's forward-mode or higher-order check has
@@ -297,7 +298,7 @@ def run(
         # estimate of mode="auto" (which times a few more to be sure of it).
         timings, spread = [], 0.0
         repeats = _policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1
-        if opts.mode == "directional" and not spread_first:
+        if opts.mode != "auto" and not spread_first:
             repeats = 0
         for _ in range(repeats):
             started_eval = time.perf_counter()

@@ -262,7 +262,7 @@ def _dropin_report(
 ) -> Report:
     """What a drop-in call found: gradproof's check of what gradcheck checks, the backward's
     re-entrancy (one forward, two backwards) and the options it does not check included."""
-    probe = _probe(torch, func, inputs, weights, nondet_tol)
+    probe = _probe(torch, func, inputs, weights, nondet_tol, opts.seed)
     report = _check_all(torch, func, inputs, None, opts, modes, order, weights, dropin=probe)
     if unchecked:
         report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
@@ -289,11 +289,19 @@ class _Probe:
     outputs: list[int] | None  # the tensor outputs that require grad (None: not known)
     unstable: str | None  # why the backward is not re-entrant, if it is not
     count: int | None = None  # how many tensor outputs there are (None: not known)
+    # One output requires grad: its backward, weighted as a check weights it (gradient by
+    # input requiring grad; None: not run, or not so weighted), which a check may reuse.
+    gradient: tuple[Any, ...] | None = None
 
 
-def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
+def _probe(torch, func, inputs, weights, nondet_tol: float, seed: int) -> _Probe:
     """The outputs gradcheck checks (those requiring grad), and whether the backward is
-    re-entrant: the same graph, back-propagated twice, agrees within ``nondet_tol``."""
+    re-entrant: the same graph, back-propagated twice, agrees within ``nondet_tol``.
+
+    With one real output requiring grad and no ``weights``, the backward is weighted as
+    `_Checker.forward` weighs that output: a check of it reuses the gradient
+    instead of running the forward and backward again.
+    """
     leaves = [x for x in inputs if torch.is_tensor(x) and x.requires_grad]
     try:
         with torch.random.fork_rng(devices=_cuda_devices(torch, func, inputs)):
@@ -306,7 +314,10 @@ def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
     probed = functools.partial(_Probe, differentiable, count=len(tensors))
     if not outs or not leaves:
         return probed(None)
-    if weights is None:
+    reusable = weights is None and len(outs) == 1 and outs[0].is_floating_point()
+    if reusable:
+        cot = [_projection(torch, seed, outs[0]).to(outs[0].dtype)]
+    elif weights is None:
         gen = torch.Generator().manual_seed(0)
         cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
     else:
@@ -330,7 +341,16 @@ def _probe(torch, func, inputs, weights, nondet_tol: float) -> _Probe:
                 f"grad_output, its gradient for input {i} differs by {worst:.3g} (nondet_tol "
                 f"{nondet_tol:g}); not a wrong formula, but not re-entrant either",
             )
-    return probed(None)
+    return probed(None, gradient=tuple(runs[0]) if reusable else None)
+
+
+def _projection(torch, seed: int, out: Any) -> Any:
+    """The fixed cotangent an output of a check is weighted by: 1 for a single element,
+    else standard normal, drawn from the check's seed (float64, on the output's device)."""
+    if out.numel() == 1:
+        return torch.ones(tuple(out.shape), dtype=torch.float64, device=out.device)
+    generator = torch.Generator(device="cpu").manual_seed(_adapter.weight_seed(seed, 0))
+    return torch.randn(tuple(out.shape), generator=generator, dtype=torch.float64).to(out.device)
 
 
 def _gradcheck_error(torch) -> type:
@@ -584,6 +604,8 @@ class _Checker:
         args = [tensors.get(f"input{i}", x) for i, x in enumerate(self.inputs)]
         if self.module is not None:
             state = {n: t for n, t in tensors.items() if not n.startswith("input")}
+            if not state and not self.buffers:  # nothing to swap in (a loss module)
+                return self.module(*args)
             # Fresh float64 copies of the buffers each time: batch norm's running
             # statistics must neither change the module nor carry over.
             buffers = {
@@ -639,12 +661,7 @@ class _Checker:
         if out.numel() == 1:
             return out.reshape(())
         if self.projection is None or self.projection.shape != out.shape:
-            generator = torch.Generator(device="cpu").manual_seed(
-                _adapter.weight_seed(self.seed, 0)
-            )
-            self.projection = torch.randn(
-                tuple(out.shape), generator=generator, dtype=torch.float64
-            ).to(out.device)
+            self.projection = _projection(torch, self.seed, out)
         return (out * self.projection).sum()
 
     def _tensors(self, arrays: dict[str, np.ndarray], grad: bool = False) -> dict[str, Any]:
@@ -664,7 +681,10 @@ class _Checker:
 
     def analytic(self) -> dict[str, np.ndarray]:
         """The derivative under check: the backward, forward mode, or the double backward."""
-        if self.kind == "fwd":
+        probed = self._probed_gradient()
+        if probed is not None:
+            result = probed
+        elif self.kind == "fwd":
             with self._derivative():
                 result = self._forward_mode()
         else:
@@ -685,6 +705,22 @@ class _Checker:
             result = {n: self._dense(n, g) for n, g in zip(self.names, grads, strict=True)}
         self.last_analytic = result
         return result
+
+    def _probed_gradient(self) -> dict[str, np.ndarray] | None:
+        """The drop-in probe's backward, where it is exactly the one this check would run:
+        the same output, weighted alike, at the same float64 inputs, and a module holding
+        nothing that the check would widen to float64."""
+        probe = self.probe
+        if probe is None or probe.gradient is None or probe.outputs != [self.output or 0]:
+            return None
+        if self.kind != "rev" or self.loss is not None or self.weights is not None:
+            return None
+        if self.complex or self.low or self.layouts:
+            return None
+        tensors = [t for t in self.buffers.values() if t.is_floating_point() or t.is_complex()]
+        if any(t.dtype != self.torch.float64 for t in tensors):
+            return None
+        return {n: self._dense(n, g) for n, g in zip(self.names, probe.gradient, strict=True)}
 
     @contextlib.contextmanager
     def _derivative(self, what: str | None = None):
