@@ -133,3 +133,62 @@ def test_shell_examples_run_as_shown(page, tmp_path):
         assert result.returncode == status, f"{line}\n{result.stdout}\n{result.stderr}"
         if "--html" in command:
             assert (tmp_path / command[command.index("--html") + 1]).stat().st_size > 1000
+
+
+SPHINX_ROLE = re.compile(r":(func|class|meth|attr|mod|data|exc):`")
+
+
+def test_docstrings_are_markdown_not_restructured_text():
+    # mkdocstrings renders Markdown: a Sphinx role or an RST literal block shows as is
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "src" / "gradproof").rglob("*.py"))
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if SPHINX_ROLE.search(line) or line.rstrip().endswith(("Example::", "Examples::"))
+    ]
+    assert found == []
+
+
+def test_the_api_reference_renders(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "--site-dir", str(site)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    for module in ("gradproof", "torch", "jax", "nn", "examples"):
+        html = (site / "reference" / module / "index.html").read_text("utf-8")
+        body = html[html.index("<article") : html.index("</article>")]
+        assert not SPHINX_ROLE.search(body), module
+        # a >>> example outside a code block renders as nested blockquotes
+        assert "<blockquote" not in body, module
+        assert "::" not in re.sub(r"<[^>]+>", "", body).replace("gradproof::", ""), module
+        # cross-references all resolved (an unresolved one is left as [text][id])
+        assert "][gradproof." not in body, module
+        prose = re.sub(r"<pre.*?</pre>|<code.*?</code>", "", body, flags=re.DOTALL)
+        assert "&gt;&gt;&gt;" not in prose, module
+    rendered = (site / "reference" / "gradproof" / "index.html").read_text("utf-8")
+    # the Attributes table has one row per attribute (no "method, eps, mode" row)
+    assert ">method,<" not in rendered.replace(" ", "")
+
+
+def test_python_examples_paste_into_a_plain_repl():
+    # the interactive interpreter (before 3.13) ends a class or function at a blank line:
+    # a block meant for pasting keeps its indented bodies free of them (files, whose
+    # first line names them, are written out and run, not pasted)
+    broken = []
+    for page in [README, *sorted(DOCS.rglob("*.md"))]:
+        for info, body in fences(page):
+            lines = body.splitlines()
+            if language(info) != "python" or (lines and re.fullmatch(r"# \w+\.py", lines[0])):
+                continue
+            broken += [
+                f"{page.relative_to(ROOT)}: {lines[i + 1].strip()}"
+                for i in range(len(lines) - 1)
+                if not lines[i].strip() and lines[i + 1].startswith((" ", "\t"))
+            ]
+    assert broken == []

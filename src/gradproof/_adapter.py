@@ -148,7 +148,7 @@ def check_all(
 
     ``make(output, kind, depth)`` builds the checker for one output of a tuple
     (``None`` for a single output) and one kind of derivative (``depth``: the order
-    of an ``"order"`` check). ``dropin``: a drop-in's check (see :func:`run`).
+    of an ``"order"`` check). ``dropin``: a drop-in's check (see `run`).
     """
     first = make(None, "rev")
     outputs = first.output_indices
@@ -274,7 +274,7 @@ def consistencies(
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
-    the gradients the cost cannot represent (see :func:`_roundoff_gradients`).
+    the gradients the cost cannot represent (see `_roundoff_gradients`).
     ``agreement``: the relative agreement expected (``AGREEMENT`` unless the cost runs in
     a lower precision); ``accepted``:
     a caller's own tolerances, which accept a disagreement within them; ``skip``: by

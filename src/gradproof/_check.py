@@ -1,8 +1,8 @@
 """The gradient check, top to bottom: options, a private working copy, the mode, the verdict.
 
-``check`` → :func:`._options.options` → :func:`run` (the analytic gradient,
-the check point) → :func:`._full.run` or :func:`._directional.run` (an
-:class:`._records.Outcome`) → :func:`_verdict` → :class:`._report.Report`.
+``check`` → `_options.options` → `run` (the analytic gradient,
+the check point) → `_full.run` or `_directional.run` (an
+`_records.Outcome`) → `_verdict` → [`_report.Report`][gradproof.Report].
 ``numerical_gradient`` and ``derivative`` share the same setup.
 """
 
@@ -37,7 +37,7 @@ Cost = Callable[[Any], Any]
 
 def _suggesting(fn: Callable[..., Report]) -> Callable[..., Report]:
     """``fn`` with a misspelt option answered by the closest one it takes (a
-    :class:`GradientSpecError`), not Python's bare ``TypeError``."""
+    [`GradientSpecError`][gradproof.GradientSpecError]), not Python's bare ``TypeError``."""
     signature = inspect.signature(fn)
     names = tuple(signature.parameters)
 
@@ -105,9 +105,9 @@ def check(
         progress: ``None`` shows a progress bar for long checks on a terminal.
 
     Returns:
-        A :class:`Report`; ``print(report)`` shows which parameter is wrong and why.
+        A [`Report`][gradproof.Report]; ``print(report)`` shows which parameter is wrong and why.
 
-    Example:
+    Examples:
         >>> import numpy as np, gradproof as gp
         >>> x = np.array([1.0, 2.0])
         >>> gp.check(lambda p: np.sum(p["w"] ** 2), {"w": x}, {"dw": 2 * x}).passed
@@ -142,10 +142,10 @@ def assert_gradients(
     executor: Executor | None = None,
     progress: bool | None = None,
 ) -> Report:
-    """Like :func:`check` (the same arguments), but raises :class:`GradientError` (an
-    ``AssertionError``) on failure.
+    """Like [`check`][gradproof.check] (the same arguments), but raises
+    [`GradientError`][gradproof.GradientError] (an ``AssertionError``) on failure.
 
-    Example:
+    Examples:
         >>> import numpy as np, gradproof as gp
         >>> gp.assert_gradients(lambda w: np.sum(w ** 3), np.ones(3), 3 * np.ones(3)).passed
         True
@@ -172,7 +172,7 @@ def numerical_gradient(
 ) -> Any:
     """The finite-difference gradient of ``cost`` at ``params``, same structure as ``params``.
 
-    Example:
+    Examples:
         >>> import numpy as np, gradproof as gp
         >>> g = gp.numerical_gradient(lambda p: np.sum(p["w"] ** 2), {"w": np.array([1.0, -2.0])})
         >>> np.round(g["w"], 6)
@@ -192,7 +192,7 @@ def derivative(
 ) -> float:
     """The derivative of a scalar function at the real number ``x``.
 
-    Example:
+    Examples:
         >>> import gradproof as gp
         >>> gp.derivative(lambda x: x ** 2, 3.0, eps=1e-2)
         5.999999999999872
@@ -264,7 +264,7 @@ def run(
     left_out: dict[str, np.ndarray] | None = None,
     trace_origin: bool = True,
 ) -> Report:
-    """:func:`check` with validated options.
+    """[`check`][gradproof.check] with validated options.
 
     ``batched`` evaluates chunks of a full check at once (a framework's vmap).
     With ``framework``, ``grads`` came from a framework's autodiff: an inf or

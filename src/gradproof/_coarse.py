@@ -9,7 +9,7 @@ same probe measures (the partial at steps ``H`` and ``H/2``). So, parameter by
 parameter, the step grows from the one the noise asks for, by powers of four,
 in whichever direction the error estimate falls, and the parameter is judged
 where its estimated error is smallest. It then says to what accuracy it was
-checked (:func:`accuracy`, in the units of ``difference``); where even the best
+checked (`accuracy`, in the units of ``difference``); where even the best
 step leaves it coarser than ``ACCURACY_LIMIT``, the parameter is undecided:
 it does not pass.
 """

@@ -234,7 +234,7 @@ def _hidden(
     doubtful: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``beyond`` tol that round-off clears, which a step at most ``LOOK_WIDEST``
-    times larger could resolve (see :func:`_look_wider`), the least explained first, and
+    times larger could resolve (see `_look_wider`), the least explained first, and
     the step factor each is judged at.
 
     The step grows until ERROR_SAFETY times the finite differences' round-off at its

@@ -16,7 +16,7 @@ RngState = tuple[Any, ...]
 
 
 class CostRaised(Exception):
-    """Internal: the cost raised (the cause is chained); :func:`blame` says where."""
+    """Internal: the cost raised (the cause is chained); `blame` says where."""
 
     @property
     def original(self) -> BaseException | None:
@@ -32,7 +32,7 @@ class CostRaised(Exception):
 
 @contextmanager
 def blame(where: str) -> Iterator[None]:
-    """Turn a failing cost inside the block into a :class:`CostError` that says ``where``."""
+    """Turn a failing cost inside the block into a ``CostError`` that says ``where``."""
     try:
         yield
     except CostRaised as exc:
@@ -120,7 +120,7 @@ class Evaluator:
 
     def bare(self) -> Callable[[], Any]:
         """The cost on the working copy, called as is: the RNG replayed when the cost
-        draws from it, but no counting or conversion (see :meth:`scalars`)."""
+        draws from it, but no counting or conversion (see `scalars`)."""
         cost, tree = self.cost, self.tree
         if not self.replay:
             return lambda: cost(tree)
@@ -133,7 +133,7 @@ class Evaluator:
         return replayed
 
     def scalars(self, outputs: list[Any]) -> np.ndarray:
-        """What :meth:`bare` calls returned, as one array of cost values."""
+        """What `bare` calls returned, as one array of cost values."""
         dtype = np.complex128 if self.complex_ok else np.float64
         out = np.empty(len(outputs), dtype=dtype)
         complex_seen = False

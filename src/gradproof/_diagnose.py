@@ -194,7 +194,7 @@ def diagnose(
         coords: the flat index in the parameter of each position, when only a
             sample was checked; ``None`` when the arrays cover every element.
         accuracy: how coarse the numeric partials are (a cost's noise allowed no finer
-            check, see :mod:`._coarse`): a pattern fits to within that.
+            check, see `_coarse`): a pattern fits to within that.
     """
     fits, explains = max(FIT, 4 * accuracy), min(0.5, max(EXPLAINS, 4 * accuracy))
     analytic, numeric = p.analytic, p.numeric

@@ -1,9 +1,9 @@
 """The exceptions raised while a check is set up or run.
 
-Two different things go wrong: the *input* is malformed (:class:`GradientSpecError`,
-a ``ValueError``: fix the call), or the *cost itself* fails (:class:`CostError`:
-fix the function). The verdict on a gradient, :class:`gradproof.GradientError`,
-lives with the report it carries.
+Two different things go wrong: the *input* is malformed (``GradientSpecError``,
+a ``ValueError``: fix the call), or the *cost itself* fails (``CostError``: fix the
+function). The verdict on a gradient, ``gradproof.GradientError``, lives with the report
+it carries.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class GradientSpecError(ValueError):
 class CostError(Exception):
     """The cost function raised, or returned something that is not a finite scalar.
 
-    Not a :class:`GradientSpecError`: the call was well formed, the user's
+    Not a [`GradientSpecError`][gradproof.GradientSpecError]: the call was well formed, the user's
     function failed. When the cost itself raised, the original exception is
     chained as ``__cause__``; the message says which coordinate and step it was
     evaluating.

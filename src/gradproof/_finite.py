@@ -26,7 +26,7 @@ Tick = Callable[[int], None]
 class Steps:
     """Each coordinate's value and step; it is evaluated at ``theta + offset·h``.
 
-    The points themselves are computed a chunk at a time (:meth:`Scheme.points`),
+    The points themselves are computed a chunk at a time (`Scheme.points`),
     so a check holds a small constant number of copies of a parameter.
     """
 
@@ -351,7 +351,7 @@ def measure_noise(
 
     The larger of the model ``COST_ROUNDOFF · u · max(|J|, magnitude)`` (``u``
     the unit round-off of the precision the cost is computed in, see
-    :func:`cost_unit`; ``magnitude`` the size of the terms it sums, when known)
+    `cost_unit`; ``magnitude`` the size of the terms it sums, when known)
     and ``NOISE_MARGIN`` times the median measured deviation.
     """
     model = _policy.COST_ROUNDOFF * unit * max(abs(j0), magnitude)

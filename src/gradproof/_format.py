@@ -1,8 +1,8 @@
 """How a report reads: one layout built from the record, drawn as text, with rich, or as HTML.
 
-:func:`layout` decides what is said (headline, the failing parameters with
-their diagnoses, the table, notes, warnings, footer); :func:`text`,
-:func:`rich_renderable` and :func:`html` only draw it.
+`layout` decides what is said (headline, the failing parameters with
+their diagnoses, the table, notes, warnings, footer); `text`,
+`rich_renderable` and `html` only draw it.
 """
 
 from __future__ import annotations

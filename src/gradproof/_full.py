@@ -250,11 +250,11 @@ def _coarse_parameters(
     reference: float,
 ) -> dict[str, _coarse.Resolution]:
     """Parameters the automatic step cannot resolve, judged at a step chosen from the
-    cost's noise (:mod:`._coarse`); ``partials``, ``judgements`` and ``sweeps`` are
+    cost's noise (`_coarse`); ``partials``, ``judgements`` and ``sweeps`` are
     updated in place to what was found there. ``reference`` is the check's largest
     analytic gradient norm.
 
-    Only a cost shown to be coarse (:meth:`_Resolving.coarse`) is examined, or one that
+    Only a cost shown to be coarse (`_Resolving.coarse`) is examined, or one that
     never moved from a short value. A drop-in keeps the replaced checker's judgement
     (its caller's tolerances); the complex step has no round-off to escape.
     """

@@ -1,8 +1,8 @@
 """The options of a check: one validated, keyword-only record, defaults resolved once.
 
 Every entry point (``gp.check``, ``gp.assert_gradients``, ``gp.numerical_gradient``,
-the PyTorch and JAX front-ends) builds its :class:`Options` through
-:func:`options`, so a misspelt or out-of-range option reads the same
+the PyTorch and JAX front-ends) builds its `Options` through
+`options`, so a misspelt or out-of-range option reads the same
 everywhere and names the function it was passed to.
 """
 
@@ -26,7 +26,7 @@ Executor = int | concurrent.futures.Executor
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """How a check runs. See :func:`gradproof.check` for each option's meaning."""
+    """How a check runs. See [`gradproof.check`][gradproof.check] for each option's meaning."""
 
     method: Method = "central"
     eps: float | None = None
@@ -103,7 +103,7 @@ def refuse(caller: str, name: str, names: tuple[str, ...]) -> NoReturn:
 
 
 def user_options(caller: str, /, **given: Any) -> Options:
-    """:func:`options` for gradproof's own checks: everything but a drop-in's tolerances."""
+    """`options` for gradproof's own checks: everything but a drop-in's tolerances."""
     unknown = sorted(set(given) - set(CHECK_NAMES))
     if unknown:
         refuse(caller, unknown[0], CHECK_NAMES)
@@ -111,7 +111,7 @@ def user_options(caller: str, /, **given: Any) -> Options:
 
 
 def options(caller: str, /, **given: Any) -> Options:
-    """Validated :class:`Options` from keyword arguments given to ``caller``.
+    """Validated `Options` from keyword arguments given to ``caller``.
 
     Raises:
         GradientSpecError: an unknown option (with the closest known name) or a

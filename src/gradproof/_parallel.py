@@ -194,7 +194,7 @@ class Workers:
         """Run every chunk; a chunk whose worker failed mid-run is retried once.
 
         Workers that fail before finishing any chunk (they cannot start or
-        cannot unpack the cost) raise :class:`WorkerError` at once, with the
+        cannot unpack the cost) raise [`WorkerError`][gradproof.WorkerError] at once, with the
         likely cause.
         """
         task_id = uuid.uuid4().hex

@@ -1,6 +1,6 @@
 """Numerical policy: the difference schemes, every default step, error model and threshold.
 
-One :class:`Scheme` record per finite-difference method holds its stencil, its
+One `Scheme` record per finite-difference method holds its stencil, its
 step, its order and its evaluations; the rest of the engine asks the record
 instead of branching on the method's name. Each report records the policy it
 was made under (``Report.policy``), so a check can be reproduced and its

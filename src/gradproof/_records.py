@@ -1,8 +1,8 @@
 """The records a check produces: frozen, plain data, knowing nothing of how they are shown.
 
-:class:`TensorReport` is one parameter's verdict; :class:`ReportRecord` the
-whole check's (the public :class:`gradproof.Report` adds its views on top);
-:class:`Outcome` is what a mode hands back to the check before the verdict.
+[`TensorReport`][gradproof.TensorReport] is one parameter's verdict; `ReportRecord` the
+whole check's (the public [`gradproof.Report`][gradproof.Report] adds its views on top);
+`Outcome` is what a mode hands back to the check before the verdict.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class TensorReport:
         worst_index: where that largest error is.
         scale: the ``s`` that best fits ``g ≈ s·g̃`` (``None`` if ``g̃`` is zero).
         checked: coordinates (or directions) checked.
-        explanation: the :class:`Diagnosis` behind ``diagnosis``, ``pattern``,
+        explanation: the `Diagnosis` behind ``diagnosis``, ``pattern``,
             ``finding`` and ``cause``.
         wrong: how many elements are judged wrong.
         wrong_indices: the first of them (at most 10).
@@ -98,7 +98,7 @@ class TensorReport:
         undecided: no step resolves the gradient through the cost's noise: the
             parameter could not be judged, and does not pass.
         inherited: wrong only because an error entered the backward pass above it
-            (:attr:`gradproof.Report.origin`): fix that one first.
+            ([`gradproof.Report.origin`][gradproof.Report]): fix that one first.
     """
 
     name: str
@@ -169,7 +169,7 @@ class TensorReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorReport:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of `to_dict`."""
         return cls(
             name=d["name"],
             shape=tuple(d["shape"]),
@@ -194,7 +194,7 @@ class TensorReport:
 
 @dataclass(frozen=True)
 class ReportRecord:
-    """What a check found, as data; :class:`gradproof.Report` documents each field."""
+    """What a check found, as data; [`gradproof.Report`][gradproof.Report] documents each field."""
 
     passed: bool
     difference: float
@@ -252,7 +252,7 @@ class ReportRecord:
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        """A report from :meth:`to_dict`'s output (without the gradients themselves)."""
+        """A report from `to_dict`'s output (without the gradients themselves)."""
         tensors = [TensorReport.from_dict(t) for t in d["tensors"]]
         return cls(
             passed=d["passed"],

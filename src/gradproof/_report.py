@@ -1,8 +1,8 @@
 """The public report: the check's record, with the ways to read it.
 
-:class:`Report` adds views to :class:`._records.ReportRecord` (text, rich,
-HTML, plots); the views themselves live in :mod:`._format`, :mod:`._plot`
-and :mod:`._html`, and take the record.
+[`Report`][gradproof.Report] adds views to `_records.ReportRecord` (text, rich,
+HTML, plots); the views themselves live in `_format`, `_plot`
+and `_html`, and take the record.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ._records import ReportRecord
 
 @dataclass(frozen=True)
 class Report(ReportRecord):
-    """What :func:`gradproof.check` found.
+    """What [`gradproof.check`][gradproof.check] found.
 
     Attributes:
         passed: no parameter is wrong: every element agrees within ``tol``, or
@@ -30,12 +30,17 @@ class Report(ReportRecord):
         strict: the seeds' literal rule, for teaching: ``difference <= tol`` and ``passed``.
         difference: ``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)`` over everything checked.
         tol: the threshold used.
-        tensors: parameter name → :class:`TensorReport`, in the order of params.
+        tensors: parameter name → [`TensorReport`][gradproof.TensorReport], in the order
+            of params.
         evaluations: how many times the cost was called.
         numerical: the numerical gradient, same structure as params (full mode).
         analytic: the analytic gradient it was compared with, same structure (full mode).
         warnings: kinks crossed, float32 parameters, non-determinism, ...
-        method, eps, mode: how the check ran (``eps=None``: automatic steps).
+        method: the finite differences: ``"central"``, ``"forward"``, ``"backward"``,
+            ``"complex"`` (complex step) or ``"richardson"``.
+        eps: the step asked for (``None``: automatic steps).
+        mode: what was checked: ``"full"`` (every element), ``"sample"`` (a seeded
+            sample of elements) or ``"directional"`` (random directions).
         policy: the numerical policy in force, for reproducing the verdict.
         deterministic: whether repeated evaluations at the check point agreed.
         seconds: wall time of the check.
@@ -92,7 +97,7 @@ class GradientError(AssertionError):
     """A gradient check failed. ``str(error)`` holds the report's table.
 
     Attributes:
-        report: the :class:`gradproof.Report` of the failing check.
+        report: the [`gradproof.Report`][gradproof.Report] of the failing check.
     """
 
     def __init__(self, report: Report) -> None:

@@ -93,17 +93,17 @@ def step_sweep(
     """How the difference changes with the step: the picture behind ``eps=None``.
 
     Args:
-        cost: as for :func:`gradproof.check`.
-        params: as for :func:`gradproof.check`.
-        grads: as for :func:`gradproof.check`.
+        cost: as for [`gradproof.check`][gradproof.check].
+        params: as for [`gradproof.check`][gradproof.check].
+        grads: as for [`gradproof.check`][gradproof.check].
         steps: the steps to try (default: 23 steps from 1e-12 to 1e-1).
         method: ``"central"``, ``"forward"`` or ``"backward"``.
 
     Returns:
-        A :class:`StepSweep`; ``sweep.plot()`` draws it and ``sweep.reading``
+        A [`StepSweep`][gradproof.StepSweep]; ``sweep.plot()`` draws it and ``sweep.reading``
         says whether the error falls as it should for a correct gradient.
 
-    Example:
+    Examples:
         >>> import numpy as np, gradproof as gp
         >>> w = np.array([0.3, -1.2])
         >>> sweep = gp.step_sweep(lambda p: np.sum(np.sin(p)), w, np.cos(w))

@@ -1,7 +1,7 @@
 """Sweeping parameters' coordinates through a scheme: here, on workers, or in batches.
 
 The sweep is the bulk of a check: each coordinate at each of the scheme's
-points. It runs in this process, on worker processes (:mod:`._parallel`), or
+points. It runs in this process, on worker processes (`_parallel`), or
 through a framework's batched evaluation (vmap), and gives the same cost
 values, bit for bit, wherever it ran.
 """
@@ -86,7 +86,7 @@ def sweep_leaves(
     """Sweep every parameter's checked coordinates: here, on ``workers``, or ``batched``.
 
     ``tick(n)`` reports coordinates done, about every ``PROGRESS_INTERVAL``
-    seconds given ``seconds_per_eval``. Returns a :class:`LeafSweep` per
+    seconds given ``seconds_per_eval``. Returns a `LeafSweep` per
     parameter name.
     """
     scheme = opts.scheme

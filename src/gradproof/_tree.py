@@ -208,7 +208,7 @@ def flatten(params: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     structure of ``params`` with arrays of the original shapes and dtypes
     (numbers come back as Python floats).
 
-    Example:
+    Examples:
         >>> import numpy as np, gradproof as gp
         >>> v, unflatten = gp.flatten({"W": np.ones((2, 2)), "b": np.zeros(2)})
         >>> v.shape

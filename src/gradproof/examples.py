@@ -4,7 +4,7 @@ The 3-layer network LINEAR -> RELU -> LINEAR -> RELU -> LINEAR -> SIGMOID with a
 cross-entropy cost, column-major (features × examples), and its backward pass
 with the seeds' planted bug (``dW2`` doubled, ``db1`` quadrupled) or fixed.
 
-Example:
+Examples:
     >>> import gradproof as gp
     >>> from gradproof.examples import seed_case, forward_propagation_n, backward_propagation_n
     >>> X, Y, parameters = seed_case()

@@ -1,10 +1,10 @@
 """Checking what JAX's ``jax.grad`` computes, custom ``custom_vjp``/``custom_jvp`` rules included.
 
-Example::
-
-    import jax.numpy as jnp, gradproof.jax as gpj
-    params = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.1)}
-    print(gpj.check(lambda p: jnp.sum(jnp.tanh(p["w"]) + p["b"]), params))
+```python
+import jax.numpy as jnp, gradproof.jax as gpj
+params = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.1)}
+print(gpj.check(lambda p: jnp.sum(jnp.tanh(p["w"]) + p["b"]), params))
+```
 
 The check runs in float64 (inside ``jax.enable_x64``, so the caller's
 setting is left alone) on copies of the parameters; evaluations are jitted
@@ -84,10 +84,10 @@ def check(
         order: 2 checks second derivatives too (``jax.grad`` of the
             gradient against finite differences of the gradient), named
             ``"W [order 2]"``.
-        check_options: as for :func:`gradproof.check`.
+        check_options: as for [`gradproof.check`][gradproof.check].
 
     Returns:
-        A :class:`gradproof.Report`, by leaf name.
+        A [`gradproof.Report`][gradproof.Report], by leaf name.
     """
     jax, _ = _jax()
     modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
@@ -331,7 +331,7 @@ def _own_precision_needed(jax, f, args: tuple) -> str | None:
     """Why ``f`` cannot be checked on float64 copies of ``args`` (None: it can).
 
     It can when it traces there (dtypes and promotion are checked when tracing, with
-    nothing compiled; :func:`_not_finite_in_float64` looks at values, when needed).
+    nothing compiled; `_not_finite_in_float64` looks at values, when needed).
     """
     wide = (np.dtype(np.float64), np.dtype(np.complex128))
     if jax.config.jax_enable_x64 and all(np.asarray(a).dtype in wide for a in args if _inexact(a)):
@@ -677,7 +677,7 @@ class _Checker:
         """The derivative under check: reverse mode, forward mode, or of a higher order.
 
         Every derivative the call checks at the check point is computed by one XLA
-        program, shared by the call's checkers (:meth:`_derivatives`); where that
+        program, shared by the call's checkers (`_derivatives`); where that
         program cannot be built, each derivative is compiled on its own, and the one
         JAX cannot take raises for its own check."""
         if self.kind == "fwd":
@@ -759,7 +759,7 @@ class _Checker:
 
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         """The objective at ``arrays``: a small check's, as one row of the batched
-        program its sweeps compile anyway (:meth:`_rows`), while a batch runs fast
+        program its sweeps compile anyway (`_rows`), while a batch runs fast
         (a batch of rows costs less than compiling a program of its own)."""
         quick = self.rows_seconds <= ROWS_SECONDS
         if self.shared.batching and self.small and self.vmap_failed is None and quick:

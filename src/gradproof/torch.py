@@ -1,11 +1,11 @@
-"""Checking what PyTorch's autograd computes: modules, custom ``autograd.Function``\\ s, kernels.
+"""Checking what PyTorch's autograd computes: modules, custom ``autograd.Function`` rules, kernels.
 
-Example::
-
-    import torch, gradproof.torch as gpt
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
-    x = torch.randn(8, 4)
-    print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))
+```python
+import torch, gradproof.torch as gpt
+model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+x = torch.randn(8, 4)
+print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))
+```
 
 The module and the inputs are never modified: the gradient is taken, and the
 cost evaluated, on float64 copies on the tensors' device. Torch's RNG is
@@ -74,11 +74,11 @@ def check(
         order: 2 checks second derivatives too: the double backward (a custom
             Function's backward must itself be differentiable) against finite
             differences of the first derivative, named ``"input0 [order 2]"``.
-        check_options: as for :func:`gradproof.check` (``method``, ``eps``,
+        check_options: as for [`gradproof.check`][gradproof.check] (``method``, ``eps``,
             ``tol``, ``mode``, ``k``, ``seed``, ``progress``).
 
     Returns:
-        A :class:`gradproof.Report`, by parameter and input name.
+        A [`gradproof.Report`][gradproof.Report], by parameter and input name.
     """
     torch = _torch()
     modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
@@ -91,7 +91,7 @@ def _check_all(
 ) -> Report:
     """Every requested check (outputs × modes × orders) of one function, as one report.
 
-    ``dropin`` (a drop-in's :class:`_Probe`): check what torch's gradcheck checks: the
+    ``dropin`` (a drop-in's `_Probe`): check what torch's gradcheck checks: the
     inputs that require grad (a module is a function of its inputs, its parameters
     held fixed) and the outputs that require grad.
     """
@@ -155,7 +155,7 @@ def gradcheck(
 
     Raises:
         gradproof.torch.GradcheckError: on failure (a subclass of torch's
-            ``GradcheckError`` and of :class:`gradproof.GradientError`), whose
+            ``GradcheckError`` and of [`gradproof.GradientError`][gradproof.GradientError]), whose
             message is gradproof's report.
     """
     torch = _torch()
@@ -201,7 +201,7 @@ def gradgradcheck(
     The double backward of ``func(*inputs)`` (for each output, weighted by
     ``grad_outputs`` when given, else by fixed random cotangents) is checked
     against finite differences of the first derivative, and the first
-    derivative itself too. Options as for :func:`gradcheck`.
+    derivative itself too. Options as for [`gradcheck`][gradproof.torch.gradcheck].
     """
     torch = _torch()
     weights = None

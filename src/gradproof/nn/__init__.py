@@ -3,24 +3,34 @@
 Two APIs:
 
 - the seed documents' functional L-layer network, column-major (features ×
-  examples): ``initialize_parameters``, ``L_model_forward``,
-  ``L_model_backward``, ``compute_cost``, ``L_layer_model``;
+  examples):
+  [`initialize_parameters`][gradproof.nn.initialize_parameters],
+  [`L_model_forward`][gradproof.nn.L_model_forward],
+  [`L_model_backward`][gradproof.nn.L_model_backward],
+  [`compute_cost`][gradproof.nn.compute_cost],
+  [`L_layer_model`][gradproof.nn.L_layer_model];
 - layers, row-major like PyTorch ((N, features), (N, C, H, W), (N, T, features)):
-  ``Dense``, ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Dropout``,
-  ``BatchNorm``, ``Conv2D``, ``MaxPool2D``, ``Flatten``, ``RNN``, in a
-  ``Sequential`` with losses, ``SGD``/``Adam`` and ``fit``.
+  [`Dense`][gradproof.nn.Dense], [`ReLU`][gradproof.nn.ReLU],
+  [`LeakyReLU`][gradproof.nn.LeakyReLU], [`Tanh`][gradproof.nn.Tanh],
+  [`Sigmoid`][gradproof.nn.Sigmoid], [`Dropout`][gradproof.nn.Dropout],
+  [`BatchNorm`][gradproof.nn.BatchNorm], [`Conv2D`][gradproof.nn.Conv2D],
+  [`MaxPool2D`][gradproof.nn.MaxPool2D], [`Flatten`][gradproof.nn.Flatten],
+  [`RNN`][gradproof.nn.RNN], in a [`Sequential`][gradproof.nn.Sequential] with
+  losses, [`SGD`][gradproof.nn.SGD]/[`Adam`][gradproof.nn.Adam] and
+  [`fit`][gradproof.nn.fit].
 
->>> import numpy as np, gradproof as gp
->>> from gradproof import nn
->>> X = np.random.default_rng(0).standard_normal((4, 3)); Y = np.array([[1, 0, 1]])
->>> params = nn.initialize_parameters([4, 5, 1], seed=0)
->>> cost = lambda p: nn.compute_cost(nn.L_model_forward(X, p, "tanh")[0], Y)
->>> AL, caches = nn.L_model_forward(X, params, "tanh")
->>> gp.check(cost, params, nn.L_model_backward(AL, Y, caches, "tanh")).passed
-True
->>> model = nn.Sequential(nn.Dense(3, 4, seed=0), nn.Tanh(), nn.Dense(4, 2, seed=1))
->>> model.gradient_check(X, np.array([0, 1, 1, 0]), nn.SoftmaxCrossEntropy()).passed
-True
+Examples:
+    >>> import numpy as np, gradproof as gp
+    >>> from gradproof import nn
+    >>> X = np.random.default_rng(0).standard_normal((4, 3)); Y = np.array([[1, 0, 1]])
+    >>> params = nn.initialize_parameters([4, 5, 1], seed=0)
+    >>> cost = lambda p: nn.compute_cost(nn.L_model_forward(X, p, "tanh")[0], Y)
+    >>> AL, caches = nn.L_model_forward(X, params, "tanh")
+    >>> gp.check(cost, params, nn.L_model_backward(AL, Y, caches, "tanh")).passed
+    True
+    >>> model = nn.Sequential(nn.Dense(3, 4, seed=0), nn.Tanh(), nn.Dense(4, 2, seed=1))
+    >>> model.gradient_check(X, np.array([0, 1, 1, 0]), nn.SoftmaxCrossEntropy()).passed
+    True
 """
 
 from ._data import load_breast_cancer as load_breast_cancer

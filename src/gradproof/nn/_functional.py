@@ -3,7 +3,7 @@
 LINEAR -> (RELU | TANH | LEAKY_RELU) × (L-1) -> LINEAR -> SIGMOID, binary
 cross-entropy. Names and shapes follow the seed documents: ``W{l}`` is
 ``(n_l, n_{l-1})``, ``b{l}`` is ``(n_l, 1)``, ``X`` is ``(n_x, m)``, ``Y`` is
-``(1, m)``. The gradient dict plugs straight into :func:`gradproof.check`.
+``(1, m)``. The gradient dict plugs straight into [`gradproof.check`][gradproof.check].
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def _check_labels(AL: np.ndarray, Y: np.ndarray) -> None:
 def L_model_backward(
     AL: np.ndarray, Y: np.ndarray, caches: list[tuple], hidden_activation: str = "relu"
 ) -> dict[str, np.ndarray]:
-    """Gradients of :func:`compute_cost`: ``dW{l}``, ``db{l}`` and ``dA{l}`` (as in the seeds)."""
+    """Gradients of [`compute_cost`][gradproof.nn.compute_cost]: ``dW{l}``, ``db{l}``
+    and ``dA{l}`` (as in the seeds)."""
     _check_activation(hidden_activation)
     Y = np.asarray(Y)
     _check_labels(AL, Y)

@@ -37,7 +37,8 @@ class Sequential:
         }
 
     def grads(self) -> dict[str, np.ndarray]:
-        """The gradients of the last backward pass, keyed like :meth:`params`."""
+        """The gradients of the last backward pass, keyed like
+        [`params`][gradproof.nn.Sequential.params]."""
         return {
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
         }
@@ -71,7 +72,8 @@ class Sequential:
         return [v for _, v in self._named_weights()]
 
     def gradient_check(self, X, y, loss: Loss, lambd: float = 0.0, **check_options: Any):
-        """Prove this model's backward on (X, y) with :func:`gradproof.check`; returns the report.
+        """Prove this model's backward on (X, y) with [`gradproof.check`][gradproof.check]
+        and return its report.
 
         The model's parameters and batch-norm statistics are as they were afterwards.
         """
@@ -125,7 +127,7 @@ def fit(
     """Mini-batch training; returns the mean cost of each epoch.
 
     With ``check_gradients=True`` the backward pass is first proven on a few
-    examples (raising :class:`gradproof.GradientError` if it is wrong).
+    examples (raising [`gradproof.GradientError`][gradproof.GradientError] if it is wrong).
     """
     from .._report import GradientError
 
