@@ -130,9 +130,17 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
 
     model, x = _sequential_with_a_wrong_backward(torch)
     report = gpt.check(model, x, loss=lambda out: out.pow(2).sum())
-    assert report.origin is not None and report.origin.layer == "2"
-    assert report.origin.inherited == ("0.weight", "0.bias")
-    assert report.origin.right == ("4.weight", "4.bias")
+    # the activation module whose Function's backward is wrong, checked on its own (the
+    # layer order alone would say "layer 2", the last one with wrong parameters)
+    origin = report.origin
+    assert origin is not None and origin.layer == "3" and origin.there == ()
+    assert origin.inherited == ("0.weight", "0.bias", "2.weight", "2.bias")
+    assert origin.right == ("4.weight", "4.bias")
+    assert "checked on its own" in origin.evidence and "3 (Act) is wrong" in origin.evidence
+    headline = str(report).splitlines()[0]
+    assert "the error enters at module 3 (Act)'s backward" in headline
+    assert all(report.tensors[n].inherited for n in origin.inherited)
+    assert report.policy["isolation"]["checks"] >= 3  # 4, 3 (wrong), then 2 and 0 (right)
 
 
 def _sequential_with_a_wrong_backward(torch):
@@ -205,8 +213,139 @@ def test_forward_mode_rows_are_not_said_to_inherit_a_backward_error():
 
     model, x = _sequential_with_a_wrong_backward(torch)
     report = gpt.check(model, x, loss=lambda out: out.pow(2).sum(), modes=("rev", "fwd"))
-    assert report.origin is not None and report.origin.layer == "2"  # the backward's
+    assert report.origin is not None and report.origin.layer == "3"  # the backward's
     forward_rows = [t for name, t in report.tensors.items() if "[fwd]" in name]
     assert forward_rows  # (the loop below has rows to look at)
     for t in forward_rows:  # forward mode has no backward pass to inherit from
         assert not t.inherited and "inherited" not in (t.cause or ""), t.name
+
+
+def _torch_catalogue(torch):
+    """Modules for the isolation tests: a tanh whose backward is wrong, a linear layer
+    whose weight gradient is doubled (its input gradient right), and a block of both."""
+
+    class WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y)  # the slip: 1 - y**2
+
+    class WrongWeight(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return x @ w.T
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            return g @ w, 2 * g.T @ x  # the slip: g.T @ x
+
+    class Act(torch.nn.Module):
+        def forward(self, x):
+            return WrongTanh.apply(x)
+
+    class Dense(torch.nn.Module):
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.weight = torch.nn.Parameter(0.5 * torch.randn(n_out, n_in))
+
+        def forward(self, x):
+            return WrongWeight.apply(x, self.weight)
+
+    class Block(torch.nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.lin = torch.nn.Linear(5, 5)
+            self.act = act
+
+        def forward(self, x):
+            return self.act(self.lin(x))
+
+    return Act, Dense, Block
+
+
+def test_a_wrong_module_inside_a_block_is_named_down_to_the_module():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, _, Block = _torch_catalogue(torch)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 5), Block(Act()), Block(torch.nn.Tanh()), torch.nn.Linear(5, 2)
+    ).double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    origin = report.origin
+    assert origin is not None and origin.layer == "1.act", report
+    assert origin.inherited == ("0.weight", "0.bias", "1.lin.weight", "1.lin.bias")
+    assert set(origin.right) == {"2.lin.weight", "2.lin.bias", "3.weight", "3.bias"}
+
+
+def test_a_module_whose_own_weight_gradient_is_wrong_is_where_it_enters():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    _, Dense, _ = _torch_catalogue(torch)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 5), torch.nn.Tanh(), Dense(5, 5), torch.nn.Linear(5, 2)
+    ).double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    assert report.origin is not None and report.origin.layer == "2"
+    # its input gradient is right: nothing upstream inherits anything
+    assert report.origin.there == ("2.weight",) and report.origin.inherited == ()
+    assert [t.name for t in report.failing] == ["2.weight"]
+
+
+def test_two_modules_wrong_on_their_own_are_two_slips_not_one_origin():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, Dense, _ = _torch_catalogue(torch)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(Dense(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), Act())
+    model = torch.nn.Sequential(*model, torch.nn.Linear(5, 2)).double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    # 3 (Act) is wrong on its own, and so is 0 (Dense) upstream of it: 0.weight does not
+    # merely inherit, so no one origin is claimed and each row keeps its own diagnosis
+    assert not report.passed and report.origin is None
+    assert not any(t.inherited for t in report.tensors.values())
+
+
+def test_an_error_outside_every_submodule_claims_no_module():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, _, _ = _torch_catalogue(torch)
+
+    class Glue(torch.nn.Module):  # the wrong Function is called in the model's own forward
+        def __init__(self):
+            super().__init__()
+            self.first, self.last = torch.nn.Linear(4, 5), torch.nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.last(Act()(self.first(x)))
+
+    torch.manual_seed(0)
+    model = Glue().double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    # (Act() is made inside forward: no submodule of the model; first and last are right
+    # on their own, and nothing names where between them the error is)
+    assert not report.passed and report.origin is None
+    assert report.policy["isolation"]["checks"] == 2
+
+
+def test_a_right_model_runs_no_isolation():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh()).double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    assert report.passed and report.origin is None and "isolation" not in report.policy

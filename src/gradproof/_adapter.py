@@ -57,8 +57,9 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
 
     A derivative the framework raised on is this check's finding: every
     parameter fails with the exception named, and no finite difference is taken.
-    A ``dropin`` check in directional mode takes no second evaluation at the check
-    point before it starts (its determinism is judged from the final one).
+    A ``dropin`` check takes no second evaluation at the check point before it
+    starts (its determinism is judged from the final one). An adapter whose
+    ``trace_origin`` is false leaves where an error enters to its front-end.
     """
     batched = opts.mode in ("full", "sample")
     try:
@@ -75,7 +76,8 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         cost_magnitude=adapter.magnitude,
         spread_first=not dropin,
         left_out=getattr(adapter, "left_out", None) or None,
-        trace_origin=getattr(adapter, "kind", "rev") == "rev",
+        trace_origin=getattr(adapter, "kind", "rev") == "rev"
+        and getattr(adapter, "trace_origin", True),
     )
     notes = adapter.notes()
     # how the evaluations ran, for the record (a front-end's own keys in policy)

@@ -387,17 +387,9 @@ def _verdict(
     passed = (
         all(t.passed for t in outcome.tensors.values()) and deterministic and not outcome.cost_flat
     )
-    origin = None
-    tensors = outcome.tensors
+    origin, tensors = None, outcome.tensors
     if trace_origin and deterministic and not outcome.cost_flat:
-        failed = {name: not t.passed for name, t in tensors.items()}
-        scales = {
-            n: t.scale for n, t in tensors.items() if t.pattern == "scale" and t.scale is not None
-        }
-        undecided = {t.name for t in tensors.values() if t.undecided}
-        origin = _origin.infer(failed, undecided, scales)
-        if origin is not None:
-            tensors = _traced(tensors, origin)
+        origin, tensors = traced(tensors)
     return Report(
         passed=bool(passed),
         difference=outcome.difference,
@@ -433,6 +425,22 @@ def _within_range(j0: float, analytic: dict[str, np.ndarray]) -> None:
             "norms with them. Divide the cost "
             "by a constant (its gradient scales with it) and check that"
         )
+
+
+def traced(
+    tensors: dict[str, TensorReport], origin: _origin.Origin | None = None
+) -> tuple[_origin.Origin | None, dict[str, TensorReport]]:
+    """Where one error enters (``origin``, where a front-end found it; else as the layer
+    order of the parameters shows it), and the parameters' reports told that story
+    (unchanged where there is none)."""
+    if origin is None:
+        failed = {name: not t.passed for name, t in tensors.items()}
+        scales = {
+            n: t.scale for n, t in tensors.items() if t.pattern == "scale" and t.scale is not None
+        }
+        undecided = {t.name for t in tensors.values() if t.undecided}
+        origin = _origin.infer(failed, undecided, scales)
+    return origin, tensors if origin is None else _traced(tensors, origin)
 
 
 def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[str, TensorReport]:

@@ -59,7 +59,10 @@ class Origin:
         """The finding as one sentence, for the headline."""
         there = ", ".join(self.there)
         verb = "inherits" if len(self.inherited) == 1 else "inherit"
-        inherit = f" and {', '.join(self.inherited)} {verb} it" if self.inherited else ""
+        inherited = ", ".join(self.inherited)
+        if not self.there:  # a module without parameters of its own (an activation)
+            return f"the error enters at {self.where}: {inherited} {verb} it ({self.evidence})"
+        inherit = f" and {inherited} {verb} it" if self.inherited else ""
         return (
             f"the error enters at {self.where}: {there} "
             f"{'are' if len(self.there) > 1 else 'is'} wrong there{inherit} ({self.evidence})"
@@ -174,8 +177,11 @@ FACTOR_AGREEMENT = 0.05
 
 
 def called(label: str) -> str:
-    """A layer as a sentence names it: "layer 2", "layers.1" (a path says "layer" itself)."""
-    return label if label.startswith("layer") else f"layer {label}"
+    """A layer as a sentence names it: "layer 2", "layers.1" (a path says "layer" itself),
+    "module encoder.mix" (a submodule named otherwise)."""
+    if label.startswith("layer"):
+        return label
+    return f"layer {label}" if label.rsplit(".", 1)[-1].isdigit() else f"module {label}"
 
 
 def _where(entry: _Layer, above: _Layer | None) -> str:

@@ -83,7 +83,36 @@ def check(
     torch = _torch()
     modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
     opts = user_options("gradproof.torch.check", **check_options)
-    return _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
+    report = _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
+    if isinstance(fn_or_module, torch.nn.Module) and not report.passed:
+        report = _isolated(torch, fn_or_module, inputs, opts, report)
+    return report
+
+
+def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
+    """``report`` with where its error enters the backward, where the model's submodules,
+    each checked on its own at the inputs it received, show it (``Report.origin``)."""
+    from . import _check, _torch_origin
+
+    alone = dataclasses.replace(opts, progress=False, k=None).with_mode("directional")
+
+    def check_alone(module: Any, *args: Any) -> Report:
+        return _check_all(torch, module, args, None, alone, ("rev",), 1)
+
+    found = _torch_origin.locate(torch, model, inputs, report, check_alone)
+    policy = {
+        **report.policy,
+        "isolation": {"checks": found.checks, "evaluations": found.evaluations},
+    }
+    origin, tensors = found.origin, report.tensors
+    if origin is not None:
+        origin, tensors = _check.traced(tensors, origin)
+    elif found.entry is None and report.deterministic and not report.cost_flat:
+        # no submodule wrong on its own: the layer order of the backward's rows may show it
+        rows = {n: t for n, t in tensors.items() if " [" not in n}
+        origin, traced = _check.traced(rows)
+        tensors = {n: traced.get(n, t) for n, t in tensors.items()}
+    return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
 
 
 def _check_all(
@@ -458,6 +487,9 @@ class _Checker:
         # module that registers one submodule twice (tied weights) does not survive intact.
         self.module = _private_copy(fn) if isinstance(fn, torch.nn.Module) else None
         self.probe = dropin
+        # A module's parameters: where an error enters is found by checking its submodules
+        # on their own (gradproof.torch.check), not from the parameters' names alone.
+        self.trace_origin = self.module is None or dropin is not None
         named = {}
         if self.module is not None:
             # gradcheck's module is a function of its inputs: its parameters are held fixed
