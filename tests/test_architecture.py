@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
+
 import gradproof
 
 PACKAGE = Path(gradproof.__file__).parent
@@ -219,3 +221,14 @@ def test_long_functions_and_modules_have_a_reason_written_down():
     # an entry that no longer applies is removed, so the list only shrinks
     stale = sorted(ALLOWED.keys() - over)
     assert not stale, f"ALLOWED entries now within the limits, to remove: {stale}"
+
+
+def test_a_coordinate_status_is_an_enum_that_says_whether_it_fails():
+    from gradproof._compare import Judgement, Status
+
+    assert [s.failed for s in Status] == [False, False, False, True, True]
+    codes = np.array([Status.AGREES, Status.KINK, Status.WRONG, Status.SUSPECT], dtype=np.int8)
+    assert Status.failing(codes).tolist() == [False, False, True, True]
+    judgement = Judgement(codes, 0, np.zeros(4, dtype=bool), 0.0)
+    assert judgement.failed and judgement.wrong.tolist() == [2, 3]
+    assert Status(int(codes[1])) is Status.KINK  # a stored code reads back as its name

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _compare, _policy
-from ._compare import AGREES, KINK, WRONG, Allowance, Judgement, Partials, Prober
+from ._compare import Allowance, Judgement, Partials, Prober, Status
 from ._errors import CostError
 from ._finite import quantum, significant_bits
 
@@ -280,9 +280,9 @@ def _judged(
     gap = np.abs(p.analytic - p.numeric)
     size = np.abs(p.analytic) + np.abs(p.numeric)
     wrong = judged & (gap > allow.tol * size) & (gap > bound)
-    status = np.full(p.analytic.size, AGREES, dtype=np.int8)
-    status[level.kinks] = KINK
-    status[wrong] = WRONG
+    status = np.full(p.analytic.size, Status.AGREES, dtype=np.int8)
+    status[level.kinks] = Status.KINK
+    status[wrong] = Status.WRONG
     acc = accuracy(p, bound, judged, reference)
     enough = judged.sum() >= JUDGED_SHARE * judged.size
     decided = bool(wrong.any()) or (enough and acc <= ACCURACY_LIMIT)

@@ -11,6 +11,7 @@ spends.
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +24,26 @@ from ._errors import CostError
 from ._finite import Probe
 from ._policy import Scheme
 
-# Per-coordinate status codes.
-AGREES = 0  # within tol, or within round-off without further evidence
-NUMERICS = 1  # disagreement within the numeric partial's estimated error
-KINK = 2  # one-sided slopes inconsistent: a non-differentiable point
-WRONG = 3  # probed, and the disagreement is real
-SUSPECT = 4  # in doubt, not probed (the parameter already had enough confirmed errors)
+
+class Status(enum.IntEnum):
+    """A coordinate's verdict. Stored as ``int8`` codes in `Judgement.status`; ordered so
+    that the codes from ``WRONG`` on fail their parameter (`failed`, `failing`)."""
+
+    AGREES = 0  # within tol, or within round-off without further evidence
+    NUMERICS = 1  # disagreement within the numeric partial's estimated error
+    KINK = 2  # one-sided slopes inconsistent: a non-differentiable point
+    WRONG = 3  # probed, and the disagreement is real
+    SUSPECT = 4  # in doubt, not probed (the parameter already had enough confirmed errors)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a coordinate with this status fails its parameter."""
+        return self >= Status.WRONG
+
+    @staticmethod
+    def failing(codes: np.ndarray) -> np.ndarray:
+        """Which of an array of status codes fail their parameter."""
+        return np.asarray(codes) >= Status.WRONG
 
 
 def flat64(a: np.ndarray) -> np.ndarray:
@@ -56,7 +71,7 @@ def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
 class Judgement:
     """The verdict on each coordinate of one parameter (flat arrays)."""
 
-    status: np.ndarray  # int8 codes above
+    status: np.ndarray  # int8 `Status` codes, by coordinate
     probed: int  # coordinates probed with extra evaluations
     # Coordinates where analytic and numeric partials are both zero within round-off.
     negligible: np.ndarray
@@ -73,16 +88,16 @@ class Judgement:
     @property
     def judged(self) -> np.ndarray:
         """The coordinates that count: all but the kinks."""
-        return self.status != KINK
+        return self.status != Status.KINK
 
     @property
     def wrong(self) -> np.ndarray:
         """Positions judged wrong or suspected."""
-        return np.flatnonzero(self.status >= WRONG)
+        return np.flatnonzero(Status.failing(self.status))
 
     @property
     def failed(self) -> bool:
-        return bool(np.any(self.status >= WRONG))
+        return bool(np.any(Status.failing(self.status)))
 
     def indices(self, code: int) -> np.ndarray:
         return np.flatnonzero(self.status == code)
@@ -287,7 +302,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
 
     status = np.zeros(n, dtype=np.int8)
     if probe_at is None:
-        status[doubtful] = WRONG
+        status[doubtful] = Status.WRONG
         return Judgement(status, 0, negligible, floor, floored=doubt.floored)
 
     order = np.flatnonzero(doubtful)
@@ -299,13 +314,13 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
     refined: dict[int, float] = {}
     for i in order:
         if confirmed >= _policy.CONFIRMED_ENOUGH:
-            status[i] = SUSPECT
+            status[i] = Status.SUSPECT
             continue
         at_h = probe_at(int(i))
         status[i] = classify(scheme, at_h, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
         shrink = p.closer(int(i))
         small = None
-        if status[i] == KINK:
+        if status[i] == Status.KINK:
             small = probe_at(int(i), shrink)
             if not _kink_persists(at_h, small, noise, h[i], shrink):
                 # Smooth at a smaller step: large higher derivatives (a pole, a domain
@@ -313,7 +328,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                 status[i], small, shrink = _judge_smaller(
                     scheme, probe_at, int(i), small, analytic[i], tol, roundoff[i], shrink
                 )
-        elif status[i] in (NUMERICS, WRONG) and (
+        elif status[i] in (Status.NUMERICS, Status.WRONG) and (
             shrink > KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
             or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
         ):
@@ -329,7 +344,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                 roundoff[i],
                 shrink,
             )
-        elif status[i] == WRONG:
+        elif status[i] == Status.WRONG:
             # Confirmed at a smaller step: a cost that varies faster than the step aliases
             # at h (its partials at h and h/2 may agree by chance, and the error bound
             # made from them means nothing). Only where the partial at h is not settled (it
@@ -353,13 +368,15 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                     strict=True,
                 )
         if small is not None and (
-            (status[i] == NUMERICS and shrink > KINK_CONFIRM)
-            or (status[i] == WRONG and _apart(scheme, small, numeric[i], roundoff[i], shrink))
+            (status[i] == Status.NUMERICS and shrink > KINK_CONFIRM)
+            or (
+                status[i] == Status.WRONG and _apart(scheme, small, numeric[i], roundoff[i], shrink)
+            )
         ):
             # near a pole or a domain edge, or where the cost varies faster than the step,
             # the partial at the smaller step is the one the verdict rests on: shown
             refined[int(i)] = _extrapolated(scheme, small)
-        if small is not None and status[i] != KINK:
+        if small is not None and status[i] != Status.KINK:
             steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))
             if steps is not None:  # and still growing a further 16 times smaller (aliasing
                 # of a fast oscillation at the larger steps settles there)
@@ -373,11 +390,11 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
             if steps is not None and _beyond_tol(analytic[i], steps[-1][1], tol):
                 # not differentiable here (a kink under a square root, a jump), or steeper
                 # than any step resolves: no verdict, and the evidence kept for the report
-                status[i] = KINK
+                status[i] = Status.KINK
                 unsettled[int(i)] = steps
                 refined.pop(int(i), None)
         probed += 1
-        confirmed += status[i] == WRONG
+        confirmed += status[i] == Status.WRONG
     probed += _look_wider(p, doubt, status, scheme, noise, tol, probe_at)
     for i in screen:
         probed += 1
@@ -386,7 +403,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
         if is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
             at_h, probe_at(int(i), shrink), noise, h[i], shrink
         ):
-            status[i] = KINK
+            status[i] = Status.KINK
     return Judgement(status, probed, negligible, floor, unsettled, refined, doubt.floored)
 
 
@@ -410,7 +427,7 @@ def _look_wider(
     """
     probes = 0
     for i, grow in zip(doubt.hidden[:LOOK_WIDER_MAX], doubt.grow[:LOOK_WIDER_MAX], strict=True):
-        if status[i] != AGREES:
+        if status[i] != Status.AGREES:
             continue
         grow = float(grow)
         try:
@@ -434,7 +451,7 @@ def _look_wider(
             and wide_gap > _policy.ERROR_SAFETY * error
             and not is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
         ):
-            status[i] = WRONG
+            status[i] = Status.WRONG
     return probes
 
 
@@ -526,15 +543,17 @@ def _beyond_tol(analytic: float, numeric: float, tol: float) -> bool:
     return abs(analytic - numeric) > tol * (abs(analytic) + abs(numeric))
 
 
-def _truncation_dominated(status: int, truncation: float, gap: float, roundoff: float) -> bool:
+def _truncation_dominated(
+    status: int | Status, truncation: float, gap: float, roundoff: float
+) -> bool:
     """Whether a verdict at step h rests on a truncation error large enough to matter.
 
     Within numerical error mostly through truncation (a bug could hide in it), or
     wrong by a margin that truncation could nearly explain (a false alarm could).
     """
-    if status == NUMERICS:
+    if status == Status.NUMERICS:
         return truncation > roundoff
-    return status == WRONG and truncation > 0.1 * gap
+    return status == Status.WRONG and truncation > 0.1 * gap
 
 
 def _judge_smaller(
@@ -547,7 +566,7 @@ def _judge_smaller(
     roundoff: float,
     shrink: float,
     strict: bool = False,
-) -> tuple[int, Probe, float]:
+) -> tuple[Status, Probe, float]:
     """A coordinate judged again from its partial at the step ``shrink`` times smaller
     (``small``, probed there), and smaller still while that partial is within the finite
     differences' error only through their truncation: a cost that varies on a scale
@@ -564,7 +583,7 @@ def _judge_smaller(
         truncation = small.truncation(scheme)
         rounding = _rounding(roundoff, shrink)
         if gap <= tol * (abs(analytic) + abs(numeric)):
-            return NUMERICS, small, shrink
+            return Status.NUMERICS, small, shrink
         finer = shrink * KINK_CONFIRM
         last = (
             truncation <= rounding
@@ -574,12 +593,12 @@ def _judge_smaller(
         if gap > _policy.ERROR_SAFETY * (truncation + rounding):
             # wrong; looked at closer while truncation is a large share of the gap, for
             # the partial the report shows
-            if last or not _truncation_dominated(WRONG, truncation, gap, rounding):
-                return WRONG, small, shrink
+            if last or not _truncation_dominated(Status.WRONG, truncation, gap, rounding):
+                return Status.WRONG, small, shrink
         elif last:
             # strict: truncation overturns the verdict, not the smaller step's round-off
             within = not strict or gap <= _policy.ERROR_SAFETY * truncation
-            return (NUMERICS if within else WRONG), small, shrink
+            return (Status.NUMERICS if within else Status.WRONG), small, shrink
         shrink = finer
         small = probe_at(i, shrink)
 
@@ -632,10 +651,10 @@ def is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> boo
 
 def classify(
     scheme: Scheme, p: Probe, *, gap: float, roundoff: float, noise: float, h: float
-) -> int:
+) -> Status:
     """Whether a probed disagreement is a kink, within numerical error, or wrong."""
     if is_kink(scheme, p, gap, noise, h):
-        return KINK
+        return Status.KINK
     if gap <= _policy.ERROR_SAFETY * (p.truncation(scheme) + roundoff):
-        return NUMERICS
-    return WRONG
+        return Status.NUMERICS
+    return Status.WRONG

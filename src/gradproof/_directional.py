@@ -36,7 +36,7 @@ class _Along:
     analytic: float  # vᵀg along the displacement actually taken
     numeric: float
     step: float
-    status: int
+    status: _compare.Status
 
 
 class _Mover:
@@ -182,7 +182,7 @@ def _one_direction(
             or gap <= _policy.ERROR_SAFETY * roundoff
             or accepted(np.asarray(gap), np.asarray(dn))
         ):
-            return _Along(d, dn, t, _compare.AGREES), probes
+            return _Along(d, dn, t, _compare.Status.AGREES), probes
         if not looked_closer:
             t /= _policy.KINK_RETRY_SHRINK
             looked_closer = True
@@ -204,7 +204,10 @@ def _one_direction(
         )
         # A kink crossed off-centre reads as large truncation error rather than
         # as a kink: either way, a smaller step makes crossing one unlikely.
-        if status in (_compare.KINK, _compare.NUMERICS) and attempt < _policy.KINK_RETRIES:
+        if (
+            status in (_compare.Status.KINK, _compare.Status.NUMERICS)
+            and attempt < _policy.KINK_RETRIES
+        ):
             t /= _policy.KINK_RETRY_SHRINK
             attempt += 1
             continue
@@ -260,7 +263,7 @@ class _Tally:
 
     @property
     def valid(self) -> np.ndarray:
-        return np.array([a.status != _compare.KINK for a in self.directions], dtype=bool)
+        return np.array([a.status != _compare.Status.KINK for a in self.directions], dtype=bool)
 
     @property
     def d(self) -> np.ndarray:
@@ -272,7 +275,7 @@ class _Tally:
 
     @property
     def failed(self) -> bool:
-        return any(a.status == _compare.WRONG for a in self.directions)
+        return any(a.status == _compare.Status.WRONG for a in self.directions)
 
     @property
     def difference(self) -> float:
@@ -282,7 +285,9 @@ class _Tally:
         """The directions found wrong, left out instead (their disagreement was numerical)."""
         return _Tally(
             tuple(
-                dataclasses.replace(a, status=_compare.KINK) if a.status == _compare.WRONG else a
+                dataclasses.replace(a, status=_compare.Status.KINK)
+                if a.status == _compare.Status.WRONG
+                else a
                 for a in self.directions
             )
         )
@@ -356,7 +361,7 @@ def check_parameter(
         norms.append(float(np.linalg.norm(v)))
         probed += spent
         del v
-        if along.status in (_compare.NUMERICS, _compare.KINK) and len(seeds) < most:
+        if along.status in (_compare.Status.NUMERICS, _compare.Status.KINK) and len(seeds) < most:
             seeds.append(int(rng.integers(2**63)))
         if tick is not None:
             tick(1)
@@ -374,7 +379,7 @@ def check_parameter(
             diagnosis = seen
         else:
             gaps = [
-                abs(a.analytic - a.numeric) if a.status == _compare.WRONG else -1.0
+                abs(a.analytic - a.numeric) if a.status == _compare.Status.WRONG else -1.0
                 for a in directions
             ]
             j = int(np.argmax(gaps))

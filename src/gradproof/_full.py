@@ -478,7 +478,9 @@ def _tensor_report(
         explanation=explanation,
         wrong=int(wrong.size),
         wrong_indices=tuple(index_tuple(coords[j], leaf.shape) for j in wrong[:10]),
-        kinks=tuple(index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.KINK)),
+        kinks=tuple(
+            index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.Status.KINK)
+        ),
         probed=judgement.probed,
         dtype=dtype,
         unsettled=tuple(index_tuple(coords[j], leaf.shape) for j in sorted(judgement.unsettled)),
