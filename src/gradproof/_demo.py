@@ -21,10 +21,13 @@ Tells the story of the seed documents on gradient checking, end to end:
   4. the same network fixed, at the seeds' step eps = 1e-7 (difference 1.19e-7,
      above their 1e-7 threshold from round-off alone: gradproof passes it and
      says why) and at gradproof's automatic step (1.65e-9);
-  5. the seeds' L-layer network ([n_x, 5, 5, 1], tanh and relu hidden layers,
+  5. one slip in the same backward (layer 2's ReLU mask written wrong): four
+     gradients come out wrong, and gradproof says where the one error enters
+     and which line to fix;
+  6. the seeds' L-layer network ([n_x, 5, 5, 1], tanh and relu hidden layers,
      sigmoid output, cross-entropy) checked on one example of a real data set
      (breast cancer diagnosis, shipped with scikit-learn), then trained on it;
-  6. a layer model (Dense, ReLU, Dropout) on handwritten digits: its backward
+  7. a layer model (Dense, ReLU, Dropout) on handwritten digits: its backward
      proven, then trained to over 95% test accuracy.
 """
 
@@ -87,8 +90,9 @@ def run(out: TextIO) -> int:
         "truncation error (~h^2)\n      against round-off (~1/h) for each coordinate.\n\n"
     )
     show(auto, out, indent=3)
+    one_cause = _one_slip(out, X, Y, parameters, cache, cost)
 
-    _section(out, "5. The L-layer network on real data: breast cancer diagnosis")
+    _section(out, "6. The L-layer network on real data: breast cancer diagnosis")
     try:
         from .nn import load_breast_cancer
         from .nn._functional import (
@@ -103,7 +107,8 @@ def run(out: TextIO) -> int:
         X_train, Y_train, X_test, Y_test = load_breast_cancer()
     except ImportError as exc:
         w(f"   skipped: {exc}\n")
-        return _done(out, started, ok=bool(buggy.failing) and seed_step.passed and auto.strict)
+        ok = bool(buggy.failing) and seed_step.passed and auto.strict and one_cause
+        return _done(out, started, ok=ok)
 
     n_x = X_train.shape[0]
     pick = int(np.random.default_rng(0).integers(X_train.shape[1]))
@@ -139,13 +144,58 @@ def run(out: TextIO) -> int:
         )
     all_passed &= _digits(out)
     ok = bool(buggy.failing) and seed_step.passed and not seed_step.strict and auto.strict
-    return _done(out, started, ok=ok and all_passed)
+    return _done(out, started, ok=ok and all_passed and one_cause)
+
+
+def _one_slip(
+    out: TextIO,
+    X: np.ndarray,
+    Y: np.ndarray,
+    parameters: dict[str, np.ndarray],
+    cache: tuple[Any, ...],
+    cost: Any,
+) -> bool:
+    """Section 5: the seeds' backward with layer 2's ReLU mask written wrong, and where
+    gradproof says the one error enters. Returns whether it named layer 2."""
+    w = out.write
+    _section(out, "5. One slip, one cause: layer 2's ReLU mask written wrong")
+    w(
+        "   In backward_propagation_n, dZ2 = np.multiply(dA2, np.int64(A2 > 0)) becomes\n"
+        "   dZ2 = np.multiply(dA2, np.int64(Z2 > 0.5)). Every gradient made from dZ2 is wrong:\n\n"
+    )
+    (_, A1, _, _, Z2, A2, W2, _, _, A3, W3, _) = cache
+    m = X.shape[1]
+    dZ3 = A3 - Y
+    dA2 = W3.T @ dZ3
+    dZ2 = dA2 * (Z2 > 0.5)  # the slip
+    dZ1 = (W2.T @ dZ2) * (A1 > 0)
+    grads = {
+        "dW1": dZ1 @ X.T / m,
+        "db1": dZ1.sum(axis=1, keepdims=True) / m,
+        "dW2": dZ2 @ A1.T / m,
+        "db2": dZ2.sum(axis=1, keepdims=True) / m,
+        "dW3": dZ3 @ A2.T / m,
+        "db3": dZ3.sum(axis=1, keepdims=True) / m,
+    }
+    report = check(cost, parameters, grads)
+    show(report, out, indent=3)
+    origin = report.origin
+    if origin is None:
+        w("\n   (no single origin found)\n")
+        return False
+    w(
+        f"\n   Four wrong parameters, one cause. {', '.join(origin.right)} are right; "
+        f"{', '.join(origin.inherited)} only inherit the error;\n   it enters at "
+        f"{origin.where}.\n   The line to fix is the one that makes dZ2:\n"
+        "      dZ2 = np.multiply(dA2, np.int64(A2 > 0))   # not (Z2 > 0.5)\n"
+    )
+    return origin.layer == "2"
 
 
 def _digits(out: TextIO) -> bool:
     from .nn import load_digits
 
-    _section(out, "6. Beyond the seeds: a layer model on handwritten digits (10 classes)")
+    _section(out, "7. Beyond the seeds: a layer model on handwritten digits (10 classes)")
     X_train, y_train, X_test, y_test = load_digits()
     state = np.random.get_state()  # dropout draws from np.random: fixed for a repeatable demo
     np.random.seed(0)
