@@ -349,3 +349,19 @@ def test_a_right_model_runs_no_isolation():
     model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh()).double()
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
     assert report.passed and report.origin is None and "isolation" not in report.policy
+
+
+def test_the_plot_marks_where_the_error_enters_and_what_inherits_it():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    report = gp.check(cost, PARAMS, backward("relu2"))
+    fig = report.plot()
+    try:
+        bars, heat = fig.axes[0], fig.axes[1]
+        assert bars.get_title() == "gradient check failed: the error enters at layer 2"
+        hatched = [name for name, bar in zip(report.tensors, bars.patches) if bar.get_hatch()]
+        assert hatched == ["W1", "b1"]  # inherited
+        legend = [t.get_text() for t in bars.get_legend().get_texts()]
+        assert legend[:2] == ["wrong where the error enters", "inherited"]
+        assert heat.get_title().startswith("W2:")  # where it enters, not W1 which inherits
+    finally:
+        plt.close(fig)

@@ -14,6 +14,7 @@ from . import _tree
 from ._records import ReportRecord, TensorReport
 
 PASS_COLOR, FAIL_COLOR, TOL_COLOR = "#2a9d8f", "#e63946", "#555555"
+INHERITED_COLOR = "#f4a3a8"  # wrong only through an error entering elsewhere (hatched)
 FLOOR = 1e-17  # a difference of exactly zero is drawn here on the log scale
 
 
@@ -41,14 +42,18 @@ def by_name(tree: Any) -> dict[str, np.ndarray]:
 def plot_report(report: ReportRecord, ax: Any = None) -> Any:
     """Each parameter's difference on a log scale, the tolerance line, failing bars red.
 
-    With no ``ax`` and a failing 2-D parameter in a full check, a second panel
-    shows that parameter's element errors as a heat map. Returns the figure.
+    Where one error enters the backward (``report.origin``), the title names the place
+    and the bars of the parameters that only inherit it are pale and hatched. With no
+    ``ax`` and a failing 2-D parameter in a full check, a second panel shows that
+    parameter's element errors as a heat map (one wrong where the error enters, before
+    one that inherits it). Returns the figure.
     """
     plt = pyplot()
     heat = None
     if ax is None and report.numerical is not None and report.analytic is not None:
         matrices = [t for t in report.failing if len(t.shape) == 2]
-        heat = max(matrices, key=lambda t: min(t.shape), default=None)
+        own = [t for t in matrices if not t.inherited] or matrices
+        heat = max(own, key=lambda t: min(t.shape), default=None)
     if ax is None:
         width = max(4.5, 0.55 * len(report.tensors) + 2.5)
         if heat is not None:
@@ -59,15 +64,36 @@ def plot_report(report: ReportRecord, ax: Any = None) -> Any:
         fig = ax.figure
     names = list(report.tensors)
     values = [max(t.difference, FLOOR) for t in report.tensors.values()]
-    colors = [PASS_COLOR if t.passed else FAIL_COLOR for t in report.tensors.values()]
-    ax.bar(names, values, color=colors)
-    ax.axhline(
+    tensors = list(report.tensors.values())
+    colors = [
+        PASS_COLOR if t.passed else INHERITED_COLOR if t.inherited else FAIL_COLOR for t in tensors
+    ]
+    bars = ax.bar(names, values, color=colors)
+    for bar, t in zip(bars, tensors, strict=True):
+        if t.inherited:
+            bar.set_hatch("//")
+            bar.set_edgecolor(FAIL_COLOR)
+    tol_line = ax.axhline(
         report.tol, color=TOL_COLOR, linestyle="--", linewidth=1, label=f"tol {report.tol:g}"
     )
     ax.set_yscale("log")
     ax.set_ylabel("relative difference")
-    ax.set_title("gradient check " + ("passed" if report.passed else "failed"))
-    ax.legend(loc="best", fontsize="small")
+    title = "gradient check " + ("passed" if report.passed else "failed")
+    if report.origin is not None:
+        title += f": the error enters at {report.origin.called}"
+    ax.set_title(title)
+    if any(t.inherited for t in tensors):
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(color=FAIL_COLOR, label="wrong where the error enters"),
+            Patch(facecolor=INHERITED_COLOR, edgecolor=FAIL_COLOR, hatch="//", label="inherited"),
+            tol_line,
+        ]
+        # beside the axes: above the bars it would hide their tops
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    else:
+        ax.legend(loc="best", fontsize="small")
     ax.tick_params(axis="x", rotation=45 if len(names) > 6 else 0)
     if heat is not None:
         _heat_map(report, heat, ax_heat, fig)
