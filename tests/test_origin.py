@@ -138,9 +138,9 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     assert origin.right == ("4.weight", "4.bias")
     assert "checked on its own" in origin.evidence and "3 (Act) is wrong" in origin.evidence
     headline = str(report).splitlines()[0]
-    assert "the error enters at module 3 (Act)'s backward" in headline
+    assert "the error enters at layer 3 (Act)'s backward" in headline
     assert all(report.tensors[n].inherited for n in origin.inherited)
-    assert report.policy["isolation"]["checks"] >= 3  # 4, 3 (wrong), then 2 and 0 (right)
+    assert report.policy["isolation"]["checks"] == 5  # 4, 3 (wrong), then 0, 1 and 2 (right)
 
 
 def _sequential_with_a_wrong_backward(torch):
@@ -358,10 +358,109 @@ def test_the_plot_marks_where_the_error_enters_and_what_inherits_it():
     try:
         bars, heat = fig.axes[0], fig.axes[1]
         assert bars.get_title() == "gradient check failed: the error enters at layer 2"
-        hatched = [name for name, bar in zip(report.tensors, bars.patches) if bar.get_hatch()]
+        bars_ = bars.patches[: len(report.tensors)]
+        hatched = [n for n, bar in zip(report.tensors, bars_, strict=True) if bar.get_hatch()]
         assert hatched == ["W1", "b1"]  # inherited
         legend = [t.get_text() for t in bars.get_legend().get_texts()]
         assert legend[:2] == ["wrong where the error enters", "inherited"]
         assert heat.get_title().startswith("W2:")  # where it enters, not W1 which inherits
     finally:
         plt.close(fig)
+
+
+# --- gradproof.nn: the layers checked on their own ------------------------------------
+
+
+def _nn_catalogue():
+    from gradproof import nn
+
+    class WrongTanh(nn.Tanh):
+        def backward(self, dy):
+            return dy * (1.0 - self.y)  # the slip: 1 - y**2
+
+    class WrongPool(nn.MaxPool2D):
+        def backward(self, dy):  # every window's gradient to its first element
+            s = self.stride
+            dx = np.zeros(self.x_shape)
+            ho, wo = dy.shape[2:]
+            dx[:, :, 0 : s * ho : s, 0 : s * wo : s] += dy
+            return dx
+
+    class WrongRNN(nn.RNN):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["W_hh"] = 2 * self.grads["W_hh"]  # the slip
+            return dx
+
+    return nn, WrongTanh, WrongPool, WrongRNN
+
+
+def _check_keeps_params(model, X, y, loss):
+    before = {k: v.copy() for k, v in model.params().items()}
+    report = model.gradient_check(X, y, loss)
+    assert all(np.array_equal(before[k], v) for k, v in model.params().items())
+    return report
+
+
+def test_an_nn_mlp_with_a_wrong_activation_names_that_layer():
+    nn, WrongTanh, _, _ = _nn_catalogue()
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    model = nn.Sequential(
+        nn.Dense(4, 6, seed=0),
+        nn.Tanh(),
+        nn.Dense(6, 5, seed=1),
+        WrongTanh(),
+        nn.Dense(5, 3, seed=2),
+    )
+    report = _check_keeps_params(model, X, y, nn.SoftmaxCrossEntropy())
+    origin = report.origin
+    assert origin is not None and origin.layer == "3" and origin.there == ()
+    assert origin.inherited == ("0.W", "0.b", "2.W", "2.b")
+    assert origin.right == ("4.W", "4.b")
+    assert "3 (WrongTanh) is wrong" in origin.evidence
+    # 4 (right), 3 (wrong), then 0, 1 and 2, between the failing parameters and it
+    assert report.policy["isolation"]["checks"] == 5
+    assert "0, 1, 2, before it, are right" in origin.evidence
+
+
+def test_an_nn_cnn_with_a_wrong_pooling_backward_names_the_pooling_layer():
+    nn, _, WrongPool, _ = _nn_catalogue()
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((3, 1, 6, 6)), rng.integers(0, 2, 3)
+    model = nn.Sequential(
+        nn.Conv2D(1, 2, 3, seed=0), nn.ReLU(), WrongPool(2), nn.Flatten(), nn.Dense(8, 2, seed=1)
+    )
+    report = _check_keeps_params(model, X, y, nn.SoftmaxCrossEntropy())
+    assert report.origin is not None and report.origin.layer == "2", report
+    assert report.origin.inherited == ("0.W", "0.b")
+    assert report.origin.right == ("4.W", "4.b")
+
+
+def test_an_nn_rnn_whose_own_weight_gradient_is_wrong_is_where_it_enters():
+    nn, _, _, WrongRNN = _nn_catalogue()
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((4, 3, 2)), rng.integers(0, 2, 4)
+    model = nn.Sequential(WrongRNN(2, 3, seed=0), nn.Flatten(), nn.Dense(9, 2, seed=1))
+    report = _check_keeps_params(model, X, y, nn.SoftmaxCrossEntropy())
+    assert [t.name for t in report.failing] == ["0.W_hh"]
+    assert report.origin is not None and report.origin.layer == "0"
+    assert report.origin.there == ("0.W_hh",) and report.origin.inherited == ()
+
+
+def test_two_nn_layers_wrong_on_their_own_claim_no_origin():
+    nn, WrongTanh, _, _ = _nn_catalogue()
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    model = nn.Sequential(
+        nn.Dense(4, 6, seed=0),
+        WrongTanh(),
+        nn.Dense(6, 5, seed=1),
+        WrongTanh(),
+        nn.Dense(5, 3, seed=2),
+    )
+    report = _check_keeps_params(model, X, y, nn.SoftmaxCrossEntropy())
+    # the layer order alone would name layer 3 for all four failures; checked on their
+    # own, layers 3 and 1 are both wrong: two slips, each row its own diagnosis
+    assert not report.passed and report.origin is None
+    assert not any(t.inherited for t in report.tensors.values())

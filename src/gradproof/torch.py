@@ -100,10 +100,7 @@ def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
         return _check_all(torch, module, args, None, alone, ("rev",), 1)
 
     found = _torch_origin.locate(torch, model, inputs, report, check_alone)
-    policy = {
-        **report.policy,
-        "isolation": {"checks": found.checks, "evaluations": found.evaluations},
-    }
+    policy = {**report.policy, "isolation": found.record()}
     origin, tensors = found.origin, report.tensors
     if origin is not None:
         origin, tensors = _check.traced(tensors, origin)

@@ -77,8 +77,10 @@ class Sequential:
 
         The model's parameters and batch-norm statistics are as they were afterwards.
         """
-        from .._check import check
+        from .. import _check
+        from .._options import user_options
 
+        opts = user_options("Sequential.gradient_check", **check_options)
         original = self.params()
         norms = [layer for layer in self.layers if isinstance(layer, BatchNorm)]
         saved = [(b.update_stats, b.running_mean.copy(), b.running_var.copy()) for b in norms]
@@ -94,11 +96,31 @@ class Sequential:
             return self.cost_and_grads(X, y, loss, lambd)[1]
 
         try:
-            return check(cost, original, grads, **check_options)
+            # where an error enters is found from the layers checked on their own
+            report = _check.run(cost, original, grads, opts, trace_origin=False)
+            return report if report.passed else self._traced(report, X, opts)
         finally:
             self.load(original)
             for b, (update, mean, var) in zip(norms, saved, strict=True):
                 b.update_stats, b.running_mean, b.running_var = update, mean, var
+
+    def _traced(self, report: Any, X: Any, opts: Any) -> Any:
+        """A failed ``report`` told where its error enters: the layers checked on their
+        own at the inputs they received (`_isolate`), else the layer order."""
+        import dataclasses
+
+        from .. import _check, _isolate
+
+        state = np.random.get_state()  # (a dropout layer draws its mask)
+        try:
+            found = _isolate.locate(_Layers(self, X, opts), report)
+        finally:
+            np.random.set_state(state)
+        policy = {**report.policy, "isolation": found.record()}
+        origin, tensors = found.origin, report.tensors
+        if origin is not None or (found.entry is None and report.deterministic):
+            origin, tensors = _check.traced(tensors, origin)
+        return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
 
     def predict(self, X) -> np.ndarray:
         """Class predictions: argmax of (N, C) outputs, or 0/1 for (N, 1) probabilities."""
@@ -159,3 +181,73 @@ def fit(
     if show:
         sys.stderr.write("\n")
     return history
+
+
+class _Layers:
+    """A Sequential's layers as `_isolate.Parts` (layer i is ``"i"``), each checked on its
+    own at the input it received in one forward pass: its parameters and that input,
+    its output weighted by fixed random cotangents."""
+
+    def __init__(self, model: Sequential, X: Any, opts: Any):
+        self.model = model
+        self.opts = opts
+        self.inputs = []
+        x = np.asarray(X, dtype=np.float64)
+        for layer in model.layers:
+            self.inputs.append(np.array(x, copy=True))
+            x = layer.forward(x, training=True)
+
+    def children(self, name: str) -> list[str]:
+        return [str(i) for i in reversed(range(len(self.model.layers)))] if name == "" else []
+
+    def own(self, name: str) -> Any:
+        from .._check import check
+
+        layer, x = self.model.layers[int(name)], self.inputs[int(name)]
+        saved = dict(layer.params)
+        weights = np.random.default_rng(self.opts.seed).standard_normal(
+            np.shape(layer.forward(x, training=True))
+        )
+
+        def load(p: dict[str, np.ndarray]) -> np.ndarray:
+            layer.params.update({k: p[k] for k in saved})
+            return np.asarray(layer.forward(p["input"], training=True))
+
+        def cost(p: dict[str, np.ndarray]) -> float:
+            return float(np.sum(load(p) * weights))
+
+        def grads(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            load(p)
+            dx = layer.backward(weights)
+            return {**{k: layer.grads[k] for k in saved}, "input": dx}
+
+        o = self.opts
+        try:
+            return check(
+                cost,
+                {**saved, "input": x},
+                grads,
+                tol=o.tol,
+                eps=o.eps,
+                mode="directional",
+                seed=o.seed,
+                progress=False,
+            )
+        except Exception:  # (it raised alone: no verdict of its own to go by)
+            return None
+        finally:
+            layer.params.clear()
+            layer.params.update(saved)
+
+    def upstream(self, name: str, of: str) -> bool:
+        return int(name) < int(of)
+
+    def owner(self, parameter: str) -> str | None:
+        index = parameter.split(".", 1)[0]
+        return index if index.isdigit() and int(index) < len(self.model.layers) else None
+
+    def is_input(self, parameter: str) -> bool:
+        return False
+
+    def kind(self, name: str) -> str:
+        return type(self.model.layers[int(name)]).__name__
