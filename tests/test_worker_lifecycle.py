@@ -91,6 +91,10 @@ def test_a_script_without_a_main_guard_fails_once_with_the_fix(tmp_path):
     assert "WorkerError" in result.stderr
     assert 'if __name__ == "__main__":' in result.stderr and "executor=None" in result.stderr
     assert result.stderr.count("gradproof._errors.WorkerError:") == 1  # one failure, no storm
+    # each worker says one line, not the 40-line traceback of a failed bootstrap
+    assert "spawn_main" not in result.stderr, result.stderr
+    assert "a worker re-ran the main script" in result.stderr
+    assert len(result.stderr.splitlines()) < 50, result.stderr
 
 
 def test_workers_hold_blas_threads_so_workers_times_threads_fit_the_cores(tmp_path):

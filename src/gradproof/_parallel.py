@@ -155,6 +155,16 @@ class Workers:
     """
 
     def __init__(self, executor: int | cf.Executor, task: Task):
+        if isinstance(executor, int) and getattr(
+            multiprocessing.current_process(), "_inheriting", False
+        ):
+            # This is a worker re-running the main script as it starts ('spawn'), which has
+            # no main guard: starting workers here fails with a 40-line traceback per worker
+            # before the main process can say why. One line here; the main process explains.
+            raise SystemExit(
+                "gradproof: a worker re-ran the main script, which starts a check with "
+                'executor= outside an `if __name__ == "__main__":` guard'
+            )
         self.own = isinstance(executor, int)
         self.n = executor if isinstance(executor, int) else _size_of(executor)
         self.payload = task.payload()
