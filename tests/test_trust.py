@@ -462,3 +462,23 @@ def test_the_transpose_hint_fits_row_major_and_column_major_code():
     t = gp.check(lambda p: float(np.sum(A * p)), W, A.T).tensors["theta"]
     assert t.pattern == "transpose"
     assert "dZ · Aᵀ" in t.cause and "Aᵀ · dZ" in t.cause
+
+
+def test_a_cost_even_about_the_point_is_not_a_cost_that_ignores_its_params():
+    # |θ| at θ = 0: every central difference is zero, yet the cost moves (a kink at
+    # each element); it does not ignore its params, and the kinks are said as such
+    report = gp.check(lambda p: float(np.sum(np.abs(p))), np.zeros(3), np.ones(3))
+    assert not report.cost_flat, report
+    assert "did not change" not in str(report) and "ignores" not in str(report)
+    assert len(report.tensors["theta"].kinks) == 3
+    # in directional mode too (one more evaluation tells it from a cost that ignores params)
+    report = gp.check(
+        lambda p: float(np.sum(np.abs(p))), np.zeros(8), np.ones(8), mode="directional"
+    )
+    assert not report.cost_flat and "ignores" not in str(report), report
+    assert any("kink or an extremum of it in every direction" in w for w in report.warnings)
+    fixed = np.ones(8)
+    report = gp.check(
+        lambda p: float(np.sum(fixed**2)), fixed.copy(), 2 * fixed, mode="directional"
+    )
+    assert report.cost_flat and str(report).startswith("Gradient check failed: the cost ignores")

@@ -515,6 +515,14 @@ def run(
             "and were left out of the verdict"
         )
     cost_flat = nn == 0.0 and any(r.signal for r in results.values())
+    if cost_flat and _moves(evaluate, arrays, leaves, j0):
+        # even about the point (|θ| at 0): its central differences vanish, its value does not
+        cost_flat = False
+        notes.append(
+            "the cost's central differences vanish along every direction, yet its value "
+            "moves: the check point is a kink or an extremum of it in every direction "
+            "(|θ| at θ = 0); move the check point off it to check the gradient"
+        )
     tensors = {
         name: dataclasses.replace(r.report, explanation=_diagnose.ignored(name))
         if cost_flat and not r.report.passed
@@ -553,3 +561,23 @@ def _noise_near(
         h = float(CENTRAL.default_step(np.asarray(float(flat[i]))))
         sites.append(NoiseSite(name, flat, i, h))
     return measure_noise(evaluate, sites, j0, magnitude=evaluate.magnitude).bound
+
+
+def _moves(
+    evaluate: Evaluator, arrays: dict[str, np.ndarray], leaves: list[Leaf], j0: float
+) -> bool:
+    """Whether the cost's value changes at all when one element moves by a small step
+    (each parameter's first element in turn, put back after)."""
+    for leaf in leaves:
+        flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
+        if not flat.size:
+            continue
+        old = flat[0]
+        flat[0] = old + _policy.SCHEMES["central"].step_factor * max(1.0, abs(float(old.real)))
+        try:
+            moved = evaluate() != j0
+        finally:
+            flat[0] = old
+        if moved:
+            return True
+    return False

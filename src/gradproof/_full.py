@@ -140,8 +140,12 @@ def run(
             partials[name] = dataclasses.replace(partials[name], numeric=numeric)
             sweeps[name] = dataclasses.replace(sweeps[name], numeric=numeric)
     # Flat: the cost never moved, yet some analytic partial is beyond round-off.
-    cost_flat = not any(np.any(p.numeric) for p in partials.values()) and not all(
-        np.all(j.negligible) for j in judgements.values()
+    # (not merely even: |θ| at 0 has zero central differences, yet its value moves)
+    unmoved = all(np.all(np.real(v) == j0) for s in sweeps.values() for v in s.values)
+    cost_flat = (
+        unmoved
+        and not any(np.any(p.numeric) for p in partials.values())
+        and not all(np.all(j.negligible) for j in judgements.values())
     )
     tensors: dict[str, TensorReport] = {}
     judged_g, judged_n = [], []
