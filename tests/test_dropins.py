@@ -378,3 +378,26 @@ def test_forward_ad_on_a_function_without_jvp_raises_as_torch_does():
         torch.autograd.gradcheck(Old.apply, (x,), check_forward_ad=True)
     with pytest.raises(NotImplementedError, match="check_forward_ad=False"):
         gpt.gradcheck(Old.apply, (x,), check_forward_ad=True)
+
+
+def test_each_row_says_which_check_it_belongs_to_as_a_field():
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+    from importlib import resources
+
+    def f(x):
+        return x.sin() * 2, x.cos()
+
+    report = gpt.check(f, x64(3), modes=("rev", "fwd"), order=2)
+    checks = {t.name: (t.parameter, t.check) for t in report.tensors.values()}
+    assert checks["input0 [output 0]"] == ("input0", "[output 0]")
+    assert checks["input0 [output 1] [fwd]"] == ("input0", "[output 1] [fwd]")
+    assert checks["input0 [output 0] [order 2]"] == ("input0", "[output 0] [order 2]")
+    assert checks["input0 [output 1] [fwd vs rev]"] == ("input0", "[output 1] [fwd vs rev]")
+    one = gpt.check(lambda x: x.sin(), x64(3))  # one output, the backward: no label
+    assert [(t.name, t.check) for t in one.tensors.values()] == [("input0", "")]
+    assert all(t.name == f"{t.parameter} {t.check}".strip() for t in report.tensors.values())
+    schema = json.loads(resources.files("gradproof").joinpath("report.schema.json").read_text())
+    jsonschema.validate(json.loads(report.to_json()), schema)
+    again = gp.Report.from_json(report.to_json())
+    assert [t.check for t in again.tensors.values()] == [t.check for t in report.tensors.values()]

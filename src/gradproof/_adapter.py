@@ -282,16 +282,20 @@ def consistencies(
     a caller's own tolerances, which accept a disagreement within them; ``skip``: by
     parameter, elements a front-end left out (in either mode)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
+    label = " ".join(x for x in (where, "[fwd vs rev]") if x)
     return [
-        consistency(
-            " ".join(x for x in (name, where, "[fwd vs rev]") if x),
-            fwd[name],
-            g,
-            scale,
-            floor=None if floors is None else floors.get(name),
-            agreement=agreement,
-            accepted=accepted,
-            skip=None if skip is None else skip.get(name),
+        dataclasses.replace(
+            consistency(
+                f"{name} {label}",
+                fwd[name],
+                g,
+                scale,
+                floor=None if floors is None else floors.get(name),
+                agreement=agreement,
+                accepted=accepted,
+                skip=None if skip is None else skip.get(name),
+            ),
+            check=label,
         )
         for name, g in rev.items()
     ]
@@ -364,7 +368,8 @@ def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ())
     for label, report in parts:
         for name, t in report.tensors.items():
             named = f"{name} {label}".rstrip()
-            t = dataclasses.replace(t, name=named)
+            check = f"{t.check} {label}".strip() if t.check else label
+            t = dataclasses.replace(t, name=named, check=check)
             order = re.search(r"\[order (\d+)\]", label)
             if order and t.pattern == "zero":
                 lower = int(order.group(1)) - 1

@@ -65,11 +65,11 @@ def _rows(report: ReportRecord) -> tuple[str, str]:
     check of several derivatives ``("4 rows", "2 parameters in rev, [order 2]")``."""
     n = len(report.tensors)
     checks = list(report.policy.get("checks") or []) if isinstance(report.policy, dict) else []
-    if any(name.endswith("[fwd vs rev]") for name in report.tensors):
+    if any(t.check.endswith("[fwd vs rev]") for t in report.tensors.values()):
         checks.append("[fwd vs rev]")
     # "input0.real [fwd]" and "input0.imag [fwd]" are one (complex) parameter
     bases = {
-        name.split(" [")[0].removesuffix(".real").removesuffix(".imag") for name in report.tensors
+        t.parameter.removesuffix(".real").removesuffix(".imag") for t in report.tensors.values()
     }
     # a framework function's inputs ("input0", "arg1") are its inputs, not parameters
     word = (

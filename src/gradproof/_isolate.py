@@ -65,7 +65,7 @@ class Isolation:
 def locate(parts: Parts, report: Report) -> Isolation:
     """Where the error behind ``report`` (a failed check of the whole model) enters."""
     # the backward's rows (a forward-mode or higher-order row has no backward to search)
-    failing = [name for name, t in report.tensors.items() if not t.passed and " [" not in name]
+    failing = [name for name, t in report.tensors.items() if not t.passed and not t.check]
     if not failing or not report.deterministic:
         return Isolation(None, None, 0, 0)
     search = _Search(parts)
@@ -131,7 +131,7 @@ def _origin_at(
     inherited = [n for n in failing if n in inputs or any(inside(owners[n], s) for s in between)]
     if len(there) + len(inherited) != len(failing):
         return None  # a failing parameter outside them: downstream, or the model's own
-    right = [name for name, t in report.tensors.items() if t.passed and " [" not in name]
+    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
     kind = parts.kind(entry)
     after = [
         n for n, wrong in search.verdicts.items() if wrong is False and parts.upstream(entry, n)

@@ -99,6 +99,10 @@ class TensorReport:
             parameter could not be judged, and does not pass.
         inherited: wrong only because an error entered the backward pass above it
             ([`gradproof.Report.origin`][gradproof.Report]): fix that one first.
+        check: which derivative of a framework check the row belongs to, as its name
+            ends with it: ``""`` for the backward of the (one) output, ``"[fwd]"``
+            (forward mode), ``"[order 2]"``, ``"[fwd vs rev]"`` (the two modes
+            compared), ``"[output 1]"``, or several (``"[output 1] [fwd]"``).
     """
 
     name: str
@@ -119,6 +123,12 @@ class TensorReport:
     accuracy: float | None = None
     undecided: bool = False
     inherited: bool = False
+    check: str = ""
+
+    @property
+    def parameter(self) -> str:
+        """The parameter (or input) the row is about: ``name`` without its ``check``."""
+        return self.name.removesuffix(f" {self.check}") if self.check else self.name
 
     @property
     def diagnosis(self) -> str | None:
@@ -165,6 +175,7 @@ class TensorReport:
             "accuracy": self.accuracy,
             "undecided": self.undecided,
             "inherited": self.inherited,
+            "check": self.check,
         }
 
     @classmethod
@@ -189,6 +200,7 @@ class TensorReport:
             accuracy=d.get("accuracy"),
             undecided=d.get("undecided", False),
             inherited=d.get("inherited", False),
+            check=d.get("check", ""),
         )
 
 

@@ -106,7 +106,7 @@ def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
         origin, tensors = _check.traced(tensors, origin)
     elif found.entry is None and report.deterministic and not report.cost_flat:
         # no submodule wrong on its own: the layer order of the backward's rows may show it
-        rows = {n: t for n, t in tensors.items() if " [" not in n}
+        rows = {n: t for n, t in tensors.items() if not t.check}
         origin, traced = _check.traced(rows)
         tensors = {n: traced.get(n, t) for n, t in tensors.items()}
     return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
