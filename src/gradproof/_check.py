@@ -30,7 +30,7 @@ from ._policy import Method, Mode
 from ._progress import format_seconds
 from ._records import Outcome, TensorReport
 from ._report import GradientError, Report
-from ._sweep import Batched, sweep_leaves
+from ._sweep import Batched, Point, sweep_leaves
 
 Cost = Callable[[Any], Any]
 
@@ -307,24 +307,19 @@ def run(
             timings.append(time.perf_counter() - started_eval)
         seconds_per_eval = float(np.median(timings)) if timings else 0.0
         opts, auto_policy = _chosen_mode(opts, leaves, seconds_per_eval)
-        if opts.mode == "directional":
-            outcome = _directional.run(
-                evaluate, point.arrays, leaves, analytic, j0=point.j0, spread=spread, opts=opts
-            )
-        else:
-            outcome = _full.run(
-                evaluate,
-                point.arrays,
-                params,
-                leaves,
-                analytic,
-                j0=point.j0,
-                spread=spread,
-                opts=opts,
-                seconds_per_eval=seconds_per_eval,
-                batched=batched if opts.method == "central" and opts.executor is None else None,
-                skip=left_out,
-            )
+        at = Point(
+            leaves,
+            point.arrays,
+            params,
+            evaluate,
+            point.j0,
+            spread,
+            seconds_per_eval,
+            batched if opts.method == "central" and opts.executor is None else None,
+            left_out,
+        )
+        mode = _directional.run if opts.mode == "directional" else _full.run
+        outcome = mode(at, analytic, opts)
         with blame("at the check point (final evaluation)"):
             spread = max(spread, abs(_real(evaluate()) - point.j0))
     policy = opts.policy()

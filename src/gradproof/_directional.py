@@ -26,6 +26,7 @@ from ._finite import Evaluate, NoiseSite, Probe, Tick, automatic_step, measure_n
 from ._options import Options
 from ._progress import Progress
 from ._records import NO_DIAGNOSIS, Outcome, TensorReport
+from ._sweep import Point
 from ._tree import Leaf, index_tuple
 
 CENTRAL = _policy.SCHEMES["central"]
@@ -458,17 +459,10 @@ def miss_probability(k: int) -> float:
     return ((2 / math.pi) * math.atan(1 / _policy.CONFIDENCE_FACTOR)) ** k
 
 
-def run(
-    evaluate: Evaluator,
-    arrays: dict[str, np.ndarray],
-    leaves: list[Leaf],
-    analytic: dict[str, np.ndarray],
-    *,
-    j0: float,
-    spread: float,
-    opts: Options,
-) -> Outcome:
+def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome:
     """Check every parameter along ``opts.k`` random directions, localizing any failure."""
+    evaluate, arrays, leaves, j0 = point.evaluate, point.arrays, point.leaves, point.j0
+    spread = point.spread
     notes = []
     if opts.executor is not None:
         notes.append(

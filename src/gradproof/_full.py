@@ -11,7 +11,6 @@ import concurrent.futures as cf
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -24,26 +23,15 @@ from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
 from ._records import Outcome, TensorReport
-from ._sweep import Batched, LeafSweep, sweep_leaves
+from ._sweep import LeafSweep, Point, sweep_leaves
 from ._tree import Leaf, index_tuple
 
 
-def run(
-    evaluate: Evaluator,
-    arrays: dict[str, np.ndarray],
-    params: Any,
-    leaves: list[Leaf],
-    analytic: dict[str, np.ndarray],
-    *,
-    j0: float,
-    spread: float,
-    opts: Options,
-    seconds_per_eval: float = 0.0,
-    batched: Batched | None = None,
-    skip: dict[str, np.ndarray] | None = None,
-) -> Outcome:
+def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome:
     """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``;
-    ``skip`` masks, by parameter, elements a front-end leaves out of the check."""
+    ``point.left_out`` masks, by parameter, elements a front-end leaves out of the check."""
+    evaluate, arrays, leaves, j0 = point.evaluate, point.arrays, point.leaves, point.j0
+    spread, skip = point.spread, point.left_out
     # A framework's derivative may hold inf/NaN: those elements are wrong as they stand,
     # and are not swept (the cost may not even be finite beside them).
     broken = {n: np.flatnonzero(~np.isfinite(flat64(a))) for n, a in analytic.items()}
@@ -62,7 +50,7 @@ def run(
                 )
             task = Task(
                 evaluate.cost,
-                params,
+                point.params,
                 evaluate.rng_state,
                 np.complex128 if opts.scheme.is_complex else np.float64,
                 evaluate.replay,
@@ -81,8 +69,8 @@ def run(
                 j0,
                 opts,
                 tick=bar.tick,
-                seconds_per_eval=seconds_per_eval,
-                batched=batched,
+                seconds_per_eval=point.seconds,
+                batched=point.batched,
             )
     finally:
         bar.close()
@@ -181,8 +169,8 @@ def run(
         difference=_compare.difference(np.concatenate(judged_g), np.concatenate(judged_n)),
         cost_flat=cost_flat,
         step=_typical_step(sweeps, opts),
-        numerical=_tree.from_flat(params, leaves, numeric) if full else None,
-        analytic=_tree.from_flat(params, leaves, analytic) if full else None,
+        numerical=_tree.from_flat(point.params, leaves, numeric) if full else None,
+        analytic=_tree.from_flat(point.params, leaves, analytic) if full else None,
         notes=tuple(
             [
                 *_left_out_notes(leaves, arrays, sweeps),

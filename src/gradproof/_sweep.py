@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,31 @@ CHUNK = 1 << 13
 
 # batched(name, flat, coords, values) -> one array of cost values per point set
 Batched = Callable[[str, np.ndarray, list[int], list[list[float]]], Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a mode checks, and how the cost is evaluated there: what `_full.run` and
+    `_directional.run` take besides the analytic gradient and the options.
+
+    ``leaves`` and ``arrays`` are the parameters' leaves and the private float64 working
+    copy (perturbed in place, put back); ``params`` the caller's structure (a worker
+    process rebuilds the cost's argument from it); ``evaluate`` the cost on the working
+    copy, ``j0`` its value at the point and ``spread`` how far another evaluation there
+    moved; ``seconds`` one evaluation's time (0: not timed); ``batched`` a front-end's
+    evaluator of many points at once (vmap), if any; ``left_out`` by parameter, the
+    elements a front-end leaves out of the check.
+    """
+
+    leaves: list[Leaf]
+    arrays: dict[str, np.ndarray]
+    params: Any
+    evaluate: Evaluator
+    j0: float
+    spread: float = 0.0
+    seconds: float = 0.0
+    batched: Batched | None = None
+    left_out: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
