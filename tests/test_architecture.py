@@ -160,7 +160,6 @@ ALLOWED = {
     ("nn/_model.py", "fit", "parameters"): PUBLIC,
     ("_adapter.py", "consistencies", "parameters"): TO_SPLIT,
     ("_adapter.py", "consistency", "parameters"): TO_SPLIT,
-    ("_check.py", "run", "parameters"): TO_SPLIT,
     ("_check.py", "_verdict", "parameters"): TO_SPLIT,
     ("_compare.py", "_look_wider", "parameters"): TO_SPLIT,
     ("_compare.py", "_judge_smaller", "parameters"): TO_SPLIT,

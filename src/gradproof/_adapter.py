@@ -66,11 +66,7 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         analytic = adapter.analytic()
     except DerivativeRaised as raised:
         return _raised(adapter.params, opts, raised)
-    report = _check.run(
-        adapter.cost,
-        adapter.params,
-        analytic,
-        opts,
+    front = _check.FrontEnd(
         batched=adapter.batched if batched else None,
         framework=True,
         cost_magnitude=adapter.magnitude,
@@ -79,6 +75,7 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         trace_origin=getattr(adapter, "kind", "rev") == "rev"
         and getattr(adapter, "trace_origin", True),
     )
+    report = _check.run(adapter.cost, adapter.params, analytic, opts, front)
     notes = adapter.notes()
     # how the evaluations ran, for the record (a front-end's own keys in policy)
     record: dict[str, Any] = getattr(adapter, "record", dict)()

@@ -251,35 +251,38 @@ class _CheckPoint:
         return cls(leaves, arrays, evaluate, _real(j0))
 
 
-def run(
-    cost: Cost,
-    params: Any,
-    grads: Any,
-    opts: Options,
-    *,
-    batched: Batched | None = None,
-    framework: bool = False,
-    cost_magnitude: float = 0.0,
-    spread_first: bool = True,
-    left_out: dict[str, np.ndarray] | None = None,
-    trace_origin: bool = True,
-) -> Report:
-    """[`check`][gradproof.check] with validated options.
+@dataclass(frozen=True)
+class FrontEnd:
+    """What a front-end (a framework's adapter, ``gradproof.nn``) tells `run` beyond
+    `check`'s arguments; the defaults are `check`'s own.
 
     ``batched`` evaluates chunks of a full check at once (a framework's vmap).
-    With ``framework``, ``grads`` came from a framework's autodiff: an inf or
-    NaN in it is a finding about that derivative, not bad input.
-    ``cost_magnitude`` is the size of the terms the cost sums, when a front-end
-    knows it: the cost's round-off is modelled relative to it. Without
-    ``spread_first`` a full or directional check does not evaluate the cost a second time
-    at the check point before it starts (a drop-in, priced as the original): its
-    determinism is judged from the final evaluation alone, and a scatter beyond round-off
-    is allowed for where the noise measured near the point shows it. ``left_out`` masks, by
-    parameter, elements a front-end leaves out (a full check's; their gradient is 0).
-    ``trace_origin``: say where an error enters the backward pass (``Report.origin``)
-    where the layer order shows it; a front-end's forward-mode or higher-order check has
-    no backward pass to say it of.
+    With ``framework``, ``grads`` came from a framework's autodiff: an inf or NaN in
+    it is a finding about that derivative, not bad input. ``cost_magnitude`` is the
+    size of the terms the cost sums, when the front-end knows it: the cost's
+    round-off is modelled relative to it. Without ``spread_first`` a full or
+    directional check does not evaluate the cost a second time at the check point
+    before it starts (a drop-in, priced as the original): its determinism is judged
+    from the final evaluation alone, and a scatter beyond round-off is allowed for
+    where the noise measured near the point shows it. ``left_out`` masks, by
+    parameter, elements the front-end leaves out (a full check's; their gradient is
+    0). ``trace_origin``: say where an error enters the backward pass
+    (``Report.origin``) where the layer order shows it; a forward-mode or higher-order
+    check has no backward pass to say it of, and a front-end that checks a model's
+    parts on their own says it itself.
     """
+
+    batched: Batched | None = None
+    framework: bool = False
+    cost_magnitude: float = 0.0
+    spread_first: bool = True
+    left_out: dict[str, np.ndarray] | None = None
+    trace_origin: bool = True
+
+
+def run(cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = FrontEnd()) -> Report:
+    """[`check`][gradproof.check] with validated options, and what a front-end adds."""
+    batched, left_out = front.batched, front.left_out
     leaves = _tree.parse(params)
     started = time.perf_counter()
     with _global_rng_kept() as rng_state:
@@ -288,17 +291,17 @@ def run(
             leaves,
             lambda: _tree.working_copy(params, np.float64)[0],
             unchecked=_unchecked(params, left_out),
-            nonfinite_is_wrong=framework,
+            nonfinite_is_wrong=front.framework,
         )
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)  # also a warm-up
         _within_range(point.j0, analytic)
         evaluate = point.evaluate
-        evaluate.magnitude = cost_magnitude
+        evaluate.magnitude = front.cost_magnitude
         # Evaluations after the warm-up are timed: they size progress ticks and the
         # estimate of mode="auto" (which times a few more to be sure of it).
         timings, spread = [], 0.0
         repeats = _policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1
-        if opts.mode != "auto" and not spread_first:
+        if opts.mode != "auto" and not front.spread_first:
             repeats = 0
         for _ in range(repeats):
             started_eval = time.perf_counter()
@@ -340,7 +343,7 @@ def run(
         warnings=[*_precision_warnings(leaves, analytic), *outcome.notes],
         evaluations=evaluate.count,
         seconds=time.perf_counter() - started,
-        trace_origin=trace_origin,
+        trace_origin=front.trace_origin,
     )
 
 

@@ -97,7 +97,8 @@ class Sequential:
 
         try:
             # where an error enters is found from the layers checked on their own
-            report = _check.run(cost, original, grads, opts, trace_origin=False)
+            front = _check.FrontEnd(trace_origin=False)
+            report = _check.run(cost, original, grads, opts, front)
             return report if report.passed else self._traced(report, X, opts)
         finally:
             self.load(original)
