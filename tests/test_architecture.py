@@ -177,7 +177,6 @@ ALLOWED = {
     ("jax.py", "__init__", "parameters"): TO_SPLIT,
     ("torch.py", "_check_all", "parameters"): TO_SPLIT,
     ("torch.py", "_dropin_report", "parameters"): TO_SPLIT,
-    ("torch.py", "__init__", "parameters"): TO_SPLIT,
     # modules over MODULE_LINES lines
     ("_compare.py", "", "module"): "to be split: judging and its probes (issue 19)",
     ("jax.py", "", "module"): "to become a package, as torch.py (issue 19)",

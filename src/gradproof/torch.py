@@ -126,20 +126,10 @@ def _check_all(
         # One RNG state for every check of this call, so all replay the same draws.
         rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
 
+        call = _Call(fn, inputs, loss, opts.seed, weights, rng, dropin)
+
         def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
-            return _Checker(
-                torch,
-                fn,
-                inputs,
-                loss,
-                opts.seed,
-                output,
-                kind,
-                weights,
-                rng=rng,
-                depth=depth,
-                dropin=dropin,
-            )
+            return _Checker(torch, call, output, kind, depth)
 
         return _adapter.check_all(
             make, opts, modes, order, TORCH_CONVENTION, dropin=dropin is not None
@@ -451,23 +441,27 @@ def _wide(torch, x: Any) -> Any:
     return x.detach().to(torch.float64) if x.is_floating_point() else x.detach()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One call of a check, shared by the checks of its outputs, modes and orders."""
+
+    fn: Any  # the function or module
+    inputs: tuple[Any, ...]
+    loss: Callable[[Any], Any] | None
+    seed: int
+    weights: list[Any] | None  # output cotangents (grad_outputs) instead of random ones
+    rng: tuple[Any, dict[int, Any]]  # torch's CPU and CUDA RNG states, replayed by each
+    dropin: _Probe | None  # a drop-in's probe: check what torch's gradcheck checks
+
+
 class _Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
     def __init__(
-        self,
-        torch,
-        fn,
-        inputs,
-        loss,
-        seed,
-        output=None,
-        kind="rev",
-        weights=None,
-        rng=None,
-        depth=1,
-        dropin: _Probe | None = None,
+        self, torch: Any, call: _Call, output: int | None = None, kind: str = "rev", depth: int = 1
     ):
+        fn, inputs, loss, seed = call.fn, call.inputs, call.loss, call.seed
+        weights, rng, dropin = call.weights, call.rng, call.dropin
         self.torch = torch
         self.fn = fn
         self.loss = loss
@@ -555,11 +549,6 @@ class _Checker:
                 wide = torch.complex128 if t.is_complex() else torch.float64
                 storage = base.detach().to(wide).clone()
                 self.layouts[n] = (storage, tuple(t.shape), tuple(t.stride()), t.storage_offset())
-        if rng is None:
-            rng = (
-                torch.get_rng_state(),
-                {d: torch.cuda.get_rng_state(d) for d in self.cuda_devices},
-            )
         self.rng_state, self.cuda_state = rng
         self.projection = None
         self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
