@@ -211,3 +211,21 @@ def test_gradgradcheck_grad_outputs_cover_the_outputs_that_require_grad():
     f = lambda x: (x.detach() * 3, (x**3).sin())  # noqa: E731
     assert torch.autograd.gradgradcheck(f, (x,), (g,))
     assert gpt.gradgradcheck(f, (x,), (g,))
+
+
+def test_the_probe_is_reused_only_where_it_is_what_the_check_computes():
+    # the probe runs the function on the caller's tensors; the check on float64 copies
+    # of each input, perturbed apart: the same tensor passed twice has one gradient to
+    # autograd (the total) and two partials to the check, and an input in float32 that
+    # does not require grad is widened by the check, not by the probe
+    x = x64(5)
+    y32 = torch.rand(5, dtype=torch.float32, generator=torch.Generator().manual_seed(1))
+    cases = {
+        "same tensor twice": (lambda a, b: (a * b).sin(), (x, x)),
+        "float32 beside": (lambda a, b: a * (30 * b).softmax(0), (x, y32)),
+        "float32 beside, steep": (lambda a, b: a * (1000 * b).sin(), (x, y32)),
+    }
+    for name, (f, inputs) in cases.items():
+        assert torch.autograd.gradcheck(f, inputs), name
+        assert gpt.gradcheck(f, inputs), name
+        assert gpt.gradcheck(f, inputs, fast_mode=True), name

@@ -330,7 +330,9 @@ def _probe(torch, func, inputs, weights, nondet_tol: float, seed: int) -> _Probe
     probed = functools.partial(_Probe, differentiable, count=len(tensors))
     if not outs or not leaves:
         return probed(None)
-    reusable = weights is None and len(outs) == 1 and outs[0].is_floating_point()
+    reusable = (
+        weights is None and len(outs) == 1 and outs[0].is_floating_point() and _plain(torch, inputs)
+    )
     if reusable:
         cot = [_projection(torch, seed, outs[0]).to(outs[0].dtype)]
     elif weights is None:
@@ -358,6 +360,20 @@ def _probe(torch, func, inputs, weights, nondet_tol: float, seed: int) -> _Probe
                 f"{nondet_tol:g}); not a wrong formula, but not re-entrant either",
             )
     return probed(None, gradient=tuple(runs[0]) if reusable else None)
+
+
+def _plain(torch, inputs: tuple[Any, ...]) -> bool:
+    """Whether ``func(*inputs)`` computes what a check's float64 copies compute: every
+    float tensor already float64 (a check widens the rest), every input requiring grad
+    a leaf, and no two tensors sharing storage (a check perturbs separate copies: the
+    same tensor passed twice, ``(x, x)``, has one gradient to autograd and two to it)."""
+    tensors = [x for x in inputs if torch.is_tensor(x)]
+    if any((x.is_floating_point() or x.is_complex()) and x.dtype != torch.float64 for x in tensors):
+        return False
+    if any(x.requires_grad and not x.is_leaf for x in tensors):
+        return False
+    storages = [x.untyped_storage().data_ptr() for x in tensors if x.numel()]
+    return len(storages) == len(set(storages))
 
 
 def _projection(torch, seed: int, out: Any) -> Any:
