@@ -283,8 +283,14 @@ def test_a_wrong_module_inside_a_block_is_named_down_to_the_module():
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
     origin = report.origin
     assert origin is not None and origin.layer == "1.act", report
-    assert origin.inherited == ("0.weight", "0.bias", "1.lin.weight", "1.lin.bias")
     assert set(origin.right) == {"2.lin.weight", "2.lin.bias", "3.weight", "3.bias"}
+    # Block.forward is code of its own between lin and act, which no check covers: the
+    # parameters upstream are not said to inherit the error, only that they may
+    assert origin.inherited == () and origin.there == ()
+    assert "may inherit it or have a cause of their own" in origin.evidence
+    assert "Block.forward" in origin.evidence
+    assert str(report).splitlines()[0].split("; ", 1)[1].startswith("an error enters at")
+    assert not any(t.inherited for t in report.tensors.values())
 
 
 def test_a_module_whose_own_weight_gradient_is_wrong_is_where_it_enters():
@@ -419,8 +425,9 @@ def test_an_nn_mlp_with_a_wrong_activation_names_that_layer():
     assert origin.inherited == ("0.W", "0.b", "2.W", "2.b")
     assert origin.right == ("4.W", "4.b")
     assert "3 (WrongTanh) is wrong" in origin.evidence
-    # 4 (right), 3 (wrong), then 0, 1 and 2, between the failing parameters and it
-    assert report.policy["isolation"]["checks"] == 5
+    # the loss and 4 (right), 3 (wrong), then 0, 1 and 2, between the failing parameters
+    # and it
+    assert report.policy["isolation"]["checks"] == 6
     assert "0, 1, 2, before it, are right" in origin.evidence
 
 
@@ -464,3 +471,72 @@ def test_two_nn_layers_wrong_on_their_own_claim_no_origin():
     # own, layers 3 and 1 are both wrong: two slips, each row its own diagnosis
     assert not report.passed and report.origin is None
     assert not any(t.inherited for t in report.tensors.values())
+
+
+def test_what_no_check_covers_is_not_vouched_for():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, _, _ = _torch_catalogue(torch)
+
+    class Scaled(torch.nn.Module):  # wrong, called with a keyword argument
+        def forward(self, x, scale=1.0):
+            return Act()(x) * scale
+
+    class KwSlip(torch.nn.Module):  # two slips: act, and Scaled called by keyword after it
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act, self.kw = torch.nn.Linear(4, 5), Act(), Scaled()
+
+        def forward(self, x):
+            return self.kw(self.act(self.lin(x)), scale=2.0)
+
+    class Shared(torch.nn.Module):  # two slips: act, and shared, called before and after
+        def __init__(self):
+            super().__init__()
+            self.lin, self.shared, self.act = torch.nn.Linear(4, 5), Act(), Act()
+
+        def forward(self, x):
+            return self.shared(self.act(self.shared(self.lin(x))))
+
+    class Listed(torch.nn.Module):  # one slip, in a ModuleList run by a loop
+        def __init__(self):
+            super().__init__()
+            layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), Act(), torch.nn.Linear(5, 2)]
+            self.layers = torch.nn.ModuleList(layers)
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    models = [KwSlip().double(), Shared().double(), Listed().double()]
+    rng = torch.get_rng_state()
+    for model in models[:2]:
+        report = gpt.check(model, x)
+        assert not report.passed and report.origin is None, report
+    listed = gpt.check(models[2], x)
+    assert torch.equal(rng, torch.get_rng_state())  # the search draws nothing of the caller's
+    origin = listed.origin
+    assert origin is not None and origin.layer == "layers.2", listed
+    assert "layers.0, layers.1, before it, are right" in origin.evidence
+    # the loop in Listed.forward is code of its own: the upstream rows may inherit it
+    assert origin.inherited == () and "Listed.forward's own code" in origin.evidence
+
+
+def test_a_wrong_nn_loss_is_where_the_error_enters():
+    from gradproof import nn
+
+    class WrongCE(nn.SoftmaxCrossEntropy):
+        def backward(self):
+            return 2 * super().backward()  # the slip
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    model = nn.Sequential(nn.Dense(4, 5, seed=0), nn.Tanh(), nn.Dense(5, 3, seed=1))
+    report = _check_keeps_params(model, X, y, WrongCE())
+    origin = report.origin
+    assert origin is not None and origin.layer == "loss" and origin.there == ()
+    assert origin.inherited == ("0.W", "0.b", "2.W", "2.b")

@@ -7,8 +7,12 @@ inputs it received in one forward pass; which part ran before which; which part 
 a parameter. Searching from the output back, the first part wrong on its own holds the
 error; its own parts are searched the same way, down to the smallest part wrong on its
 own. A failing parameter upstream of it is said to inherit the error only where its
-part, checked on its own, is right: a second part wrong on its own is a second slip,
-and then no origin is claimed (each parameter keeps its own diagnosis).
+part, and every part between it and the entry, checked on its own, is right, and so is
+every part after the entry: a second part wrong on its own is a second slip, and a part
+that ran but cannot be checked alone (called twice, or with keyword arguments) could
+hide one; then no origin is claimed (each parameter keeps its own diagnosis). Code a
+part runs between its own parts (a function called in a module's ``forward``) cannot be
+checked alone: the evidence says so where a part on the way is not a plain sequence.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ class Parts(Protocol):
         """The direct parts of ``name`` that ran, the last to run first (backward order)."""
         ...
 
-    def own(self, name: str) -> Report | None:
-        """``name`` checked on its own at the inputs it received (``None``: it cannot be)."""
+    def own(self, name: str) -> list[Report] | None:
+        """``name`` checked on its own at the inputs it received, one report per call
+        (``None``: it cannot be)."""
         ...
 
     def upstream(self, name: str, of: str) -> bool:
@@ -45,6 +50,11 @@ class Parts(Protocol):
 
     def kind(self, name: str) -> str:
         """What ``name`` is, for the report ("Linear", "Dense")."""
+        ...
+
+    def unchecked(self, name: str) -> str | None:
+        """The code ``name`` runs besides its parts, which no check covers, in words
+        ("Block.forward's own code between its submodules"; ``None``: none)."""
         ...
 
 
@@ -86,16 +96,18 @@ class _Search:
     def wrong(self, name: str) -> bool | None:
         """Whether ``name`` is wrong on its own (``None``: no verdict of its own)."""
         if name not in self.verdicts:
-            report = self.parts.own(name)
-            if report is None:
+            reports = self.parts.own(name)
+            if not reports:
                 self.verdicts[name] = None
             else:
-                self.checks += 1
-                self.evaluations += report.evaluations
-                decided = report.deterministic and not any(
-                    t.undecided for t in report.tensors.values()
-                )
-                self.verdicts[name] = (not report.passed) if decided else None
+                self.checks += len(reports)
+                self.evaluations += sum(r.evaluations for r in reports)
+                decided = [
+                    r.deterministic and not any(t.undecided for t in r.tensors.values())
+                    for r in reports
+                ]
+                wrong = any(d and not r.passed for d, r in zip(decided, reports, strict=True))
+                self.verdicts[name] = True if wrong else (False if all(decided) else None)
         return self.verdicts[name]
 
     def first_wrong(self, name: str) -> str | None:
@@ -111,7 +123,9 @@ def _origin_at(
 ) -> Origin | None:
     """The origin at ``entry`` (wrong on its own), if it explains every failure: each
     failing parameter is inside it, or inside a part upstream of it that is right on its
-    own, and so is every part between them (a slip there would be a second cause)."""
+    own, and so is every part between them and every part after it (a slip there would be
+    a second cause). Where a part on the way runs code of its own between its parts,
+    the failing parameters upstream are not said to inherit it: that code is not checked."""
     owners = {n: parts.owner(n) for n in failing if not parts.is_input(n)}
     inputs = [n for n in failing if parts.is_input(n)]
 
@@ -124,33 +138,48 @@ def _origin_at(
             inside(o, part) or (o is not None and parts.upstream(o, part)) for o in owners.values()
         )
 
-    between = [s for s in _feeding(entry, parts) if feeds(s)]
-    if any(search.wrong(s) is not False for s in between):
+    between = [s for s in _siblings(entry, parts, "before") if feeds(s)]
+    after = _siblings(entry, parts, "after")
+    beside = _siblings(entry, parts, "beside")  # (run before and after it: shared)
+    if any(search.wrong(s) is not False for s in [*between, *after, *beside]):
         return None  # a second part wrong on its own, or one that cannot be checked
     there = [n for n, o in owners.items() if inside(o, entry)]
-    inherited = [n for n in failing if n in inputs or any(inside(owners[n], s) for s in between)]
-    if len(there) + len(inherited) != len(failing):
+    upstream = [n for n in failing if n in inputs or any(inside(owners[n], s) for s in between)]
+    if len(there) + len(upstream) != len(failing):
         return None  # a failing parameter outside them: downstream, or the model's own
     right = [name for name, t in report.tensors.items() if t.passed and not t.check]
     kind = parts.kind(entry)
-    after = [
-        n for n, wrong in search.verdicts.items() if wrong is False and parts.upstream(entry, n)
-    ]
     evidence = f"each checked on its own at the inputs it received: {entry} ({kind}) is wrong"
     for names, side in ((between, "before"), (after, "after")):
         if names:
             verb = "is" if len(names) == 1 else "are"
             evidence += f"; {', '.join(names)}, {side} it, {verb} right"
+    path = entry.split(".")
+    glue = [g for d in range(len(path)) if (g := parts.unchecked(".".join(path[:d])))]
+    inherited = upstream
+    if glue and upstream:
+        evidence += (
+            f"; {', '.join(upstream)} (upstream) may inherit it or have a cause of their own "
+            f"in {' or '.join(glue)}, which is not checked on its own"
+        )
+        inherited = []
     where = f"{called(entry)} ({kind})'s backward"
     return Origin(entry, tuple(there), tuple(inherited), tuple(right), where, evidence)
 
 
-def _feeding(entry: str, parts: Parts) -> list[str]:
-    """The parts whose outputs feed ``entry``: at each level of its path, the siblings
-    that ran before it (first to run first)."""
+def _siblings(entry: str, parts: Parts, side: str) -> list[str]:
+    """At each level of ``entry``'s path, the other parts that ran ``"before"`` it (their
+    outputs feed it), ``"after"`` it (it feeds them), or ``"beside"`` it (before and
+    after: a part called more than once)."""
     path = entry.split(".")
     found = []
     for depth in range(len(path)):
         parent, child = ".".join(path[:depth]), ".".join(path[: depth + 1])
-        found += [s for s in reversed(parts.children(parent)) if parts.upstream(s, child)]
-    return found
+        for s in parts.children(parent):
+            if s == child or s.startswith(f"{child}."):
+                continue
+            before, after = parts.upstream(s, child), parts.upstream(child, s)
+            if {"before": before, "after": after, "beside": not before and not after}[side]:
+                found.append(s)
+    # (children come last to run first: the parts before it are said in the order they ran)
+    return found[::-1] if side == "before" else found

@@ -60,6 +60,8 @@ class Origin:
         there = ", ".join(self.there)
         verb = "inherits" if len(self.inherited) == 1 else "inherit"
         inherited = ", ".join(self.inherited)
+        if not self.there and not self.inherited:  # (what fails upstream is not vouched for)
+            return f"an error enters at {self.where} ({self.evidence})"
         if not self.there:  # a module without parameters of its own (an activation)
             return f"the error enters at {self.where}: {inherited} {verb} it ({self.evidence})"
         inherit = f" and {inherited} {verb} it" if self.inherited else ""

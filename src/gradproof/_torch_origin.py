@@ -23,7 +23,8 @@ from ._report import Report
 class _Calls:
     """One forward pass of the model, as its submodules saw it."""
 
-    args: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # called once, positional
+    # each submodule's calls: positional and keyword inputs (at most MAX_CALLS of them)
+    args: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = field(default_factory=dict)
     start: dict[str, int] = field(default_factory=dict)
     end: dict[str, int] = field(default_factory=dict)
     times: dict[str, int] = field(default_factory=dict)  # how often each was called
@@ -63,8 +64,10 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
             calls.times[name] = calls.times.get(name, 0) + 1
             calls.start.setdefault(name, calls.ticks)
             calls.ticks += 1
-            if not kwargs:
-                calls.args[name] = tuple(_kept(torch, a) for a in args)
+            if calls.times[name] <= MAX_CALLS:
+                kept = tuple(_kept(torch, a) for a in args)
+                fixed = {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}
+                calls.args.setdefault(name, []).append((kept, fixed))
 
         return hook
 
@@ -84,7 +87,7 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
         for x in inputs
     ]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=_devices(torch, wide)):
             model(*wide)
     except Exception:  # the check itself has said what the model raised
         return None
@@ -92,9 +95,32 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
         for handle in handles:
             handle.remove()
     for name, times in calls.times.items():
-        if times != 1:  # run twice (shared, recurrent): no one input to check it at
+        if times > MAX_CALLS:  # (a recurrent cell over a sequence: too many to check)
             calls.args.pop(name, None)
     return calls
+
+
+# A submodule called more often than this in one forward pass is not checked on its own.
+MAX_CALLS = 4
+
+
+def _bound(torch: Any, module: Any, kwargs: dict[str, Any]) -> Any:
+    """``module`` with its keyword inputs fixed, as a module of its positional ones."""
+
+    class Bound(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(*args, **kwargs)
+
+    return Bound()
+
+
+def _devices(torch: Any, inputs: list[Any]) -> list[int]:
+    """The CUDA devices the inputs are on (their RNG states are kept too)."""
+    return sorted({x.device.index or 0 for x in inputs if torch.is_tensor(x) and x.is_cuda})
 
 
 def _kept(torch: Any, x: Any) -> Any:
@@ -115,29 +141,49 @@ class _Submodules:
         self.check = check
 
     def children(self, name: str) -> list[str]:
+        """Direct submodules that ran; a container that never runs itself (a ModuleList,
+        a ModuleDict) stands for its own submodules."""
         prefix = f"{name}." if name else ""
         direct = [
             n
             for n in self.modules
             if n.startswith(prefix) and n != name and "." not in n[len(prefix) :]
         ]
-        ran = [n for n in direct if n in self.calls.end]
+        ran = []
+        for n in direct:
+            ran += [n] if n in self.calls.end else self.children(n)
         return sorted(ran, key=lambda n: self.calls.end[n], reverse=True)
 
-    def own(self, name: str) -> Report | None:
-        args = self.calls.args.get(name)
+    def _span(self, name: str) -> tuple[int, int] | None:
+        """When ``name`` started and finished, or its submodules did (a ModuleList)."""
+        if name in self.calls.end:
+            return self.calls.start[name], self.calls.end[name]
+        inside = [n for n in self.calls.end if n.startswith(f"{name}.")]
+        if not inside:
+            return None
+        return min(self.calls.start[n] for n in inside), max(self.calls.end[n] for n in inside)
+
+    def own(self, name: str) -> list[Report] | None:
+        """``name`` checked at each of its calls (keyword inputs held fixed)."""
+        calls = self.calls.args.get(name)
         module = self.modules[name]
-        grads = any(self.torch.is_tensor(a) and a.requires_grad for a in args or ())
-        if args is None or not (grads or any(p.requires_grad for p in module.parameters())):
+        if not calls:
             return None
-        try:
-            return self.check(module, *args)
-        except Exception:  # (it raised alone: no verdict of its own to go by)
-            return None
+        reports = []
+        for args, kwargs in calls:
+            grads = any(self.torch.is_tensor(a) and a.requires_grad for a in args)
+            if not (grads or any(p.requires_grad for p in module.parameters())):
+                return None
+            called = _bound(self.torch, module, kwargs) if kwargs else module
+            try:
+                reports.append(self.check(called, *args))
+            except Exception:  # (it raised alone: no verdict of its own to go by)
+                return None
+        return reports
 
     def upstream(self, name: str, of: str) -> bool:
-        end, start = self.calls.end, self.calls.start
-        return name in end and of in start and end[name] < start[of]
+        first, second = self._span(name), self._span(of)
+        return first is not None and second is not None and first[1] < second[0]
 
     def owner(self, parameter: str) -> str | None:
         owner = parameter.rsplit(".", 1)[0] if "." in parameter else ""
@@ -148,3 +194,10 @@ class _Submodules:
 
     def kind(self, name: str) -> str:
         return type(self.modules[name]).__name__
+
+    def unchecked(self, name: str) -> str | None:
+        if name and name not in self.calls.end:
+            return None  # a container that never runs itself (a ModuleList)
+        if type(self.modules[name]).forward is self.torch.nn.Sequential.forward:
+            return None  # it only chains its submodules
+        return f"{self.kind(name)}.forward's own code between its submodules"

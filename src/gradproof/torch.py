@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _adapter
+from . import _adapter, _policy
 from ._adapter import BATCH_ELEMENTS
 from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options, options, user_options
@@ -94,10 +94,15 @@ def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
     each checked on its own at the inputs it received, show it (``Report.origin``)."""
     from . import _check, _torch_origin
 
-    alone = dataclasses.replace(opts, progress=False, k=None).with_mode("directional")
+    alone = dataclasses.replace(opts, progress=False, k=None)
 
     def check_alone(module: Any, *args: Any) -> Report:
-        return _check_all(torch, module, args, None, alone, ("rev",), 1)
+        grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
+        size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
+        # every element where that is cheap (its kinks told apart, as a tie in a max
+        # pool after a ReLU), random directions where it is not
+        mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
+        return _check_all(torch, module, args, None, alone.with_mode(mode), ("rev",), 1)
 
     found = _torch_origin.locate(torch, model, inputs, report, check_alone)
     policy = {**report.policy, "isolation": found.record()}

@@ -99,13 +99,13 @@ class Sequential:
             # where an error enters is found from the layers checked on their own
             front = _check.FrontEnd(trace_origin=False)
             report = _check.run(cost, original, grads, opts, front)
-            return report if report.passed else self._traced(report, X, opts)
+            return report if report.passed else self._traced(report, X, y, loss, lambd, opts)
         finally:
             self.load(original)
             for b, (update, mean, var) in zip(norms, saved, strict=True):
                 b.update_stats, b.running_mean, b.running_var = update, mean, var
 
-    def _traced(self, report: Any, X: Any, opts: Any) -> Any:
+    def _traced(self, report: Any, X: Any, y: Any, loss: Loss, lambd: float, opts: Any) -> Any:
         """A failed ``report`` told where its error enters: the layers checked on their
         own at the inputs they received (`_isolate`), else the layer order."""
         import dataclasses
@@ -114,7 +114,7 @@ class Sequential:
 
         state = np.random.get_state()  # (a dropout layer draws its mask)
         try:
-            found = _isolate.locate(_Layers(self, X, opts), report)
+            found = _isolate.locate(_Layers(self, X, y, loss, lambd, opts), report)
         finally:
             np.random.set_state(state)
         policy = {**report.policy, "isolation": found.record()}
@@ -185,26 +185,39 @@ def fit(
 
 
 class _Layers:
-    """A Sequential's layers as `_isolate.Parts` (layer i is ``"i"``), each checked on its
-    own at the input it received in one forward pass: its parameters and that input,
-    its output weighted by fixed random cotangents."""
+    """A Sequential's layers as `_isolate.Parts` (layer i is ``"i"``, then ``"loss"``),
+    each checked on its own at the input it received in one forward pass: its parameters
+    and that input, its output weighted by fixed random cotangents (the loss: its value)."""
 
-    def __init__(self, model: Sequential, X: Any, opts: Any):
-        self.model = model
-        self.opts = opts
+    def __init__(self, model: Sequential, X: Any, y: Any, loss: Loss, lambd: float, opts: Any):
+        self.model, self.y, self.loss, self.lambd, self.opts = model, y, loss, lambd, opts
         self.inputs = []
         x = np.asarray(X, dtype=np.float64)
         for layer in model.layers:
             self.inputs.append(np.array(x, copy=True))
             x = layer.forward(x, training=True)
+        self.inputs.append(np.array(x, copy=True))  # the loss's
+        self.count = len(model.layers)
+
+    def _index(self, name: str) -> int:
+        return self.count if name == "loss" else int(name)
 
     def children(self, name: str) -> list[str]:
-        return [str(i) for i in reversed(range(len(self.model.layers)))] if name == "" else []
+        if name:
+            return []
+        return ["loss", *(str(i) for i in reversed(range(self.count)))]
 
     def own(self, name: str) -> Any:
+        report = self._own(name)
+        return None if report is None else [report]
+
+    def _own(self, name: str) -> Any:
         from .._check import check
 
-        layer, x = self.model.layers[int(name)], self.inputs[int(name)]
+        x = self.inputs[self._index(name)]
+        if name == "loss":
+            return self._own_loss(check, x)
+        layer = self.model.layers[int(name)]
         saved = dict(layer.params)
         weights = np.random.default_rng(self.opts.seed).standard_normal(
             np.shape(layer.forward(x, training=True))
@@ -222,33 +235,60 @@ class _Layers:
             dx = layer.backward(weights)
             return {**{k: layer.grads[k] for k in saved}, "input": dx}
 
+        try:
+            return self._check_alone(check, cost, {**saved, "input": x}, grads)
+        finally:
+            layer.params.clear()
+            layer.params.update(saved)
+
+    def _own_loss(self, check: Any, x: np.ndarray) -> Any:
+        """The loss checked on its own: its derivative with respect to the model's output."""
+
+        def cost(p: dict[str, np.ndarray]) -> float:
+            return float(self.loss.forward(p["input"], self.y))
+
+        def grads(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.loss.forward(p["input"], self.y)
+            return {"input": self.loss.backward()}
+
+        return self._check_alone(check, cost, {"input": x}, grads)
+
+    def _check_alone(self, check: Any, cost: Any, params: dict[str, np.ndarray], grads: Any) -> Any:
+        from .._policy import ISOLATION_FULL
+
+        size = sum(np.size(v) for v in params.values())
         o = self.opts
         try:
             return check(
                 cost,
-                {**saved, "input": x},
+                params,
                 grads,
                 tol=o.tol,
                 eps=o.eps,
-                mode="directional",
+                mode="full" if size <= ISOLATION_FULL else "directional",
                 seed=o.seed,
                 progress=False,
             )
         except Exception:  # (it raised alone: no verdict of its own to go by)
             return None
-        finally:
-            layer.params.clear()
-            layer.params.update(saved)
 
     def upstream(self, name: str, of: str) -> bool:
-        return int(name) < int(of)
+        return self._index(name) < self._index(of)
 
     def owner(self, parameter: str) -> str | None:
         index = parameter.split(".", 1)[0]
-        return index if index.isdigit() and int(index) < len(self.model.layers) else None
+        return index if index.isdigit() and int(index) < self.count else None
 
     def is_input(self, parameter: str) -> bool:
         return False
 
     def kind(self, name: str) -> str:
-        return type(self.model.layers[int(name)]).__name__
+        if not name:
+            return type(self.model).__name__
+        part = self.loss if name == "loss" else self.model.layers[int(name)]
+        return type(part).__name__
+
+    def unchecked(self, name: str) -> str | None:
+        # the layers are chained and nothing else, but the L2 penalty's gradient is added
+        # to the weights' outside them
+        return "the L2 penalty's gradient (lambd)" if self.lambd and not name else None
