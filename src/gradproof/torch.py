@@ -94,7 +94,7 @@ def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
     each checked on its own at the inputs it received, show it (``Report.origin``)."""
     from . import _check, _torch_origin
 
-    alone = dataclasses.replace(opts, progress=False, k=None)
+    alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
 
     def check_alone(module: Any, *args: Any) -> Report:
         grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]

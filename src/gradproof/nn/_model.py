@@ -99,7 +99,10 @@ class Sequential:
             # where an error enters is found from the layers checked on their own
             front = _check.FrontEnd(trace_origin=False)
             report = _check.run(cost, original, grads, opts, front)
-            return report if report.passed else self._traced(report, X, y, loss, lambd, opts)
+            if report.passed:
+                return report
+            self.load(original)  # (the layers run at the point itself, not a working copy)
+            return self._traced(report, X, y, loss, lambd, opts)
         finally:
             self.load(original)
             for b, (update, mean, var) in zip(norms, saved, strict=True):
@@ -119,7 +122,8 @@ class Sequential:
             np.random.set_state(state)
         policy = {**report.policy, "isolation": found.record()}
         origin, tensors = found.origin, report.tensors
-        if origin is not None or (found.entry is None and report.deterministic):
+        fallback = found.entry is None and report.deterministic and not report.cost_flat
+        if origin is not None or fallback:
             origin, tensors = _check.traced(tensors, origin)
         return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
 
