@@ -137,10 +137,12 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     assert origin.inherited == ("0.weight", "0.bias", "2.weight", "2.bias")
     assert origin.right == ("4.weight", "4.bias")
     assert "checked on its own" in origin.evidence and "3 (Act) is wrong" in origin.evidence
+    assert "the model checked apart from it" in origin.evidence
     headline = str(report).splitlines()[0]
     assert "the error enters at layer 3 (Act)'s backward" in headline
     assert all(report.tensors[n].inherited for n in origin.inherited)
-    assert report.policy["isolation"]["checks"] == 5  # 4, 3 (wrong), then 0, 1 and 2 (right)
+    # 4 (right), 3 (wrong), then the model apart from 3: up to its input, from its output on
+    assert report.policy["isolation"]["checks"] == 4
 
 
 def _sequential_with_a_wrong_backward(torch):
@@ -284,13 +286,9 @@ def test_a_wrong_module_inside_a_block_is_named_down_to_the_module():
     origin = report.origin
     assert origin is not None and origin.layer == "1.act", report
     assert set(origin.right) == {"2.lin.weight", "2.lin.bias", "3.weight", "3.bias"}
-    # Block.forward is code of its own between lin and act, which no check covers: the
-    # parameters upstream are not said to inherit the error, only that they may
-    assert origin.inherited == () and origin.there == ()
-    assert "may inherit it or have a cause of their own" in origin.evidence
-    assert "Block.forward" in origin.evidence
-    assert str(report).splitlines()[0].split("; ", 1)[1].startswith("an error enters at")
-    assert not any(t.inherited for t in report.tensors.values())
+    # the model up to act's input (Block.forward's own code included) and from its output
+    # on, checked apart from act, is right: everything upstream inherits the error
+    assert origin.inherited == ("0.weight", "0.bias", "1.lin.weight", "1.lin.bias")
 
 
 def test_a_module_whose_own_weight_gradient_is_wrong_is_where_it_enters():
@@ -521,9 +519,19 @@ def test_what_no_check_covers_is_not_vouched_for():
     assert torch.equal(rng, torch.get_rng_state())  # the search draws nothing of the caller's
     origin = listed.origin
     assert origin is not None and origin.layer == "layers.2", listed
-    assert "layers.0, layers.1, before it, are right" in origin.evidence
-    # the loop in Listed.forward is code of its own: the upstream rows may inherit it
-    assert origin.inherited == () and "Listed.forward's own code" in origin.evidence
+    assert origin.inherited == ("layers.0.weight", "layers.0.bias")
+
+    class Between(torch.nn.Module):  # two slips: act, and a wrong Function called in forward
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act = torch.nn.Linear(4, 5), Act()
+
+        def forward(self, x):
+            return self.act(Act()(self.lin(x)).tan())
+
+    report = gpt.check(Between().double(), x)
+    # act is wrong on its own, and so is the model up to its input (the other slip)
+    assert not report.passed and report.origin is None, report
 
 
 def test_a_wrong_nn_loss_is_where_the_error_enters():

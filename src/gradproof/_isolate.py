@@ -6,13 +6,14 @@ holds, in the order the backward meets them; each part's check on its own, at th
 inputs it received in one forward pass; which part ran before which; which part holds
 a parameter. Searching from the output back, the first part wrong on its own holds the
 error; its own parts are searched the same way, down to the smallest part wrong on its
-own. A failing parameter upstream of it is said to inherit the error only where its
-part, and every part between it and the entry, checked on its own, is right, and so is
-every part after the entry: a second part wrong on its own is a second slip, and a part
-that ran but cannot be checked alone (called twice, or with keyword arguments) could
-hide one; then no origin is claimed (each parameter keeps its own diagnosis). Code a
-part runs between its own parts (a function called in a module's ``forward``) cannot be
-checked alone: the evidence says so where a part on the way is not a plain sequence.
+own. The failing parameters outside it are said to inherit the error only where the
+rest of the model is shown right without it: where the model can be cut at the part
+(`Parts.around`: the model up to its inputs, and from its output on, each checked on
+its own), by those two checks; else every part between a failing parameter and the
+entry, and every part after the entry, checked on its own. A second slip anywhere, or a
+part that cannot be checked, means no origin is claimed (each parameter keeps its own
+diagnosis); code a part runs between its own parts is covered by the cut, and where
+there is none the evidence says the parameters upstream only may inherit the error.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class Parts(Protocol):
 
     def kind(self, name: str) -> str:
         """What ``name`` is, for the report ("Linear", "Dense")."""
+        ...
+
+    def around(self, name: str) -> list[Report] | None:
+        """The model checked apart from ``name``: up to its inputs, and from its output
+        on (``None``: it cannot be so cut)."""
         ...
 
     def unchecked(self, name: str) -> str | None:
@@ -128,6 +134,9 @@ def _origin_at(
     the failing parameters upstream are not said to inherit it: that code is not checked."""
     owners = {n: parts.owner(n) for n in failing if not parts.is_input(n)}
     inputs = [n for n in failing if parts.is_input(n)]
+    around = parts.around(entry)
+    if around is not None:
+        return _cut_at(entry, failing, report, parts, search, around)
 
     def inside(owner: str | None, part: str) -> bool:
         return owner is not None and (owner == part or owner.startswith(f"{part}."))
@@ -183,3 +192,34 @@ def _siblings(entry: str, parts: Parts, side: str) -> list[str]:
                 found.append(s)
     # (children come last to run first: the parts before it are said in the order they ran)
     return found[::-1] if side == "before" else found
+
+
+def _cut_at(
+    entry: str,
+    failing: list[str],
+    report: Report,
+    parts: Parts,
+    search: _Search,
+    around: list[Report],
+) -> Origin | None:
+    """The origin at ``entry`` where the model, checked apart from it (up to its inputs,
+    and from its output on), is right: every failure outside it then comes through it."""
+    search.checks += len(around)
+    search.evaluations += sum(r.evaluations for r in around)
+    decided = all(
+        r.passed and r.deterministic and not any(t.undecided for t in r.tensors.values())
+        for r in around
+    )
+    if not decided:
+        return None  # wrong apart from it too (a second slip), or not to be told
+    owners = {n: parts.owner(n) for n in failing if not parts.is_input(n)}
+    inside = [n for n, o in owners.items() if o and (o == entry or o.startswith(f"{entry}."))]
+    inherited = [n for n in failing if n not in inside]
+    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
+    kind = parts.kind(entry)
+    evidence = (
+        f"checked on its own at the inputs it received, {entry} ({kind}) is wrong; the model "
+        "checked apart from it, up to its inputs and from its output on, is right"
+    )
+    where = f"{called(entry)} ({kind})'s backward"
+    return Origin(entry, tuple(inside), tuple(inherited), tuple(right), where, evidence)

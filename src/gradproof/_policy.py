@@ -314,4 +314,4 @@ def as_record(
 # Where an error enters a model (`_isolate`): a part with at most this many elements
 # (parameters and inputs) is checked on its own in full mode, every element judged and
 # its kinks told apart; a larger one along random directions.
-ISOLATION_FULL = 2048
+ISOLATION_FULL = 512

@@ -35,11 +35,12 @@ Check = Callable[..., Report]
 
 
 def locate(
-    torch: Any, model: Any, inputs: tuple[Any, ...], report: Report, check: Check
+    torch: Any, model: Any, inputs: tuple[Any, ...], loss: Any, report: Report, check: Check
 ) -> Isolation:
-    """Where the error behind ``report`` (a failed check of ``model(*inputs)``) enters.
+    """Where the error behind ``report`` (a failed check of ``model(*inputs)``, through
+    ``loss``) enters.
 
-    ``check(module, *inputs)`` is the check of one submodule on its own.
+    ``check(module, *inputs, loss=None)`` is the check of one part on its own.
     """
     nothing = Isolation(None, None, 0, 0)
     if report.passed or not report.deterministic:
@@ -51,7 +52,9 @@ def locate(
     calls = _record(torch, copied, inputs)
     if calls is None:
         return nothing
-    return _locate(_Submodules(torch, dict(copied.named_modules()), calls, check), report)
+    wide = tuple(_widened(torch, x) for x in inputs)
+    parts = _Submodules(torch, dict(copied.named_modules()), calls, check, (copied, wide, loss))
+    return _locate(parts, report)
 
 
 def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
@@ -104,6 +107,85 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
 MAX_CALLS = 4
 
 
+class _Stop(Exception):
+    """Internal: a prefix's forward pass stops where the part it ends at begins."""
+
+
+def _prefix(torch: Any, model: Any, name: str) -> Any:
+    """``model`` run up to submodule ``name``, returning ``name``'s float inputs."""
+
+    class Prefix(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *inputs: Any) -> Any:
+            seen: list[tuple[Any, ...]] = []
+
+            def stop(module: Any, args: tuple[Any, ...]) -> None:
+                seen.append(args)
+                raise _Stop
+
+            # (looked up on each call: a check runs a private copy of this module)
+            handle = self.inner.get_submodule(name).register_forward_pre_hook(stop)
+            try:
+                self.inner(*inputs)
+            except _Stop:
+                pass
+            finally:
+                handle.remove()
+            floats = [a for a in seen[0] if torch.is_tensor(a) and a.is_floating_point()]
+            return floats[0] if len(floats) == 1 else tuple(floats)
+
+    return Prefix()
+
+
+def _suffix(torch: Any, model: Any, name: str) -> Any:
+    """``model`` with submodule ``name``'s output replaced by its first input."""
+
+    class Suffix(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, replaced: Any, *inputs: Any) -> Any:
+            target = self.inner.get_submodule(name)
+            handle = target.register_forward_hook(lambda module, args, out: replaced)
+            try:
+                return self.inner(*inputs)
+            finally:
+                handle.remove()
+
+    return Suffix()
+
+
+def _output_of(torch: Any, model: Any, name: str, inputs: tuple[Any, ...]) -> Any:
+    """What submodule ``name`` returns in a forward pass at ``inputs`` (a float tensor,
+    requiring grad for its check), or ``None``."""
+    seen: list[Any] = []
+    handle = model.get_submodule(name).register_forward_hook(
+        lambda module, args, out: seen.append(out)
+    )
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=_devices(torch, list(inputs))):
+            model(*inputs)
+    except Exception:
+        return None
+    finally:
+        handle.remove()
+    out: Any = seen[0] if len(seen) == 1 else None
+    if not (torch.is_tensor(out) and out.is_floating_point()):
+        return None
+    return out.detach().clone().requires_grad_(True)
+
+
+def _widened(torch: Any, x: Any) -> Any:
+    """A model input as the parts' checks take it: float64, requiring grad as it did."""
+    if not (torch.is_tensor(x) and x.is_floating_point()):
+        return x
+    return x.detach().to(torch.float64).requires_grad_(x.requires_grad)
+
+
 def _bound(torch: Any, module: Any, kwargs: dict[str, Any]) -> Any:
     """``module`` with its keyword inputs fixed, as a module of its positional ones."""
 
@@ -134,11 +216,42 @@ def _kept(torch: Any, x: Any) -> Any:
 class _Submodules:
     """A module's submodules as `_isolate.Parts`: named as ``named_modules()`` names them."""
 
-    def __init__(self, torch: Any, modules: dict[str, Any], calls: _Calls, check: Check):
+    def __init__(
+        self,
+        torch: Any,
+        modules: dict[str, Any],
+        calls: _Calls,
+        check: Check,
+        model: tuple[Any, tuple[Any, ...], Any],
+    ):
         self.torch = torch
         self.modules = modules
         self.calls = calls
         self.check = check
+        self.model, self.inputs, self.loss = model  # the float64 copy, its inputs, the loss
+
+    def around(self, name: str) -> list[Report] | None:
+        """The model checked apart from ``name``: up to ``name``'s inputs (what feeds
+        it, code between submodules included) and from ``name``'s output on (what it
+        feeds, skip connections included, its output replaced by an input). ``None``
+        where ``name`` ran more than once or its output is not one tensor."""
+        torch = self.torch
+        if self.calls.times.get(name) != 1 or not self.calls.args.get(name):
+            return None
+        ((args, _),) = self.calls.args[name]
+        floats = [a for a in args if torch.is_tensor(a) and a.is_floating_point()]
+        output = _output_of(torch, self.model, name, self.inputs)
+        if output is None:
+            return None
+        reports = []
+        try:
+            if floats:  # (an embedding's integer input: nothing upstream flows through it)
+                reports.append(self.check(_prefix(torch, self.model, name), *self.inputs))
+            suffix = _suffix(torch, self.model, name)
+            reports.append(self.check(suffix, output, *self.inputs, loss=self.loss))
+        except Exception:  # (a part that cannot run apart: no verdict to go by)
+            return None
+        return reports
 
     def children(self, name: str) -> list[str]:
         """Direct submodules that ran; a container that never runs itself (a ModuleList,

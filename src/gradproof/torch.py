@@ -85,26 +85,26 @@ def check(
     opts = user_options("gradproof.torch.check", **check_options)
     report = _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
     if isinstance(fn_or_module, torch.nn.Module) and not report.passed:
-        report = _isolated(torch, fn_or_module, inputs, opts, report)
+        report = _isolated(torch, fn_or_module, inputs, loss, opts, report)
     return report
 
 
-def _isolated(torch, model, inputs, opts: Options, report: Report) -> Report:
+def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Report:
     """``report`` with where its error enters the backward, where the model's submodules,
     each checked on its own at the inputs it received, show it (``Report.origin``)."""
     from . import _check, _torch_origin
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
 
-    def check_alone(module: Any, *args: Any) -> Report:
+    def check_alone(module: Any, *args: Any, loss: Any = None) -> Report:
         grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
         size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
         # every element where that is cheap (its kinks told apart, as a tie in a max
         # pool after a ReLU), random directions where it is not
         mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
-        return _check_all(torch, module, args, None, alone.with_mode(mode), ("rev",), 1)
+        return _check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
 
-    found = _torch_origin.locate(torch, model, inputs, report, check_alone)
+    found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
     policy = {**report.policy, "isolation": found.record()}
     origin, tensors = found.origin, report.tensors
     if origin is not None:
