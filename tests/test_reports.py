@@ -274,17 +274,21 @@ def test_pytest_plugin_fixture_shows_the_table(pytester):
         def cost(p):
             return float(np.sum(p["w"] ** 3))
 
-        def test_right(gradcheck):
+        def test_right(check_gradients):
+            w = np.array([1.0, -2.0])
+            assert check_gradients(cost, {"w": w}, {"dw": 3 * w ** 2}).passed
+
+        def test_wrong(check_gradients):
+            w = np.array([1.0, -2.0])
+            check_gradients(cost, {"w": w}, {"dw": -3 * w ** 2})
+
+        def test_the_first_name_still_works(gradcheck):
             w = np.array([1.0, -2.0])
             assert gradcheck(cost, {"w": w}, {"dw": 3 * w ** 2}).passed
-
-        def test_wrong(gradcheck):
-            w = np.array([1.0, -2.0])
-            gradcheck(cost, {"w": w}, {"dw": -3 * w ** 2})
         """
     )
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["*Gradient check failed: 1 of 1 parameter wrong*", "*w  (2,)*analytic = -1.00 × numeric*"]
     )

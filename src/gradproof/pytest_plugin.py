@@ -1,12 +1,14 @@
 """pytest plugin: check a gradient in one line of a test.
 
 Installed with gradproof (entry point ``pytest11``), it gives every test the
-``gradcheck`` fixture::
+``check_gradients`` fixture::
 
-    def test_backward(gradcheck):
-        gradcheck(cost, params, grads)            # any gp.check option may follow
+    def test_backward(check_gradients):
+        check_gradients(cost, params, grads)      # any gp.check option may follow
 
-A wrong gradient fails the test with gradproof's report table as the message.
+A wrong gradient fails the test with gradproof's report table as the message. The
+fixture's first name, ``gradcheck``, still works; it is not
+``gradproof.torch.gradcheck`` (torch's drop-in), which the new name no longer suggests.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture
-def gradcheck() -> Callable[..., Any]:
-    """``gradcheck(cost, params, grads, **check_options)`` -> Report; fails the test if wrong."""
+def _checking() -> Callable[..., Any]:
     from ._check import check
     from ._report import Report
 
@@ -30,3 +30,16 @@ def gradcheck() -> Callable[..., Any]:
         return report
 
     return run
+
+
+@pytest.fixture
+def check_gradients() -> Callable[..., Any]:
+    """``check_gradients(cost, params, grads, **check_options)`` -> Report; fails the
+    test if the gradient is wrong."""
+    return _checking()
+
+
+@pytest.fixture
+def gradcheck() -> Callable[..., Any]:
+    """The first name of ``check_gradients``, kept so that suites using it keep working."""
+    return _checking()
