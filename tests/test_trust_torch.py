@@ -144,3 +144,15 @@ def test_second_order_of_a_saturated_logcumsumexp_is_not_a_false_alarm():
     w = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
     report = gpt.check(lambda t: (torch.logcumsumexp(t, 0) * w).sum(), x.requires_grad_(), order=2)
     assert report.passed, report
+
+
+def test_a_tie_in_a_max_pool_after_a_relu_is_a_kink_in_directional_mode_too():
+    # exact zeros from a ReLU tie in a pooling window: the right backward picks one of
+    # them, a one-sided slope; full mode calls that a kink, and so does directional mode
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(4, 1, 8, dtype=torch.float64)).requires_grad_(True)
+    pool = torch.nn.MaxPool1d(2)
+    assert gpt.check(pool, x).passed
+    report = gpt.check(pool, x, mode="directional")
+    assert report.passed and report.tensors["input0"].kinks, report
+    assert gpt.gradcheck(pool, (x,), fast_mode=True)

@@ -21,8 +21,8 @@ import numpy as np
 from . import _compare, _diagnose, _policy
 from ._compare import flat64
 from ._cost import Evaluator, blame
-from ._errors import CostError
-from ._finite import Evaluate, NoiseSite, Probe, Tick, automatic_step, measure_noise
+from ._finite import NoiseSite, Probe, Tick, automatic_step, measure_noise
+from ._mover import Mover
 from ._options import Options
 from ._progress import Progress
 from ._records import NO_DIAGNOSIS, Outcome, TensorReport
@@ -38,75 +38,6 @@ class _Along:
     numeric: float
     step: float
     status: _compare.Status
-
-
-class _Mover:
-    """Moves one parameter along a direction and puts back its exact bits."""
-
-    def __init__(self, flat: np.ndarray, evaluate: Evaluate):
-        self.flat = flat
-        self.saved = flat.copy()
-        # (a real cost: the complex step has no directional mode)
-        self.evaluate: Callable[[], float] = lambda: evaluate().real
-        self.step = np.empty_like(flat)  # scratch: t·v, then the displacement taken
-        # Elements that are inf or NaN (a masked input) cannot move: they stay put.
-        finite = np.isfinite(self.saved)
-        self.frozen = None if finite.all() else ~finite
-
-    def direction(self, seed: int) -> np.ndarray:
-        """The random direction drawn from ``seed``, scaled by max(1, |θᵢ|)."""
-        v = np.random.default_rng(seed).standard_normal(self.flat.size)
-        np.abs(self.saved, out=self.step)
-        np.maximum(self.step, 1.0, out=self.step)
-        v *= self.step
-        if self.frozen is not None:
-            v[self.frozen] = 0.0
-        return v
-
-    def central(
-        self, v: np.ndarray, t: float, g: np.ndarray, lo: int = 0, hi: int | None = None
-    ) -> tuple[float, float, float]:
-        """``J(θ + t·v)``, ``J(θ − t·v)`` on ``[lo, hi)``, and ``gᵀ·disp / t``.
-
-        ``disp`` is half the displacement actually taken (the points are
-        rounded), so the analytic side matches the numeric one exactly.
-        """
-        seg = slice(lo, self.flat.size if hi is None else hi)
-        base, step, out = self.saved[seg], self.step[seg], self.flat[seg]
-        np.multiply(v[seg], t, out=step)
-        try:
-            np.add(base, step, out=out)
-            jp = self.evaluate()
-            np.subtract(base, step, out=out)
-            jm = self.evaluate()
-            # (θ + tv) − (θ − tv), as rounded: out holds θ − tv; step becomes θ + tv first.
-            np.add(base, step, out=step)
-            with np.errstate(invalid="ignore"):  # inf - inf where an element is frozen
-                np.subtract(step, out, out=step)
-            if self.frozen is not None:
-                step[self.frozen[seg]] = 0.0  # inf - inf: no displacement there
-        finally:
-            out[...] = base
-        if not (math.isfinite(jp) and math.isfinite(jm)):
-            raise CostError(
-                f"the cost is {jp if not math.isfinite(jp) else jm} along a random direction at "
-                f"a step of {t:.1e}: the direction leaves the cost's domain (log or sqrt near 0?). "
-                "Use mode='full', which shrinks the step coordinate by coordinate"
-            )
-        return jp, jm, float(step @ g[seg]) / (2 * t)
-
-    def coordinate(self, i: int) -> float:
-        """The central difference of element ``i`` at the automatic step."""
-        x0 = float(self.saved[i])
-        h = automatic_step(x0)
-        try:
-            self.flat[i] = x0 + h
-            jp = self.evaluate()
-            self.flat[i] = x0 - h
-            jm = self.evaluate()
-        finally:
-            self.flat[i] = self.saved[i]
-        return (jp - jm) / (2 * h)
 
 
 def _step(noise: _Noise, tol: float, vg: float, eps: float | None) -> float:
@@ -134,6 +65,7 @@ class _Noise:
     of what a directional check would otherwise spend)."""
 
     def __init__(self, model: float, measure: Callable[[], float], j0: float):
+        self.model = model  # (a kink itself inflates what is measured near it)
         self.value = model
         self.measured = False
         self._measure = measure
@@ -150,7 +82,7 @@ class _Noise:
 
 
 def _one_direction(
-    mover: _Mover,
+    mover: Mover,
     v: np.ndarray,
     g: np.ndarray,
     j0: float,
@@ -216,7 +148,7 @@ def _one_direction(
 
 
 def _disagrees(
-    analytic: float, numeric: float, mover: _Mover, i: int, noise: _Noise, opts: Options, rel: float
+    analytic: float, numeric: float, mover: Mover, i: int, noise: _Noise, opts: Options, rel: float
 ) -> bool:
     """Whether element ``i``'s own central difference confirms that it is wrong."""
     gap = abs(analytic - numeric)
@@ -226,7 +158,7 @@ def _disagrees(
 
 
 def _localize(
-    mover: _Mover,
+    mover: Mover,
     v: np.ndarray,
     g: np.ndarray,
     t: float,
@@ -324,7 +256,7 @@ def check_parameter(
     name, shape = leaf.name, leaf.shape
     assert opts.k is not None  # resolved by Options for mode="directional"
     k = opts.k
-    mover = _Mover(flat, evaluate)
+    mover = Mover(flat, evaluate)
     if not np.all(np.isfinite(g)):  # a framework's derivative with inf/NaN: wrong as it is
         if tick is not None:
             tick(k)
@@ -353,6 +285,7 @@ def check_parameter(
     seeds = [int(x) for x in rng.integers(2**63, size=k)]
     most = max(k, _policy.DIRECTIONS_MAX)
     directions, norms, probed = [], [], 0
+    kinks: list[int] = []  # elements found on a kink by bisection, left out
     for seed in seeds:
         v = mover.direction(seed)
         along, spent = _one_direction(
@@ -397,9 +330,12 @@ def check_parameter(
             confirmed = [
                 i for i in found if _disagrees(g[i], partials[i], mover, i, noise, opts, rel)
             ]
+            # an element on a kink its analytic partial is a one-sided slope of is left out
+            kinks = [i for i in confirmed if mover.kink(i, float(g[i]), j0, noise.model)]
+            confirmed = [i for i in confirmed if i not in kinks]
             if found and not confirmed:
-                # Bisection led to elements that agree one by one: the directions'
-                # disagreement was numerical (a kink crossed), not an error in dθ.
+                # Bisection led to elements that agree one by one, or sit on kinks: the
+                # directions' disagreement was numerical, not an error in dθ.
                 tally = tally.wrong_as_kinks()
                 found, partials = [], {}
             else:
@@ -431,6 +367,7 @@ def check_parameter(
         explanation=diagnosis,
         wrong=int(wrong),
         wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
+        kinks=tuple(index_tuple(i, shape) for i in kinks),
         probed=probed,
         dtype=dtype,
     )
@@ -508,7 +445,8 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
             f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
             "and were left out of the verdict"
         )
-    cost_flat = nn == 0.0 and any(r.signal for r in results.values())
+    judged = any(r.report.checked for r in results.values())  # (not all left out as kinks)
+    cost_flat = nn == 0.0 and judged and any(r.signal for r in results.values())
     if cost_flat and _moves(evaluate, arrays, leaves, j0):
         # even about the point (|θ| at 0): its central differences vanish, its value does not
         cost_flat = False

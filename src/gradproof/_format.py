@@ -118,6 +118,13 @@ def headline(report: ReportRecord) -> str:
     if r.passed:
         checked = sum(t.checked for t in r.tensors.values())
         unit = "directions" if r.mode == "directional" else "coordinates"
+        kinks = sum(len(t.kinks) for t in r.tensors.values())
+        if checked == 0 and kinks:
+            return (
+                f"Gradient check passed: {params}, nothing judged: every direction crossed a "
+                f"kink ({kinks} element{'s' * (kinks != 1)} on one, left out); move the check "
+                "point off the kinks to check the gradient"
+            )
         if checked == 0:
             return f"Gradient check passed: nothing to check, {params} with no elements"
         if checked == 1:
