@@ -229,3 +229,39 @@ def test_the_probe_is_reused_only_where_it_is_what_the_check_computes():
         assert torch.autograd.gradcheck(f, inputs), name
         assert gpt.gradcheck(f, inputs), name
         assert gpt.gradcheck(f, inputs, fast_mode=True), name
+
+
+def test_a_loss_sees_every_output_of_a_model_that_returns_a_tuple():
+    # a wrong backward in the second output must fail a check whose loss uses both
+    class Halve(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x / 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g  # the slip: g / 2
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y.tanh(), Halve.apply(y)
+
+    def loss(out):
+        return out[0].sum() + (out[1] ** 2).sum()
+
+    torch.manual_seed(0)
+    report = gpt.check(Two(), x64(4, 3), loss=loss)
+    assert not report.passed and "lin.weight" in [t.name for t in report.failing], report
+
+
+def test_a_module_that_cannot_be_deep_copied_is_still_checked():
+    import threading
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2)).double()
+    model.lock = threading.Lock()  # deepcopy refuses it
+    assert gpt.check(model, x64(4, 3)).passed

@@ -449,7 +449,7 @@ def _private_copy(module: Any) -> Any:
     then swaps the check's tensors in for each call and restores the module's own after."""
     try:
         return copy.deepcopy(module)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # (TypeError: an attribute such as a threading.Lock)
         return module
 
 
@@ -672,15 +672,16 @@ class _Checker:
         return tensors
 
     def forward(self, tensors: dict[str, Any]):
-        """The scalar cost: the output (the one checked, of a tuple), through ``loss`` or
-        weighted by fixed cotangents. A complex output counts by its real and imaginary parts."""
+        """The scalar cost: ``loss`` of the whole output as the function returns it, or the
+        output (the one checked, of a tuple) weighted by fixed cotangents. A complex output
+        counts by its real and imaginary parts."""
         torch = self.torch
         out = self._call(self._assemble(tensors))
-        if isinstance(out, (tuple, list)):
+        if self.loss is not None:
+            out = self.loss(out)  # (all of a tuple: a loss of one output would hide the rest)
+        elif isinstance(out, (tuple, list)):
             tensors_out = [o for o in out if torch.is_tensor(o)]
             out = tensors_out[self.output or 0] if tensors_out else out
-        if self.loss is not None:
-            out = self.loss(out)
         if not torch.is_tensor(out):
             raise GradientSpecError(
                 f"the output (after loss) must be a tensor, got {type(out).__name__}"
