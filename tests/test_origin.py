@@ -548,3 +548,50 @@ def test_a_wrong_nn_loss_is_where_the_error_enters():
     origin = report.origin
     assert origin is not None and origin.layer == "loss" and origin.there == ()
     assert origin.inherited == ("0.W", "0.b", "2.W", "2.b")
+
+
+def test_a_slip_reaching_the_entry_by_keyword_or_in_a_tuple_is_a_second_cause():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, Dense, _ = _torch_catalogue(torch)
+
+    class Scaled(Dense):  # its own weight gradient is wrong (Dense's slip)
+        def forward(self, h, scale=None, pair=None):
+            out = super().forward(h)
+            for extra in (scale, *(pair or ())):
+                if extra is not None:
+                    out = out * extra
+            return out
+
+    class ByKeyword(torch.nn.Module):  # a wrong act feeds the entry by keyword
+        def __init__(self):
+            super().__init__()
+            self.a, self.g, self.e = torch.nn.Linear(4, 5), Act(), Scaled(5, 5)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.e(h, scale=self.g(h))
+
+    class InTuple(ByKeyword):  # ... or inside a tuple
+        def forward(self, x):
+            h = self.a(x)
+            return self.e(h, pair=(self.g(h), h))
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    for model in (ByKeyword(), InTuple()):
+        report = gpt.check(model.double(), x)
+        assert not report.passed and report.origin is None, report
+
+
+def test_a_backward_that_raises_is_not_read_by_the_layer_order():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.ReLU(inplace=True)]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(5, 2)).double()
+    report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+    # the in-place ReLU breaks tanh's saved output: autograd raises, which is no layer's
+    assert not report.passed and report.origin is None, report

@@ -425,6 +425,13 @@ def _within_range(j0: float, analytic: dict[str, np.ndarray]) -> None:
         )
 
 
+def layered(report: Report) -> bool:
+    """Whether the layer order of ``report``'s rows may be read for where an error enters:
+    a deterministic check of a cost that moves, no row failed by a derivative that raised."""
+    raised = any(t.pattern == "raised" for t in report.tensors.values())
+    return report.deterministic and not report.cost_flat and not raised
+
+
 def traced(
     tensors: dict[str, TensorReport], origin: _origin.Origin | None = None
 ) -> tuple[_origin.Origin | None, dict[str, TensorReport]]:

@@ -49,6 +49,11 @@ class Parts(Protocol):
         """Whether ``parameter`` is one of the model's inputs (before every part)."""
         ...
 
+    def holds(self, part: str, parameter: str) -> bool:
+        """Whether ``part`` holds ``parameter`` (also where it is tied: one tensor, two
+        names, reported under the first)."""
+        ...
+
     def kind(self, name: str) -> str:
         """What ``name`` is, for the report ("Linear", "Dense")."""
         ...
@@ -56,6 +61,11 @@ class Parts(Protocol):
     def around(self, name: str) -> list[Report] | None:
         """The model checked apart from ``name``: up to its inputs, and from its output
         on (``None``: it cannot be so cut)."""
+        ...
+
+    def last(self) -> str | None:
+        """Code that runs after every part and no part's check covers (a loss passed
+        beside the model), in words (``None``: none)."""
         ...
 
     def unchecked(self, name: str) -> str | None:
@@ -147,13 +157,19 @@ def _origin_at(
             inside(o, part) or (o is not None and parts.upstream(o, part)) for o in owners.values()
         )
 
+    if parts.last() is not None:
+        return None  # (the loss is after the entry, and checked by nothing on its own)
     between = [s for s in _siblings(entry, parts, "before") if feeds(s)]
     after = _siblings(entry, parts, "after")
     beside = _siblings(entry, parts, "beside")  # (run before and after it: shared)
     if any(search.wrong(s) is not False for s in [*between, *after, *beside]):
         return None  # a second part wrong on its own, or one that cannot be checked
-    there = [n for n, o in owners.items() if inside(o, entry)]
-    upstream = [n for n in failing if n in inputs or any(inside(owners[n], s) for s in between)]
+    there = [n for n in owners if parts.holds(entry, n)]
+    upstream = [
+        n
+        for n in failing
+        if n not in there and (n in inputs or any(inside(owners[n], s) for s in between))
+    ]
     if len(there) + len(upstream) != len(failing):
         return None  # a failing parameter outside them: downstream, or the model's own
     right = [name for name, t in report.tensors.items() if t.passed and not t.check]
@@ -212,8 +228,7 @@ def _cut_at(
     )
     if not decided:
         return None  # wrong apart from it too (a second slip), or not to be told
-    owners = {n: parts.owner(n) for n in failing if not parts.is_input(n)}
-    inside = [n for n, o in owners.items() if o and (o == entry or o.startswith(f"{entry}."))]
+    inside = [n for n in failing if not parts.is_input(n) and parts.holds(entry, n)]
     inherited = [n for n in failing if n not in inside]
     right = [name for name, t in report.tensors.items() if t.passed and not t.check]
     kind = parts.kind(entry)

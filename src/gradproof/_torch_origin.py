@@ -122,22 +122,35 @@ def _prefix(torch: Any, model: Any, name: str) -> Any:
         def forward(self, *inputs: Any) -> Any:
             seen: list[tuple[Any, ...]] = []
 
-            def stop(module: Any, args: tuple[Any, ...]) -> None:
-                seen.append(args)
+            def stop(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                seen.append((args, kwargs))
                 raise _Stop
 
             # (looked up on each call: a check runs a private copy of this module)
-            handle = self.inner.get_submodule(name).register_forward_pre_hook(stop)
+            target = self.inner.get_submodule(name)
+            handle = target.register_forward_pre_hook(stop, with_kwargs=True)
             try:
                 self.inner(*inputs)
             except _Stop:
                 pass
             finally:
                 handle.remove()
-            floats = [a for a in seen[0] if torch.is_tensor(a) and a.is_floating_point()]
+            floats = _floats(torch, seen[0])
             return floats[0] if len(floats) == 1 else tuple(floats)
 
     return Prefix()
+
+
+def _floats(torch: Any, inputs: Any) -> list[Any]:
+    """The float tensors among a call's inputs, nested in tuples, lists and dicts
+    (keyword inputs included): all that flows into the part from before it."""
+    if torch.is_tensor(inputs):
+        return [inputs] if inputs.is_floating_point() else []
+    if isinstance(inputs, dict):
+        inputs = list(inputs.values())
+    if isinstance(inputs, (tuple, list)):
+        return [t for x in inputs for t in _floats(torch, x)]
+    return []
 
 
 def _suffix(torch: Any, model: Any, name: str) -> Any:
@@ -238,17 +251,17 @@ class _Submodules:
         torch = self.torch
         if self.calls.times.get(name) != 1 or not self.calls.args.get(name):
             return None
-        ((args, _),) = self.calls.args[name]
-        floats = [a for a in args if torch.is_tensor(a) and a.is_floating_point()]
+        (call,) = self.calls.args[name]
+        floats = _floats(torch, call)
         output = _output_of(torch, self.model, name, self.inputs)
-        if output is None:
-            return None
+        if output is None or not floats:
+            return None  # (what reaches it, if anything, comes another way: an attribute)
         reports = []
         try:
-            if floats:  # (an embedding's integer input: nothing upstream flows through it)
-                reports.append(self.check(_prefix(torch, self.model, name), *self.inputs))
+            prefix = _prefix(torch, self.model, name)
+            reports.append(self.check(prefix, *self.inputs, whole=True))
             suffix = _suffix(torch, self.model, name)
-            reports.append(self.check(suffix, output, *self.inputs, loss=self.loss))
+            reports.append(self.check(suffix, output, *self.inputs, loss=self.loss, whole=True))
         except Exception:  # (a part that cannot run apart: no verdict to go by)
             return None
         return reports
@@ -305,8 +318,15 @@ class _Submodules:
     def is_input(self, parameter: str) -> bool:
         return parameter.startswith("input") and parameter[5:].isdigit()
 
+    def holds(self, part: str, parameter: str) -> bool:
+        tensor = dict(self.modules[""].named_parameters()).get(parameter)
+        return tensor is not None and any(p is tensor for p in self.modules[part].parameters())
+
     def kind(self, name: str) -> str:
         return type(self.modules[name]).__name__
+
+    def last(self) -> str | None:
+        return None if self.loss is None else "the loss"
 
     def unchecked(self, name: str) -> str | None:
         if name and name not in self.calls.end:

@@ -64,7 +64,8 @@ def check(
             tensors: each output is checked in turn, and named in the report
             (``"input0 [output 1]"``).
         inputs: its positional inputs.
-        loss: turns the output into the scalar cost. Without it, a scalar
+        loss: turns the output, all of it as returned (a tuple stays a tuple),
+            into the scalar cost. Without it, a scalar
             output is the cost, and any other output ``y`` is reduced to
             ``sum(y * r)`` with a fixed random ``r`` (seeded by ``seed``),
             which checks the backward pass for that cotangent.
@@ -96,12 +97,14 @@ def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Repo
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
 
-    def check_alone(module: Any, *args: Any, loss: Any = None) -> Report:
+    def check_alone(module: Any, *args: Any, loss: Any = None, whole: bool = False) -> Report:
         grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
         size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
         # every element where that is cheap (its kinks told apart, as a tie in a max
-        # pool after a ReLU), random directions where it is not
-        mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
+        # pool after a ReLU), random directions where it is not; the model around the
+        # entry (``whole``) as closely as the model's own check looked
+        small = size <= _policy.ISOLATION_FULL or (whole and report.mode == "full")
+        mode: _policy.Mode = "full" if small else "directional"
         return _check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
 
     found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
@@ -109,8 +112,8 @@ def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Repo
     origin, tensors = found.origin, report.tensors
     if origin is not None:
         origin, tensors = _check.traced(tensors, origin)
-    elif found.entry is None and report.deterministic and not report.cost_flat:
-        # no submodule wrong on its own: the layer order of the backward's rows may show it
+    elif found.checks == 0 and _check.layered(report):
+        # no submodule could be checked: the layer order of the backward's rows may show it
         rows = {n: t for n, t in tensors.items() if not t.check}
         origin, traced = _check.traced(rows)
         tensors = {n: traced.get(n, t) for n, t in tensors.items()}
