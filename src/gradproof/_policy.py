@@ -315,3 +315,7 @@ def as_record(
 # (parameters and inputs) is checked on its own in full mode, every element judged and
 # its kinks told apart; a larger one along random directions.
 ISOLATION_FULL = 512
+
+# Directional mode: the elements bisection finds are tried for a kink (a one-sided slope
+# as the analytic partial) up to this many, and all of them once one is.
+KINK_SAMPLE = 3
