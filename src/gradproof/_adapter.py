@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import _check
+from . import _check, _policy
 from ._compare import Accepted
 from ._errors import DerivativeRaised, GradientSpecError
 from ._options import Options
@@ -343,7 +343,7 @@ def consistency(
         checked=int(a.size),
         explanation=explanation,
         wrong=int(wrong.size),
-        wrong_indices=tuple(index_tuple(i, fwd.shape) for i in wrong[:10]),
+        wrong_indices=tuple(index_tuple(i, fwd.shape) for i in wrong[: _policy.WRONG_SHOWN]),
     )
 
 

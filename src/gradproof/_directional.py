@@ -272,7 +272,7 @@ def check_parameter(
             0,
             explanation=_diagnose.not_finite(name, shape, bad),
             wrong=int(bad.size),
-            wrong_indices=tuple(index_tuple(int(i), shape) for i in bad[:10]),
+            wrong_indices=tuple(index_tuple(int(i), shape) for i in bad[: _policy.WRONG_SHOWN]),
         )
         return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
     if flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
@@ -371,7 +371,7 @@ def check_parameter(
         checked=int(np.count_nonzero(valid)),
         explanation=diagnosis,
         wrong=int(wrong),
-        wrong_indices=tuple(index_tuple(i, shape) for i in found[:10]),
+        wrong_indices=tuple(index_tuple(i, shape) for i in found[: _policy.WRONG_SHOWN]),
         kinks=tuple(index_tuple(i, shape) for i in kinks),
         probed=probed,
         dtype=dtype,

@@ -152,7 +152,9 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
                 passed=False,
                 explanation=_diagnose.not_finite(leaf.name, leaf.shape, bad),
                 wrong=report.wrong + int(bad.size),
-                wrong_indices=tuple(index_tuple(int(i), leaf.shape) for i in bad[:10]),
+                wrong_indices=tuple(
+                    index_tuple(int(i), leaf.shape) for i in bad[: _policy.WRONG_SHOWN]
+                ),
             )
         if cost_flat and not report.passed:
             report = dataclasses.replace(report, explanation=_diagnose.ignored(leaf.name))
@@ -469,7 +471,9 @@ def _tensor_report(
         checked=int(p.analytic.size),
         explanation=explanation,
         wrong=int(wrong.size),
-        wrong_indices=tuple(index_tuple(coords[j], leaf.shape) for j in wrong[:10]),
+        wrong_indices=tuple(
+            index_tuple(coords[j], leaf.shape) for j in wrong[: _policy.WRONG_SHOWN]
+        ),
         kinks=tuple(
             index_tuple(coords[j], leaf.shape) for j in judgement.indices(_compare.Status.KINK)
         ),

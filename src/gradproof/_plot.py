@@ -114,7 +114,7 @@ def _heat_map(report: ReportRecord, tensor: TensorReport, ax: Any, fig: Any) -> 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(image, ax=ax)
-    for r, c in tensor.wrong_indices[:10]:
+    for r, c in tensor.wrong_indices:  # (at most _policy.WRONG_SHOWN)
         ax.add_patch(_box(r, c))
 
 

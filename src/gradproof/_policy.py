@@ -292,6 +292,19 @@ def default_k(mode: str) -> int | None:
     return DEFAULT_K.get(mode)
 
 
+# Where an error enters a model (`_isolate`): a part with at most this many elements
+# (parameters and inputs) is checked on its own in full mode, every element judged and
+# its kinks told apart; a larger one along random directions.
+ISOLATION_FULL = 512
+
+# Directional mode: the elements bisection finds are tried for a kink (a one-sided slope
+# as the analytic partial) up to this many, and all of them once one is.
+KINK_SAMPLE = 3
+
+# A report names at most this many of a parameter's wrong elements (``wrong_indices``).
+WRONG_SHOWN = 10
+
+
 def as_record(
     method: str, eps: float | None, tol: float, mode: str, k: int | None, seed: int
 ) -> dict[str, Any]:
@@ -308,14 +321,5 @@ def as_record(
         "error_safety": ERROR_SAFETY,
         "kink_share": KINK_SHARE,
         "kink_noise": KINK_NOISE,
+        "kink_sample": KINK_SAMPLE,
     }
-
-
-# Where an error enters a model (`_isolate`): a part with at most this many elements
-# (parameters and inputs) is checked on its own in full mode, every element judged and
-# its kinks told apart; a larger one along random directions.
-ISOLATION_FULL = 512
-
-# Directional mode: the elements bisection finds are tried for a kink (a one-sided slope
-# as the analytic partial) up to this many, and all of them once one is.
-KINK_SAMPLE = 3
