@@ -130,7 +130,7 @@ class Partials:
     def closer(self, j: int) -> float:
         """How many times smaller a step looks closer at coordinate ``j``: 16, or enough to
         stay within a quarter of |θ| (a pole or a domain edge is often at 0)."""
-        shrink = KINK_CONFIRM
+        shrink = _policy.KINK_CONFIRM
         if self.theta is not None and self.theta[j] != 0:
             shrink = max(shrink, 4 * float(self.h[j]) / abs(float(self.theta[j])))
         return shrink
@@ -248,20 +248,24 @@ def _hidden(
     analytic_error: np.ndarray,
     doubtful: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``beyond`` tol that round-off clears, which a step at most ``LOOK_WIDEST``
+    """Positions ``beyond`` tol that round-off clears, which a step at most ``_policy.LOOK_WIDEST``
     times larger could resolve (see `_look_wider`), the least explained first, and
     the step factor each is judged at.
 
     The step grows until ERROR_SAFETY times the finite differences' round-off at its
     half step, ``2 e / G``, is within half the room the analytic round-off leaves:
     ``G = 4 · ERROR_SAFETY · e / room``, rounded up to a power of two, at least
-    ``LOOK_WIDER``."""
+    ``_policy.LOOK_WIDER``."""
     room = gap - 2 * _policy.ERROR_SAFETY * analytic_error
     need = 4 * _policy.ERROR_SAFETY * differences_error / np.maximum(room, 1e-300)
-    hidden = ~doubtful & beyond & (room > 0) & (need <= LOOK_WIDEST)
+    hidden = ~doubtful & beyond & (room > 0) & (need <= _policy.LOOK_WIDEST)
     order = np.flatnonzero(hidden)
     order = order[np.argsort(need[order], kind="stable")]
-    grow = np.clip(2.0 ** np.ceil(np.log2(np.maximum(need[order], 1.0))), LOOK_WIDER, LOOK_WIDEST)
+    grow = np.clip(
+        2.0 ** np.ceil(np.log2(np.maximum(need[order], 1.0))),
+        _policy.LOOK_WIDER,
+        _policy.LOOK_WIDEST,
+    )
     return order, grow
 
 
@@ -329,7 +333,8 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                     scheme, probe_at, int(i), small, analytic[i], tol, roundoff[i], shrink
                 )
         elif status[i] in (Status.NUMERICS, Status.WRONG) and (
-            shrink > KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
+            shrink
+            > _policy.KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
             or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
         ):
             # Near a pole or a domain edge the step is too coarse to tell: judge the
@@ -368,7 +373,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                     strict=True,
                 )
         if small is not None and (
-            (status[i] == Status.NUMERICS and shrink > KINK_CONFIRM)
+            (status[i] == Status.NUMERICS and shrink > _policy.KINK_CONFIRM)
             or (
                 status[i] == Status.WRONG and _apart(scheme, small, numeric[i], roundoff[i], shrink)
             )
@@ -380,12 +385,12 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
             steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))
             if steps is not None:  # and still growing a further 16 times smaller (aliasing
                 # of a fast oscillation at the larger steps settles there)
-                finer = probe_at(int(i), shrink * KINK_CONFIRM)
+                finer = probe_at(int(i), shrink * _policy.KINK_CONFIRM)
                 value = finer.fine(scheme)
                 grows = np.sign(value) == np.sign(steps[-1][1]) and abs(value) >= (
-                    UNSETTLED_RATIO * abs(steps[-1][1])
+                    _policy.UNSETTLED_RATIO * abs(steps[-1][1])
                 )
-                step = float(h[i]) / (2 * shrink * KINK_CONFIRM)
+                step = float(h[i]) / (2 * shrink * _policy.KINK_CONFIRM)
                 steps = (*steps, (step, value)) if grows else None
             if steps is not None and _beyond_tol(analytic[i], steps[-1][1], tol):
                 # not differentiable here (a kink under a square root, a jump), or steeper
@@ -420,13 +425,15 @@ def _look_wider(
 
     A cost whose round-off is large for its size (the gradient of a gradient, a
     float32 computation) hides a small error, a 1e-3 slip in one element, in
-    its round-off at the automatic step; a step ``LOOK_WIDER`` to ``LOOK_WIDEST``
+    its round-off at the automatic step; a step ``_policy.LOOK_WIDER`` to ``_policy.LOOK_WIDEST``
     times larger divides the round-off by as much, and truncation, estimated
     there, is added to the error. Only a smooth disagreement beyond both is
     wrong, and only where the cost moved at all. Returns the probes made.
     """
     probes = 0
-    for i, grow in zip(doubt.hidden[:LOOK_WIDER_MAX], doubt.grow[:LOOK_WIDER_MAX], strict=True):
+    for i, grow in zip(
+        doubt.hidden[: _policy.LOOK_WIDER_MAX], doubt.grow[: _policy.LOOK_WIDER_MAX], strict=True
+    ):
         if status[i] != Status.AGREES:
             continue
         grow = float(grow)
@@ -453,18 +460,6 @@ def _look_wider(
         ):
             status[i] = Status.WRONG
     return probes
-
-
-# A coordinate above tol but within round-off is judged again at a step LOOK_WIDER to
-# LOOK_WIDEST times larger (at most LOOK_WIDER_MAX of them, the least explained first).
-LOOK_WIDER = 8.0
-LOOK_WIDEST = 64.0
-LOOK_WIDER_MAX = 16
-
-
-# A kink is confirmed at a step this many times smaller: its jump in slope stays,
-# while what large higher derivatives fake shrinks with the step.
-KINK_CONFIRM = 16.0
 
 
 def _kink_persists(p: Probe, small: Probe, noise: float, h: float, shrink: float) -> bool:
@@ -495,10 +490,12 @@ def _unsettled(
     coarse, fine = abs(values[0] - values[1]), abs(values[2] - values[3])
     sizes = [abs(v) for v in values]
     diverging = all(np.sign(v) == np.sign(values[0]) for v in values) and all(
-        b >= UNSETTLED_RATIO * a for a, b in itertools.pairwise(sizes)
+        b >= _policy.UNSETTLED_RATIO * a for a, b in itertools.pairwise(sizes)
     )
     if not (
-        diverging and fine > UNSETTLED_GROWTH * coarse and _moving(scheme, small, shrink * roundoff)
+        diverging
+        and fine > _policy.UNSETTLED_GROWTH * coarse
+        and _moving(scheme, small, shrink * roundoff)
     ):
         return None
     steps = (h, h / 2, h / shrink, h / (2 * shrink))
@@ -514,19 +511,6 @@ def _extrapolated(scheme: Scheme, p: Probe) -> float:
     return fine + (fine - coarse) / (2**scheme.order - 1)
 
 
-# Finite differences have not settled where halving the (smaller) step still moves them
-# by this share of their size (a kink under a square root: 41%; a jump: 100%), and by at
-# least UNSETTLED_GROWTH times what halving the larger step moved them (a kink under a
-# square root: sqrt(16) = 4 times over a 16 times smaller step; a jump: 16 times). A
-# smooth cost's changes shrink; aliasing of a fast oscillation at the larger step does
-# not make them grow that much.
-# The partial must also grow in size, with one sign, at every smaller step, by at least
-# UNSETTLED_RATIO each time (a kink under a square root: sqrt(2) per halving).
-UNSETTLED_SHARE = 0.25
-UNSETTLED_GROWTH = 2.0
-UNSETTLED_RATIO = 1.15
-
-
 def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:
     """Whether halving the step moves the partial by a large share of itself (beyond
     round-off): a smooth cost's partial barely moves once the step is small."""
@@ -534,7 +518,7 @@ def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:
         return False
     coarse, fine = p.coarse(scheme), p.fine(scheme)
     change = abs(coarse - fine)
-    return change > UNSETTLED_SHARE * max(abs(coarse), abs(fine)) and change > (
+    return change > _policy.UNSETTLED_SHARE * max(abs(coarse), abs(fine)) and change > (
         _policy.ERROR_SAFETY * 2 * roundoff
     )
 
@@ -571,9 +555,9 @@ def _judge_smaller(
     (``small``, probed there), and smaller still while that partial is within the finite
     differences' error only through their truncation: a cost that varies on a scale
     finer than the step (``sin(1e6·θ)``) is judged where truncation is small, not passed
-    on an error bound as wide as a bug. Each step down is ``KINK_CONFIRM`` times, while
+    on an error bound as wide as a bug. Each step down is ``_policy.KINK_CONFIRM`` times, while
     round-off (``roundoff · shrink``, growing as the step shrinks) stays below the gap;
-    at most ``SMALLER_MAX`` times in all. ``strict``: a disagreement within the
+    at most ``_policy.SMALLER_MAX`` times in all. ``strict``: a disagreement within the
     smaller step's round-off, not its truncation, stays wrong (a verdict already wrong at
     the larger step is not overturned by a noisier one). Returns the status, and the
     probe and shrink it rests on."""
@@ -584,11 +568,11 @@ def _judge_smaller(
         rounding = _rounding(roundoff, shrink)
         if gap <= tol * (abs(analytic) + abs(numeric)):
             return Status.NUMERICS, small, shrink
-        finer = shrink * KINK_CONFIRM
+        finer = shrink * _policy.KINK_CONFIRM
         last = (
             truncation <= rounding
             or _policy.ERROR_SAFETY * _rounding(roundoff, finer) >= gap
-            or finer > SMALLER_MAX
+            or finer > _policy.SMALLER_MAX
         )
         if gap > _policy.ERROR_SAFETY * (truncation + rounding):
             # wrong; looked at closer while truncation is a large share of the gap, for
@@ -632,10 +616,6 @@ def _apart(scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink
     more than its own error: the one at h is then not the one to show (elsewhere it is,
     as a within-error verdict at a caller's ``eps`` and the seeds' figures show it)."""
     return _beyond(scheme, small, numeric, roundoff, shrink)
-
-
-# A coordinate is judged at a step at most this many times smaller than the automatic one.
-SMALLER_MAX = 2.0**32
 
 
 def is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:

@@ -292,6 +292,33 @@ def default_k(mode: str) -> int | None:
     return DEFAULT_K.get(mode)
 
 
+# Judging a coordinate (`_compare`).
+
+# A coordinate above tol but within round-off is judged again at a step LOOK_WIDER to
+# LOOK_WIDEST times larger (at most LOOK_WIDER_MAX of them, the least explained first).
+LOOK_WIDER = 8.0
+LOOK_WIDEST = 64.0
+LOOK_WIDER_MAX = 16
+
+# A kink is confirmed at a step this many times smaller: its jump in slope stays,
+# while what large higher derivatives fake shrinks with the step.
+KINK_CONFIRM = 16.0
+
+# A coordinate is judged at a step at most this many times smaller than the automatic one.
+SMALLER_MAX = 2.0**32
+
+# Finite differences have not settled where halving the (smaller) step still moves them
+# by this share of their size (a kink under a square root: 41%; a jump: 100%), and by at
+# least UNSETTLED_GROWTH times what halving the larger step moved them (a kink under a
+# square root: sqrt(16) = 4 times over a 16 times smaller step; a jump: 16 times). A
+# smooth cost's changes shrink; aliasing of a fast oscillation at the larger step does
+# not make them grow that much.
+# The partial must also grow in size, with one sign, at every smaller step, by at least
+# UNSETTLED_RATIO each time (a kink under a square root: sqrt(2) per halving).
+UNSETTLED_SHARE = 0.25
+UNSETTLED_GROWTH = 2.0
+UNSETTLED_RATIO = 1.15
+
 # Where an error enters a model (`_isolate`): a part with at most this many elements
 # (parameters and inputs) is checked on its own in full mode, every element judged and
 # its kinks told apart; a larger one along random directions.
