@@ -136,7 +136,7 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     assert origin is not None and origin.layer == "3" and origin.there == ()
     assert origin.inherited == ("0.weight", "0.bias", "2.weight", "2.bias")
     assert origin.right == ("4.weight", "4.bias")
-    assert "checked on its own" in origin.evidence and "3 (Act) is wrong" in origin.evidence
+    assert origin.evidence.startswith("layer 3 (Act), checked on its own at the inputs it received")
     assert "the model checked apart from it" in origin.evidence
     headline = str(report).splitlines()[0]
     assert "the error enters at layer 3 (Act)'s backward" in headline
@@ -305,6 +305,10 @@ def test_a_module_whose_own_weight_gradient_is_wrong_is_where_it_enters():
     # its input gradient is right: nothing upstream inherits anything
     assert report.origin.there == ("2.weight",) and report.origin.inherited == ()
     assert [t.name for t in report.failing] == ["2.weight"]
+    # one wrong gradient and nothing more: its own diagnosis stays beside the place
+    assert "a stray constant factor" in report.tensors["2.weight"].cause
+    footer = str(report).splitlines()[-1]
+    assert "checks of where the error enters" in footer  # the search's cost is said
 
 
 def test_two_modules_wrong_on_their_own_are_two_slips_not_one_origin():
@@ -322,7 +326,7 @@ def test_two_modules_wrong_on_their_own_are_two_slips_not_one_origin():
     assert not any(t.inherited for t in report.tensors.values())
 
 
-def test_an_error_outside_every_submodule_claims_no_module():
+def test_an_error_outside_every_submodule_is_in_the_models_own_code():
     torch = pytest.importorskip("torch")
     import gradproof.torch as gpt
 
@@ -339,9 +343,14 @@ def test_an_error_outside_every_submodule_claims_no_module():
     torch.manual_seed(0)
     model = Glue().double()
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
-    # (Act() is made inside forward: no submodule of the model; first and last are right
-    # on their own, and nothing names where between them the error is)
-    assert not report.passed and report.origin is None
+    # (Act() is made inside forward: no submodule of the model) first and last are right
+    # on their own: the error is in Glue.forward's own code, which every row inherits
+    origin = report.origin
+    assert not report.passed and origin is not None, report
+    assert origin.where == "Glue.forward's own code, between its submodules"
+    assert origin.there == () and set(origin.inherited) == {t.name for t in report.failing}
+    assert "last, first, each checked on its own" not in origin.evidence
+    assert origin.evidence.startswith("first, last, each checked on its own")
     assert report.policy["isolation"]["checks"] == 2
 
 

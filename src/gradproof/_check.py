@@ -455,10 +455,11 @@ def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[st
     is kept beside the place; a factor or a missing term seen in one parameter of the
     layer is the shared error's trace, not a cause of its own."""
     out = dict(tensors)
+    alone = len(origin.there) == 1 and not origin.inherited  # (one wrong gradient, nothing more)
     for name in origin.there:
         t = out[name]
         cause = f"the error enters at {origin.where}"
-        if t.pattern in ("mask", "unmasked", "masks") and t.cause:
+        if (alone or t.pattern in ("mask", "unmasked", "masks")) and t.cause:
             cause = f"{cause}; {t.cause}"
         explanation = dataclasses.replace(t.explanation, cause=cause)
         out[name] = dataclasses.replace(t, explanation=explanation)

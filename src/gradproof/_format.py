@@ -195,9 +195,16 @@ def _smaller_figure(r: ReportRecord) -> str:
 def footer(report: ReportRecord) -> tuple[str, ...]:
     """How the check ran: method, step, mode, cost, and any mode choice or confidence."""
     eps = "auto" if report.eps is None else f"{report.eps:g}"
+    search = report.policy.get("isolation") if isinstance(report.policy, dict) else None
+    parts = (
+        f" (and {search['evaluations']} of its parts, in {search['checks']} checks of where "
+        "the error enters)"
+        if search and search.get("checks")
+        else ""
+    )
     lines = [
         f"method {report.method}, eps {eps}, mode {report.mode}, "
-        f"{report.evaluations} cost evaluations, {report.seconds:.2f} s"
+        f"{report.evaluations} cost evaluations{parts}, {report.seconds:.2f} s"
     ]
     lines += [
         f"{key}: {report.policy[key]}" for key in ("auto", "confidence") if report.policy.get(key)

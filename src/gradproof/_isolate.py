@@ -96,8 +96,30 @@ def locate(parts: Parts, report: Report) -> Isolation:
         return Isolation(None, None, 0, 0)
     search = _Search(parts)
     entry = search.first_wrong("")
-    origin = None if entry is None else _origin_at(entry, failing, report, parts, search)
+    if entry is None:
+        origin = _between_parts(failing, report, parts, search)
+    else:
+        origin = _origin_at(entry, failing, report, parts, search)
     return Isolation(origin, entry, search.checks, search.evaluations)
+
+
+def _between_parts(
+    failing: list[str], report: Report, parts: Parts, search: _Search
+) -> Origin | None:
+    """Where every part the model ran is right on its own (and nothing comes after them
+    unchecked), the error is in the model's own code between them."""
+    own = parts.children("")
+    if not own or parts.last() is not None or parts.unchecked("") is None:
+        return None  # (no code of its own to be in: a plain sequence)
+    if any(search.wrong(p) is not False for p in own):
+        return None
+    kind = parts.kind("")
+    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
+    names = ", ".join(reversed(own))
+    verb = "is" if len(own) == 1 else "are"
+    evidence = f"{names}, each checked on its own at the inputs it received, {verb} right"
+    where = f"{kind}.forward's own code, between its submodules"
+    return Origin(f"{kind}.forward", (), tuple(failing), tuple(right), where, evidence)
 
 
 class _Search:
@@ -174,8 +196,10 @@ def _origin_at(
         return None  # a failing parameter outside them: downstream, or the model's own
     right = [name for name, t in report.tensors.items() if t.passed and not t.check]
     kind = parts.kind(entry)
-    evidence = f"each checked on its own at the inputs it received: {entry} ({kind}) is wrong"
-    for names, side in ((between, "before"), (after, "after")):
+    evidence = (
+        f"each checked on its own at the inputs it received: {called(entry)} ({kind}) is wrong"
+    )
+    for names, side in ((between, "before"), (after[::-1], "after")):
         if names:
             verb = "is" if len(names) == 1 else "are"
             evidence += f"; {', '.join(names)}, {side} it, {verb} right"
@@ -233,8 +257,23 @@ def _cut_at(
     right = [name for name, t in report.tensors.items() if t.passed and not t.check]
     kind = parts.kind(entry)
     evidence = (
-        f"checked on its own at the inputs it received, {entry} ({kind}) is wrong; the model "
-        "checked apart from it, up to its inputs and from its output on, is right"
+        f"{called(entry)} ({kind}), checked on its own at the inputs it received, is wrong; "
+        "the model checked apart from it (up to its inputs, and from its output on) is right"
+        + _own_parts(entry, parts, search)
     )
     where = f"{called(entry)} ({kind})'s backward"
     return Origin(entry, tuple(inside), tuple(inherited), tuple(right), where, evidence)
+
+
+def _own_parts(entry: str, parts: Parts, search: _Search) -> str:
+    """Where the entry's own parts are each right on their own, that the error is in the
+    code it runs between them, said so."""
+    own = parts.children(entry)
+    if not own or any(search.verdicts.get(p) is not False for p in own):
+        return ""
+    names = ", ".join(reversed(own))
+    verb = "is" if len(own) == 1 else "are"
+    return (
+        f"; its own parts ({names}) {verb} right on their own: the error is in the code "
+        f"{parts.kind(entry)}.forward runs between them"
+    )

@@ -107,8 +107,10 @@ def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Repo
         mode: _policy.Mode = "full" if small else "directional"
         return _check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
 
+    started = time.perf_counter()
     found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
     policy = {**report.policy, "isolation": found.record()}
+    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
     origin, tensors = found.origin, report.tensors
     if origin is not None:
         origin, tensors = _check.traced(tensors, origin)
@@ -117,7 +119,9 @@ def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Repo
         rows = {n: t for n, t in tensors.items() if not t.check}
         origin, traced = _check.traced(rows)
         tensors = {n: traced.get(n, t) for n, t in tensors.items()}
-    return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
+    return dataclasses.replace(
+        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
+    )
 
 
 def _check_all(

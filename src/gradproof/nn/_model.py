@@ -112,21 +112,26 @@ class Sequential:
         """A failed ``report`` told where its error enters: the layers checked on their
         own at the inputs they received (`_isolate`), else the layer order."""
         import dataclasses
+        import time
 
         from .. import _check, _isolate
 
         state = np.random.get_state()  # (a dropout layer draws its mask)
+        started = time.perf_counter()
         try:
             found = _isolate.locate(_Layers(self, X, y, loss, lambd, opts), report)
         finally:
             np.random.set_state(state)
+        seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
         policy = {**report.policy, "isolation": found.record()}
         origin, tensors = found.origin, report.tensors
         # (layers that were checked and are right: the layer order would blame one of them)
         fallback = found.checks == 0 and _check.layered(report)
         if origin is not None or fallback:
             origin, tensors = _check.traced(tensors, origin)
-        return dataclasses.replace(report, origin=origin, tensors=tensors, policy=policy)
+        return dataclasses.replace(
+            report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
+        )
 
     def predict(self, X) -> np.ndarray:
         """Class predictions: argmax of (N, C) outputs, or 0/1 for (N, 1) probabilities."""
