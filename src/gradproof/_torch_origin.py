@@ -1,10 +1,12 @@
 """Where an error enters a PyTorch model's backward: its submodules as `_isolate.Parts`.
 
 When ``gradproof.torch.check(model, ...)`` fails, one forward pass of a float64 copy
-records what each submodule received (forward hooks) and in which order the submodules
-ran; each submodule called once, with positional inputs, can then be checked on its own
-there (directional mode: a few random directions per tensor, noise aware as every
-check is, on the submodule's forward alone). `_isolate.locate` searches them.
+records what each submodule received at each call (forward hooks; up to ``MAX_CALLS``
+calls, keyword inputs held fixed) and in which order the submodules ran. Each can then
+be checked on its own there (full mode for a small part, random directions for a large
+one), and the model can be cut at one that ran once: checked up to its inputs (a
+prefix that stops at its pre-hook) and from its output on (a suffix whose forward hook
+puts an input in its output's place). `_isolate.locate` searches them.
 """
 
 from __future__ import annotations
