@@ -408,6 +408,12 @@ def _nn_catalogue():
     return nn, WrongTanh, WrongPool, WrongRNN
 
 
+def _mlp_data():
+    """Eight examples of 4 features and their labels among 3 classes."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+
+
 def _check_keeps_params(model, X, y, loss):
     before = {k: v.copy() for k, v in model.params().items()}
     report = model.gradient_check(X, y, loss)
@@ -417,8 +423,7 @@ def _check_keeps_params(model, X, y, loss):
 
 def test_an_nn_mlp_with_a_wrong_activation_names_that_layer():
     nn, WrongTanh, _, _ = _nn_catalogue()
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    X, y = _mlp_data()
     model = nn.Sequential(
         nn.Dense(4, 6, seed=0),
         nn.Tanh(),
@@ -464,8 +469,7 @@ def test_an_nn_rnn_whose_own_weight_gradient_is_wrong_is_where_it_enters():
 
 def test_two_nn_layers_wrong_on_their_own_claim_no_origin():
     nn, WrongTanh, _, _ = _nn_catalogue()
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    X, y = _mlp_data()
     model = nn.Sequential(
         nn.Dense(4, 6, seed=0),
         WrongTanh(),
@@ -550,8 +554,7 @@ def test_a_wrong_nn_loss_is_where_the_error_enters():
         def backward(self):
             return 2 * super().backward()  # the slip
 
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    X, y = _mlp_data()
     model = nn.Sequential(nn.Dense(4, 5, seed=0), nn.Tanh(), nn.Dense(5, 3, seed=1))
     report = _check_keeps_params(model, X, y, WrongCE())
     origin = report.origin

@@ -114,7 +114,7 @@ def _between_parts(
     if any(search.wrong(p) is not False for p in own):
         return None
     kind = parts.kind("")
-    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
+    right = _right(report)
     names = ", ".join(reversed(own))
     verb = "is" if len(own) == 1 else "are"
     evidence = f"{names}, each checked on its own at the inputs it received, {verb} right"
@@ -138,15 +138,16 @@ class _Search:
             if not reports:
                 self.verdicts[name] = None
             else:
-                self.checks += len(reports)
-                self.evaluations += sum(r.evaluations for r in reports)
-                decided = [
-                    r.deterministic and not any(t.undecided for t in r.tensors.values())
-                    for r in reports
-                ]
+                self.count(reports)
+                decided = [_decided(r) for r in reports]
                 wrong = any(d and not r.passed for d, r in zip(decided, reports, strict=True))
                 self.verdicts[name] = True if wrong else (False if all(decided) else None)
         return self.verdicts[name]
+
+    def count(self, reports: list[Report]) -> None:
+        """Count checks the search ran (of a part, or of the model apart from one)."""
+        self.checks += len(reports)
+        self.evaluations += sum(r.evaluations for r in reports)
 
     def first_wrong(self, name: str) -> str | None:
         """The smallest part under ``name`` wrong on its own, searched from the output."""
@@ -194,7 +195,7 @@ def _origin_at(
     ]
     if len(there) + len(upstream) != len(failing):
         return None  # a failing parameter outside them: downstream, or the model's own
-    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
+    right = _right(report)
     kind = parts.kind(entry)
     evidence = (
         f"each checked on its own at the inputs it received: {called(entry)} ({kind}) is wrong"
@@ -244,17 +245,12 @@ def _cut_at(
 ) -> Origin | None:
     """The origin at ``entry`` where the model, checked apart from it (up to its inputs,
     and from its output on), is right: every failure outside it then comes through it."""
-    search.checks += len(around)
-    search.evaluations += sum(r.evaluations for r in around)
-    decided = all(
-        r.passed and r.deterministic and not any(t.undecided for t in r.tensors.values())
-        for r in around
-    )
-    if not decided:
+    search.count(around)
+    if not all(r.passed and _decided(r) for r in around):
         return None  # wrong apart from it too (a second slip), or not to be told
     inside = [n for n in failing if not parts.is_input(n) and parts.holds(entry, n)]
     inherited = [n for n in failing if n not in inside]
-    right = [name for name, t in report.tensors.items() if t.passed and not t.check]
+    right = _right(report)
     kind = parts.kind(entry)
     evidence = (
         f"{called(entry)} ({kind}), checked on its own at the inputs it received, is wrong; "
@@ -277,3 +273,13 @@ def _own_parts(entry: str, parts: Parts, search: _Search) -> str:
         f"; its own parts ({names}) {verb} right on their own: the error is in the code "
         f"{parts.kind(entry)}.forward runs between them"
     )
+
+
+def _decided(report: Report) -> bool:
+    """Whether a part's check has a verdict to go by (deterministic, no row undecided)."""
+    return report.deterministic and not any(t.undecided for t in report.tensors.values())
+
+
+def _right(report: Report) -> list[str]:
+    """The backward's rows that passed (a forward-mode or higher-order row aside)."""
+    return [name for name, t in report.tensors.items() if t.passed and not t.check]

@@ -244,6 +244,8 @@ class _Submodules:
         self.calls = calls
         self.check = check
         self.model, self.inputs, self.loss = model  # the float64 copy, its inputs, the loss
+        self.parameters = dict(self.model.named_parameters())  # (tied ones under one name)
+        self.spans: dict[str, tuple[int, int] | None] = {}
 
     def around(self, name: str) -> list[Report] | None:
         """The model checked apart from ``name``: up to ``name``'s inputs (what feeds
@@ -286,10 +288,14 @@ class _Submodules:
         """When ``name`` started and finished, or its submodules did (a ModuleList)."""
         if name in self.calls.end:
             return self.calls.start[name], self.calls.end[name]
-        inside = [n for n in self.calls.end if n.startswith(f"{name}.")]
-        if not inside:
-            return None
-        return min(self.calls.start[n] for n in inside), max(self.calls.end[n] for n in inside)
+        if name not in self.spans:  # (asked for each pair of siblings: scanned once)
+            inside = [n for n in self.calls.end if n.startswith(f"{name}.")]
+            starts, ends = (
+                [self.calls.start[n] for n in inside],
+                [self.calls.end[n] for n in inside],
+            )
+            self.spans[name] = (min(starts), max(ends)) if inside else None
+        return self.spans[name]
 
     def own(self, name: str) -> list[Report] | None:
         """``name`` checked at each of its calls (keyword inputs held fixed)."""
@@ -321,7 +327,7 @@ class _Submodules:
         return parameter.startswith("input") and parameter[5:].isdigit()
 
     def holds(self, part: str, parameter: str) -> bool:
-        tensor = dict(self.modules[""].named_parameters()).get(parameter)
+        tensor = self.parameters.get(parameter)
         return tensor is not None and any(p is tensor for p in self.modules[part].parameters())
 
     def kind(self, name: str) -> str:

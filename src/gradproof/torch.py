@@ -756,13 +756,12 @@ class _Checker:
     def _probed_gradient(self) -> dict[str, np.ndarray] | None:
         """The drop-in probe's backward, where it is exactly the one this check would run:
         the same output, weighted alike, at the same float64 inputs, and a module holding
-        nothing that the check would widen to float64."""
+        nothing that the check would widen to float64. (The probe keeps a gradient only
+        for plain float64 inputs and no ``weights``: `_plain`, `_probe`.)"""
         probe = self.probe
         if probe is None or probe.gradient is None or probe.outputs != [self.output or 0]:
             return None
-        if self.kind != "rev" or self.loss is not None or self.weights is not None:
-            return None
-        if self.complex or self.low or self.layouts:
+        if self.kind != "rev" or self.loss is not None or self.layouts:
             return None
         tensors = [t for t in self.buffers.values() if t.is_floating_point() or t.is_complex()]
         if any(t.dtype != self.torch.float64 for t in tensors):
