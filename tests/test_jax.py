@@ -48,6 +48,27 @@ def test_caller_precision_is_left_alone(params):
     assert jnp.asarray(1.0).dtype == jnp.float32
 
 
+def test_the_callers_float32_derivative_of_the_same_function_still_runs_after_a_check():
+    # Inside the check a NumPy array the function closes over (or is passed) is traced
+    # as a float64 constant; JAX kept it, and the caller's next jax.grad in float32 was
+    # handed it and failed (RuntimeProgramInputMismatch).
+    X = np.linspace(-1.0, 1.0, 15).reshape(5, 3)
+    W = np.full((3, 4), 0.5)
+
+    def closes_over(w):
+        return jnp.sum(jnp.tanh(X @ w))
+
+    def is_passed(w, x):
+        return jnp.sum(jnp.tanh(x @ w))
+
+    assert not jax.config.jax_enable_x64
+    assert gpj.check(closes_over, W).passed
+    assert gpj.check(jax.jit(is_passed), W, X).passed
+    assert jax.grad(closes_over)(W).dtype == jnp.float32
+    assert jax.grad(jax.jit(is_passed))(W, X).dtype == jnp.float32
+    assert jax.jit(jax.grad(closes_over))(W).dtype == jnp.float32
+
+
 def test_pytree_leaves_are_named_by_path_and_fixed_key_dropout_passes():
     key = jax.random.PRNGKey(0)
     rng = np.random.default_rng(0)

@@ -63,6 +63,15 @@ class Parts(Protocol):
         on (``None``: it cannot be so cut)."""
         ...
 
+    def called(self, name: str) -> str:
+        """``name`` as a sentence names it ("layer 2", "module encoder.mix", "softplus")."""
+        ...
+
+    def apart(self, name: str) -> str:
+        """What `around` checks, in words ("the model checked apart from it (up to its
+        inputs, and from its output on)")."""
+        ...
+
     def last(self) -> str | None:
         """Code that runs after every part and no part's check covers (a loss passed
         beside the model), in words (``None``: none)."""
@@ -198,7 +207,8 @@ def _origin_at(
     right = _right(report)
     kind = parts.kind(entry)
     evidence = (
-        f"each checked on its own at the inputs it received: {called(entry)} ({kind}) is wrong"
+        "each checked on its own at the inputs it received: "
+        f"{parts.called(entry)} ({kind}) is wrong"
     )
     for names, side in ((between, "before"), (after[::-1], "after")):
         if names:
@@ -213,8 +223,9 @@ def _origin_at(
             f"in {' or '.join(glue)}, which is not checked on its own"
         )
         inherited = []
-    where = f"{called(entry)} ({kind})'s backward"
-    return Origin(entry, tuple(there), tuple(inherited), tuple(right), where, evidence)
+    return Origin(
+        entry, tuple(there), tuple(inherited), tuple(right), *_named(entry, kind, parts, evidence)
+    )
 
 
 def _siblings(entry: str, parts: Parts, side: str) -> list[str]:
@@ -253,12 +264,19 @@ def _cut_at(
     right = _right(report)
     kind = parts.kind(entry)
     evidence = (
-        f"{called(entry)} ({kind}), checked on its own at the inputs it received, is wrong; "
-        "the model checked apart from it (up to its inputs, and from its output on) is right"
-        + _own_parts(entry, parts, search)
+        f"{parts.called(entry)} ({kind}), checked on its own at the inputs it received, is "
+        f"wrong; {parts.apart(entry)} is right" + _own_parts(entry, parts, search)
     )
-    where = f"{called(entry)} ({kind})'s backward"
-    return Origin(entry, tuple(inside), tuple(inherited), tuple(right), where, evidence)
+    return Origin(
+        entry, tuple(inside), tuple(inherited), tuple(right), *_named(entry, kind, parts, evidence)
+    )
+
+
+def _named(entry: str, kind: str, parts: Parts, evidence: str) -> tuple[str, str, str]:
+    """An origin's ``where``, ``evidence`` and ``name`` (where the part's name alone
+    does not say what it is, as a layer number does)."""
+    name = f"{parts.called(entry)} ({kind})"
+    return f"{name}'s backward", evidence, "" if parts.called(entry) == called(entry) else name
 
 
 def _own_parts(entry: str, parts: Parts, search: _Search) -> str:

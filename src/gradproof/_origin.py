@@ -40,6 +40,8 @@ class Origin:
         right: the parameters of the layers above it, right.
         where: where in the backward pass, in words.
         evidence: what the finding rests on.
+        name: the layer as a sentence names it, where ``layer`` alone does not say
+            (a JAX function's custom rule: ``"softplus (custom_vjp)"``); else empty.
     """
 
     layer: str
@@ -48,11 +50,12 @@ class Origin:
     right: tuple[str, ...]
     where: str
     evidence: str
+    name: str = ""
 
     @property
     def called(self) -> str:
         """The layer as a sentence names it ("layer 2", "layers.1")."""
-        return called(self.layer)
+        return self.name or called(self.layer)
 
     @property
     def sentence(self) -> str:
@@ -78,6 +81,7 @@ class Origin:
             "right": list(self.right),
             "where": self.where,
             "evidence": self.evidence,
+            "called": self.called,
         }
 
     @classmethod
@@ -89,6 +93,7 @@ class Origin:
             right=tuple(d["right"]),
             where=d["where"],
             evidence=d["evidence"],
+            name=d.get("called", "") if d.get("called") != called(d["layer"]) else "",
         )
 
 

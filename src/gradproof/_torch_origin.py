@@ -18,6 +18,7 @@ from typing import Any
 
 from ._isolate import Isolation
 from ._isolate import locate as _locate
+from ._origin import called
 from ._report import Report
 
 
@@ -332,6 +333,12 @@ class _Submodules:
 
     def kind(self, name: str) -> str:
         return type(self.modules[name]).__name__
+
+    def called(self, name: str) -> str:
+        return called(name)
+
+    def apart(self, name: str) -> str:
+        return "the model checked apart from it (up to its inputs, and from its output on)"
 
     def last(self) -> str | None:
         return None if self.loss is None else "the loss"

@@ -26,7 +26,7 @@ import numpy as np
 from . import _adapter, _policy
 from ._adapter import BATCH_ELEMENTS
 from ._errors import CostError, GradientSpecError
-from ._options import options, user_options
+from ._options import Options, options, user_options
 from ._report import GradientError, Report
 
 
@@ -52,13 +52,23 @@ def _checking(jax, x64: bool = True):
     """The configuration gradproof's programs are built in: float64 (``x64``), and
     ``jax_enable_checks`` off. JAX's own test suites switch those checks on; they verify
     JAX's tracing (each jaxpr typed again), not a gradient, and took a sixth of a
-    drop-in's time there. The function still runs once as called, checks and all."""
-    with contextlib.ExitStack() as stack:
-        if x64:
-            stack.enter_context(_x64(jax))
-        if hasattr(jax, "enable_checks"):
-            stack.enter_context(jax.enable_checks(False))
-        yield
+    drop-in's time there. The function still runs once as called, checks and all.
+
+    Where the caller computes in float32 (x64 off), JAX's caches are cleared on the way
+    out: a NumPy array the function closes over (or is passed) is held there as the
+    float64 constant it was traced as inside, and the caller's next ``jax.grad`` of the
+    same function would be handed it, and fail (``RuntimeProgramInputMismatch``)."""
+    switched = x64 and not jax.config.jax_enable_x64
+    try:
+        with contextlib.ExitStack() as stack:
+            if x64:
+                stack.enter_context(_x64(jax))
+            if hasattr(jax, "enable_checks"):
+                stack.enter_context(jax.enable_checks(False))
+            yield
+    finally:
+        if switched:
+            jax.clear_caches()
 
 
 def check(
@@ -93,7 +103,47 @@ def check(
     modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
     opts = user_options("gradproof.jax.check", **check_options)
     with _checking(jax):
-        return _check_all(jax, fn, params, args, opts, modes, order)
+        report = _check_all(jax, fn, params, args, opts, modes, order)
+        if not report.passed:
+            report = _isolated(jax, fn, params, args, opts, modes, order, report)
+    return report
+
+
+def _isolated(jax, fn, params, args, opts: Options, modes, order, report: Report) -> Report:
+    """``report`` with where its error enters, where the function's custom rules, each
+    checked on its own at the arguments it received, show it (``Report.origin``)."""
+    from . import _check, _jax_origin
+
+    alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
+
+    def check_alone(rule: Callable[[Any], Any], values: Any) -> Report:
+        size = sum(np.size(x) for x in jax.tree_util.tree_leaves(values))
+        mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
+        return _check_all(jax, lambda p: rule(p), values, (), alone.with_mode(mode), ("rev",), 1)
+
+    def whole() -> Report:  # (as closely as the function's own check looked)
+        mode: _policy.Mode = "full" if report.mode == "full" else "directional"
+        return _check_all(jax, fn, params, args, alone.with_mode(mode), modes, order)
+
+    started = time.perf_counter()
+    point = jax.tree_util.tree_map(_float64, params)
+    found = _jax_origin.locate(jax, fn, point, args, report, check_alone, whole)
+    policy = {**report.policy, "isolation": found.record()}
+    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
+    origin, tensors = found.origin, report.tensors
+    if origin is not None:
+        origin, tensors = _check.traced(tensors, origin)
+    return dataclasses.replace(
+        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
+    )
+
+
+def _float64(x: Any) -> Any:
+    """A leaf as the check point holds it: float64 (complex128), a JAX array."""
+    import jax.numpy as jnp
+
+    value = np.asarray(x)
+    return jnp.asarray(value.astype(np.complex128 if np.iscomplexobj(value) else np.float64))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._origin import called
 from ._layers import BatchNorm, Layer
 from ._losses import Loss
 
@@ -303,6 +304,12 @@ class _Layers:
 
     def around(self, name: str) -> None:
         return None  # (its layers only chain: each is checked on its own instead)
+
+    def called(self, name: str) -> str:
+        return called(name)
+
+    def apart(self, name: str) -> str:
+        return "the model checked apart from it (up to its inputs, and from its output on)"
 
     def last(self) -> None:
         return None  # (the loss is a part, checked on its own)

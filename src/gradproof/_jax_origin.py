@@ -1,0 +1,278 @@
+"""Where an error enters a JAX function's derivative: its custom rules as `_isolate.Parts`.
+
+JAX derives everything it differentiates from the function's own code, except where the
+code says otherwise: a ``jax.custom_vjp`` or ``jax.custom_jvp`` function brings its own
+rule. When ``gradproof.jax.check(fn, params, ...)`` fails, one eager (un-jitted) run of
+``fn`` on the check point records each such function's calls (up to ``MAX_CALLS``, the
+arguments it received) and in which order they ran. Each rule can then be checked on its
+own at those arguments (full mode for a small one, random directions for a large one),
+and the function can be cut at one: checked again with that rule replaced by JAX's own
+derivative of the function it decorates (its primal). Where that check passes, nothing
+else is wrong, and every other failing leaf inherits the error; `_isolate.locate`
+searches them.
+
+The cut runs eagerly too (``jax.disable_jit``): no program traced with the rule
+replaced is cached where the caller's own jitted functions would find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._isolate import Isolation
+from ._isolate import locate as _locate
+from ._report import Report
+
+# A rule called more often than this in one run of the function is not checked on its own.
+MAX_CALLS = 4
+
+
+@dataclass
+class _Rule:
+    """One custom-derivative function, and its calls in one run."""
+
+    function: Any  # the jax.custom_vjp / jax.custom_jvp object
+    kind: str  # "custom_vjp" or "custom_jvp"
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    times: int = 0
+    start: int = 0
+    end: int = 0
+
+
+Check = Callable[..., Report]
+
+
+def locate(
+    jax: Any,
+    fn: Callable[..., Any],
+    params: Any,
+    args: tuple[Any, ...],
+    report: Report,
+    check: Check,
+    whole: Callable[[], Report],
+) -> Isolation:
+    """Where the error behind ``report`` (a failed check of ``fn(params, *args)``) enters.
+
+    ``check(g, params)`` is the check of one rule on its own (``g(params)``, the rule's
+    differentiable arguments as ``params``); ``whole()`` the function's check again,
+    run while a rule is replaced.
+    """
+    nothing = Isolation(None, None, 0, 0)
+    if report.passed or not report.deterministic:
+        return nothing
+    rules = _record(jax, fn, params, args)
+    if not rules:
+        return nothing
+    return _locate(_Rules(jax, rules, params, check, whole), report)
+
+
+def _classes(jax: Any) -> dict[str, Any]:
+    return {"custom_vjp": jax.custom_vjp, "custom_jvp": jax.custom_jvp}
+
+
+def _record(jax: Any, fn: Callable[..., Any], params: Any, args: tuple[Any, ...]) -> list[_Rule]:
+    """Run ``fn(params, *args)`` once, eagerly, recording each custom rule's calls (those
+    made inside another rule's function belong to that one, and are not recorded)."""
+    found: dict[int, _Rule] = {}
+    ticks = [0, 0]  # (the clock, how deep inside a rule's call the run is)
+
+    def recording(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, *a: Any, **kw: Any) -> Any:
+            if ticks[1]:
+                return original(self, *a, **kw)
+            rule = found.setdefault(id(self), _Rule(self, kind, start=ticks[0]))
+            rule.times += 1
+            if rule.times <= MAX_CALLS:
+                rule.calls.append((a, kw))
+            ticks[0] += 1
+            ticks[1] += 1
+            try:
+                return original(self, *a, **kw)
+            finally:
+                ticks[1] -= 1
+                rule.end = ticks[0]
+                ticks[0] += 1
+
+        return call
+
+    try:
+        with _patched(jax, recording), jax.disable_jit():
+            fn(params, *args)
+    except Exception:  # the check itself has said what the function raised
+        return []
+    rules = [r for r in found.values() if r.times <= MAX_CALLS]
+    return sorted(rules, key=lambda r: r.start)
+
+
+@contextlib.contextmanager
+def _patched(
+    jax: Any, wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
+    """``custom_vjp`` and ``custom_jvp`` calls routed through ``wrap(kind, original)``."""
+    originals = {kind: cls.__call__ for kind, cls in _classes(jax).items()}
+    try:
+        for kind, cls in _classes(jax).items():
+            cls.__call__ = wrap(kind, originals[kind])
+        yield
+    finally:
+        for kind, cls in _classes(jax).items():
+            cls.__call__ = originals[kind]
+
+
+def _leaves(jax: Any, tree: Any) -> list[Any]:
+    return [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "dtype")]
+
+
+class _Rules:
+    """A JAX function's custom rules as the search sees them: each one part, by name."""
+
+    def __init__(
+        self, jax: Any, rules: list[_Rule], params: Any, check: Check, whole: Callable[[], Report]
+    ):
+        self.jax, self.check, self.whole = jax, check, whole
+        self.rules: dict[str, _Rule] = {}
+        for rule in rules:
+            base = getattr(rule.function, "__name__", None) or rule.kind
+            name, n = base, 2
+            while name in self.rules:
+                name, n = f"{base}#{n}", n + 1
+            self.rules[name] = rule
+        paths, _ = jax.tree_util.tree_flatten_with_path(params)
+        self.leaves = {_path_name(path): leaf for path, leaf in paths}
+
+    def children(self, name: str) -> list[str]:
+        if name:
+            return []
+        return sorted(self.rules, key=lambda n: self.rules[n].end, reverse=True)
+
+    def own(self, name: str) -> list[Report] | None:
+        """The rule checked at each call, on its differentiable arguments (the others,
+        and keyword arguments, held fixed)."""
+        rule = self.rules[name]
+        if not rule.calls:
+            return None
+        reports = []
+        for args, kwargs in rule.calls:
+            alone = _alone(self.jax, rule, args, kwargs)
+            if alone is None:
+                return None
+            try:
+                reports.append(self.check(*alone))
+            except Exception:  # (it raised alone: no verdict of its own to go by)
+                return None
+        return reports
+
+    def around(self, name: str) -> list[Report] | None:
+        """The function checked with ``name``'s rule replaced by JAX's derivative of the
+        function it decorates (``None`` where that cannot be differentiated)."""
+        entry = self.rules[name].function
+        replaced = [0]
+
+        def replacing(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+            def call(self: Any, *a: Any, **kw: Any) -> Any:
+                if self is not entry:
+                    return original(self, *a, **kw)
+                replaced[0] += 1
+                return self.fun(*a, **kw)
+
+            return call
+
+        try:
+            with _patched(self.jax, replacing), self.jax.disable_jit():
+                report = self.whole()
+        except Exception:  # (its primal cannot be differentiated: no cut to go by)
+            return None
+        return [report] if replaced[0] else None
+
+    def upstream(self, name: str, of: str) -> bool:
+        return self.rules[name].end < self.rules[of].start
+
+    def owner(self, parameter: str) -> str | None:
+        held = [n for n in self.rules if self.holds(n, parameter)]
+        return held[0] if held else ""
+
+    def is_input(self, parameter: str) -> bool:
+        return False
+
+    def holds(self, part: str, parameter: str) -> bool:
+        leaf = self.leaves.get(parameter)
+        if leaf is None and parameter.endswith((".real", ".imag")):
+            leaf = self.leaves.get(parameter.rsplit(".", 1)[0])
+        if leaf is None:
+            return False
+        return any(
+            x is leaf
+            for args, kwargs in self.rules[part].calls
+            for x in _leaves(self.jax, (args, kwargs))
+        )
+
+    def kind(self, name: str) -> str:
+        return self.rules[name].kind if name else "function"
+
+    def called(self, name: str) -> str:
+        return name
+
+    def apart(self, name: str) -> str:
+        return f"the function with {name}'s rule replaced by JAX's derivative of {name}"
+
+    def last(self) -> str | None:
+        return None  # (code around the rules is JAX's to derive; the cut checks it)
+
+    def unchecked(self, name: str) -> str | None:
+        return None
+
+
+def _path_name(path: Any) -> str:
+    from .jax import _key_name
+
+    return ".".join(_key_name(k) for k in path) or "theta"
+
+
+def _alone(
+    jax: Any, rule: _Rule, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Callable[[Any], Any], dict[str, Any]] | None:
+    """``rule``'s function of its differentiable arguments, and their values there
+    (``None`` where it has none, or received a traced value: no value to check at)."""
+    fixed = set(getattr(rule.function, "nondiff_argnums", ()))
+    names = _argument_names(rule.function.fun, len(args))
+    free = {}
+    for i, arg in enumerate(args):
+        leaves = _leaves(jax, arg)
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return None
+        if i not in fixed and leaves and all(_inexact(jax, x) for x in leaves):
+            free[names[i]] = arg
+    if not free:
+        return None
+    position = {name: names.index(name) for name in free}
+    function = rule.function
+
+    def alone(values: dict[str, Any]) -> Any:
+        called = list(args)
+        for name, value in values.items():
+            called[position[name]] = value
+        return function(*called, **kwargs)
+
+    return alone, free
+
+
+def _inexact(jax: Any, x: Any) -> bool:
+    return bool(jax.numpy.issubdtype(x.dtype, jax.numpy.inexact))
+
+
+def _argument_names(function: Any, count: int) -> list[str]:
+    """The names of a function's first ``count`` positional parameters (``arg2`` where
+    its signature does not say)."""
+    try:
+        listed = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        listed = []
+    return [listed[i] if i < len(listed) else f"arg{i}" for i in range(count)]
