@@ -46,16 +46,21 @@ class _Rule:
 Check = Callable[..., Report]
 
 
+@dataclass(frozen=True)
+class Subject:
+    """The function under check: ``fn(params, *args)``, at the check point (float64
+    leaves), and those leaves by name (as the report names them)."""
+
+    fn: Callable[..., Any]
+    params: Any
+    args: tuple[Any, ...]
+    named: dict[str, Any]
+
+
 def locate(
-    jax: Any,
-    fn: Callable[..., Any],
-    params: Any,
-    args: tuple[Any, ...],
-    report: Report,
-    check: Check,
-    whole: Callable[[], Report],
+    jax: Any, subject: Subject, report: Report, check: Check, whole: Callable[[], Report]
 ) -> Isolation:
-    """Where the error behind ``report`` (a failed check of ``fn(params, *args)``) enters.
+    """Where the error behind ``report`` (a failed check of ``subject``) enters.
 
     ``check(g, params)`` is the check of one rule on its own (``g(params)``, the rule's
     differentiable arguments as ``params``); ``whole()`` the function's check again,
@@ -64,10 +69,10 @@ def locate(
     nothing = Isolation(None, None, 0, 0)
     if report.passed or not report.deterministic:
         return nothing
-    rules = _record(jax, fn, params, args)
+    rules = _record(jax, subject.fn, subject.params, subject.args)
     if not rules:
         return nothing
-    return _locate(_Rules(jax, rules, params, check, whole), report)
+    return _locate(_Rules(jax, rules, subject.named, check, whole), report)
 
 
 def _classes(jax: Any) -> dict[str, Any]:
@@ -131,7 +136,12 @@ class _Rules:
     """A JAX function's custom rules as the search sees them: each one part, by name."""
 
     def __init__(
-        self, jax: Any, rules: list[_Rule], params: Any, check: Check, whole: Callable[[], Report]
+        self,
+        jax: Any,
+        rules: list[_Rule],
+        named: dict[str, Any],
+        check: Check,
+        whole: Callable[[], Report],
     ):
         self.jax, self.check, self.whole = jax, check, whole
         self.rules: dict[str, _Rule] = {}
@@ -141,8 +151,7 @@ class _Rules:
             while name in self.rules:
                 name, n = f"{base}#{n}", n + 1
             self.rules[name] = rule
-        paths, _ = jax.tree_util.tree_flatten_with_path(params)
-        self.leaves = {_path_name(path): leaf for path, leaf in paths}
+        self.leaves = named
 
     def children(self, name: str) -> list[str]:
         if name:
@@ -224,12 +233,6 @@ class _Rules:
 
     def unchecked(self, name: str) -> str | None:
         return None
-
-
-def _path_name(path: Any) -> str:
-    from .jax import _key_name
-
-    return ".".join(_key_name(k) for k in path) or "theta"
 
 
 def _alone(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -105,11 +106,14 @@ def check(
     with _checking(jax):
         report = _check_all(jax, fn, params, args, opts, modes, order)
         if not report.passed:
-            report = _isolated(jax, fn, params, args, opts, modes, order, report)
+            whole = functools.partial(_check_all, jax, fn, params, args, modes=modes, order=order)
+            report = _isolated(jax, (fn, params, args), whole, opts, report)
     return report
 
 
-def _isolated(jax, fn, params, args, opts: Options, modes, order, report: Report) -> Report:
+def _isolated(
+    jax, call: tuple[Any, Any, tuple], whole: Callable[..., Report], opts: Options, report: Report
+) -> Report:
     """``report`` with where its error enters, where the function's custom rules, each
     checked on its own at the arguments it received, show it (``Report.origin``)."""
     from . import _check, _jax_origin
@@ -121,13 +125,17 @@ def _isolated(jax, fn, params, args, opts: Options, modes, order, report: Report
         mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
         return _check_all(jax, lambda p: rule(p), values, (), alone.with_mode(mode), ("rev",), 1)
 
-    def whole() -> Report:  # (as closely as the function's own check looked)
+    def again() -> Report:  # (as closely as the function's own check looked)
         mode: _policy.Mode = "full" if report.mode == "full" else "directional"
-        return _check_all(jax, fn, params, args, alone.with_mode(mode), modes, order)
+        return whole(opts=alone.with_mode(mode))
 
     started = time.perf_counter()
+    fn, params, args = call
     point = jax.tree_util.tree_map(_float64, params)
-    found = _jax_origin.locate(jax, fn, point, args, report, check_alone, whole)
+    paths, _ = jax.tree_util.tree_flatten_with_path(point)
+    named = {".".join(_key_name(k) for k in path) or "theta": leaf for path, leaf in paths}
+    subject = _jax_origin.Subject(fn, point, args, named)
+    found = _jax_origin.locate(jax, subject, report, check_alone, again)
     policy = {**report.policy, "isolation": found.record()}
     seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
     origin, tensors = found.origin, report.tensors
