@@ -18,8 +18,9 @@ def cost(p):
     return forward_propagation_n(X, Y, p)
 
 
-def backward(slip: str | None = None) -> dict[str, np.ndarray]:
-    """The seeds' backward pass, with one slip in the line named ``slip``."""
+def backward(slip: str | None = None, intermediates: bool = False) -> dict[str, np.ndarray]:
+    """The seeds' backward pass, with one slip in the line named ``slip``; with
+    ``intermediates``, returned as theirs is (``dZ3``, ``dA2``, ... beside ``dW3``)."""
     (Z1, A1, _, _, Z2, A2, W2, _, _, A3, W3, _) = CACHE
     m = X.shape[1]
 
@@ -37,7 +38,11 @@ def backward(slip: str | None = None) -> dict[str, np.ndarray]:
     dZ1 = np.multiply(dA1, np.int64((Z1 > 0.5) if slip == "relu1" else (A1 > 0)))
     dW1 = s("dW1", 1.0 / m * np.dot(dZ1, X.T))
     db1 = s("db1", 1.0 / m * np.sum(dZ1, axis=1, keepdims=True))
-    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
+    grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
+    if intermediates:
+        grads = {f"d{k}": v for k, v in grads.items()}
+        grads.update(dZ3=dZ3, dA2=dA2, dZ2=dZ2, dA1=dA1, dZ1=dZ1)
+    return grads
 
 
 def test_the_seeds_backward_written_here_is_theirs():
@@ -89,6 +94,95 @@ def test_the_seeds_two_separate_bugs_are_two_causes():
     report = gp.check(cost, PARAMS, backward_propagation_n(X, Y, CACHE, buggy=True))
     assert report.origin is None
     assert report.tensors["W2"].pattern == report.tensors["b1"].pattern == "scale"
+
+
+# slip -> the line where it enters, read from the cache and the intermediates
+LINES = {
+    "dZ3": "dZ3, the last layer's",  # (what dZ3 should be depends on the labels: not narrowed)
+    "dA2": "dA2 = W3.T @ dZ3 (the gradient layer 3 passes down to layer 2)",
+    "relu2": "layer 2's ReLU derivative, dZ2 = dA2 * (Z2 > 0)",
+    "dA1": "dA1 = W2.T @ dZ2 (the gradient layer 2 passes down to layer 1)",
+    "relu1": "layer 1's ReLU derivative, dZ1 = dA1 * (Z1 > 0)",
+}
+
+
+@pytest.mark.parametrize("slip", list(LINES))
+def test_the_cache_and_the_intermediates_narrow_it_to_the_line(slip):
+    report = gp.check(cost, PARAMS, backward(slip, intermediates=True))
+    layer, there, inherited = PROPAGATED[slip]
+    origin = report.origin
+    assert origin is not None and origin.layer == layer
+    assert set(origin.there) == set(there) and set(origin.inherited) == set(inherited)
+    assert origin.where.startswith(LINES[slip])
+    if slip != "dZ3":
+        assert "narrowed with the forward's cache" in origin.evidence
+        assert f"dZ{int(layer) + 1} makes the right dW{int(layer) + 1}" in origin.evidence
+        for name in there:
+            assert LINES[slip] in report.tensors[name].cause
+    # without the intermediates, the layer order alone: between two dZs
+    plain = gp.check(cost, PARAMS, backward(slip))
+    assert plain.origin is not None and "narrowed" not in plain.origin.evidence
+
+
+def test_a_cache_from_elsewhere_or_of_another_shape_narrows_nothing():
+    grads = backward("relu2", intermediates=True)
+    other = {k: v * 1.5 for k, v in PARAMS.items()}
+    _, elsewhere = forward_propagation_n(X, Y, other)
+    for aside in (elsewhere, ("not", "a", "cache"), {"Z2": "x"}, CACHE[:-1]):
+        report = gp.check(lambda p, aside=aside: (cost(p)[0], aside), PARAMS, grads)
+        assert report.origin is not None and report.origin.layer == "2"
+        assert "narrowed" not in report.origin.evidence
+
+
+def test_the_l_layer_layout_with_only_the_das_is_narrowed_after_da():
+    # the seeds' L-layer network caches ((A_prev, W, b), Z) per layer, and its backward
+    # returns dA{l-1}, dW{l}, db{l}: no dZ to compare, dA checked and the rest after it
+    rng = np.random.default_rng(0)
+    dims = [4, 5, 5, 3, 1]
+    L = len(dims) - 1
+    params = {}
+    for layer in range(1, L + 1):
+        params[f"W{layer}"] = rng.normal(size=(dims[layer], dims[layer - 1])) * 0.7
+        params[f"b{layer}"] = rng.normal(size=(dims[layer], 1)) * 0.1
+    x, y = rng.normal(size=(4, 7)), (rng.random((1, 7)) > 0.5).astype(float)
+
+    def forward(p):
+        a, caches = x, []
+        for layer in range(1, L + 1):
+            z = p[f"W{layer}"] @ a + p[f"b{layer}"]
+            caches.append(((a, p[f"W{layer}"], p[f"b{layer}"]), z))
+            a = np.tanh(z) if layer < L else 1 / (1 + np.exp(-z))
+        return -np.mean(y * np.log(a) + (1 - y) * np.log(1 - a)), caches
+
+    def backward_l(p, slip):
+        _, caches = forward(p)
+        grads, dz = {}, 1 / (1 + np.exp(-caches[-1][1])) - y
+        for layer in range(L, 0, -1):
+            (a_prev, w, _), _ = caches[layer - 1]
+            grads[f"dW{layer}"] = dz @ a_prev.T / x.shape[1]
+            grads[f"db{layer}"] = dz.sum(1, keepdims=True) / x.shape[1]
+            grads[f"dA{layer - 1}"] = da = w.T @ dz
+            if layer > 1:
+                power = 3 if slip == layer - 1 else 2  # the slip: (1 - A**3)
+                dz = da * (1 - np.tanh(caches[layer - 2][1]) ** power)
+        return grads
+
+    for slip in (1, 2):
+        report = gp.check(forward, params, lambda p, slip=slip: backward_l(p, slip))
+        where = f"layer {slip}'s tanh derivative (dZ{slip} = dA{slip} * (1 - A{slip}**2))"
+        assert report.origin is not None and report.origin.where.startswith(where)
+        assert f"dA{slip} = W{slip + 1}.T @ dZ{slip + 1} holds" in report.origin.evidence
+
+
+def test_a_cache_as_a_dict_is_read_by_name():
+    grads = backward("dA2", intermediates=True)
+
+    def by_name(p):
+        value, (z1, a1, _, _, z2, a2, _, _, z3, a3, _, _) = cost(p)
+        return value, {"Z1": z1, "A1": a1, "Z2": z2, "A2": a2, "Z3": z3, "A3": a3}
+
+    report = gp.check(by_name, PARAMS, grads)
+    assert report.origin.where.startswith("dA2 = W3.T @ dZ3")
 
 
 def test_the_origin_travels_in_json_and_matches_the_schema():

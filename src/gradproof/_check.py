@@ -13,14 +13,14 @@ import functools
 import inspect
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _directional, _full, _origin, _policy, _tree
+from . import _directional, _full, _narrow, _origin, _policy, _tree
 from ._compare import flat64
 from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
@@ -286,8 +286,11 @@ def run(cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = Fr
     leaves = _tree.parse(params)
     started = time.perf_counter()
     with _global_rng_kept() as rng_state:
+        given = grads  # (a callable's result: the intermediates beside the gradients)
+        if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
+            given = grads(_tree.working_copy(params, np.float64)[0])
         analytic = resolve(
-            grads,
+            given,
             leaves,
             lambda: _tree.working_copy(params, np.float64)[0],
             unchecked=_unchecked(params, left_out),
@@ -333,7 +336,7 @@ def run(cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = Fr
         policy["confidence"] = _directional.confidence(opts.k)
     if evaluate.replay and not callable(grads) and _draw_matters(evaluate, point.j0):
         outcome = _another_draw_suspected(outcome)
-    return _verdict(
+    report = _verdict(
         outcome,
         analytic,
         opts,
@@ -345,6 +348,22 @@ def run(cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = Fr
         seconds=time.perf_counter() - started,
         trace_origin=front.trace_origin,
     )
+    return _narrowed(report, outcome, point, given, analytic)
+
+
+def _narrowed(
+    report: Report, outcome: Outcome, point: _CheckPoint, given: Any, analytic: Any
+) -> Report:
+    """``report`` with its origin (from the layer order) narrowed to the line where the
+    error enters, where the cost returned its cache and ``given`` (the gradients as
+    given) the intermediates (`_narrow`)."""
+    origin = report.origin
+    if origin is None or not point.evaluate.aside or point.evaluate.complex_ok:
+        return report
+    narrowed = _narrow.narrow(origin, point.evaluate.aside, given, point.arrays, analytic)
+    if narrowed is origin:
+        return report
+    return dataclasses.replace(report, origin=narrowed, tensors=_traced(outcome.tensors, narrowed))
 
 
 def _unchecked(params: Any, left_out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:

@@ -106,17 +106,20 @@ class Evaluator:
         # The size of the terms the cost sums, where a front-end knows it (the gradient
         # along w that order=2 checks): its round-off is relative to them, not to the sum.
         self.magnitude = 0.0
+        self.aside: tuple[Any, ...] = ()  # (set by `first`)
 
     def __call__(self) -> float | complex:
+        return to_scalar(self._called(), self.complex_ok)
+
+    def _called(self) -> Any:
         if self.replay:
             np.random.set_state(self.rng_state)
         try:
-            out = self.cost(self.tree)
+            return self.cost(self.tree)
         except Exception as exc:
             raise CostRaised() from exc
         finally:
             self.count += 1
-        return to_scalar(out, self.complex_ok)
 
     def bare(self) -> Callable[[], Any]:
         """The cost on the working copy, called as is: the RNG replayed when the cost
@@ -155,8 +158,11 @@ class Evaluator:
         per evaluation); the state is restored when the check ends either way.
         """
         self.replay = True  # (so this call sets the state it starts from)
-        value = self()
+        out = self._called()
+        value = to_scalar(out, self.complex_ok)
         self.replay = not _same_state(self.rng_state, rng_state())
+        # what the cost returned beside it (the seeds' forward returns (cost, cache))
+        self.aside = out[1:] if isinstance(out, tuple) else ()
         return value
 
 

@@ -168,14 +168,20 @@ def _one_slip(
     dZ3 = A3 - Y
     dA2 = W3.T @ dZ3
     dZ2 = dA2 * (Z2 > 0.5)  # the slip
-    dZ1 = (W2.T @ dZ2) * (A1 > 0)
-    grads = {
-        "dW1": dZ1 @ X.T / m,
-        "db1": dZ1.sum(axis=1, keepdims=True) / m,
-        "dW2": dZ2 @ A1.T / m,
-        "db2": dZ2.sum(axis=1, keepdims=True) / m,
+    dA1 = W2.T @ dZ2
+    dZ1 = dA1 * (A1 > 0)
+    grads = {  # (with the intermediates, as the seeds' backward returns them)
+        "dZ3": dZ3,
         "dW3": dZ3 @ A2.T / m,
         "db3": dZ3.sum(axis=1, keepdims=True) / m,
+        "dA2": dA2,
+        "dZ2": dZ2,
+        "dW2": dZ2 @ A1.T / m,
+        "db2": dZ2.sum(axis=1, keepdims=True) / m,
+        "dA1": dA1,
+        "dZ1": dZ1,
+        "dW1": dZ1 @ X.T / m,
+        "db1": dZ1.sum(axis=1, keepdims=True) / m,
     }
     report = check(cost, parameters, grads)
     show(report, out, indent=3)
@@ -185,11 +191,14 @@ def _one_slip(
         return False
     w(
         f"\n   Four wrong parameters, one cause. {', '.join(origin.right)} are right; "
-        f"{', '.join(origin.inherited)} only inherit the error;\n   it enters at "
-        f"{origin.where}.\n   The line to fix is the one that makes dZ2:\n"
+        f"{', '.join(origin.inherited)} only inherit the error.\n"
+        "   The layer order puts it in layer 2's backward. The forward's cache (returned\n"
+        "   beside the cost) and the intermediates the backward returns (dA2, dZ2) put it\n"
+        "   on one line: each line is recomputed from what it was handed and compared with\n"
+        f"   what it made. It enters at {origin.where}.\n   The line to fix:\n"
         "      dZ2 = np.multiply(dA2, np.int64(A2 > 0))   # not (Z2 > 0.5)\n"
     )
-    return origin.layer == "2"
+    return origin.layer == "2" and "dZ2 = dA2" in origin.where
 
 
 def _digits(out: TextIO) -> bool:

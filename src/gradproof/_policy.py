@@ -324,6 +324,13 @@ UNSETTLED_RATIO = 1.15
 # its kinks told apart; a larger one along random directions.
 ISOLATION_FULL = 512
 
+# Where in a layer's backward an error enters (`_narrow`): a line of the seeds'
+# backward recomputed from what it was handed (dA2 = W3.T @ dZ3, dZ2 = dA2 * (Z2 > 0))
+# agrees with what it made to round-off: this share of the larger array's scale (a
+# matrix product of a few hundred float64 terms stays within 1e-13 of it; a slip moves
+# whole elements).
+RECOMPUTED_RTOL = 1e-9
+
 # Directional mode: the elements bisection finds are tried for a kink (a one-sided slope
 # as the analytic partial) up to this many, and all of them once one is.
 KINK_SAMPLE = 3
