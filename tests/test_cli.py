@@ -15,7 +15,7 @@ def test_demo_reproduces_the_seed_figures_and_diagnoses_the_bug(capsys):
     assert "1.189e-07" in out
     assert "Gradient check passed: 6 parameters" in out
     # one slip in layer 2's mask: one cause, and the line to fix
-    assert "the error enters at layer 2's backward" in out
+    assert "the error enters at layer 2's ReLU derivative, dZ2 = dA2 * (Z2 > 0)" in out
     assert "W1, b1 only inherit the error" in out
     assert "dZ2 = np.multiply(dA2, np.int64(A2 > 0))   # not (Z2 > 0.5)" in out
     assert "breast cancer" in out and "test accuracy" in out

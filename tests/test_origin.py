@@ -227,16 +227,21 @@ def test_a_torch_sequential_with_one_wrong_function_names_where_it_enters():
     # the activation module whose Function's backward is wrong, checked on its own (the
     # layer order alone would say "layer 2", the last one with wrong parameters)
     origin = report.origin
-    assert origin is not None and origin.layer == "3" and origin.there == ()
+    # (and inside it, down to the custom Function it applies)
+    assert origin is not None and origin.layer == "3.BadTanh" and origin.there == ()
+    assert origin.called == "BadTanh in layer 3 (autograd.Function)"
     assert origin.inherited == ("0.weight", "0.bias", "2.weight", "2.bias")
     assert origin.right == ("4.weight", "4.bias")
-    assert origin.evidence.startswith("layer 3 (Act), checked on its own at the inputs it received")
+    assert origin.evidence.startswith(
+        "BadTanh in layer 3 (autograd.Function), checked on its own at the inputs it received"
+    )
     assert "the model checked apart from it" in origin.evidence
     headline = str(report).splitlines()[0]
-    assert "the error enters at layer 3 (Act)'s backward" in headline
+    assert "the error enters at BadTanh in layer 3 (autograd.Function)'s backward" in headline
     assert all(report.tensors[n].inherited for n in origin.inherited)
-    # 4 (right), 3 (wrong), then the model apart from 3: up to its input, from its output on
-    assert report.policy["isolation"]["checks"] == 4
+    # 4 (right), 3 (wrong), its Function (wrong), then the model apart from the Function:
+    # up to its input, from its output on
+    assert report.policy["isolation"]["checks"] == 5
 
 
 def _sequential_with_a_wrong_backward(torch):
@@ -309,7 +314,7 @@ def test_forward_mode_rows_are_not_said_to_inherit_a_backward_error():
 
     model, x = _sequential_with_a_wrong_backward(torch)
     report = gpt.check(model, x, loss=lambda out: out.pow(2).sum(), modes=("rev", "fwd"))
-    assert report.origin is not None and report.origin.layer == "3"  # the backward's
+    assert report.origin is not None and report.origin.layer == "3.BadTanh"  # the backward's
     forward_rows = [t for name, t in report.tensors.items() if "[fwd]" in name]
     assert forward_rows  # (the loop below has rows to look at)
     for t in forward_rows:  # forward mode has no backward pass to inherit from
@@ -378,7 +383,7 @@ def test_a_wrong_module_inside_a_block_is_named_down_to_the_module():
     ).double()
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
     origin = report.origin
-    assert origin is not None and origin.layer == "1.act", report
+    assert origin is not None and origin.layer == "1.act.WrongTanh", report
     assert set(origin.right) == {"2.lin.weight", "2.lin.bias", "3.weight", "3.bias"}
     # the model up to act's input (Block.forward's own code included) and from its output
     # on, checked apart from act, is right: everything upstream inherits the error
@@ -395,8 +400,9 @@ def test_a_module_whose_own_weight_gradient_is_wrong_is_where_it_enters():
         torch.nn.Linear(4, 5), torch.nn.Tanh(), Dense(5, 5), torch.nn.Linear(5, 2)
     ).double()
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
-    assert report.origin is not None and report.origin.layer == "2"
-    # its input gradient is right: nothing upstream inherits anything
+    assert report.origin is not None and report.origin.layer == "2.WrongWeight"
+    # its input gradient is right: nothing upstream inherits anything (the parameter
+    # handed to the Function is held by it)
     assert report.origin.there == ("2.weight",) and report.origin.inherited == ()
     assert [t.name for t in report.failing] == ["2.weight"]
     # one wrong gradient and nothing more: its own diagnosis stays beside the place
@@ -420,7 +426,7 @@ def test_two_modules_wrong_on_their_own_are_two_slips_not_one_origin():
     assert not any(t.inherited for t in report.tensors.values())
 
 
-def test_an_error_outside_every_submodule_is_in_the_models_own_code():
+def test_a_function_called_in_the_models_own_forward_is_where_it_enters():
     torch = pytest.importorskip("torch")
     import gradproof.torch as gpt
 
@@ -435,10 +441,36 @@ def test_an_error_outside_every_submodule_is_in_the_models_own_code():
             return self.last(Act()(self.first(x)))
 
     torch.manual_seed(0)
+    report = gpt.check(Glue().double(), torch.randn(6, 4, dtype=torch.float64))
+    # (Act() is made inside forward: no submodule of the model) its Function is checked
+    # on its own all the same, and the model apart from it is right
+    origin = report.origin
+    assert not report.passed and origin is not None, report
+    assert origin.layer == "WrongTanh" and origin.called == "WrongTanh (autograd.Function)"
+    assert origin.inherited == ("first.weight", "first.bias")
+    assert origin.right == ("last.weight", "last.bias")
+
+
+def test_an_error_outside_every_submodule_is_in_the_models_own_code():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    class Glue(torch.nn.Module):  # a hook in the model's own forward doubles a gradient
+        def __init__(self):
+            super().__init__()
+            self.first, self.last = torch.nn.Linear(4, 5), torch.nn.Linear(5, 2)
+
+        def forward(self, x):
+            h = torch.tanh(self.first(x))
+            if h.requires_grad:
+                h.register_hook(lambda g: 2 * g)  # the slip
+            return self.last(h)
+
+    torch.manual_seed(0)
     model = Glue().double()
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
-    # (Act() is made inside forward: no submodule of the model) first and last are right
-    # on their own: the error is in Glue.forward's own code, which every row inherits
+    # first and last are right on their own: the error is in Glue.forward's own code,
+    # which every row inherits
     origin = report.origin
     assert not report.passed and origin is not None, report
     assert origin.where == "Glue.forward's own code, between its submodules"
@@ -446,6 +478,25 @@ def test_an_error_outside_every_submodule_is_in_the_models_own_code():
     assert "last, first, each checked on its own" not in origin.evidence
     assert origin.evidence.startswith("first, last, each checked on its own")
     assert report.policy["isolation"]["checks"] == 2
+
+
+def test_a_wrong_backward_hook_is_found_in_the_module_that_holds_it():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    def doubled(module, grad_input, grad_output):
+        return tuple(None if g is None else 2 * g for g in grad_input)
+
+    for depth in (1, 3):  # a module hook at each depth: the second layer, the fourth
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5)]
+        model = torch.nn.Sequential(*layers, torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+        model[depth].register_full_backward_hook(doubled)  # the slip
+        report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
+        origin = report.origin
+        assert origin is not None and origin.layer == str(depth), report
+        upstream = {n for n, _ in model.named_parameters() if int(n.split(".")[0]) < depth}
+        assert set(origin.inherited) == upstream
 
 
 def test_a_right_model_runs_no_isolation():
@@ -625,7 +676,7 @@ def test_what_no_check_covers_is_not_vouched_for():
     listed = gpt.check(models[2], x)
     assert torch.equal(rng, torch.get_rng_state())  # the search draws nothing of the caller's
     origin = listed.origin
-    assert origin is not None and origin.layer == "layers.2", listed
+    assert origin is not None and origin.layer == "layers.2.WrongTanh", listed
     assert origin.inherited == ("layers.0.weight", "layers.0.bias")
 
     class Between(torch.nn.Module):  # two slips: act, and a wrong Function called in forward

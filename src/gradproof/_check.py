@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _directional, _full, _narrow, _origin, _policy, _tree
+from . import _directional, _full, _narrow, _policy, _tree
 from ._compare import flat64
 from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
@@ -31,6 +31,7 @@ from ._progress import format_seconds
 from ._records import Outcome, TensorReport
 from ._report import GradientError, Report
 from ._sweep import Batched, Point, sweep_leaves
+from ._trace import told, traced
 
 Cost = Callable[[Any], Any]
 
@@ -363,7 +364,7 @@ def _narrowed(
     narrowed = _narrow.narrow(origin, point.evaluate.aside, given, point.arrays, analytic)
     if narrowed is origin:
         return report
-    return dataclasses.replace(report, origin=narrowed, tensors=_traced(outcome.tensors, narrowed))
+    return dataclasses.replace(report, origin=narrowed, tensors=told(outcome.tensors, narrowed))
 
 
 def _unchecked(params: Any, left_out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
@@ -406,7 +407,7 @@ def _verdict(
     )
     origin, tensors = None, outcome.tensors
     if trace_origin and deterministic and not outcome.cost_flat:
-        origin, tensors = traced(tensors)
+        origin, tensors = traced(tensors)  # (`_trace`)
     return Report(
         passed=bool(passed),
         difference=outcome.difference,
@@ -442,52 +443,6 @@ def _within_range(j0: float, analytic: dict[str, np.ndarray]) -> None:
             "norms with them. Divide the cost "
             "by a constant (its gradient scales with it) and check that"
         )
-
-
-def layered(report: Report) -> bool:
-    """Whether the layer order of ``report``'s rows may be read for where an error enters:
-    a deterministic check of a cost that moves, no row failed by a derivative that raised."""
-    raised = any(t.pattern == "raised" for t in report.tensors.values())
-    return report.deterministic and not report.cost_flat and not raised
-
-
-def traced(
-    tensors: dict[str, TensorReport], origin: _origin.Origin | None = None
-) -> tuple[_origin.Origin | None, dict[str, TensorReport]]:
-    """Where one error enters (``origin``, where a front-end found it; else as the layer
-    order of the parameters shows it), and the parameters' reports told that story
-    (unchanged where there is none)."""
-    if origin is None:
-        failed = {name: not t.passed for name, t in tensors.items()}
-        scales = {
-            n: t.scale for n, t in tensors.items() if t.pattern == "scale" and t.scale is not None
-        }
-        undecided = {t.name for t in tensors.values() if t.undecided}
-        origin = _origin.infer(failed, undecided, scales)
-    return origin, tensors if origin is None else _traced(tensors, origin)
-
-
-def _traced(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[str, TensorReport]:
-    """The parameters' reports told the one story ``origin`` tells: those where the
-    error enters say so, those below are marked inherited, each keeping what its own
-    numbers show (its finding). A mask pattern's own cause (which mask: dropout, ReLU)
-    is kept beside the place; a factor or a missing term seen in one parameter of the
-    layer is the shared error's trace, not a cause of its own."""
-    out = dict(tensors)
-    alone = len(origin.there) == 1 and not origin.inherited  # (one wrong gradient, nothing more)
-    for name in origin.there:
-        t = out[name]
-        cause = f"the error enters at {origin.where}"
-        if (alone or t.pattern in ("mask", "unmasked", "masks")) and t.cause:
-            cause = f"{cause}; {t.cause}"
-        explanation = dataclasses.replace(t.explanation, cause=cause)
-        out[name] = dataclasses.replace(t, explanation=explanation)
-    for name in origin.inherited:
-        t = out[name]
-        cause = f"inherited from {origin.called}'s backward: fix that first"
-        explanation = dataclasses.replace(t.explanation, cause=cause)
-        out[name] = dataclasses.replace(t, explanation=explanation, inherited=True)
-    return out
 
 
 def _draw_matters(evaluate: Evaluator, j0: float) -> bool:

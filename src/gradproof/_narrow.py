@@ -101,31 +101,11 @@ def _lines(
         return None
     if not _equal(Z, W @ A + b):
         return None  # (not this network's cache, or not at the check point)
-    g = _activation(below)
-    dZ_above, made_from = d.get(f"dZ{j}"), f"dZ{j}"
-    g_above = _activation(above)
-    if dZ_above is None and f"dA{j}" in d and g_above is not None:
-        # (a backward that returns only the dA's, as the seeds' L-layer one does)
-        dZ_above = d[f"dA{j}"] * g_above[2](above["Z"], above["A"])
-        made_from = f"dZ{j} = dA{j} * {g_above[3].format(Z=f'Z{j}', A=f'A{j}')}"
-    if dZ_above is None or dZ_above.shape != Z.shape:
-        return None
-    m = Z.shape[1]
-    dW, db = analytic.get(f"W{j}"), analytic.get(f"b{j}")
-    made = [
-        _equal(np.asarray(params_grad), made)
-        for params_grad, made in (
-            (dW, dZ_above @ A.T / m),
-            (db, dZ_above.sum(axis=1, keepdims=True) / m),
-        )
-        if params_grad is not None
-    ]
-    vouched = f"{made_from} makes the right dW{j} and db{j}"
-    if not made or not all(made):
-        return None
+    found = _vouched(j, above, A, d, analytic)
     dA = d.get(f"dA{k}")
-    if dA is None or dA.shape != A.shape:
+    if found is None or dA is None or dA.shape != A.shape:
         return None
+    dZ_above, vouched = found
     expected = W.T @ dZ_above
     if not _equal(dA, expected):
         n = int(np.count_nonzero(~_close(dA, expected)))
@@ -133,27 +113,59 @@ def _lines(
             f"dA{k} = W{j}.T @ dZ{j} (the gradient layer {j} passes down to layer {k})",
             f"{vouched}; dA{k} differs from W{j}.T @ dZ{j} at {n} of {dA.size} elements",
         )
+    return _activation_line(k, below, dA, d.get(f"dZ{k}"), f"{vouched}; dA{k} = W{j}.T @ dZ{j}")
+
+
+def _vouched(
+    j: int, above: dict[str, Array], A: Array, d: dict[str, Array], analytic: Mapping[str, Array]
+) -> tuple[Array, str] | None:
+    """Layer ``j``'s ``dZ`` (returned, or made from its ``dA`` as its backward would),
+    where it makes the right ``dWj`` and ``dbj`` (``A``: its input), and that in words."""
+    dZ, made_from = d.get(f"dZ{j}"), f"dZ{j}"
+    g = _activation(above)
+    if dZ is None and f"dA{j}" in d and g is not None:
+        # (a backward that returns only the dA's, as the seeds' L-layer one does)
+        dZ = d[f"dA{j}"] * g[2](above["Z"], above["A"])
+        made_from = f"dZ{j} = dA{j} * {g[3].format(Z=f'Z{j}', A=f'A{j}')}"
+    if dZ is None or dZ.shape != above["Z"].shape:
+        return None
+    m = dZ.shape[1]
+    dW, db = analytic.get(f"W{j}"), analytic.get(f"b{j}")
+    if dW is None or db is None:
+        return None
+    if not (
+        _equal(np.asarray(dW), dZ @ A.T / m)
+        and _equal(np.asarray(db), dZ.sum(axis=1, keepdims=True) / m)
+    ):
+        return None
+    return dZ, f"{made_from} makes the right dW{j} and db{j}"
+
+
+def _activation_line(
+    k: int, below: dict[str, Array], dA: Array, dZ: Array | None, shown: str
+) -> tuple[str, str] | None:
+    """Where ``dAk`` is right (``shown``): layer ``k``'s activation derivative, where
+    ``dZk`` differs from ``dAk * g'(Zk)`` (or is not returned to compare)."""
+    g = _activation(below)
     if g is None:
         return None
     name, _, derivative, code = g
-    dZ = d.get(f"dZ{k}")
     mask = code.format(Z=f"Z{k}", A=f"A{k}")
     line = f"dZ{k} = dA{k} * {mask}"
-    if dZ is None or dZ.shape != A.shape:
+    if dZ is None or dZ.shape != dA.shape:
         return (
             f"layer {k}'s {name} derivative ({line}), after dA{k}",
-            f"{vouched}; dA{k} = W{j}.T @ dZ{j} holds (dZ{k} is not returned to compare)",
+            f"{shown} holds (dZ{k} is not returned to compare)",
         )
-    Zk = below["Z"]
-    made_here = dA * derivative(Zk, below["A"])
-    kinks = Zk == 0 if name == "ReLU" else np.zeros(Zk.shape, bool)  # (either slope is right)
-    wrong = ~_close(dZ, made_here) & ~kinks
+    Z = below["Z"]
+    kinks = Z == 0 if name == "ReLU" else np.zeros(Z.shape, bool)  # (either slope is right)
+    wrong = ~_close(dZ, dA * derivative(Z, below["A"])) & ~kinks
     if not wrong.any():
         return None
     return (
         f"layer {k}'s {name} derivative, {line}",
-        f"{vouched}; dA{k} = W{j}.T @ dZ{j} holds; dZ{k} differs from dA{k} * {mask} "
-        f"at {int(wrong.sum())} of {dZ.size} elements",
+        f"{shown} holds; dZ{k} differs from dA{k} * {mask} at {int(wrong.sum())} of "
+        f"{dZ.size} elements",
     )
 
 

@@ -11,8 +11,9 @@ puts an input in its output's place). `_isolate.locate` searches them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,12 @@ class _Calls:
     end: dict[str, int] = field(default_factory=dict)
     times: dict[str, int] = field(default_factory=dict)  # how often each was called
     ticks: int = 0
+    inside: int = 0  # how deep inside a custom Function's call the pass is
+    # custom autograd.Functions, as parts named "{module}.{class}" (the module that
+    # called them; the class alone in the model's own code): the class, and the tensors
+    # each was handed (by id: a parameter passed to it is held by it)
+    functions: dict[str, type] = field(default_factory=dict)
+    handed: dict[str, set[int]] = field(default_factory=dict)
 
 
 Check = Callable[..., Report]
@@ -55,67 +62,186 @@ def locate(
     calls = _record(torch, copied, inputs)
     if calls is None:
         return nothing
+    if getattr(copied, "function", False) is True and len(calls.end) < 2:
+        return nothing  # (a function applying one custom Function: its check is that one's)
     wide = tuple(_widened(torch, x) for x in inputs)
     parts = _Submodules(torch, dict(copied.named_modules()), calls, check, (copied, wide, loss))
     return _locate(parts, report)
 
 
 def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
-    """Run ``model`` once in float64 (without grad), recording each submodule's call."""
-    calls = _Calls()
+    """Run ``model`` once in float64 (without grad), recording each part's call."""
+    recorder = _Recorder(torch, dict(model.named_modules()))
     handles = []
-
-    def before(name: str) -> Callable[..., None]:
-        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            calls.times[name] = calls.times.get(name, 0) + 1
-            calls.start.setdefault(name, calls.ticks)
-            calls.ticks += 1
-            if calls.times[name] <= MAX_CALLS:
-                kept = tuple(_kept(torch, a) for a in args)
-                fixed = {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}
-                calls.args.setdefault(name, []).append((kept, fixed))
-
-        return hook
-
-    def after(name: str) -> Callable[..., None]:
-        def hook(module: Any, args: tuple[Any, ...], output: Any) -> None:
-            calls.end[name] = calls.ticks
-            calls.ticks += 1
-
-        return hook
-
     for name, module in model.named_modules():
         if name:
-            handles.append(module.register_forward_pre_hook(before(name), with_kwargs=True))
-            handles.append(module.register_forward_hook(after(name)))
+            handles.append(
+                module.register_forward_pre_hook(recorder.before(name), with_kwargs=True)
+            )
+            handles.append(module.register_forward_hook(recorder.after(name)))
     wide = [
         x.detach().to(torch.float64) if torch.is_tensor(x) and x.is_floating_point() else x
         for x in inputs
     ]
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=_devices(torch, wide)):
+        with (
+            torch.no_grad(),
+            torch.random.fork_rng(devices=_devices(torch, wide)),
+            _functions_seen(torch, recorder),
+        ):
             model(*wide)
     except Exception:  # the check itself has said what the model raised
         return None
     finally:
         for handle in handles:
             handle.remove()
+    calls = recorder.calls
     for name, times in calls.times.items():
         if times > MAX_CALLS:  # (a recurrent cell over a sequence: too many to check)
             calls.args.pop(name, None)
     return calls
 
 
+class _Recorder:
+    """What one forward pass tells of its parts: submodules by their hooks, custom
+    Functions by ``apply`` (`_functions_seen`)."""
+
+    def __init__(self, torch: Any, modules: dict[str, Any]):
+        self.torch, self.modules = torch, modules
+        self.calls = _Calls()
+        self.running: list[str] = []  # the submodules running, innermost last
+
+    def began(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        torch, calls = self.torch, self.calls
+        calls.times[name] = calls.times.get(name, 0) + 1
+        calls.start.setdefault(name, calls.ticks)
+        calls.ticks += 1
+        if calls.times[name] <= MAX_CALLS:
+            kept = tuple(_kept(torch, a) for a in args)
+            fixed = {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}
+            calls.args.setdefault(name, []).append((kept, fixed))
+
+    def ended(self, name: str) -> None:
+        self.calls.end[name] = self.calls.ticks
+        self.calls.ticks += 1
+
+    def before(self, name: str) -> Callable[..., None]:
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            self.began(name, args, kwargs)
+            self.running.append(name)
+
+        return hook
+
+    def after(self, name: str) -> Callable[..., None]:
+        def hook(module: Any, args: tuple[Any, ...], output: Any) -> None:
+            if self.running and self.running[-1] == name:
+                self.running.pop()
+            self.ended(name)
+
+        return hook
+
+    def applied(self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """A custom Function's call begins: its part's name (``None``: not one)."""
+        calls = self.calls
+        if cls.__module__.split(".")[0] == "torch" or calls.inside:
+            return None  # (PyTorch's own Functions; one called inside a Function's forward)
+        parent = self.running[-1] if self.running else ""
+        name = f"{parent}.{cls.__name__}" if parent else cls.__name__
+        if name in self.modules or calls.functions.get(name, cls) is not cls:
+            return None  # (a name taken: no part to be said unambiguously)
+        calls.functions[name] = cls
+        self.began(name, args, kwargs)
+        tensors = [*args, *kwargs.values()]
+        handed = {id(t) for t in tensors if self.torch.is_tensor(t)}
+        calls.handed.setdefault(name, set()).update(handed)
+        return name
+
+
 # A submodule called more often than this in one forward pass is not checked on its own.
 MAX_CALLS = 4
+
+
+@contextlib.contextmanager
+def _functions_seen(torch: Any, recorder: _Recorder) -> Iterator[None]:
+    """Every ``autograd.Function.apply`` call told to the recorder as it begins (which
+    names its part, or not) and as it ends."""
+    original = torch.autograd.Function.__dict__["apply"]
+    calls = recorder.calls
+
+    def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+        name = recorder.applied(cls, args, kwargs)
+        calls.inside += 1
+        try:
+            return original.__func__(cls, *args, **kwargs)
+        finally:
+            calls.inside -= 1
+            if name is not None:
+                recorder.ended(name)
+
+    torch.autograd.Function.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        torch.autograd.Function.apply = original
+
+
+@contextlib.contextmanager
+def _tapped(
+    torch: Any,
+    model: Any,
+    name: str,
+    function: type | None,
+    before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
+    after: Callable[[Any], Any] | None = None,
+) -> Iterator[None]:
+    """Part ``name`` of ``model`` tapped while the block runs: ``before(args, kwargs)``
+    as it is called, and its output replaced by ``after(output)`` (where not ``None``).
+    A submodule by its hooks; a custom Function (``function``) by its class's ``apply``."""
+    if function is None:
+        target = model.get_submodule(name)
+        handles = []
+        if before is not None:
+            handles.append(
+                target.register_forward_pre_hook(
+                    lambda module, args, kwargs: before(args, kwargs), with_kwargs=True
+                )
+            )
+        if after is not None:
+            handles.append(target.register_forward_hook(lambda module, args, out: after(out)))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        return
+    own = function.__dict__.get("apply")
+    inherited = torch.autograd.Function.__dict__["apply"]
+
+    def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if cls is not function:
+            return inherited.__func__(cls, *args, **kwargs)
+        if before is not None:
+            before(args, kwargs)
+        out = inherited.__func__(cls, *args, **kwargs)
+        replaced = after(out) if after is not None else None
+        return out if replaced is None else replaced
+
+    function.apply = classmethod(apply)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if own is None:
+            del function.apply  # type: ignore[attr-defined]
+        else:
+            function.apply = own  # type: ignore[attr-defined]
 
 
 class _Stop(Exception):
     """Internal: a prefix's forward pass stops where the part it ends at begins."""
 
 
-def _prefix(torch: Any, model: Any, name: str) -> Any:
-    """``model`` run up to submodule ``name``, returning ``name``'s float inputs."""
+def _prefix(torch: Any, model: Any, name: str, function: type | None = None) -> Any:
+    """``model`` run up to part ``name``, returning ``name``'s float inputs."""
 
     class Prefix(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -125,19 +251,16 @@ def _prefix(torch: Any, model: Any, name: str) -> Any:
         def forward(self, *inputs: Any) -> Any:
             seen: list[tuple[Any, ...]] = []
 
-            def stop(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            def stop(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                 seen.append((args, kwargs))
                 raise _Stop
 
             # (looked up on each call: a check runs a private copy of this module)
-            target = self.inner.get_submodule(name)
-            handle = target.register_forward_pre_hook(stop, with_kwargs=True)
             try:
-                self.inner(*inputs)
+                with _tapped(torch, self.inner, name, function, before=stop):
+                    self.inner(*inputs)
             except _Stop:
                 pass
-            finally:
-                handle.remove()
             floats = _floats(torch, seen[0])
             return floats[0] if len(floats) == 1 else tuple(floats)
 
@@ -156,8 +279,8 @@ def _floats(torch: Any, inputs: Any) -> list[Any]:
     return []
 
 
-def _suffix(torch: Any, model: Any, name: str) -> Any:
-    """``model`` with submodule ``name``'s output replaced by its first input."""
+def _suffix(torch: Any, model: Any, name: str, function: type | None = None) -> Any:
+    """``model`` with part ``name``'s output replaced by its first input."""
 
     class Suffix(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -165,30 +288,27 @@ def _suffix(torch: Any, model: Any, name: str) -> Any:
             self.inner = model
 
         def forward(self, replaced: Any, *inputs: Any) -> Any:
-            target = self.inner.get_submodule(name)
-            handle = target.register_forward_hook(lambda module, args, out: replaced)
-            try:
+            with _tapped(torch, self.inner, name, function, after=lambda out: replaced):
                 return self.inner(*inputs)
-            finally:
-                handle.remove()
 
     return Suffix()
 
 
-def _output_of(torch: Any, model: Any, name: str, inputs: tuple[Any, ...]) -> Any:
-    """What submodule ``name`` returns in a forward pass at ``inputs`` (a float tensor,
+def _output_of(
+    torch: Any, model: Any, name: str, inputs: tuple[Any, ...], function: type | None = None
+) -> Any:
+    """What part ``name`` returns in a forward pass at ``inputs`` (a float tensor,
     requiring grad for its check), or ``None``."""
     seen: list[Any] = []
-    handle = model.get_submodule(name).register_forward_hook(
-        lambda module, args, out: seen.append(out)
-    )
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=_devices(torch, list(inputs))):
+        with (
+            torch.no_grad(),
+            torch.random.fork_rng(devices=_devices(torch, list(inputs))),
+            _tapped(torch, model, name, function, after=seen.append),
+        ):
             model(*inputs)
     except Exception:
         return None
-    finally:
-        handle.remove()
     out: Any = seen[0] if len(seen) == 1 else None
     if not (torch.is_tensor(out) and out.is_floating_point()):
         return None
@@ -258,14 +378,15 @@ class _Submodules:
             return None
         (call,) = self.calls.args[name]
         floats = _floats(torch, call)
-        output = _output_of(torch, self.model, name, self.inputs)
+        function = self.calls.functions.get(name)
+        output = _output_of(torch, self.model, name, self.inputs, function)
         if output is None or not floats:
             return None  # (what reaches it, if anything, comes another way: an attribute)
         reports = []
         try:
-            prefix = _prefix(torch, self.model, name)
+            prefix = _prefix(torch, self.model, name, function)
             reports.append(self.check(prefix, *self.inputs, whole=True))
-            suffix = _suffix(torch, self.model, name)
+            suffix = _suffix(torch, self.model, name, function)
             reports.append(self.check(suffix, output, *self.inputs, loss=self.loss, whole=True))
         except Exception:  # (a part that cannot run apart: no verdict to go by)
             return None
@@ -274,10 +395,12 @@ class _Submodules:
     def children(self, name: str) -> list[str]:
         """Direct submodules that ran; a container that never runs itself (a ModuleList,
         a ModuleDict) stands for its own submodules."""
+        if name in self.calls.functions:
+            return []
         prefix = f"{name}." if name else ""
         direct = [
             n
-            for n in self.modules
+            for n in [*self.modules, *self.calls.functions]
             if n.startswith(prefix) and n != name and "." not in n[len(prefix) :]
         ]
         ran = []
@@ -301,9 +424,9 @@ class _Submodules:
     def own(self, name: str) -> list[Report] | None:
         """``name`` checked at each of its calls (keyword inputs held fixed)."""
         calls = self.calls.args.get(name)
-        module = self.modules[name]
         if not calls:
             return None
+        module = self._module(name)
         reports = []
         for args, kwargs in calls:
             grads = any(self.torch.is_tensor(a) and a.requires_grad for a in args)
@@ -315,6 +438,19 @@ class _Submodules:
             except Exception:  # (it raised alone: no verdict of its own to go by)
                 return None
         return reports
+
+    def _module(self, name: str) -> Any:
+        """Part ``name`` as a module: a custom Function as one that applies it."""
+        function: Any = self.calls.functions.get(name)
+        if function is None:
+            return self.modules[name]
+        base: Any = self.torch.nn.Module
+
+        class Applied(base):  # type: ignore[misc]
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                return function.apply(*args, **kwargs)
+
+        return Applied()
 
     def upstream(self, name: str, of: str) -> bool:
         first, second = self._span(name), self._span(of)
@@ -329,21 +465,33 @@ class _Submodules:
 
     def holds(self, part: str, parameter: str) -> bool:
         tensor = self.parameters.get(parameter)
-        return tensor is not None and any(p is tensor for p in self.modules[part].parameters())
+        if tensor is None:
+            return False
+        if part in self.calls.functions:  # (a parameter handed to the Function)
+            return id(tensor) in self.calls.handed[part]
+        return any(p is tensor for p in self.modules[part].parameters())
 
     def kind(self, name: str) -> str:
+        if name in self.calls.functions:
+            return "autograd.Function"
         return type(self.modules[name]).__name__
 
     def called(self, name: str) -> str:
+        if name in self.calls.functions:
+            parent, _, cls = name.rpartition(".")
+            return f"{cls} in {called(parent)}" if parent else cls
         return called(name)
 
     def apart(self, name: str) -> str:
-        return "the model checked apart from it (up to its inputs, and from its output on)"
+        model = "function" if getattr(self.model, "function", False) is True else "model"
+        return f"the {model} checked apart from it (up to its inputs, and from its output on)"
 
     def last(self) -> str | None:
         return None if self.loss is None else "the loss"
 
     def unchecked(self, name: str) -> str | None:
+        if name in self.calls.functions:
+            return None  # (its forward and backward are what its own check covers)
         if name and name not in self.calls.end:
             return None  # a container that never runs itself (a ModuleList)
         if type(self.modules[name]).forward is self.torch.nn.Sequential.forward:

@@ -116,7 +116,7 @@ def _isolated(
 ) -> Report:
     """``report`` with where its error enters, where the function's custom rules, each
     checked on its own at the arguments it received, show it (``Report.origin``)."""
-    from . import _check, _jax_origin
+    from . import _jax_origin, _trace
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
 
@@ -140,7 +140,7 @@ def _isolated(
     seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
     origin, tensors = found.origin, report.tensors
     if origin is not None:
-        origin, tensors = _check.traced(tensors, origin)
+        origin, tensors = _trace.traced(tensors, origin)
     return dataclasses.replace(
         report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
     )

@@ -85,15 +85,32 @@ def check(
     modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
     opts = user_options("gradproof.torch.check", **check_options)
     report = _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
-    if isinstance(fn_or_module, torch.nn.Module) and not report.passed:
-        report = _isolated(torch, fn_or_module, inputs, loss, opts, report)
+    if not report.passed:
+        model = fn_or_module
+        if not isinstance(model, torch.nn.Module):  # (its parts: the custom Functions it applies)
+            model = _Applying(torch, fn_or_module)
+        report = _isolated(torch, model, inputs, loss, opts, report)
     return report
+
+
+def _Applying(torch: Any, fn: Callable[..., Any]) -> Any:
+    """A function of tensors as a module without parameters, whose parts the search
+    for where an error enters can see (the custom Functions it applies)."""
+
+    class Applying(torch.nn.Module):  # type: ignore[misc]
+        function = True  # (said "the function", not "the model")
+
+        def forward(self, *inputs: Any) -> Any:
+            return fn(*inputs)
+
+    Applying.__name__ = getattr(fn, "__name__", "function")
+    return Applying()
 
 
 def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Report:
     """``report`` with where its error enters the backward, where the model's submodules,
     each checked on its own at the inputs it received, show it (``Report.origin``)."""
-    from . import _check, _torch_origin
+    from . import _torch_origin, _trace
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
 
@@ -113,11 +130,11 @@ def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Repo
     seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
     origin, tensors = found.origin, report.tensors
     if origin is not None:
-        origin, tensors = _check.traced(tensors, origin)
-    elif found.checks == 0 and _check.layered(report):
+        origin, tensors = _trace.traced(tensors, origin)
+    elif found.checks == 0 and _trace.layered(report):
         # no submodule could be checked: the layer order of the backward's rows may show it
         rows = {n: t for n, t in tensors.items() if not t.check}
-        origin, traced = _check.traced(rows)
+        origin, traced = _trace.traced(rows)
         tensors = {n: traced.get(n, t) for n, t in tensors.items()}
     return dataclasses.replace(
         report, origin=origin, tensors=tensors, policy=policy, seconds=seconds

@@ -115,7 +115,7 @@ class Sequential:
         import dataclasses
         import time
 
-        from .. import _check, _isolate
+        from .. import _isolate, _trace
 
         state = np.random.get_state()  # (a dropout layer draws its mask)
         started = time.perf_counter()
@@ -127,9 +127,9 @@ class Sequential:
         policy = {**report.policy, "isolation": found.record()}
         origin, tensors = found.origin, report.tensors
         # (layers that were checked and are right: the layer order would blame one of them)
-        fallback = found.checks == 0 and _check.layered(report)
+        fallback = found.checks == 0 and _trace.layered(report)
         if origin is not None or fallback:
-            origin, tensors = _check.traced(tensors, origin)
+            origin, tensors = _trace.traced(tensors, origin)
         return dataclasses.replace(
             report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
         )
