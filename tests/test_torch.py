@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import gradproof as gp  # noqa: E402
 import gradproof.torch as gpt  # noqa: E402
+from gradproof import _policy  # noqa: E402
 from helpers import old_style_exp  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def test_old_style_function_falls_back_to_one_by_one(ab):
 def test_a_slow_one_by_one_check_says_why_it_ran_one_by_one(ab, monkeypatch):
     Old = old_style_exp(torch)
 
-    monkeypatch.setattr(gpt, "UNBATCHED_NOTE_SECONDS", 0.0)  # as if it had taken long
+    monkeypatch.setattr(_policy, "UNBATCHED_NOTE_SECONDS", 0.0)  # as if it had taken long
     report = gpt.check(Old.apply, ab[0])
     assert any("evaluations ran one by one" in w and "setup_context" in w for w in report.warnings)
 

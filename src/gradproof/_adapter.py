@@ -173,7 +173,10 @@ def check_all(
             floors = _roundoff_gradients(checker)
             # both modes carry the round-off of the precision the cost was found to run in
             unit = max(r.policy.get("cost_unit", UNIT_ROUNDOFF) for r in mode_reports)
-            agreement = min(max(AGREEMENT, LOW_PRECISION_AGREEMENT * unit), AGREEMENT_MAX)
+            agreement = min(
+                max(_policy.MODES_AGREEMENT, _policy.MODES_AGREEMENT_LOW * unit),
+                _policy.MODES_AGREEMENT_MAX,
+            )
             extra += consistencies(
                 analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted, left_out
             )
@@ -244,22 +247,13 @@ def validate_modes(caller: str, modes: Sequence[str], order: int) -> tuple[str, 
 
 def _roundoff_gradients(checker: Checker) -> dict[str, np.ndarray]:
     """Per element, the gradient below which the cost cannot even represent its effect:
-    ``ROUNDOFF_GRADIENT · |J| / max(1, |θ|)``, a change of J by 1e-13 of itself when θ
+    ``_policy.ROUNDOFF_GRADIENT · |J| / max(1, |θ|)``, a change of J by 1e-13 of itself when θ
     doubles. Gradients that small are round-off in either mode (the gradient of a
     constant, corrcoef of two observations: round-off of terms larger than J), and
     differ as round-off does; no float64 computation through J can use them."""
     j0 = abs(float(checker.cost(checker.params)))
-    level = ROUNDOFF_GRADIENT * max(j0, checker.magnitude)
+    level = _policy.ROUNDOFF_GRADIENT * max(j0, checker.magnitude)
     return {n: level / np.maximum(1.0, np.abs(a)) for n, a in checker.params.items()}
-
-
-# Forward and reverse mode compute the same numbers up to the order of operations.
-AGREEMENT = 1e-10
-# For a cost computed in a lower precision (unit round-off u), they agree to this times u:
-# each mode's sums round differently, by up to u per operation of a long chain.
-LOW_PRECISION_AGREEMENT = 1024.0
-# ...but never looser than this: two rules 1% apart disagree, in any precision.
-AGREEMENT_MAX = 1e-2
 
 
 def consistencies(
@@ -267,15 +261,15 @@ def consistencies(
     rev: dict[str, np.ndarray],
     where: str,
     floors: dict[str, np.ndarray] | None = None,
-    agreement: float = AGREEMENT,
+    agreement: float = _policy.MODES_AGREEMENT,
     accepted: Accepted | None = None,
     skip: dict[str, np.ndarray] | None = None,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
     the gradients the cost cannot represent (see `_roundoff_gradients`).
-    ``agreement``: the relative agreement expected (``AGREEMENT`` unless the cost runs in
-    a lower precision); ``accepted``:
+    ``agreement``: the relative agreement expected (``_policy.MODES_AGREEMENT``
+    unless the cost runs in a lower precision); ``accepted``:
     a caller's own tolerances, which accept a disagreement within them; ``skip``: by
     parameter, elements a front-end left out (in either mode)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
@@ -304,7 +298,7 @@ def consistency(
     rev: np.ndarray,
     scale: float,
     floor: np.ndarray | None = None,
-    agreement: float = AGREEMENT,
+    agreement: float = _policy.MODES_AGREEMENT,
     accepted: Accepted | None = None,
     skip: np.ndarray | None = None,
 ) -> TensorReport:
@@ -345,11 +339,6 @@ def consistency(
         wrong=int(wrong.size),
         wrong_indices=tuple(index_tuple(i, fwd.shape) for i in wrong[: _policy.WRONG_SHOWN]),
     )
-
-
-# A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
-# round-off of terms up to 64 times J, times the usual 16 operations' worth).
-ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF
 
 
 def combine(parts: list[tuple[str, Report]], extra: Sequence[TensorReport] = ()) -> Report:

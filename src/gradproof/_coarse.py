@@ -10,7 +10,7 @@ parameter, the step grows from the one the noise asks for, by powers of four,
 in whichever direction the error estimate falls, and the parameter is judged
 where its estimated error is smallest. It then says to what accuracy it was
 checked (`accuracy`, in the units of ``difference``); where even the best
-step leaves it coarser than ``ACCURACY_LIMIT``, the parameter is undecided:
+step leaves it coarser than ``_policy.ACCURACY_LIMIT``, the parameter is undecided:
 it does not pass.
 """
 
@@ -25,26 +25,6 @@ from . import _compare, _policy
 from ._compare import Allowance, Judgement, Partials, Prober, Status
 from ._errors import CostError
 from ._finite import quantum, significant_bits
-
-# A parameter whose accuracy at the automatic step is coarser than this is judged again
-# at a step chosen from the cost's noise (an exact float64 cost is far finer).
-COARSE_TRIGGER = 1e-4
-# A parameter checked no finer than this is undecided: a passing verdict would allow a
-# wrong gradient with a 10% error to pass. (x1.3, a missing term, always show.)
-ACCURACY_LIMIT = 0.1
-# The first step tried makes the noise alone this coarse; from there the step moves by
-# STEP_RATIO per level, up to COARSE_LEVELS levels, never beyond STEP_MAX * max(1, |θ|).
-NOISE_TARGET = 1e-3
-STEP_RATIO = 4.0
-COARSE_LEVELS = 6
-STEP_MAX = 0.5
-# A cost that never moves and whose one value has at most this many significant bits
-# (an integer, a float16 or float32 number) may be rounded to a grid coarser than any
-# step's change: it is undecided, not a cost that ignores its parameters.
-SHORT_VALUE_BITS = 24
-# Kinks crossed by the larger step leave their coordinates out; a parameter needs at
-# least this share of its coordinates judged for a verdict.
-JUDGED_SHARE = 0.5
 
 
 def accuracy(p: Partials, bound: np.ndarray, judged: np.ndarray, reference: float) -> float:
@@ -101,7 +81,7 @@ class Resolution:
     judgement: Judgement
     accuracy: float  # the smallest difference the check there resolves
     step: float  # the typical step of the partials (the half step H/2)
-    decided: bool  # a verdict was reached: wrong, or checked finer than ACCURACY_LIMIT
+    decided: bool  # a verdict was reached: wrong, or checked finer than _policy.ACCURACY_LIMIT
     grid: float = 0.0  # the spacing of the cost's values, where they are rounded to a grid
 
     @property
@@ -129,13 +109,19 @@ def resolve(
     grow_max = float(np.min(widest(p) / p.h))
     noise_now = scheme.roundoff_gain * allow.noise / p.h
     size = float(np.linalg.norm(p.analytic)) or reference or 1.0
-    need = _policy.ERROR_SAFETY * float(np.linalg.norm(noise_now)) / (NOISE_TARGET * size)
-    grow = STEP_RATIO ** np.ceil(np.log(max(need, STEP_RATIO)) / np.log(STEP_RATIO))
+    need = (
+        _policy.ERROR_SAFETY
+        * float(np.linalg.norm(noise_now))
+        / (_policy.COARSE_NOISE_TARGET * size)
+    )
+    grow = _policy.COARSE_STEP_RATIO ** np.ceil(
+        np.log(max(need, _policy.COARSE_STEP_RATIO)) / np.log(_policy.COARSE_STEP_RATIO)
+    )
     grow = float(min(grow, grow_max))
 
     levels: dict[float, Level] = {}
     direction = 0.0
-    for _ in range(COARSE_LEVELS):
+    for _ in range(_policy.COARSE_LEVELS):
         if grow < 1.0 or grow > grow_max or grow in levels:
             break
         level = _level(p, allow, probe_at, grow, unit, j0)
@@ -146,7 +132,11 @@ def resolve(
             break  # the estimate rose again: the best lies behind
         bias = np.maximum(level.truncation - level.contamination, 0.0)[level.judged]
         noise = (level.soft + level.hard)[level.judged]
-        step = 1 / STEP_RATIO if np.linalg.norm(bias) > np.linalg.norm(noise) else STEP_RATIO
+        step = (
+            1 / _policy.COARSE_STEP_RATIO
+            if np.linalg.norm(bias) > np.linalg.norm(noise)
+            else _policy.COARSE_STEP_RATIO
+        )
         if direction and step != direction:
             break  # turned: the level before was on the other side of the best
         direction = step
@@ -159,10 +149,10 @@ def resolve(
     # the agreement a level allows is at least its disagreement with the level below plus
     # that level's own error. The lowest level tried is vouched for by one more below it.
     lowest = min(levels)
-    if lowest / STEP_RATIO >= 1.0:
-        level = _level(p, allow, probe_at, lowest / STEP_RATIO, unit, j0)
+    if lowest / _policy.COARSE_STEP_RATIO >= 1.0:
+        level = _level(p, allow, probe_at, lowest / _policy.COARSE_STEP_RATIO, unit, j0)
         if level is not None:
-            levels[lowest / STEP_RATIO] = level
+            levels[lowest / _policy.COARSE_STEP_RATIO] = level
     # (each from its own truncation estimate: a level above cannot vouch for a smaller
     # truncation here, it may be aliased itself)
     allowances = {g: level.allowance() for g, level in levels.items()}
@@ -185,7 +175,9 @@ def resolve(
         # and a level that cannot be vouched for vouches for nothing above it
         untrusted = ~np.isfinite(vouched.get(below, allowances[below]))
         vouched[g][stalled | flipped | untrusted] = np.inf
-    if ordered[0] < STEP_RATIO:  # at (or near) the automatic step: nothing smaller to ask
+    if (
+        ordered[0] < _policy.COARSE_STEP_RATIO
+    ):  # at (or near) the automatic step: nothing smaller to ask
         vouched[ordered[0]] = allowances[ordered[0]]
     if not vouched:
         return as_is(p, allow, reference)
@@ -197,7 +189,7 @@ def resolve(
 
 def short(value: float) -> bool:
     """Whether a cost value is a short binary fraction, as a rounded cost's are."""
-    return significant_bits(value) <= SHORT_VALUE_BITS
+    return significant_bits(value) <= _policy.SHORT_VALUE_BITS
 
 
 def _scale(p: Partials) -> np.ndarray:
@@ -206,7 +198,7 @@ def _scale(p: Partials) -> np.ndarray:
 
 def widest(p: Partials) -> np.ndarray:
     """The largest step admitted at each coordinate of ``p``."""
-    return STEP_MAX * _scale(p)
+    return _policy.COARSE_STEP_MAX * _scale(p)
 
 
 def _norm(allowance: np.ndarray, level: Level) -> float:
@@ -284,8 +276,8 @@ def _judged(
     status[level.kinks] = Status.KINK
     status[wrong] = Status.WRONG
     acc = accuracy(p, bound, judged, reference)
-    enough = judged.sum() >= JUDGED_SHARE * judged.size
-    decided = bool(wrong.any()) or (enough and acc <= ACCURACY_LIMIT)
+    enough = judged.sum() >= _policy.COARSE_JUDGED_SHARE * judged.size
+    decided = bool(wrong.any()) or (enough and acc <= _policy.ACCURACY_LIMIT)
     negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
     judgement = Judgement(status, probes, negligible, float(bound.max(initial=0.0)))
     step = float(np.median(p.h)) if p.h.size else 0.0

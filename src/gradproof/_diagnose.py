@@ -11,16 +11,6 @@ from ._compare import Judgement, Partials
 from ._records import NO_DIAGNOSIS, Diagnosis
 from ._tree import Index
 
-# A pattern "fits" when it explains the analytic gradient to this relative
-# residual: far above finite-difference error, far below any real second bug.
-FIT = 1e-3
-# ...and when it removes all but this share of the disagreement itself (a
-# scale of 1.000003 "fits" one wrong element but explains none of it).
-EXPLAINS = 0.01
-# A forgotten mask shows as analytic != 0 where the cost is flat; the kept
-# elements may be wrong too (a dropout's 1/keep_prob), so a share suffices.
-MASK_SHARE = 0.25
-
 
 def within_numerics(
     difference: float, tol: float, method: str, eps: float | None, dtype: str = "float64"
@@ -112,7 +102,7 @@ def _clipped(aw: np.ndarray, nw: np.ndarray, analytic: np.ndarray, dname: str) -
         return None
     bound = float(np.abs(aw[0]))
     at_bound = np.abs(np.abs(aw) - bound) <= 1e-12 * bound
-    beyond = (np.sign(nw) == np.sign(aw)) & (np.abs(nw) > bound * (1 + FIT))
+    beyond = (np.sign(nw) == np.sign(aw)) & (np.abs(nw) > bound * (1 + _policy.PATTERN_FIT))
     if bound == 0 or not (np.all(at_bound) and np.all(beyond)):
         return None
     if float(np.max(np.abs(analytic))) > bound * (1 + 1e-12):
@@ -196,7 +186,10 @@ def diagnose(
         accuracy: how coarse the numeric partials are (a cost's noise allowed no finer
             check, see `_coarse`): a pattern fits to within that.
     """
-    fits, explains = max(FIT, 4 * accuracy), min(0.5, max(EXPLAINS, 4 * accuracy))
+    fits, explains = (
+        max(_policy.PATTERN_FIT, 4 * accuracy),
+        min(0.5, max(_policy.PATTERN_EXPLAINS, 4 * accuracy)),
+    )
     analytic, numeric = p.analytic, p.numeric
     judged, wrong = judgement.judged, judgement.wrong
 
@@ -218,7 +211,7 @@ def diagnose(
     aw, nw = analytic[wrong], numeric[wrong]
     flat_cost = int(np.count_nonzero((nw == 0) & (aw != 0)))
     dropped = int(np.count_nonzero((aw == 0) & (nw != 0)))
-    if k and min(flat_cost, dropped) >= MASK_SHARE * k / 2:
+    if k and min(flat_cost, dropped) >= _policy.MASK_SHARE * k / 2:
         return Diagnosis(
             "masks",
             f"analytic is non-zero at {flat_cost} elements where the cost does not change, and "
@@ -226,7 +219,7 @@ def diagnose(
             f"{dname} was computed with another mask (a dropout draw, a ReLU pattern) than the "
             "forward pass the cost runs",
         )
-    if k and flat_cost >= MASK_SHARE * k:
+    if k and flat_cost >= _policy.MASK_SHARE * k:
         rest = f" (and wrong at {k - flat_cost} others)" if flat_cost < k else ""
         return Diagnosis(
             "unmasked",
@@ -369,11 +362,11 @@ def along_directions(
     if scale is None or k < 2:
         return None
     residual = float(np.linalg.norm(d - scale * dn))
-    if residual > FIT * float(np.linalg.norm(d)) or residual > EXPLAINS * float(
-        np.linalg.norm(d - dn)
-    ):
+    if residual > _policy.PATTERN_FIT * float(
+        np.linalg.norm(d)
+    ) or residual > _policy.PATTERN_EXPLAINS * float(np.linalg.norm(d - dn)):
         return None
-    if abs(scale + 1) <= FIT:
+    if abs(scale + 1) <= _policy.PATTERN_FIT:
         return Diagnosis(
             "sign",
             f"analytic = -1.00 × numeric along all {k} random directions",
@@ -385,13 +378,14 @@ def along_directions(
 def _offset(gaps: np.ndarray, name: str, dname: str) -> Diagnosis | None:
     """Wrong elements off by one constant, or by one constant per group (a per-example or
     per-channel mean): a term constant across the elements, missing."""
-    if gaps.size < OFFSET_ELEMENTS or not np.all(np.isfinite(gaps)):
+    if gaps.size < _policy.OFFSET_ELEMENTS or not np.all(np.isfinite(gaps)):
         return None
     ordered = np.sort(gaps)
-    width = OFFSET_SPREAD * float(np.max(np.abs(ordered)))
+    width = _policy.OFFSET_SPREAD * float(np.max(np.abs(ordered)))
     groups = np.split(ordered, np.flatnonzero(np.diff(ordered) > width) + 1)
-    if len(groups) > OFFSET_GROUPS or any(
-        g.size < OFFSET_ELEMENTS or float(np.ptp(g)) > OFFSET_SPREAD * abs(float(np.mean(g)))
+    if len(groups) > _policy.OFFSET_GROUPS or any(
+        g.size < _policy.OFFSET_ELEMENTS
+        or float(np.ptp(g)) > _policy.OFFSET_SPREAD * abs(float(np.mean(g)))
         for g in groups
     ):
         return None
@@ -407,14 +401,6 @@ def _offset(gaps: np.ndarray, name: str, dname: str) -> Diagnosis | None:
         f"missing from {dname}, or extra: a mean or normalization whose dependence on it is "
         "detached or dropped, as x - x.mean().detach() does",
     )
-
-
-# Wrong elements whose analytic − numeric fall in at most OFFSET_GROUPS groups, each of at
-# least OFFSET_ELEMENTS elements spread by at most OFFSET_SPREAD of its mean, are off by
-# one constant per group.
-OFFSET_ELEMENTS = 3
-OFFSET_GROUPS = 4
-OFFSET_SPREAD = 0.05
 
 
 def localized(

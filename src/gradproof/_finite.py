@@ -374,7 +374,8 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     uses), the grid's spacing at the largest value ``v`` is ``2**(e - p)``, ``e`` the
     exponent of ``v``: an upper bound on the spacing wherever the values lie (an integer
     grid is a floating one as wide as its largest value), twice the error of one value
-    rounded to it; 0 for values of more than ``GRID_BITS`` bits. With ``repeats`` the values must
+    rounded to it; 0 for values of more than ``_policy.GRID_BITS`` bits. With ``repeats``
+    the values must
     also repeat (at most half of them distinct): at the automatic step an exact cost of
     short binary fractions (a linear cost of dyadic data) uses few bits too, but changes
     at every point; at a step grown from the noise it uses all of them. Without
@@ -390,12 +391,6 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     m = (mantissa * 2.0**53).astype(np.int64)
     trailing = np.log2((m & -m).astype(np.float64)).astype(np.int64)
     bits = int(np.max(53 - trailing))
-    if bits > GRID_BITS:
+    if bits > _policy.GRID_BITS:
         return 0.0  # finer than float32: float64 values that lost low bits to cancellation
     return float(2.0 ** int(np.max(exponent) - bits))
-
-
-# A grid of at most this many significant bits is coarse (float32's 24, float16's 11, an
-# integer's few); values with more are a float64 computation's, short only where a sum
-# cancelled (a normalization's ±1 terms), and their round-off is modelled and measured.
-GRID_BITS = 24

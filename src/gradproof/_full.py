@@ -274,7 +274,7 @@ def _coarse_parameters(
             zero = _policy.ERROR_SAFETY * cost.zero_noise() / _coarse.widest(p)
             bound = _policy.ERROR_SAFETY * _compare.numeric_error(p, allow)
             if np.all(np.abs(p.analytic) <= zero) or (
-                _coarse.accuracy(p, bound, judgement.judged, reference) <= _coarse.COARSE_TRIGGER
+                _coarse.accuracy(p, bound, judgement.judged, reference) <= _policy.COARSE_TRIGGER
             ):
                 continue
         if opts.eps is not None:  # the step is the caller's: judged there

@@ -3,7 +3,7 @@
 JAX derives everything it differentiates from the function's own code, except where the
 code says otherwise: a ``jax.custom_vjp`` or ``jax.custom_jvp`` function brings its own
 rule. When ``gradproof.jax.check(fn, params, ...)`` fails, one eager (un-jitted) run of
-``fn`` on the check point records each such function's calls (up to ``MAX_CALLS``, the
+``fn`` on the check point records each such function's calls (up to ``_policy.ISOLATION_CALLS``, the
 arguments it received) and in which order they ran. Each rule can then be checked on its
 own at those arguments (full mode for a small one, random directions for a large one),
 and the function can be cut at one: checked again with that rule replaced by JAX's own
@@ -23,12 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _policy
 from ._isolate import Isolation
 from ._isolate import locate as _locate
 from ._report import Report
-
-# A rule called more often than this in one run of the function is not checked on its own.
-MAX_CALLS = 4
 
 
 @dataclass
@@ -91,7 +89,7 @@ def _record(jax: Any, fn: Callable[..., Any], params: Any, args: tuple[Any, ...]
                 return original(self, *a, **kw)
             rule = found.setdefault(id(self), _Rule(self, kind, start=ticks[0]))
             rule.times += 1
-            if rule.times <= MAX_CALLS:
+            if rule.times <= _policy.ISOLATION_CALLS:
                 rule.calls.append((a, kw))
             ticks[0] += 1
             ticks[1] += 1
@@ -109,7 +107,7 @@ def _record(jax: Any, fn: Callable[..., Any], params: Any, args: tuple[Any, ...]
             fn(params, *args)
     except Exception:  # the check itself has said what the function raised
         return []
-    rules = [r for r in found.values() if r.times <= MAX_CALLS]
+    rules = [r for r in found.values() if r.times <= _policy.ISOLATION_CALLS]
     return sorted(rules, key=lambda r: r.start)
 
 

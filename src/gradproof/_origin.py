@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import _policy
+
 # "W2", "b10", "gamma3": a layer's weight, bias or normalization and the layer number,
 # as the seeds name them (not any name ending in a number: "x1", "theta0", "input1").
 _SEEDS_NAME = re.compile(r"^(?P<kind>W|b|gamma|beta)(?P<layer>\d+)$")
@@ -176,11 +178,9 @@ def infer(
 
 def _different_factors(factors: list[float | None]) -> bool:
     found = [f for f in factors if f is not None]
-    return len(found) >= 2 and max(found) - min(found) > FACTOR_AGREEMENT * max(map(abs, found))
-
-
-# Two factors within this share of each other are one.
-FACTOR_AGREEMENT = 0.05
+    return len(found) >= 2 and max(found) - min(found) > _policy.FACTOR_AGREEMENT * max(
+        map(abs, found)
+    )
 
 
 def called(label: str) -> str:

@@ -339,6 +339,85 @@ KINK_SAMPLE = 3
 WRONG_SHOWN = 10
 
 
+# --- Forward and reverse mode compared with each other (`_adapter.consistencies`).
+# Forward and reverse mode compute the same numbers up to the order of operations.
+MODES_AGREEMENT = 1e-10
+# For a cost computed in a lower precision (unit round-off u), they agree to this times u:
+# each mode's sums round differently, by up to u per operation of a long chain.
+MODES_AGREEMENT_LOW = 1024.0
+# ...but never looser than this: two rules 1% apart disagree, in any precision.
+MODES_AGREEMENT_MAX = 1e-2
+# A gradient below this times |J| / max(1, |θ|) is round-off in both modes (the
+# round-off of terms up to 64 times J, times the usual 16 operations' worth).
+ROUNDOFF_GRADIENT = 1024 * UNIT_ROUNDOFF
+
+# --- Coarse and low-precision costs, judged again at steps from their noise (`_coarse`).
+# A parameter whose accuracy at the automatic step is coarser than this is judged again
+# at a step chosen from the cost's noise (an exact float64 cost is far finer).
+COARSE_TRIGGER = 1e-4
+# A parameter checked no finer than this is undecided: a passing verdict would allow a
+# wrong gradient with a 10% error to pass. (x1.3, a missing term, always show.)
+ACCURACY_LIMIT = 0.1
+# The first step tried makes the noise alone this coarse; from there the step moves by
+# COARSE_STEP_RATIO per level, up to COARSE_LEVELS levels, never beyond
+# COARSE_STEP_MAX * max(1, |θ|).
+COARSE_NOISE_TARGET = 1e-3
+COARSE_STEP_RATIO = 4.0
+COARSE_LEVELS = 6
+COARSE_STEP_MAX = 0.5
+# A cost that never moves and whose one value has at most this many significant bits
+# (an integer, a float16 or float32 number) may be rounded to a grid coarser than any
+# step's change: it is undecided, not a cost that ignores its parameters.
+SHORT_VALUE_BITS = 24
+# Kinks crossed by the larger step leave their coordinates out; a parameter needs at
+# least this share of its coordinates judged for a verdict.
+COARSE_JUDGED_SHARE = 0.5
+
+# --- The diagnosis of a wrong parameter (`_diagnose`).
+# A pattern "fits" when it explains the analytic gradient to this relative
+# residual: far above finite-difference error, far below any real second bug.
+PATTERN_FIT = 1e-3
+# ...and when it removes all but this share of the disagreement itself (a
+# scale of 1.000003 "fits" one wrong element but explains none of it).
+PATTERN_EXPLAINS = 0.01
+# A forgotten mask shows as analytic != 0 where the cost is flat; the kept
+# elements may be wrong too (a dropout's 1/keep_prob), so a share suffices.
+MASK_SHARE = 0.25
+# Wrong elements whose analytic − numeric fall in at most OFFSET_GROUPS groups, each of at
+# least OFFSET_ELEMENTS elements spread by at most OFFSET_SPREAD of its mean, are off by
+# one constant per group.
+OFFSET_ELEMENTS = 3
+OFFSET_GROUPS = 4
+OFFSET_SPREAD = 0.05
+
+# --- The cost's round-off grid (`_finite`).
+# A grid of at most this many significant bits is coarse (float32's 24, float16's 11, an
+# integer's few); values with more are a float64 computation's, short only where a sum
+# cancelled (a normalization's ±1 terms), and their round-off is modelled and measured.
+GRID_BITS = 24
+
+# --- Where an error enters, from the layer order (`_origin`).
+# Two factors within this share of each other are one.
+FACTOR_AGREEMENT = 0.05
+
+# --- Where an error enters, checked (`_torch_origin`, `_jax_origin`).
+# A part (a submodule, a custom Function, a JAX custom rule) called more often than this
+# in one forward pass is not checked on its own.
+ISOLATION_CALLS = 4
+
+# --- The PyTorch front-end (`gradproof.torch`).
+# Random directions per input in fast_mode, before any added for doubt.
+FAST_MODE_DIRECTIONS = 1
+# The note that evaluations ran one by one (vmap could not batch the cost) is given once
+# they took this long: below it, batching would have saved nothing worth a line.
+UNBATCHED_NOTE_SECONDS = 1.0
+
+# --- The JAX front-end (`gradproof.jax`).
+# Arguments of at most this many elements in all are checked element by element; larger
+# ones along one random direction each first (as check_grads), element by element on failure.
+FULL_CHECK_ELEMENTS = 64
+
+
 def as_record(
     method: str, eps: float | None, tol: float, mode: str, k: int | None, seed: int
 ) -> dict[str, Any]:
@@ -356,4 +435,18 @@ def as_record(
         "kink_share": KINK_SHARE,
         "kink_noise": KINK_NOISE,
         "kink_sample": KINK_SAMPLE,
+        "thresholds": thresholds(),
+    }
+
+
+def thresholds() -> dict[str, float]:
+    """Every number of this module the verdict depends on, by its name in lower case:
+    a report records all of them, so a verdict can be reproduced and explained."""
+    return {
+        name.lower(): value
+        for name, value in sorted(globals().items())
+        if name.isupper()
+        and not name.startswith("_")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
     }

@@ -1,7 +1,7 @@
 """Where an error enters a PyTorch model's backward: its submodules as `_isolate.Parts`.
 
 When ``gradproof.torch.check(model, ...)`` fails, one forward pass of a float64 copy
-records what each submodule received at each call (forward hooks; up to ``MAX_CALLS``
+records what each submodule received at each call (forward hooks; up to ``_policy.ISOLATION_CALLS``
 calls, keyword inputs held fixed) and in which order the submodules ran. Each can then
 be checked on its own there (full mode for a small part, random directions for a large
 one), and the model can be cut at one that ran once: checked up to its inputs (a
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _policy
 from ._isolate import Isolation
 from ._isolate import locate as _locate
 from ._origin import called
@@ -27,7 +28,7 @@ from ._report import Report
 class _Calls:
     """One forward pass of the model, as its submodules saw it."""
 
-    # each submodule's calls: positional and keyword inputs (at most MAX_CALLS of them)
+    # each part's calls: positional and keyword inputs (at most ISOLATION_CALLS of them)
     args: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = field(default_factory=dict)
     start: dict[str, int] = field(default_factory=dict)
     end: dict[str, int] = field(default_factory=dict)
@@ -97,7 +98,7 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
             handle.remove()
     calls = recorder.calls
     for name, times in calls.times.items():
-        if times > MAX_CALLS:  # (a recurrent cell over a sequence: too many to check)
+        if times > _policy.ISOLATION_CALLS:  # (a recurrent cell over a sequence: too many to check)
             calls.args.pop(name, None)
     return calls
 
@@ -116,7 +117,7 @@ class _Recorder:
         calls.times[name] = calls.times.get(name, 0) + 1
         calls.start.setdefault(name, calls.ticks)
         calls.ticks += 1
-        if calls.times[name] <= MAX_CALLS:
+        if calls.times[name] <= _policy.ISOLATION_CALLS:
             kept = tuple(_kept(torch, a) for a in args)
             fixed = {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}
             calls.args.setdefault(name, []).append((kept, fixed))
@@ -155,10 +156,6 @@ class _Recorder:
         handed = {id(t) for t in tensors if self.torch.is_tensor(t)}
         calls.handed.setdefault(name, set()).update(handed)
         return name
-
-
-# A submodule called more often than this in one forward pass is not checked on its own.
-MAX_CALLS = 4
 
 
 @contextlib.contextmanager

@@ -237,7 +237,7 @@ def check_grads(
     round-off sized for it and ``check_grads``' own tolerances for that dtype,
     and the report says so.
 
-    Arguments of at most ``FULL_CHECK_ELEMENTS`` elements in all are checked
+    Arguments of at most ``_policy.FULL_CHECK_ELEMENTS`` elements in all are checked
     element by element; larger ones along one random direction each (as
     ``check_grads`` does, at gradproof's accuracy), and element by element where
     that fails. ``atol`` bounds, as in ``check_grads``, a projection over the n
@@ -281,7 +281,7 @@ def check_grads(
             k=1,
         )
         opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradcheck's, in torch.py)
-        if size <= FULL_CHECK_ELEMENTS or (value is not None and not _all_finite(value)):
+        if size <= _policy.FULL_CHECK_ELEMENTS or (value is not None and not _all_finite(value)):
             opts = dataclasses.replace(opts, mode="full", k=None)  # every element
         try:
             with _checking(jax):
@@ -451,9 +451,6 @@ SMALL_PARAMS = 512
 ROWS_SECONDS = 0.01
 MAX_BATCH = 512
 
-# Arguments of at most this many elements in all are checked element by element; larger
-# ones along one random direction each first (as check_grads), element by element on failure.
-FULL_CHECK_ELEMENTS = 64
 
 # check_grads' own tolerance by dtype where the caller gives none for it (JAX's
 # default_gradient_tolerance): used when a check must run in that precision.

@@ -291,15 +291,11 @@ def _dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
         atol=atol,
         rtol=rtol,
         mode="directional" if fast_mode else "full",
-        k=FAST_MODE_DIRECTIONS if fast_mode else None,
+        k=_policy.FAST_MODE_DIRECTIONS if fast_mode else None,
     )
     # an element off by less than 1e-9 of its input's gradient norm is far inside torch's
     # own tolerances (atol 1e-5): an inexact forward (an iterative solver) shows there
     return dataclasses.replace(opts, normwise_floor=True)
-
-
-# Random directions per input in fast_mode, before any added for doubt.
-FAST_MODE_DIRECTIONS = 1
 
 
 def _dropin_report(
@@ -613,7 +609,7 @@ class _Checker:
                 f"the tensors checked are {'/'.join(self.low)}: the check ran on float64 copies "
                 "(autograd's gradient included); the module and inputs were not changed"
             )
-        if self.vmap_failed and self.unbatched_seconds >= UNBATCHED_NOTE_SECONDS:
+        if self.vmap_failed and self.unbatched_seconds >= _policy.UNBATCHED_NOTE_SECONDS:
             hint = (
                 ". A custom autograd.Function batches with setup_context and "
                 "generate_vmap_rule = True"
@@ -1010,9 +1006,6 @@ class _Checker:
 
 # Rows of the first two batches; the second is timed against one-by-one evaluation.
 PROBE_ROWS = 64
-# The note that evaluations ran one by one (vmap could not batch the cost) is given once
-# they took this long: below it, batching would have saved nothing worth a line.
-UNBATCHED_NOTE_SECONDS = 1.0
 
 
 # The exceptions torch raises itself; only these may mean "cannot be batched".

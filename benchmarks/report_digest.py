@@ -1,0 +1,186 @@
+"""A digest of every report a fixed set of checks makes: to show a refactor changes no verdict.
+
+Runs the planted-bug catalogue (``tests/helpers.py``) in full and directional mode, the
+seeds' network (right, with their two bugs, with one slip in each backward line, with and
+without the intermediates), coarse costs (rounded to float16, computed in float32), and,
+where installed, a few PyTorch and JAX checks; prints one line per check: its name and a
+digest of ``report.to_dict()`` without the time it took (``seconds``) and without
+``policy["thresholds"]`` (the numbers it ran under, which a change to the policy's table
+adds to). Two runs of the same verdicts print the same lines::
+
+    python benchmarks/report_digest.py > /tmp/after.txt
+    git worktree add /tmp/gp_before <commit>
+    PYTHONPATH=/tmp/gp_before/src python benchmarks/report_digest.py > /tmp/before.txt
+    diff /tmp/before.txt /tmp/after.txt && echo identical
+
+``--show NAME`` prints that check's report as JSON instead, to see what differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import gradproof as gp
+from gradproof.examples import backward_propagation_n, forward_propagation_n, seed_case
+from helpers import CATALOGUE, TwoLayerNet
+
+Case = tuple[str, Callable[[], Any]]
+
+
+def _numpy() -> Iterator[Case]:
+    net = TwoLayerNet()
+    for bug, *_ in CATALOGUE:
+        for mode in ("full", "directional"):
+            grads = net.backward(net.params, bug=bug)
+            yield (
+                f"catalogue {bug} {mode}",
+                lambda g=grads, m=mode: gp.check(net.cost, net.params, g, mode=m),
+            )
+    yield "catalogue right", lambda: gp.check(net.cost, net.params, net.backward(net.params))
+    X, Y, params = seed_case()
+    _, cache = forward_propagation_n(X, Y, params)
+
+    def cost(p: dict[str, np.ndarray]) -> Any:
+        return forward_propagation_n(X, Y, p)
+
+    for buggy in (False, True):
+        grads = backward_propagation_n(X, Y, cache, buggy=buggy)
+        yield f"seeds buggy={buggy}", lambda g=grads: gp.check(cost, params, g)
+        yield f"seeds buggy={buggy} eps=1e-7", lambda g=grads: gp.check(cost, params, g, eps=1e-7)
+    right = backward_propagation_n(X, Y, cache)
+    for key in ("dZ3", "dA2", "dZ2", "dA1", "dZ1"):
+        slipped = dict(right)
+        slipped[key] = slipped[key] * 1.1
+        # (the parameters' gradients made again from the slipped intermediate)
+        (_, A1, _, _, _, A2, W2, _, _, _, W3, _) = cache
+        m = X.shape[1]
+        dZ3 = slipped["dZ3"]
+        dA2 = W3.T @ dZ3 if key != "dA2" else slipped["dA2"]
+        dZ2 = dA2 * (A2 > 0) if key not in ("dZ2",) else right["dA2"] * (A2 > 0) * 1.1
+        dA1 = W2.T @ dZ2 if key != "dA1" else W2.T @ dZ2 * 1.1
+        dZ1 = dA1 * (A1 > 0) * (1.1 if key == "dZ1" else 1.0)
+        made = {
+            "dZ3": dZ3, "dW3": dZ3 @ A2.T / m, "db3": dZ3.sum(1, keepdims=True) / m,
+            "dA2": dA2, "dZ2": dZ2, "dW2": dZ2 @ A1.T / m, "db2": dZ2.sum(1, keepdims=True) / m,
+            "dA1": dA1, "dZ1": dZ1, "dW1": dZ1 @ X.T / m, "db1": dZ1.sum(1, keepdims=True) / m,
+        }  # fmt: skip
+        plain = {k: v for k, v in made.items() if k[1] in "Wb"}
+        yield f"seeds slip {key}", lambda g=plain: gp.check(cost, params, g)
+        yield f"seeds slip {key} lined", lambda g=made: gp.check(cost, params, g)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    theta = rng.standard_normal(6)
+    for dtype in ("float16", "float32"):
+
+        def rounded(t: np.ndarray, d: str = dtype) -> float:
+            return float(np.asarray(0.5 * t @ A @ t, dtype=d))
+
+        g_right = 0.5 * (A + A.T) @ theta
+        yield f"coarse {dtype} right", lambda r=rounded, g=g_right: gp.check(r, theta, g)
+        yield f"coarse {dtype} wrong", lambda r=rounded, g=g_right: gp.check(r, theta, 1.3 * g)
+
+
+def _torch() -> Iterator[Case]:
+    try:
+        import torch
+
+        import gradproof.torch as gpt
+    except ImportError:
+        return
+
+    class WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (y,) = ctx.saved_tensors
+            return g * (1 - y)
+
+    class Act(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return WrongTanh.apply(x)
+
+    def model(act: Any) -> Any:
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), act]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(5, 2)).double()
+
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    yield "torch right", lambda: gpt.check(model(torch.nn.Tanh()), x)
+    yield "torch wrong Function", lambda: gpt.check(model(Act()), x)
+    xs = x.clone().requires_grad_(True)
+    yield "torch gradcheck", lambda: gp.torch.gradcheck(torch.sin, (xs,))
+    yield "torch modes", lambda: gpt.check(model(Act()), x, modes=("rev", "fwd"))
+
+
+def _jax() -> Iterator[Case]:
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        import gradproof.jax as gpj
+    except ImportError:
+        return
+
+    @jax.custom_vjp
+    def softplus(x: Any) -> Any:
+        return jnp.logaddexp(x, 0.0)
+
+    softplus.defvjp(lambda x: (softplus(x), x), lambda x, g: (2 * g * jax.nn.sigmoid(x),))
+    rng = np.random.default_rng(0)
+    p = {"W": rng.standard_normal((3, 4)), "v": rng.standard_normal(4)}
+    X = rng.standard_normal((5, 3))
+
+    def right(p: Any) -> Any:
+        return jnp.sum(jnp.tanh(X @ p["W"]) @ p["v"])
+
+    def wrong(p: Any) -> Any:
+        return jnp.sum(softplus(X @ p["W"]) @ p["v"])
+
+    yield "jax right", lambda: gpj.check(right, p)
+    yield "jax wrong rule", lambda: gpj.check(wrong, p)
+    yield "jax order 2", lambda: gpj.check(right, p, order=2, modes=("rev", "fwd"))
+
+
+def _stable(report: Any) -> dict[str, Any]:
+    data = report.to_dict() if hasattr(report, "to_dict") else {"returned": repr(report)}
+    data.pop("seconds", None)
+    data.get("policy", {}).pop("thresholds", None)
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--show", help="print this check's report (JSON) instead")
+    args = parser.parse_args()
+    np.seterr(all="ignore")
+    for name, run in [*_numpy(), *_torch(), *_jax()]:
+        try:
+            data = _stable(run())
+        except Exception as exc:  # (a check that raises is a result too)
+            data = {"raised": f"{type(exc).__name__}: {exc}"}
+        text = json.dumps(data, sort_keys=True, default=str)
+        if args.show:
+            if name == args.show:
+                print(json.dumps(data, sort_keys=True, indent=1, default=str))
+            continue
+        print(f"{name:40s} {hashlib.sha256(text.encode()).hexdigest()[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
