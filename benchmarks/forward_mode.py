@@ -17,6 +17,7 @@ import time
 import torch
 
 import gradproof.torch as gpt
+from gradproof.torch import _checker
 
 
 def timed(model, x, repeats: int):
@@ -41,12 +42,12 @@ def main() -> None:
     print(f"MLP 20-30-3 with dropout, batch 40: {n:,} coordinates, medians of {args.repeats}")
 
     batched, report_b = timed(model, x, args.repeats)
-    original = gpt._Checker._forward_mode_batched
-    gpt._Checker._forward_mode_batched = lambda self, name, size: None  # one by one
+    original = _checker.Checker._forward_mode_batched
+    _checker.Checker._forward_mode_batched = lambda self, name, size: None  # one by one
     try:
         alone, report_a = timed(model, x, args.repeats)
     finally:
-        gpt._Checker._forward_mode_batched = original
+        _checker.Checker._forward_mode_batched = original
     same = all(
         report_b.tensors[k].max_abs_error == report_a.tensors[k].max_abs_error
         for k in report_b.tensors

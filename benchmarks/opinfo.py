@@ -77,6 +77,7 @@ from conformance_report import (
 
 import gradproof
 import gradproof.torch as gpt
+from gradproof.torch import _dropins
 
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
 
@@ -402,10 +403,10 @@ def run_gradproof(fn: Callable, leaves: list, timeout: float, suite: Suite) -> d
 def dropin_report(fn: Callable, leaves: list, suite: Suite) -> gradproof.Report:
     """The report behind ``gpt.gradcheck(fn, leaves)`` (``gradgradcheck`` for the gradgrad
     suite, ``check_forward_ad=True, check_backward_ad=False`` for fwd), all else default."""
-    opts = gpt._dropin_options(None, None, None, fast_mode=False)
+    opts = _dropins.dropin_options(None, None, None, fast_mode=False)
     modes = ("fwd",) if suite.name == "fwd" else ("rev",)
     order = 2 if suite.name == "gradgrad" else 1
-    return gpt._dropin_report(torch, fn, tuple(leaves), None, opts, modes, order, 0.0, [])
+    return _dropins.dropin_report(torch, fn, tuple(leaves), None, opts, modes, order, 0.0, [])
 
 
 def _modified(before: list, leaves: list) -> list[int]:

@@ -149,13 +149,14 @@ ALLOWED = {
     ("_sweep.py", "sweep_leaves", "lines"): TO_SPLIT,
     ("jax.py", "check_grads", "lines"): PUBLIC + " (jax.test_util.check_grads')",
     ("jax.py", "__init__", "lines"): TO_SPLIT,
-    ("torch.py", "__init__", "lines"): TO_SPLIT,
+    ("torch/_checker.py", "__init__", "lines"): TO_SPLIT,
     # functions over FUNCTION_PARAMETERS parameters
     ("_check.py", "check", "parameters"): PUBLIC,
     ("_check.py", "assert_gradients", "parameters"): PUBLIC + " (check's)",
     ("jax.py", "check_grads", "parameters"): PUBLIC + " (jax.test_util.check_grads')",
-    ("torch.py", "gradcheck", "parameters"): PUBLIC + " (torch.autograd.gradcheck's)",
-    ("torch.py", "gradgradcheck", "parameters"): PUBLIC + " (torch.autograd.gradgradcheck's)",
+    ("torch/_dropins.py", "gradcheck", "parameters"): PUBLIC + " (torch.autograd.gradcheck's)",
+    ("torch/_dropins.py", "gradgradcheck", "parameters"): PUBLIC
+    + " (torch.autograd.gradgradcheck's)",
     ("nn/_functional.py", "L_layer_model", "parameters"): PUBLIC + " (the seeds')",
     ("nn/_model.py", "fit", "parameters"): PUBLIC,
     ("_adapter.py", "consistencies", "parameters"): TO_SPLIT,
@@ -175,12 +176,11 @@ ALLOWED = {
     ("jax.py", "_check_all", "parameters"): TO_SPLIT,
     ("jax.py", "_check_own_precision", "parameters"): TO_SPLIT,
     ("jax.py", "__init__", "parameters"): TO_SPLIT,
-    ("torch.py", "_check_all", "parameters"): TO_SPLIT,
-    ("torch.py", "_dropin_report", "parameters"): TO_SPLIT,
+    ("torch/_check.py", "check_all", "parameters"): TO_SPLIT,
+    ("torch/_dropins.py", "dropin_report", "parameters"): TO_SPLIT,
     # modules over MODULE_LINES lines
     ("_compare.py", "", "module"): "to be split: judging and its probes (issue 19)",
-    ("jax.py", "", "module"): "to become a package, as torch.py (issue 19)",
-    ("torch.py", "", "module"): "to become a package: check, drop-ins, intake (issue 19)",
+    ("jax.py", "", "module"): "to become a package, as gradproof.torch is (issue 19)",
 }
 
 

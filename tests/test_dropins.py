@@ -13,6 +13,7 @@ import gradproof as gp
 
 torch = pytest.importorskip("torch")
 import gradproof.torch as gpt  # noqa: E402
+from gradproof.torch import _checker  # noqa: E402
 from helpers import old_style_exp  # noqa: E402
 
 GradcheckError = __import__("importlib").import_module("torch.autograd.gradcheck").GradcheckError
@@ -113,13 +114,13 @@ def test_a_wrong_jvp_is_named_with_its_mode():
 
 def test_forward_mode_is_batched_where_vmap_can_and_still_finds_a_wrong_jvp(monkeypatch):
     alone = []  # the tangents run one by one, each a forward pass of its own
-    one_by_one = gpt._Checker._forward_mode_one_by_one
+    one_by_one = _checker.Checker._forward_mode_one_by_one
 
     def spy(self, name, elements):
         alone.append(len(elements))
         return one_by_one(self, name, elements)
 
-    monkeypatch.setattr(gpt._Checker, "_forward_mode_one_by_one", spy)
+    monkeypatch.setattr(_checker.Checker, "_forward_mode_one_by_one", spy)
     x = x64(300)
     assert gpt.check(lambda x: (x.sin() * x).sum(), x, modes=("fwd",)).passed
     assert alone == [1]  # only the first tangent, run alone to confirm the batched ones

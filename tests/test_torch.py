@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 import gradproof as gp  # noqa: E402
 import gradproof.torch as gpt  # noqa: E402
 from gradproof import _policy  # noqa: E402
+from gradproof.torch import _checker  # noqa: E402
 from helpers import old_style_exp  # noqa: E402
 
 
@@ -145,7 +146,7 @@ def test_batched_and_one_by_one_give_the_same_verdict(ab, monkeypatch):
     def no_vmap(*args, **kwargs):
         raise RuntimeError("vmap unavailable")
 
-    monkeypatch.setattr(gpt._Checker, "_vmapped", no_vmap)  # forces the one-by-one path
+    monkeypatch.setattr(_checker.Checker, "_vmapped", no_vmap)  # forces the one-by-one path
     seq = gpt.check(f, *ab)
     assert seq.policy.get("unbatched") and "unbatched" not in vm.policy
     assert vm.passed and seq.passed, str(seq)

@@ -280,7 +280,7 @@ def check_grads(
             mode="directional",
             k=1,
         )
-        opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradcheck's, in torch.py)
+        opts = dataclasses.replace(opts, normwise_floor=True)  # (as gradproof.torch.gradcheck)
         if size <= _policy.FULL_CHECK_ELEMENTS or (value is not None and not _all_finite(value)):
             opts = dataclasses.replace(opts, mode="full", k=None)  # every element
         try:

@@ -1,505 +1,29 @@
-"""Checking what PyTorch's autograd computes: modules, custom ``autograd.Function`` rules, kernels.
-
-```python
-import torch, gradproof.torch as gpt
-model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
-x = torch.randn(8, 4)
-print(gpt.check(model, x, loss=lambda out: out.pow(2).mean()))
-```
-
-The module and the inputs are never modified: the gradient is taken, and the
-cost evaluated, on float64 copies on the tensors' device. Torch's RNG is
-replayed before every evaluation, so dropout is checked with one mask.
-PyTorch is imported only when this module is used.
-"""
+"""`Checker`: the adapter `_adapter.check_all` runs: float64 copies, the cost, autograd's
+derivatives (reverse, forward and higher order), and batched evaluations (`_batching`)."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import functools
-import importlib
 import math
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import _adapter, _policy
-from ._adapter import BATCH_ELEMENTS
-from ._errors import DerivativeRaised, GradientSpecError
-from ._options import Options, options, user_options
-from ._report import GradientError, Report
+from .. import _adapter, _policy
+from .._adapter import BATCH_ELEMENTS
+from .._errors import DerivativeRaised, GradientSpecError
+from ._batching import PROBE_ROWS, TORCH_ERRORS, SlowerBatched, cannot_batch, out_of_memory
+from ._intake import Call, float64_copy, nothing_to_check, private_copy, projection
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError("gradproof.torch needs PyTorch: pip install 'gradproof[torch]'") from exc
-    return torch
-
-
-def check(
-    fn_or_module: Any,
-    *inputs: Any,
-    loss: Callable[[Any], Any] | None = None,
-    modes: Sequence[str] = ("rev",),
-    order: int = 1,
-    **check_options: Any,
-) -> Report:
-    """Check what autograd computes for ``fn_or_module(*inputs)`` against finite differences.
-
-    Checked: the module's parameters that require grad (named as in
-    ``named_parameters()``, e.g. ``"0.weight"``) and the inputs that require
-    grad (``"input0"``, ``"input1"``, ...).
-
-    Args:
-        fn_or_module: an ``nn.Module`` or a function of tensors (custom
-            ``autograd.Function.apply`` included). It may return a tuple of
-            tensors: each output is checked in turn, and named in the report
-            (``"input0 [output 1]"``).
-        inputs: its positional inputs.
-        loss: turns the output, all of it as returned (a tuple stays a tuple),
-            into the scalar cost. Without it, a scalar
-            output is the cost, and any other output ``y`` is reduced to
-            ``sum(y * r)`` with a fixed random ``r`` (seeded by ``seed``),
-            which checks the backward pass for that cotangent.
-        modes: ``"rev"`` checks the backward (VJP); ``"fwd"`` checks
-            forward-mode AD (``torch.func.jvp``, a Function's ``jvp``); both
-            also compare the two modes with each other.
-        order: 2 checks second derivatives too: the double backward (a custom
-            Function's backward must itself be differentiable) against finite
-            differences of the first derivative, named ``"input0 [order 2]"``.
-        check_options: as for [`gradproof.check`][gradproof.check] (``method``, ``eps``,
-            ``tol``, ``mode``, ``k``, ``seed``, ``progress``).
-
-    Returns:
-        A [`gradproof.Report`][gradproof.Report], by parameter and input name.
-    """
-    torch = _torch()
-    modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
-    opts = user_options("gradproof.torch.check", **check_options)
-    report = _check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
-    if not report.passed:
-        model = fn_or_module
-        if not isinstance(model, torch.nn.Module):  # (its parts: the custom Functions it applies)
-            model = _Applying(torch, fn_or_module)
-        report = _isolated(torch, model, inputs, loss, opts, report)
-    return report
-
-
-def _Applying(torch: Any, fn: Callable[..., Any]) -> Any:
-    """A function of tensors as a module without parameters, whose parts the search
-    for where an error enters can see (the custom Functions it applies)."""
-
-    class Applying(torch.nn.Module):  # type: ignore[misc]
-        function = True  # (said "the function", not "the model")
-
-        def forward(self, *inputs: Any) -> Any:
-            return fn(*inputs)
-
-    Applying.__name__ = getattr(fn, "__name__", "function")
-    return Applying()
-
-
-def _isolated(torch, model, inputs, loss, opts: Options, report: Report) -> Report:
-    """``report`` with where its error enters the backward, where the model's submodules,
-    each checked on its own at the inputs it received, show it (``Report.origin``)."""
-    from . import _torch_origin, _trace
-
-    alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
-
-    def check_alone(module: Any, *args: Any, loss: Any = None, whole: bool = False) -> Report:
-        grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
-        size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
-        # every element where that is cheap (its kinks told apart, as a tie in a max
-        # pool after a ReLU), random directions where it is not; the model around the
-        # entry (``whole``) as closely as the model's own check looked
-        small = size <= _policy.ISOLATION_FULL or (whole and report.mode == "full")
-        mode: _policy.Mode = "full" if small else "directional"
-        return _check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
-
-    started = time.perf_counter()
-    found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
-    policy = {**report.policy, "isolation": found.record()}
-    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
-    origin, tensors = found.origin, report.tensors
-    if origin is not None:
-        origin, tensors = _trace.traced(tensors, origin)
-    elif found.checks == 0 and _trace.layered(report):
-        # no submodule could be checked: the layer order of the backward's rows may show it
-        rows = {n: t for n, t in tensors.items() if not t.check}
-        origin, traced = _trace.traced(rows)
-        tensors = {n: traced.get(n, t) for n, t in tensors.items()}
-    return dataclasses.replace(
-        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
-    )
-
-
-def _check_all(
-    torch, fn, inputs, loss, opts, modes, order, weights=None, dropin: _Probe | None = None
-) -> Report:
-    """Every requested check (outputs × modes × orders) of one function, as one report.
-
-    ``dropin`` (a drop-in's `_Probe`): check what torch's gradcheck checks: the
-    inputs that require grad (a module is a function of its inputs, its parameters
-    held fixed) and the outputs that require grad.
-    """
-    devices = _cuda_devices(torch, fn, inputs)
-    with torch.random.fork_rng(devices=devices):
-        # One RNG state for every check of this call, so all replay the same draws.
-        rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
-
-        call = _Call(fn, inputs, loss, opts.seed, weights, rng, dropin)
-
-        def make(output: int | None, kind: str, depth: int = 1) -> _Checker:
-            return _Checker(torch, call, output, kind, depth)
-
-        return _adapter.check_all(
-            make, opts, modes, order, TORCH_CONVENTION, dropin=dropin is not None
-        )
-
-
-def gradcheck(
-    func: Callable[..., Any],
-    inputs: Any,
-    *,
-    eps: float | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    raise_exception: bool = True,
-    nondet_tol: float = 0.0,
-    check_undefined_grad: bool = True,
-    check_grad_dtypes: bool = False,
-    check_batched_grad: bool = False,
-    check_batched_forward_grad: bool = False,
-    check_forward_ad: bool = False,
-    check_backward_ad: bool = True,
-    fast_mode: bool = False,
-    masked: bool | None = None,
-) -> bool:
-    """A drop-in for ``torch.autograd.gradcheck``: the same call, gradproof's verdict.
-
-    ``func(*inputs)`` is checked for the inputs that require grad: its
-    backward (``check_backward_ad``) and forward-mode AD
-    (``check_forward_ad``), each output of a tuple in turn. ``fast_mode``
-    asks for gradproof's directional mode. ``eps``, ``atol`` and ``rtol``,
-    when given, are honoured: ``eps`` as the step, the tolerances as an extra
-    bound below which a disagreement is accepted; left out, gradproof picks
-    its steps and judges by the measured error of the finite differences.
-    The backward is run twice and must agree with itself within ``nondet_tol``.
-
-    Returns:
-        ``True`` when every derivative checked is right; ``False`` on failure
-        when ``raise_exception`` is false.
-
-    Raises:
-        gradproof.torch.GradcheckError: on failure (a subclass of torch's
-            ``GradcheckError`` and of [`gradproof.GradientError`][gradproof.GradientError]), whose
-            message is gradproof's report.
-    """
-    torch = _torch()
-    modes = tuple(m for m, on in (("rev", check_backward_ad), ("fwd", check_forward_ad)) if on)
-    if not modes:
-        raise GradientSpecError(
-            "gradcheck: check_backward_ad and check_forward_ad are both False: nothing to check"
-        )
-    unchecked = _unchecked_options(
-        check_undefined_grad=(check_undefined_grad, True),
-        check_grad_dtypes=(check_grad_dtypes, False),
-        check_batched_grad=(check_batched_grad, False),
-        check_batched_forward_grad=(check_batched_forward_grad, False),
-        masked=(masked, None),
-    )
-    opts = _dropin_options(eps, atol, rtol, fast_mode)
-    inputs = _as_tuple(torch, inputs)
-    report = _dropin_report(torch, func, inputs, None, opts, modes, 1, nondet_tol, unchecked)
-    return _dropin_verdict(torch, report, raise_exception)
-
-
-def gradgradcheck(
-    func: Callable[..., Any],
-    inputs: Any,
-    grad_outputs: Any = None,
-    *,
-    eps: float | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    gen_non_contig_grad_outputs: bool = False,
-    raise_exception: bool = True,
-    nondet_tol: float = 0.0,
-    check_undefined_grad: bool = True,
-    check_grad_dtypes: bool = False,
-    check_batched_grad: bool = False,
-    check_fwd_over_rev: bool = False,
-    check_rev_over_rev: bool = True,
-    fast_mode: bool = False,
-    masked: bool = False,
-) -> bool:
-    """A drop-in for ``torch.autograd.gradgradcheck``: second derivatives, gradproof's verdict.
-
-    The double backward of ``func(*inputs)`` (for each output, weighted by
-    ``grad_outputs`` when given, else by fixed random cotangents) is checked
-    against finite differences of the first derivative, and the first
-    derivative itself too. Options as for [`gradcheck`][gradproof.torch.gradcheck].
-    """
-    torch = _torch()
-    weights = None
-    if grad_outputs is not None:
-        weights = [grad_outputs] if torch.is_tensor(grad_outputs) else list(grad_outputs)
-        weights = [w.detach().to(torch.float64) for w in weights]
-    modes = ("rev", "fwd") if check_fwd_over_rev else ("rev",)
-    unchecked = _unchecked_options(
-        gen_non_contig_grad_outputs=(gen_non_contig_grad_outputs, False),
-        check_undefined_grad=(check_undefined_grad, True),
-        check_grad_dtypes=(check_grad_dtypes, False),
-        check_batched_grad=(check_batched_grad, False),
-        check_rev_over_rev=(check_rev_over_rev, True),
-        masked=(masked, False),
-    )
-    opts = _dropin_options(eps, atol, rtol, fast_mode)
-    inputs = _as_tuple(torch, inputs)
-    report = _dropin_report(torch, func, inputs, weights, opts, modes, 2, nondet_tol, unchecked)
-    return _dropin_verdict(torch, report, raise_exception)
-
-
-def _unchecked_options(**given: tuple[Any, Any]) -> list[str]:
-    """The torch options given a non-default value that gradproof does not check."""
-    return [
-        f"{name}={value!r} is torch's own check, not done by gradproof"
-        for name, (value, default) in given.items()
-        if value != default
-    ]
-
-
-def _as_tuple(torch, inputs: Any) -> tuple:
-    return (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
-
-
-def _dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
-    """gradcheck's arguments as gradproof's options: explicit ones honoured, defaults ours."""
-    # fast_mode: one random direction per input (torch's fast mode takes one for all of
-    # them), more only for a direction in doubt; a failing input is then localized.
-    opts = options(
-        "gradproof.torch.gradcheck",
-        eps=eps,
-        atol=atol,
-        rtol=rtol,
-        mode="directional" if fast_mode else "full",
-        k=_policy.FAST_MODE_DIRECTIONS if fast_mode else None,
-    )
-    # an element off by less than 1e-9 of its input's gradient norm is far inside torch's
-    # own tolerances (atol 1e-5): an inexact forward (an iterative solver) shows there
-    return dataclasses.replace(opts, normwise_floor=True)
-
-
-def _dropin_report(
-    torch, func, inputs, weights, opts, modes, order: int, nondet_tol: float, unchecked
-) -> Report:
-    """What a drop-in call found: gradproof's check of what gradcheck checks, the backward's
-    re-entrancy (one forward, two backwards) and the options it does not check included."""
-    probe = _probe(torch, func, inputs, weights, nondet_tol, opts.seed)
-    report = _check_all(torch, func, inputs, None, opts, modes, order, weights, dropin=probe)
-    if unchecked:
-        report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
-    if probe.unstable is not None:
-        report = dataclasses.replace(
-            report, passed=False, strict=False, warnings=[probe.unstable, *report.warnings]
-        )
-    return report
-
-
-def _dropin_verdict(torch, report: Report, raise_exception: bool) -> bool:
-    """gradcheck's return convention over gradproof's report."""
-    if report.passed:
-        return True
-    if raise_exception:
-        raise _gradcheck_error(torch)(report)
-    return False
-
-
-@dataclasses.dataclass(frozen=True)
-class _Probe:
-    """What one forward and two backward passes, as gradcheck is called, tell a drop-in."""
-
-    outputs: list[int] | None  # the tensor outputs that require grad (None: not known)
-    unstable: str | None  # why the backward is not re-entrant, if it is not
-    count: int | None = None  # how many tensor outputs there are (None: not known)
-    # One output requires grad: its backward, weighted as a check weights it (gradient by
-    # input requiring grad; None: not run, or not so weighted), which a check may reuse.
-    gradient: tuple[Any, ...] | None = None
-
-
-def _probe(torch, func, inputs, weights, nondet_tol: float, seed: int) -> _Probe:
-    """The outputs gradcheck checks (those requiring grad), and whether the backward is
-    re-entrant: the same graph, back-propagated twice, agrees within ``nondet_tol``.
-
-    With one real output requiring grad and no ``weights``, the backward is weighted as
-    `_Checker.forward` weighs that output: a check of it reuses the gradient
-    instead of running the forward and backward again.
-    """
-    leaves = [x for x in inputs if torch.is_tensor(x) and x.requires_grad]
-    try:
-        with torch.random.fork_rng(devices=_cuda_devices(torch, func, inputs)):
-            out = func(*inputs)
-    except Exception:  # the check itself says what the function raised, and where
-        return _Probe(None, None)
-    tensors = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
-    differentiable = [i for i, o in enumerate(tensors) if o.requires_grad]
-    outs = [tensors[i] for i in differentiable]
-    probed = functools.partial(_Probe, differentiable, count=len(tensors))
-    if not outs or not leaves:
-        return probed(None)
-    reusable = (
-        weights is None and len(outs) == 1 and outs[0].is_floating_point() and _plain(torch, inputs)
-    )
-    if reusable:
-        cot = [_projection(torch, seed, outs[0]).to(outs[0].dtype)]
-    elif weights is None:
-        gen = torch.Generator().manual_seed(0)
-        cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
-    else:
-        cot = [w.to(o.dtype) for w, o in zip(weights, outs, strict=False)]
-    runs = []
-    try:
-        for _ in range(2):
-            grads = torch.autograd.grad(
-                outs, leaves, cot[: len(outs)], allow_unused=True, retain_graph=True
-            )
-            runs.append([None if g is None else g.detach().clone() for g in grads])
-    except Exception:  # a backward that raises is the check's finding, with its evidence
-        return probed(None)
-    for i, (a, b) in enumerate(zip(*runs, strict=True)):
-        if a is None or b is None:
-            continue
-        worst = float((a - b).abs().max()) if a.numel() else 0.0
-        if worst > nondet_tol:
-            return probed(
-                f"the backward is non-deterministic: run twice with the same inputs and "
-                f"grad_output, its gradient for input {i} differs by {worst:.3g} (nondet_tol "
-                f"{nondet_tol:g}); not a wrong formula, but not re-entrant either",
-            )
-    return probed(None, gradient=tuple(runs[0]) if reusable else None)
-
-
-def _plain(torch, inputs: tuple[Any, ...]) -> bool:
-    """Whether ``func(*inputs)`` computes what a check's float64 copies compute: every
-    float tensor already float64 (a check widens the rest), every input requiring grad
-    a leaf, and no two tensors sharing storage (a check perturbs separate copies: the
-    same tensor passed twice, ``(x, x)``, has one gradient to autograd and two to it)."""
-    tensors = [x for x in inputs if torch.is_tensor(x)]
-    if any((x.is_floating_point() or x.is_complex()) and x.dtype != torch.float64 for x in tensors):
-        return False
-    if any(x.requires_grad and not x.is_leaf for x in tensors):
-        return False
-    storages = [x.untyped_storage().data_ptr() for x in tensors if x.numel()]
-    return len(storages) == len(set(storages))
-
-
-def _projection(torch, seed: int, out: Any) -> Any:
-    """The fixed cotangent an output of a check is weighted by: 1 for a single element,
-    else standard normal, drawn from the check's seed (float64, on the output's device)."""
-    if out.numel() == 1:
-        return torch.ones(tuple(out.shape), dtype=torch.float64, device=out.device)
-    generator = torch.Generator(device="cpu").manual_seed(_adapter.weight_seed(seed, 0))
-    return torch.randn(tuple(out.shape), generator=generator, dtype=torch.float64).to(out.device)
-
-
-def _gradcheck_error(torch) -> type:
-    """An error that is both torch's GradcheckError and gradproof's GradientError."""
-    global GradcheckError
-    if GradcheckError is None:
-        # torch.autograd.gradcheck is also the name of the function: import the module
-        base = importlib.import_module("torch.autograd.gradcheck").GradcheckError
-
-        class _GradcheckError(GradientError, base):  # type: ignore[misc, valid-type]
-            """A failed gradcheck: torch's GradcheckError whose message is gradproof's report."""
-
-        _GradcheckError.__name__ = _GradcheckError.__qualname__ = "GradcheckError"
-        GradcheckError = _GradcheckError
-    return GradcheckError
-
-
-# Made on first use (it subclasses torch's own, and torch is imported lazily).
-GradcheckError: Any = None
-
-
-TORCH_CONVENTION = (
-    "for a real loss L of complex z, PyTorch's gradient is dL/dRe(z) + i dL/dIm(z) (the "
-    "conjugate Wirtinger derivative, doubled): conjugate what the backward returns"
-)
-
-
-def _cuda_devices(torch, fn: Any, inputs: tuple) -> list[int]:
-    """The CUDA devices whose RNG a check must fork and replay."""
-    tensors = [x for x in inputs if torch.is_tensor(x)]
-    if isinstance(fn, torch.nn.Module):
-        tensors += list(fn.parameters())
-    return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
-
-
-def _nothing_to_check(torch: Any, inputs: Sequence[Any]) -> str:
-    """Why a check found no tensor to check, and the likely fix."""
-    for i, x in enumerate(inputs):
-        if isinstance(x, (list, tuple)) and any(torch.is_tensor(t) for t in x):
-            return (
-                f"nothing to check: input {i} is a {type(x).__name__} of tensors, and inputs "
-                "are passed one by one: write gpt.check(f, *tensors), not gpt.check(f, tensors)"
-            )
-        if isinstance(x, np.ndarray):
-            return (
-                f"nothing to check: input {i} is a NumPy array; pass a torch tensor created with "
-                "requires_grad=True (torch.tensor(x, dtype=torch.float64, requires_grad=True)), "
-                "or check NumPy code with gradproof.check"
-            )
-    return (
-        "nothing to check: no module parameter and no input requires grad. Pass a module, "
-        "or inputs created with requires_grad=True"
-    )
-
-
-def _private_copy(module: Any) -> Any:
-    """A deep copy of ``module``, or the module itself where it cannot be copied (it holds
-    a tensor computed with grad as an attribute, which deepcopy refuses): functional_call
-    then swaps the check's tensors in for each call and restores the module's own after."""
-    try:
-        return copy.deepcopy(module)
-    except (RuntimeError, TypeError):  # (TypeError: an attribute such as a threading.Lock)
-        return module
-
-
-def _wide(torch, x: Any) -> Any:
-    """An input as the check sees it: float tensors in float64, complex in complex128."""
-    if not torch.is_tensor(x):
-        return x
-    if x.is_complex():
-        return x.detach().to(torch.complex128)
-    return x.detach().to(torch.float64) if x.is_floating_point() else x.detach()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Call:
-    """One call of a check, shared by the checks of its outputs, modes and orders."""
-
-    fn: Any  # the function or module
-    inputs: tuple[Any, ...]
-    loss: Callable[[Any], Any] | None
-    seed: int
-    weights: list[Any] | None  # output cotangents (grad_outputs) instead of random ones
-    rng: tuple[Any, dict[int, Any]]  # torch's CPU and CUDA RNG states, replayed by each
-    dropin: _Probe | None  # a drop-in's probe: check what torch's gradcheck checks
-
-
-class _Checker:
+class Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
     def __init__(
-        self, torch: Any, call: _Call, output: int | None = None, kind: str = "rev", depth: int = 1
+        self, torch: Any, call: Call, output: int | None = None, kind: str = "rev", depth: int = 1
     ):
         fn, inputs, loss, seed = call.fn, call.inputs, call.loss, call.seed
         weights, rng, dropin = call.weights, call.rng, call.dropin
@@ -517,7 +41,7 @@ class _Checker:
         self.seed = seed
         # A private copy of a module: functional_call swaps parameters in and out, which a
         # module that registers one submodule twice (tied weights) does not survive intact.
-        self.module = _private_copy(fn) if isinstance(fn, torch.nn.Module) else None
+        self.module = private_copy(fn) if isinstance(fn, torch.nn.Module) else None
         self.probe = dropin
         # A module's parameters: where an error enters is found by checking its submodules
         # on their own (gradproof.torch.check), not from the parameters' names alone.
@@ -548,7 +72,7 @@ class _Checker:
                 "inputs to check with requires_grad=True"
             )
         if not named:
-            raise GradientSpecError(_nothing_to_check(torch, inputs))
+            raise GradientSpecError(nothing_to_check(torch, inputs))
         for name, t in named.items():
             if not (t.is_floating_point() or t.is_complex()):
                 raise GradientSpecError(
@@ -572,7 +96,7 @@ class _Checker:
         self.low = sorted({str(t.dtype) for t in named.values() if t.dtype not in wide})
         self.device = next(iter(named.values())).device
         self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        self.inputs = [_wide(torch, x) for x in inputs]
+        self.inputs = [float64_copy(torch, x) for x in inputs]
         # Inputs that are views into a larger storage keep that layout in every copy:
         # an operation such as as_strided reads the storage, not just the elements.
         self.layouts = {}
@@ -721,7 +245,7 @@ class _Checker:
         if out.numel() == 1:
             return out.reshape(())
         if self.projection is None or self.projection.shape != out.shape:
-            self.projection = _projection(torch, self.seed, out)
+            self.projection = projection(torch, self.seed, out)
         return (out * self.projection).sum()
 
     def _tensors(self, arrays: dict[str, np.ndarray], grad: bool = False) -> dict[str, Any]:
@@ -797,7 +321,7 @@ class _Checker:
             yield
         except Exception as exc:
             # bad input, and running out of memory, are not findings about the derivative
-            if isinstance(exc, (GradientSpecError, MemoryError)) or _out_of_memory(exc):
+            if isinstance(exc, (GradientSpecError, MemoryError)) or out_of_memory(exc):
                 raise
             text = str(exc).lower()
             if isinstance(exc, NotImplementedError) or "not implemented" in text:
@@ -950,12 +474,12 @@ class _Checker:
         if self.vmap_failed is None and self.vmap_slower is None and self.kind != "order":
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
-            except _SlowerBatched as slower:
+            except SlowerBatched as slower:
                 self.vmap_slower = str(slower)
-            except _TORCH_ERRORS as exc:
+            except TORCH_ERRORS as exc:
                 # torch's own errors under vmap: a batching limit if the same evaluation
                 # runs one by one; anything else (a user's exception) is the cost's own.
-                if not _cannot_batch(exc) and not _adapter.runs_alone(
+                if not cannot_batch(exc) and not _adapter.runs_alone(
                     self, name, flat, coords, values
                 ):
                     raise
@@ -997,31 +521,8 @@ class _Checker:
                 self.vmap_timed = True
                 per_eval = (time.perf_counter() - began) / idx.numel()
                 if per_eval > self.seconds_per_eval:
-                    raise _SlowerBatched(
+                    raise SlowerBatched(
                         f"batching with torch.func.vmap took {per_eval * 1e3:.3g} ms per "
                         f"evaluation against {self.seconds_per_eval * 1e3:.3g} ms one by one"
                     )
         return np.concatenate(out)
-
-
-# Rows of the first two batches; the second is timed against one-by-one evaluation.
-PROBE_ROWS = 64
-
-
-# The exceptions torch raises itself; only these may mean "cannot be batched".
-_TORCH_ERRORS = (RuntimeError, NotImplementedError, ValueError, TypeError, IndexError)
-
-
-class _SlowerBatched(Exception):
-    """Internal: batching ran, but slower than evaluating one by one."""
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """torch's out-of-memory errors (a RuntimeError subclass, or its message)."""
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
-def _cannot_batch(exc: BaseException) -> bool:
-    """Whether an exception from vmap means "this function cannot be batched"."""
-    text = f"{type(exc).__name__}: {exc}".lower()
-    return any(word in text for word in ("vmap", "batch", "functorch"))

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _policy
-from ._isolate import Isolation
-from ._isolate import locate as _locate
-from ._origin import called
-from ._report import Report
+from .. import _policy
+from .._isolate import Isolation
+from .._isolate import locate as _locate
+from .._origin import called
+from .._report import Report
 
 
 @dataclass

@@ -1,0 +1,147 @@
+"""`gradproof.torch.check`: every requested check of a function or module, and where
+its error enters (`_origin`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import _adapter, _policy
+from .._options import Options, user_options
+from .._report import Report
+from ._checker import Checker
+from ._intake import TORCH_CONVENTION, Call, Probe, cuda_devices, load_torch
+
+
+def check(
+    fn_or_module: Any,
+    *inputs: Any,
+    loss: Callable[[Any], Any] | None = None,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    **check_options: Any,
+) -> Report:
+    """Check what autograd computes for ``fn_or_module(*inputs)`` against finite differences.
+
+    Checked: the module's parameters that require grad (named as in
+    ``named_parameters()``, e.g. ``"0.weight"``) and the inputs that require
+    grad (``"input0"``, ``"input1"``, ...).
+
+    Args:
+        fn_or_module: an ``nn.Module`` or a function of tensors (custom
+            ``autograd.Function.apply`` included). It may return a tuple of
+            tensors: each output is checked in turn, and named in the report
+            (``"input0 [output 1]"``).
+        inputs: its positional inputs.
+        loss: turns the output, all of it as returned (a tuple stays a tuple),
+            into the scalar cost. Without it, a scalar
+            output is the cost, and any other output ``y`` is reduced to
+            ``sum(y * r)`` with a fixed random ``r`` (seeded by ``seed``),
+            which checks the backward pass for that cotangent.
+        modes: ``"rev"`` checks the backward (VJP); ``"fwd"`` checks
+            forward-mode AD (``torch.func.jvp``, a Function's ``jvp``); both
+            also compare the two modes with each other.
+        order: 2 checks second derivatives too: the double backward (a custom
+            Function's backward must itself be differentiable) against finite
+            differences of the first derivative, named ``"input0 [order 2]"``.
+        check_options: as for [`gradproof.check`][gradproof.check] (``method``, ``eps``,
+            ``tol``, ``mode``, ``k``, ``seed``, ``progress``).
+
+    Returns:
+        A [`gradproof.Report`][gradproof.Report], by parameter and input name.
+    """
+    torch = load_torch()
+    modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
+    opts = user_options("gradproof.torch.check", **check_options)
+    report = check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
+    if not report.passed:
+        model = fn_or_module
+        if not isinstance(model, torch.nn.Module):  # (its parts: the custom Functions it applies)
+            model = _Applying(torch, fn_or_module)
+        report = _isolated(torch, model, inputs, loss, opts, report)
+    return report
+
+
+def _Applying(torch: Any, fn: Callable[..., Any]) -> Any:
+    """A function of tensors as a module without parameters, whose parts the search
+    for where an error enters can see (the custom Functions it applies)."""
+
+    class Applying(torch.nn.Module):  # type: ignore[misc]
+        function = True  # (said "the function", not "the model")
+
+        def forward(self, *inputs: Any) -> Any:
+            return fn(*inputs)
+
+    Applying.__name__ = getattr(fn, "__name__", "function")
+    return Applying()
+
+
+def _isolated(
+    torch: Any, model: Any, inputs: tuple[Any, ...], loss: Any, opts: Options, report: Report
+) -> Report:
+    """``report`` with where its error enters the backward, where the model's submodules,
+    each checked on its own at the inputs it received, show it (``Report.origin``)."""
+    from .. import _trace
+    from . import _origin as _torch_origin
+
+    alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
+
+    def check_alone(module: Any, *args: Any, loss: Any = None, whole: bool = False) -> Report:
+        grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
+        size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
+        # every element where that is cheap (its kinks told apart, as a tie in a max
+        # pool after a ReLU), random directions where it is not; the model around the
+        # entry (``whole``) as closely as the model's own check looked
+        small = size <= _policy.ISOLATION_FULL or (whole and report.mode == "full")
+        mode: _policy.Mode = "full" if small else "directional"
+        return check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
+
+    started = time.perf_counter()
+    found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
+    policy = {**report.policy, "isolation": found.record()}
+    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
+    origin, tensors = found.origin, report.tensors
+    if origin is not None:
+        origin, tensors = _trace.traced(tensors, origin)
+    elif found.checks == 0 and _trace.layered(report):
+        # no submodule could be checked: the layer order of the backward's rows may show it
+        rows = {n: t for n, t in tensors.items() if not t.check}
+        origin, traced = _trace.traced(rows)
+        tensors = {n: traced.get(n, t) for n, t in tensors.items()}
+    return dataclasses.replace(
+        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
+    )
+
+
+def check_all(
+    torch: Any,
+    fn: Any,
+    inputs: tuple[Any, ...],
+    loss: Any,
+    opts: Options,
+    modes: Sequence[str],
+    order: int,
+    weights: Any = None,
+    dropin: Probe | None = None,
+) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report.
+
+    ``dropin`` (a drop-in's `Probe`): check what torch's gradcheck checks: the
+    inputs that require grad (a module is a function of its inputs, its parameters
+    held fixed) and the outputs that require grad.
+    """
+    devices = cuda_devices(torch, fn, inputs)
+    with torch.random.fork_rng(devices=devices):
+        # One RNG state for every check of this call, so all replay the same draws.
+        rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
+
+        call = Call(fn, inputs, loss, opts.seed, weights, rng, dropin)
+
+        def make(output: int | None, kind: str, depth: int = 1) -> Checker:
+            return Checker(torch, call, output, kind, depth)
+
+        return _adapter.check_all(
+            make, opts, modes, order, TORCH_CONVENTION, dropin=dropin is not None
+        )
