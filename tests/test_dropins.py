@@ -402,3 +402,13 @@ def test_each_row_says_which_check_it_belongs_to_as_a_field():
     jsonschema.validate(json.loads(report.to_json()), schema)
     again = gp.Report.from_json(report.to_json())
     assert [t.check for t in again.tensors.values()] == [t.check for t in report.tensors.values()]
+
+
+def test_the_drop_ins_error_can_be_named_before_any_check_fails():
+    # ``except gpt.GradcheckError`` in a suite's code is evaluated before the first
+    # failure: the class exists from the first access on, both torch's and gradproof's
+    error = gpt.GradcheckError
+    assert issubclass(error, GradcheckError) and issubclass(error, gp.GradientError)
+    assert error.__module__ == "gradproof.torch" and error.__name__ == "GradcheckError"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        gpt.Nope  # noqa: B018
