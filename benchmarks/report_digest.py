@@ -77,6 +77,21 @@ def _numpy() -> Iterator[Case]:
         plain = {k: v for k, v in made.items() if k[1] in "Wb"}
         yield f"seeds slip {key}", lambda g=plain: gp.check(cost, params, g)
         yield f"seeds slip {key} lined", lambda g=made: gp.check(cost, params, g)
+    flat_grads = {"w": np.ones(3)}
+    for mode in ("full", "directional"):  # a cost that ignores its parameters
+        yield (
+            f"flat cost {mode}",
+            lambda m=mode: gp.check(lambda p: 0.123456789, {"w": np.zeros(3)}, flat_grads, mode=m),
+        )
+    yield (
+        "cost raises",
+        lambda: gp.check(
+            lambda p: 1 / 0 if p["w"][1] > 0.5 else float(p["w"] @ p["w"]),
+            {"w": np.array([0.1, 0.5, 0.2])},
+            {"w": np.array([0.2, 1.0, 0.4])},
+            eps=1e-3,
+        ),
+    )
     rng = np.random.default_rng(0)
     A = rng.standard_normal((6, 6))
     theta = rng.standard_normal(6)
@@ -119,7 +134,23 @@ def _torch() -> Iterator[Case]:
         layers = [torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 5), act]
         return torch.nn.Sequential(*layers, torch.nn.Linear(5, 2)).double()
 
+    class InfGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            return x * 2
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return g * float("inf")
+
     x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for mode in ("full", "directional"):  # a derivative with inf: wrong as it is
+        yield (
+            f"torch inf gradient {mode}",
+            lambda m=mode: gpt.check(
+                lambda t: InfGrad.apply(t).sum(), x.clone().requires_grad_(True), mode=m
+            ),
+        )
     yield "torch right", lambda: gpt.check(model(torch.nn.Tanh()), x)
     yield "torch wrong Function", lambda: gpt.check(model(Act()), x)
     xs = x.clone().requires_grad_(True)

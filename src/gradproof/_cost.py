@@ -15,16 +15,32 @@ from ._errors import CostError
 RngState = tuple[Any, ...]
 
 
-class CostRaised(Exception):
-    """Internal: the cost raised (the cause is chained); `blame` says where."""
+class CostFailed(Exception):
+    """Internal: the cost failed, where one evaluation of many was made (``index``: the
+    coordinate, or the output of a batch; ``point``: which of its points, ``x + h`` or
+    ``x - h``; ``None``: one evaluation) and why (``cause``: what the cost raised, chained
+    or, from a worker process, carried). The one failure of the cost the engine passes
+    on; `error` is the one message the user gets for it."""
+
+    def __init__(
+        self, index: int | None = None, point: int | None = None, cause: BaseException | None = None
+    ) -> None:
+        super().__init__(index, point, cause)  # (as a worker pickles it)
+        self.index, self.point, self.carried = index, point, cause
 
     @property
-    def original(self) -> BaseException | None:
-        return self.__cause__
+    def cause(self) -> BaseException | None:
+        return self.carried if self.carried is not None else self.__cause__
+
+    def at(self, index: int, point: int | None = None) -> CostFailed:
+        """The same failure, placed (a batch's output ``index`` is a coordinate)."""
+        point = self.point if point is None else point
+        return CostFailed(index, point, self.cause)
 
     def error(self, where: str) -> CostError:
-        """The user-facing error: what the cost raised, and what it was evaluating."""
-        cause = self.__cause__
+        """The user-facing error: what the cost raised, and ``where`` (what it was
+        evaluating: ``"at the check point"``, ``"at W1[2, 0] - h"``)."""
+        cause = self.cause
         if isinstance(cause, CostError):
             return CostError(f"{cause} ({where})")
         return CostError(f"the cost raised {type(cause).__name__} {where}: {cause}")
@@ -35,8 +51,8 @@ def blame(where: str) -> Iterator[None]:
     """Turn a failing cost inside the block into a ``CostError`` that says ``where``."""
     try:
         yield
-    except CostRaised as exc:
-        raise exc.error(where) from exc.__cause__
+    except CostFailed as exc:
+        raise exc.error(where) from exc.cause
 
 
 def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
@@ -80,14 +96,6 @@ def to_scalar(out: Any, allow_complex: bool = False) -> float | complex:
     )
 
 
-class ScalarError(Exception):
-    """Internal: output number ``position`` of a bulk conversion is no scalar (cause chained)."""
-
-    def __init__(self, position: int) -> None:
-        super().__init__(position)
-        self.position = position
-
-
 class Evaluator:
     """Calls ``cost(tree)``, replaying the global NumPy RNG state when the cost uses it.
 
@@ -117,7 +125,7 @@ class Evaluator:
         try:
             return self.cost(self.tree)
         except Exception as exc:
-            raise CostRaised() from exc
+            raise CostFailed() from exc
         finally:
             self.count += 1
 
@@ -144,7 +152,7 @@ class Evaluator:
             try:
                 value = o if type(o) is float else to_scalar(o, self.complex_ok)
             except CostError as exc:
-                raise ScalarError(j) from exc
+                raise CostFailed(j) from exc
             complex_seen = complex_seen or isinstance(value, complex)
             out[j] = value
         # A complex-step cost that returned only reals dropped the imaginary part:

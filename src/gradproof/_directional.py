@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _compare, _diagnose, _policy
+from . import _compare, _diagnose, _outcome, _policy
 from ._compare import flat64
 from ._cost import Evaluator, blame
 from ._finite import NoiseSite, Probe, Tick, automatic_step, measure_noise
@@ -261,25 +261,15 @@ def check_parameter(
         if tick is not None:
             tick(k)
         bad = np.flatnonzero(~np.isfinite(g))
-        report = TensorReport(
-            name,
-            shape,
-            False,
-            0.0,
-            0.0,
-            index_tuple(int(bad[0]), shape),
-            None,
-            0,
-            explanation=_diagnose.not_finite(name, shape, bad),
-            wrong=int(bad.size),
-            wrong_indices=tuple(index_tuple(int(i), shape) for i in bad[: _policy.WRONG_SHOWN]),
+        first = index_tuple(int(bad[0]), shape)
+        report = _outcome.not_finite(
+            dataclasses.replace(_outcome.empty(name, shape), worst_index=first), bad
         )
         return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
     if flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
         if tick is not None:
             tick(k)
-        report = TensorReport(name, shape, True, 0.0, 0.0, (), None, 0)
-        return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
+        return _Checked(_outcome.empty(name, shape), 0.0, 0.0, 0.0, crossed=0, signal=False)
     # Directions are kept as seeds, not vectors: k vectors would be k copies. A
     # direction in doubt (a kink, numerical error) earns the parameter another one.
     seeds = [int(x) for x in rng.integers(2**63, size=k)]
@@ -460,19 +450,14 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
             "moves: the check point is a kink or an extremum of it in every direction "
             "(|θ| at θ = 0); move the check point off it to check the gradient"
         )
-    tensors = {
-        name: dataclasses.replace(r.report, explanation=_diagnose.ignored(name))
-        if cost_flat and not r.report.passed
-        else r.report
-        for name, r in results.items()
-    }
-    return Outcome(
-        tensors=tensors,
+    found = Outcome(
+        tensors={name: r.report for name, r in results.items()},
         difference=difference,
         cost_flat=cost_flat,
         step=_policy.DIRECTION_STEP_MAX,
         notes=tuple(notes),
     )
+    return _outcome.said(found)
 
 
 def _noise_near(

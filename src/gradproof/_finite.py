@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _policy
-from ._cost import Evaluator, ScalarError, blame
+from ._cost import CostFailed, Evaluator, blame
 from ._policy import Scheme
 
 Evaluate = Callable[[], float | complex]
@@ -66,15 +66,6 @@ def automatic_step(x: float) -> float:
     """The central scheme's automatic step at one value, rounded so ``x + h`` is exact."""
     steps = make_steps(_policy.SCHEMES["central"], np.asarray([x], dtype=np.float64), None)
     return float(steps.h[0])
-
-
-class SweepInterrupted(Exception):
-    """Internal: the cost raised at ``(index, point)``; the cause is chained."""
-
-    def __init__(self, index: int, point: int) -> None:
-        super().__init__(index, point)
-        self.index = index
-        self.point = point
 
 
 def sweep(
@@ -129,7 +120,7 @@ def sweep(
         if i >= 0 and x0 is not None:
             flat[i] = x0
         if isinstance(exc, Exception):
-            raise SweepInterrupted(i, k) from exc
+            raise CostFailed(i, k) from exc
         raise
     evaluate.count += sum(len(o) for o in outs)
     if tick is not None:
@@ -138,8 +129,8 @@ def sweep(
     for k, out in enumerate(outs):
         try:
             converted.append(evaluate.scalars(out))
-        except ScalarError as exc:
-            raise SweepInterrupted(indices[exc.position], k) from exc.__cause__
+        except CostFailed as exc:
+            raise exc.at(indices[exc.index or 0], k) from exc.cause
     return converted
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _coarse, _compare, _diagnose, _policy, _tree
+from . import _coarse, _compare, _diagnose, _outcome, _policy, _tree
 from ._compare import Allowance, Judgement, Partials, flat64
 from ._cost import Evaluator
 from ._errors import GradientSpecError
@@ -146,18 +146,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
         if resolution is not None:
             report = _resolved_report(report, resolution, cost.why(opts, resolution.grid), opts)
         if broken[leaf.name].size:
-            bad = broken[leaf.name]
-            report = dataclasses.replace(
-                report,
-                passed=False,
-                explanation=_diagnose.not_finite(leaf.name, leaf.shape, bad),
-                wrong=report.wrong + int(bad.size),
-                wrong_indices=tuple(
-                    index_tuple(int(i), leaf.shape) for i in bad[: _policy.WRONG_SHOWN]
-                ),
-            )
-        if cost_flat and not report.passed:
-            report = dataclasses.replace(report, explanation=_diagnose.ignored(leaf.name))
+            report = _outcome.not_finite(report, broken[leaf.name])
         tensors[leaf.name] = report
         # Kinks are left out of the verdict, and so out of the difference too; a
         # parameter that is zero within round-off counts as zero on both sides.
@@ -166,7 +155,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
         judged_n.append(p.numeric[kept])
     full = opts.mode == "full"
     numeric = {leaf.name: _scattered(sweeps[leaf.name], leaf.size) for leaf in leaves}
-    return Outcome(
+    found = Outcome(
         tensors=tensors,
         difference=_compare.difference(np.concatenate(judged_g), np.concatenate(judged_n)),
         cost_flat=cost_flat,
@@ -182,6 +171,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
         ),
         cost_unit=unit,
     )
+    return _outcome.said(found)
 
 
 @dataclass(frozen=True)

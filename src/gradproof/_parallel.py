@@ -25,13 +25,20 @@ import cloudpickle
 import numpy as np
 
 from . import _tree
-from ._cost import Evaluator, RngState
+from ._cost import CostFailed, Evaluator, RngState
 from ._errors import GradientSpecError, WorkerError
-from ._finite import SweepInterrupted, sweep
+from ._finite import sweep
 
-# What a worker returns for a chunk: ("ok", values, evaluations) or ("raised", index,
-# point, cause, evaluations).
-ChunkResult = tuple[Any, ...]
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a worker returns for a chunk: the cost's values (one array per point of the
+    scheme), or where and why the cost failed; and the evaluations it made either way."""
+
+    values: list[np.ndarray] | None
+    evaluations: int
+    failed: CostFailed | None = None
+
 
 # In a worker: (task id, thread) -> (evaluate, working arrays). One task at a time.
 _STATE: dict[tuple[str, int], tuple[Evaluator, dict[str, np.ndarray]]] = {}
@@ -96,21 +103,22 @@ def run_chunk(
 ) -> ChunkResult:
     """In a worker: evaluate the cost over one chunk of one parameter's coordinates.
 
-    Returns ``("ok", js, evaluations)`` or, when the cost raised,
-    ``("raised", index, point, exception, evaluations)``.
+    Returns the values, or where the cost failed (the cause made portable: a pickled
+    exception keeps its arguments, not its chained cause).
     """
     evaluate, arrays = _worker_state(task_id, payload)
     flat = arrays[leaf].reshape(-1)
     before = evaluate.count
     try:
         js = sweep(evaluate, flat, values, coords, None)
-    except SweepInterrupted as exc:
+    except CostFailed as exc:
         # the sweep calls the cost bare: the cause is the cost's own exception
-        return ("raised", exc.index, exc.point, _portable(exc.__cause__), evaluate.count - before)
+        failed = CostFailed(exc.index, exc.point, _portable(exc.cause))
+        return ChunkResult(None, evaluate.count - before, failed)
     if _FINISHED is not None:
         with _FINISHED.get_lock():
             _FINISHED.value += 1
-    return ("ok", js, evaluate.count - before)
+    return ChunkResult(js, evaluate.count - before)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 
 from . import _policy
 from ._compare import Partials, Prober
-from ._cost import Evaluator, blame
+from ._cost import CostFailed, Evaluator, blame
 from ._errors import CostError, GradientSpecError
-from ._finite import Probe, Steps, SweepInterrupted, Tick, make_steps, probe, sweep
+from ._finite import Probe, Steps, Tick, make_steps, probe, sweep
 from ._options import Options
 from ._parallel import Chunk, ChunkResult, Workers
 from ._policy import Scheme, offset_label
@@ -162,19 +162,18 @@ def sweep_leaves(
             flat = plans[chunk.leaf][1]
             try:
                 store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick, stride))
-            except SweepInterrupted as exc:
-                raise _located(exc, plans[chunk.leaf][0], scheme) from exc.__cause__
+            except CostFailed as exc:
+                raise _located(exc, plans[chunk.leaf][0], scheme) from exc.cause
     else:
         total = sum(plan[2].size for plan in plans.values())
         size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
 
         def done(chunk: Chunk, result: ChunkResult) -> None:
-            evaluate.count += result[-1]
-            if result[0] == "raised":
-                _, index, point, exc, _ = result
-                interrupted = SweepInterrupted(index, point)
-                raise _located(interrupted, plans[chunk.leaf][0], scheme, exc) from exc
-            store(chunk, result[1])
+            evaluate.count += result.evaluations
+            if result.failed is not None:
+                failed = result.failed
+                raise _located(failed, plans[chunk.leaf][0], scheme) from failed.cause
+            store(chunk, result.values or [])
             if tick is not None:
                 tick(len(chunk.coords))
 
@@ -219,8 +218,8 @@ def _finish(
             points = [p.tolist() for p in scheme.points(steps.theta[j : j + 1], h[j : j + 1])]
             try:
                 got = sweep(evaluate, flat, points, [i])
-            except SweepInterrupted as exc:
-                raise _located(exc, leaf, scheme) from exc.__cause__
+            except CostFailed as exc:
+                raise _located(exc, leaf, scheme) from exc.cause
             for k, v in enumerate(got):
                 values[k][j] = v[0]
             if all(np.isfinite(v[j]) for v in values):
@@ -244,11 +243,6 @@ def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:
     return f"{at} {offset_label(scheme.offsets[min(k, len(scheme.offsets) - 1)])}"
 
 
-def _located(
-    exc: SweepInterrupted, leaf: Leaf, scheme: Scheme, cause: BaseException | None = None
-) -> CostError:
-    cause = exc.__cause__ if cause is None else cause
-    at = location(leaf, exc.index, exc.point, scheme)
-    if isinstance(cause, CostError):
-        return CostError(f"{cause} (at {at})")
-    return CostError(f"the cost raised {type(cause).__name__} at {at}: {cause}")
+def _located(failed: CostFailed, leaf: Leaf, scheme: Scheme) -> CostError:
+    """The user's error for a failure at one of a sweep's points."""
+    return failed.error(f"at {location(leaf, failed.index or 0, failed.point or 0, scheme)}")
