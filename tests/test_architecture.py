@@ -166,7 +166,6 @@ ALLOWED = {
     ("_compare.py", "_judge_smaller", "parameters"): TO_SPLIT,
     ("_directional.py", "_one_direction", "parameters"): TO_SPLIT,
     ("_directional.py", "_disagrees", "parameters"): TO_SPLIT,
-    ("_directional.py", "_localize", "parameters"): TO_SPLIT,
     ("_directional.py", "check_parameter", "parameters"): TO_SPLIT,
     ("_finite.py", "probe", "parameters"): "the hot path: no record built per probe",
     ("_full.py", "_coarse_parameters", "parameters"): TO_SPLIT,

@@ -3,10 +3,9 @@
 Along a direction ``v`` the analytic side is ``vᵀg`` and the numeric side one
 central difference, 2 evaluations, however many elements the parameter has.
 A stray factor shows as the same ratio along every direction; an error in a
-few elements does not, and is found by splitting ``v``'s support in halves:
-because both sides are linear in ``v``, the error on one half is the parent's
-minus the other half's, so each level of the bisection costs 2 evaluations
-and a wrong element is found in about ``2 log2(n)``.
+few elements does not, and is found by bisection of ``v``'s support
+(`_bisection`). The moves themselves (a direction, a step along it, the
+evaluations about the point) are `_mover`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _compare, _diagnose, _outcome, _policy
+from ._bisection import Bisected, localize
 from ._compare import flat64
 from ._cost import Evaluator, blame
 from ._finite import NoiseSite, Probe, Tick, automatic_step, measure_noise
@@ -157,37 +157,6 @@ def _disagrees(
     return gap > opts.tol * (abs(analytic) + abs(numeric)) and gap > bound
 
 
-def _localize(
-    mover: Mover,
-    v: np.ndarray,
-    g: np.ndarray,
-    t: float,
-    whole: _Along,
-    noise: float,
-    tol: float,
-) -> list[int]:
-    """Flat indices of wrong elements, by bisection of ``v``'s support."""
-    n = g.size
-    found: list[int] = []
-    threshold_noise = 4 * _policy.ERROR_SAFETY * noise / t
-
-    def significant(e: float, d: float, dn: float) -> bool:
-        return abs(e) > max(tol * (abs(d) + abs(dn)), threshold_noise)
-
-    stack = [(0, n, whole.analytic - whole.numeric, whole.analytic, whole.numeric)]
-    while stack and len(found) < _policy.LOCALIZE_MAX:
-        lo, hi, e, d, dn = stack.pop()
-        if hi - lo == 1:
-            found.append(lo)
-            continue
-        mid = (lo + hi) // 2
-        jp, jm, d_a = mover.central(v, t, g, lo, mid)
-        dn_a = (jp - jm) / (2 * t)
-        halves = ((mid, hi, e - (d_a - dn_a), d - d_a, dn - dn_a), (lo, mid, d_a - dn_a, d_a, dn_a))
-        stack.extend(h for h in halves if significant(*h[2:]))
-    return sorted(found)
-
-
 @dataclass(frozen=True)
 class _Tally:
     """One parameter's directions: those that count (kinks left out), and their verdict."""
@@ -315,7 +284,9 @@ def check_parameter(
             if t != whole.step:
                 jp, jm, d_t = mover.central(v, t, g)
                 whole = _Along(d_t, (jp - jm) / (2 * t), t, whole.status)
-            found = _localize(mover, v, g, t, whole, noise.value, opts.tol)
+            found = localize(
+                mover, Bisected(v, g, t, whole.analytic, whole.numeric), noise.value, opts.tol
+            )
             partials = {i: mover.coordinate(i) for i in found}
             confirmed = [
                 i for i in found if _disagrees(g[i], partials[i], mover, i, noise, opts, rel)
