@@ -752,3 +752,135 @@ def test_a_backward_that_raises_is_not_read_by_the_layer_order():
     report = gpt.check(model, torch.randn(6, 4, dtype=torch.float64))
     # the in-place ReLU breaks tanh's saved output: autograd raises, which is no layer's
     assert not report.passed and report.origin is None, report
+
+
+def test_a_layer_whose_output_is_not_its_activation_is_not_narrowed():
+    # dropout after layer 2's ReLU: A2 = relu(Z2) * D2 / keep, and the backward scales
+    # dA2 by the mask before the ReLU's; the mask's backward is not one gradproof knows
+    keep = 0.8
+    D2 = (np.random.default_rng(3).random(CACHE[5].shape) < keep).astype(float)
+
+    def dropped(p):
+        Z1 = p["W1"] @ X + p["b1"]
+        A1 = np.maximum(Z1, 0)
+        Z2 = p["W2"] @ A1 + p["b2"]
+        A2 = np.maximum(Z2, 0) * D2 / keep
+        Z3 = p["W3"] @ A2 + p["b3"]
+        A3 = 1 / (1 + np.exp(-Z3))
+        cost = -np.mean(Y * np.log(A3) + (1 - Y) * np.log(1 - A3))
+        return cost, (Z1, A1, p["W1"], p["b1"], Z2, A2, p["W2"], p["b2"], Z3, A3, p["W3"], p["b3"])
+
+    _, (_, A1, _, _, Z2, A2, W2, _, _, A3, W3, _) = dropped(PARAMS)
+    m = X.shape[1]
+    dZ3 = A3 - Y
+    dA2 = W3.T @ dZ3 * D2 / keep
+    dZ2 = dA2 * (Z2 > 0.5)  # the slip
+    dA1 = W2.T @ dZ2
+    dZ1 = dA1 * (A1 > 0)
+    grads = {
+        "dZ3": dZ3, "dW3": dZ3 @ A2.T / m, "db3": dZ3.sum(1, keepdims=True) / m,
+        "dA2": dA2, "dZ2": dZ2, "dW2": dZ2 @ A1.T / m, "db2": dZ2.sum(1, keepdims=True) / m,
+        "dA1": dA1, "dZ1": dZ1, "dW1": dZ1 @ X.T / m, "db1": dZ1.sum(1, keepdims=True) / m,
+    }  # fmt: skip
+    report = gp.check(dropped, PARAMS, grads)
+    assert report.origin is not None and report.origin.layer == "2"
+    assert "narrowed" not in report.origin.evidence  # (not "dA2 = W3.T @ dZ3")
+
+
+def test_a_right_function_with_a_constant_argument_is_right_on_its_own():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    Act, _, _ = _torch_catalogue(torch)
+
+    class Masked(torch.autograd.Function):  # right: no gradient for the constant mask
+        @staticmethod
+        def forward(ctx, x, mask):
+            ctx.save_for_backward(mask)
+            return x * mask
+
+        @staticmethod
+        def backward(ctx, g):
+            (mask,) = ctx.saved_tensors
+            return g * mask, None
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l0, self.act = torch.nn.Linear(4, 5), Act()
+            self.l2, self.l4 = torch.nn.Linear(5, 5), torch.nn.Linear(5, 2)
+            self.register_buffer("mask", (torch.arange(5) % 3 != 0).double())
+
+        def forward(self, x):
+            return self.l4(Masked.apply(self.l2(self.act(self.l0(x))), self.mask))
+
+    torch.manual_seed(0)
+    report = gpt.check(Net().double(), torch.randn(6, 4, dtype=torch.float64))
+    assert report.origin is not None and report.origin.layer == "act.WrongTanh", report
+    assert report.origin.inherited == ("l0.weight", "l0.bias")
+
+
+def test_a_plain_functions_own_code_is_named_as_a_functions():
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+
+    class Tanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y**2)
+
+    def f2(x, w):
+        h = Tanh.apply(x @ w)
+        return Tanh.apply(h + h.detach()).sum(1)  # the slip: half of h's gradient dropped
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    report = gpt.check(f2, x, w)
+    origin = report.origin
+    assert origin is not None, report
+    assert origin.where == "f2's own code, between the custom Functions it applies"
+    assert "forward" not in origin.where and "submodules" not in origin.where
+
+
+def test_checks_in_threads_leave_functions_and_other_threads_alone():
+    torch = pytest.importorskip("torch")
+    import threading
+
+    import gradproof.torch as gpt
+
+    Act, _, _ = _torch_catalogue(torch)
+    original = torch.autograd.Function.__dict__["apply"]
+    z = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def use():  # another thread applies the same Function while the checks run
+        while not stop.is_set():
+            seen.append(torch.equal(Act()(z), torch.tanh(z)))
+
+    def run(i):
+        torch.manual_seed(i)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 5), Act(), torch.nn.Linear(5, 2))
+        for _ in range(2):
+            report = gpt.check(model.double(), torch.randn(6, 4, dtype=torch.float64))
+            assert report.origin is not None
+
+    user = threading.Thread(target=use)
+    user.start()
+    checks = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in checks:
+        t.start()
+    for t in checks:
+        t.join()
+    stop.set()
+    user.join()
+    assert torch.autograd.Function.__dict__["apply"] is original
+    assert seen and all(seen)  # (never stopped, nor its output replaced)

@@ -164,3 +164,104 @@ def test_the_origin_of_a_rule_travels_in_json_and_matches_the_schema():
     jsonschema.validate(data, schema)
     assert data["origin"]["called"] == "softplus (custom_vjp)"
     assert gp.Report.from_dict(data).origin == report.origin
+
+
+def test_a_rule_made_anew_in_each_call_cannot_be_cut_at_and_nothing_breaks():
+    # the rule is a new object in each call (defined inside the function): the check
+    # with it replaced finds nothing to replace, and relu (a custom_jvp) runs first
+    def loss(p, X):
+        @jax.custom_vjp
+        def softplus(x):
+            return jnp.logaddexp(x, 0.0)
+
+        softplus.defvjp(lambda x: (softplus(x), x), lambda x, g: (g * jnp.exp(x),))
+        h = jax.nn.relu(X @ p["W1"])
+        return jnp.sum(softplus(h @ p["W2"]) @ p["W3"])
+
+    rng = np.random.default_rng(0)
+    p = {"W1": rng.normal(size=(3, 4)), "W2": rng.normal(size=(4, 4)), "W3": rng.normal(size=4)}
+    report = gpj.check(loss, p, rng.normal(size=(5, 3)))
+    assert not report.passed
+    assert not any(t.inherited for t in report.tensors.values())
+
+
+def test_code_between_the_rules_is_not_vouched_for_without_a_cut():
+    def host(W, x):
+        return np.asarray(x) @ np.asarray(W)
+
+    @jax.custom_vjp
+    def dense(W, x):  # a callback: JAX cannot derive it, so no cut at it
+        shape = jax.ShapeDtypeStruct((x.shape[0], W.shape[1]), W.dtype)
+        return jax.pure_callback(host, shape, W, x)
+
+    dense.defvjp(
+        lambda W, x: (dense(W, x), (W, x)), lambda res, g: (res[1].T @ g * 3, g @ res[0].T)
+    )  # dW's slip (dx is right)
+    square = _square()
+
+    def loss(p, x):
+        h = square(p["a"]) * x
+        h = h + jax.lax.stop_gradient(h)  # a second slip, in a's own path
+        return jnp.sum(jnp.tanh(dense(p["W"], h)))
+
+    rng = np.random.default_rng(1)
+    p = {"a": rng.normal(size=(4, 3)), "W": rng.normal(size=(3, 2))}
+    report = gpj.check(loss, p, rng.normal(size=(4, 3)))
+    assert not report.tensors["a"].passed and not report.tensors["a"].inherited
+    origin = report.origin
+    if origin is not None:  # dense is wrong on its own; a only may inherit it
+        assert "a" not in origin.inherited and "may inherit it" in origin.evidence
+
+
+def test_every_rule_right_on_its_own_puts_the_error_in_the_functions_own_code():
+    square, softplus = _square(), _softplus()
+
+    def loss(p, x):
+        h = softplus(x @ p["W"])
+        h = h + jax.lax.stop_gradient(h)  # the slip: half of h's gradient dropped
+        return jnp.sum(square(h) @ p["v"])
+
+    rng = np.random.default_rng(2)
+    p = {"W": rng.normal(size=(3, 4)), "v": rng.normal(size=4)}
+    report = gpj.check(loss, p, rng.normal(size=(5, 3)))
+    origin = report.origin
+    assert origin is not None and origin.where == "loss's own code, between its custom rules"
+    assert "softplus, square, each checked on its own" in origin.evidence
+    assert origin.inherited == ("W",) and report.tensors["v"].passed
+
+
+def test_checks_in_threads_leave_the_rules_and_other_threads_alone():
+    import threading
+
+    originals = jax.custom_vjp.__call__, jax.custom_jvp.__call__
+    rules = [_softplus(2.0), _softplus(3.0)]
+    x = jnp.linspace(-1.0, 1.0, 4)
+    grads: list[np.ndarray] = []
+    stop = threading.Event()
+
+    def use():  # another thread differentiates through a rule while the checks run
+        while not stop.is_set():
+            grads.append(np.asarray(jax.grad(lambda x: rules[0](x).sum())(x)))
+
+    def run(i):
+        rng = np.random.default_rng(i)
+        p = {"W1": rng.normal(size=(3, 4)), "W2": rng.normal(size=4)}
+
+        def loss(p, X):
+            return jnp.sum(rules[i](X @ p["W1"]) @ p["W2"])
+
+        for _ in range(2):
+            assert gpj.check(loss, p, rng.normal(size=(5, 3))).origin is not None
+
+    user = threading.Thread(target=use)
+    user.start()
+    checks = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in checks:
+        t.start()
+    for t in checks:
+        t.join()
+    stop.set()
+    user.join()
+    assert (jax.custom_vjp.__call__, jax.custom_jvp.__call__) == originals
+    rule = np.asarray(2.0 * jax.nn.sigmoid(x))  # the rule's (wrong) derivative, every time
+    assert grads and all(np.allclose(g, rule) for g in grads)

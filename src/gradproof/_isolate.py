@@ -64,7 +64,8 @@ class Parts(Protocol):
         ...
 
     def called(self, name: str) -> str:
-        """``name`` as a sentence names it ("layer 2", "module encoder.mix", "softplus")."""
+        """``name`` as a sentence names it ("layer 2", "module encoder.mix", "softplus";
+        the model itself, ``""``: "Block.forward", "loss")."""
         ...
 
     def apart(self, name: str) -> str:
@@ -79,7 +80,7 @@ class Parts(Protocol):
 
     def unchecked(self, name: str) -> str | None:
         """The code ``name`` runs besides its parts, which no check covers, in words
-        ("Block.forward's own code between its submodules"; ``None``: none)."""
+        ("Block.forward's own code, between its submodules"; ``None``: none)."""
         ...
 
 
@@ -122,13 +123,14 @@ def _between_parts(
         return None  # (no code of its own to be in: a plain sequence)
     if any(search.wrong(p) is not False for p in own):
         return None
-    kind = parts.kind("")
     right = _right(report)
     names = ", ".join(reversed(own))
     verb = "is" if len(own) == 1 else "are"
     evidence = f"{names}, each checked on its own at the inputs it received, {verb} right"
-    where = f"{kind}.forward's own code, between its submodules"
-    return Origin(f"{kind}.forward", (), tuple(failing), tuple(right), where, evidence)
+    where, label = parts.unchecked(""), parts.called("")
+    assert where is not None  # (as checked above)
+    name = "" if label == called(label) else label
+    return Origin(label, (), tuple(failing), tuple(right), where, evidence, name)
 
 
 class _Search:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _policy
+from ._intercept import Handler, intercepted
 from ._isolate import Isolation
 from ._isolate import locate as _locate
 from ._report import Report
@@ -70,7 +71,9 @@ def locate(
     rules = _record(jax, subject.fn, subject.params, subject.args)
     if not rules:
         return nothing
-    return _locate(_Rules(jax, rules, subject.named, check, whole), report)
+    function = getattr(subject.fn, "__name__", "") or "the function"
+    parts = _Rules(jax, rules, subject.named, (check, whole), function)
+    return _locate(parts, report)
 
 
 def _classes(jax: Any) -> dict[str, Any]:
@@ -83,18 +86,18 @@ def _record(jax: Any, fn: Callable[..., Any], params: Any, args: tuple[Any, ...]
     found: dict[int, _Rule] = {}
     ticks = [0, 0]  # (the clock, how deep inside a rule's call the run is)
 
-    def recording(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        def call(self: Any, *a: Any, **kw: Any) -> Any:
+    def recording(kind: str) -> Handler:
+        def call(rule_fn: Any, proceed: Callable[..., Any], a: tuple[Any, ...], kw: Any) -> Any:
             if ticks[1]:
-                return original(self, *a, **kw)
-            rule = found.setdefault(id(self), _Rule(self, kind, start=ticks[0]))
+                return proceed(*a, **kw)
+            rule = found.setdefault(id(rule_fn), _Rule(rule_fn, kind, start=ticks[0]))
             rule.times += 1
             if rule.times <= _policy.ISOLATION_CALLS:
                 rule.calls.append((a, kw))
             ticks[0] += 1
             ticks[1] += 1
             try:
-                return original(self, *a, **kw)
+                return proceed(*a, **kw)
             finally:
                 ticks[1] -= 1
                 rule.end = ticks[0]
@@ -103,27 +106,23 @@ def _record(jax: Any, fn: Callable[..., Any], params: Any, args: tuple[Any, ...]
         return call
 
     try:
-        with _patched(jax, recording), jax.disable_jit():
+        with _routed(jax, recording), jax.disable_jit():
             fn(params, *args)
     except Exception:  # the check itself has said what the function raised
         return []
-    rules = [r for r in found.values() if r.times <= _policy.ISOLATION_CALLS]
-    return sorted(rules, key=lambda r: r.start)
+    # (a rule called more often is kept, and not checked on its own: no verdict of its
+    # own, so nothing is said to be right for want of looking at it)
+    return sorted(found.values(), key=lambda r: r.start)
 
 
 @contextlib.contextmanager
-def _patched(
-    jax: Any, wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]]
-) -> Iterator[None]:
-    """``custom_vjp`` and ``custom_jvp`` calls routed through ``wrap(kind, original)``."""
-    originals = {kind: cls.__call__ for kind, cls in _classes(jax).items()}
-    try:
+def _routed(jax: Any, handler: Callable[[str], Handler]) -> Iterator[None]:
+    """``custom_vjp`` and ``custom_jvp`` calls in this thread routed through
+    ``handler(kind)`` (other threads' calls are left alone)."""
+    with contextlib.ExitStack() as stack:
         for kind, cls in _classes(jax).items():
-            cls.__call__ = wrap(kind, originals[kind])
+            stack.enter_context(intercepted(cls, "__call__", handler(kind)))
         yield
-    finally:
-        for kind, cls in _classes(jax).items():
-            cls.__call__ = originals[kind]
 
 
 def _leaves(jax: Any, tree: Any) -> list[Any]:
@@ -138,10 +137,11 @@ class _Rules:
         jax: Any,
         rules: list[_Rule],
         named: dict[str, Any],
-        check: Check,
-        whole: Callable[[], Report],
+        checks: tuple[Check, Callable[[], Report]],
+        function: str,
     ):
-        self.jax, self.check, self.whole = jax, check, whole
+        self.jax, self.function = jax, function
+        self.check, self.whole = checks  # (a rule on its own; the function again)
         self.rules: dict[str, _Rule] = {}
         for rule in rules:
             base = getattr(rule.function, "__name__", None) or rule.kind
@@ -160,7 +160,7 @@ class _Rules:
         """The rule checked at each call, on its differentiable arguments (the others,
         and keyword arguments, held fixed)."""
         rule = self.rules[name]
-        if not rule.calls:
+        if not rule.calls or rule.times > _policy.ISOLATION_CALLS:
             return None
         reports = []
         for args, kwargs in rule.calls:
@@ -179,23 +179,25 @@ class _Rules:
         entry = self.rules[name].function
         replaced = [0]
 
-        def replacing(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
-            def call(self: Any, *a: Any, **kw: Any) -> Any:
-                if self is not entry:
-                    return original(self, *a, **kw)
+        def replacing(kind: str) -> Handler:
+            def call(rule_fn: Any, proceed: Callable[..., Any], a: tuple[Any, ...], kw: Any) -> Any:
+                if rule_fn is not entry:
+                    return proceed(*a, **kw)
                 replaced[0] += 1
-                return self.fun(*a, **kw)
+                return rule_fn.fun(*a, **kw)
 
             return call
 
         try:
-            with _patched(self.jax, replacing), self.jax.disable_jit():
+            with _routed(self.jax, replacing), self.jax.disable_jit():
                 report = self.whole()
         except Exception:  # (its primal cannot be differentiated: no cut to go by)
             return None
         return [report] if replaced[0] else None
 
     def upstream(self, name: str, of: str) -> bool:
+        if name not in self.rules or of not in self.rules:
+            return False  # (the function's own code runs around every rule)
         return self.rules[name].end < self.rules[of].start
 
     def owner(self, parameter: str) -> str | None:
@@ -221,7 +223,7 @@ class _Rules:
         return self.rules[name].kind if name else "function"
 
     def called(self, name: str) -> str:
-        return name
+        return name or self.function
 
     def apart(self, name: str) -> str:
         return f"the function with {name}'s rule replaced by JAX's derivative of {name}"
@@ -230,7 +232,11 @@ class _Rules:
         return None  # (code around the rules is JAX's to derive; the cut checks it)
 
     def unchecked(self, name: str) -> str | None:
-        return None
+        if name:
+            return None  # (a rule's own code is what its check covers)
+        # JAX derives the rest, but what it is told to derive may be the slip itself: a
+        # stop_gradient, a callback, a value cast to an integer
+        return f"{self.function}'s own code, between its custom rules"
 
 
 def _alone(

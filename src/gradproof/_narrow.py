@@ -105,6 +105,8 @@ def _lines(
     dA = d.get(f"dA{k}")
     if found is None or dA is None or dA.shape != A.shape:
         return None
+    if _activation(below) is None:
+        return None  # (A is not g(Z): a dropout mask, a scale; its backward is not known)
     dZ_above, vouched = found
     expected = W.T @ dZ_above
     if not _equal(dA, expected):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _policy
+from .._intercept import intercepted
 from .._isolate import Isolation
 from .._isolate import locate as _locate
 from .._origin import called
@@ -63,8 +64,8 @@ def locate(
     calls = _record(torch, copied, inputs)
     if calls is None:
         return nothing
-    if getattr(copied, "function", False) is True and len(calls.end) < 2:
-        return nothing  # (a function applying one custom Function: its check is that one's)
+    if getattr(copied, "function", False) is True and sum(calls.times.values()) < 2:
+        return nothing  # (a function applying one custom Function once: its check is that one's)
     wide = tuple(_widened(torch, x) for x in inputs)
     parts = _Submodules(torch, dict(copied.named_modules()), calls, check, (copied, wide, loss))
     return _locate(parts, report)
@@ -80,13 +81,12 @@ def _record(torch: Any, model: Any, inputs: tuple[Any, ...]) -> _Calls | None:
                 module.register_forward_pre_hook(recorder.before(name), with_kwargs=True)
             )
             handles.append(module.register_forward_hook(recorder.after(name)))
-    wide = [
-        x.detach().to(torch.float64) if torch.is_tensor(x) and x.is_floating_point() else x
-        for x in inputs
-    ]
+    # (with grad: what each part receives requires grad where it depends on what the
+    # check differentiates, and is checked with respect to it; a buffer, a constant or a
+    # detached value is held fixed, as the model's own backward holds it)
+    wide = [_widened(torch, x) for x in inputs]
     try:
         with (
-            torch.no_grad(),
             torch.random.fork_rng(devices=_devices(torch, wide)),
             _functions_seen(torch, recorder),
         ):
@@ -158,28 +158,22 @@ class _Recorder:
         return name
 
 
-@contextlib.contextmanager
-def _functions_seen(torch: Any, recorder: _Recorder) -> Iterator[None]:
-    """Every ``autograd.Function.apply`` call told to the recorder as it begins (which
-    names its part, or not) and as it ends."""
-    original = torch.autograd.Function.__dict__["apply"]
+def _functions_seen(torch: Any, recorder: _Recorder) -> contextlib.AbstractContextManager[None]:
+    """Every ``autograd.Function.apply`` call in this thread told to the recorder as it
+    begins (which names its part, or not) and as it ends."""
     calls = recorder.calls
 
-    def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+    def apply(cls: type, proceed: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         name = recorder.applied(cls, args, kwargs)
         calls.inside += 1
         try:
-            return original.__func__(cls, *args, **kwargs)
+            return proceed(*args, **kwargs)
         finally:
             calls.inside -= 1
             if name is not None:
                 recorder.ended(name)
 
-    torch.autograd.Function.apply = classmethod(apply)
-    try:
-        yield
-    finally:
-        torch.autograd.Function.apply = original
+    return intercepted(torch.autograd.Function, "apply", apply)
 
 
 @contextlib.contextmanager
@@ -193,7 +187,8 @@ def _tapped(
 ) -> Iterator[None]:
     """Part ``name`` of ``model`` tapped while the block runs: ``before(args, kwargs)``
     as it is called, and its output replaced by ``after(output)`` (where not ``None``).
-    A submodule by its hooks; a custom Function (``function``) by its class's ``apply``."""
+    A submodule by its hooks; a custom Function (``function``) by ``apply``, in this
+    thread only."""
     if function is None:
         target = model.get_submodule(name)
         handles = []
@@ -211,26 +206,18 @@ def _tapped(
             for handle in handles:
                 handle.remove()
         return
-    own = function.__dict__.get("apply")
-    inherited = torch.autograd.Function.__dict__["apply"]
 
-    def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+    def apply(cls: type, proceed: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         if cls is not function:
-            return inherited.__func__(cls, *args, **kwargs)
+            return proceed(*args, **kwargs)
         if before is not None:
             before(args, kwargs)
-        out = inherited.__func__(cls, *args, **kwargs)
+        out = proceed(*args, **kwargs)
         replaced = after(out) if after is not None else None
         return out if replaced is None else replaced
 
-    function.apply = classmethod(apply)  # type: ignore[attr-defined]
-    try:
+    with intercepted(torch.autograd.Function, "apply", apply):
         yield
-    finally:
-        if own is None:
-            del function.apply  # type: ignore[attr-defined]
-        else:
-            function.apply = own  # type: ignore[attr-defined]
 
 
 class _Stop(Exception):
@@ -339,11 +326,12 @@ def _devices(torch: Any, inputs: list[Any]) -> list[int]:
 
 
 def _kept(torch: Any, x: Any) -> Any:
-    """A submodule's input as its own check takes it: a float tensor requires grad."""
+    """A part's input as its own check takes it: a copy, requiring grad where it did in
+    the recorded forward (it depends on the model's parameters or differentiated inputs)."""
     if not torch.is_tensor(x):
         return x
-    x = x.detach().clone()
-    return x.requires_grad_(True) if x.is_floating_point() or x.is_complex() else x
+    differentiated = x.requires_grad and (x.is_floating_point() or x.is_complex())
+    return x.detach().clone().requires_grad_(differentiated)
 
 
 class _Submodules:
@@ -474,6 +462,9 @@ class _Submodules:
         return type(self.modules[name]).__name__
 
     def called(self, name: str) -> str:
+        if not name:
+            function = getattr(self.model, "function", False) is True
+            return self.kind("") if function else f"{self.kind('')}.forward"
         if name in self.calls.functions:
             parent, _, cls = name.rpartition(".")
             return f"{cls} in {called(parent)}" if parent else cls
@@ -493,4 +484,6 @@ class _Submodules:
             return None  # a container that never runs itself (a ModuleList)
         if type(self.modules[name]).forward is self.torch.nn.Sequential.forward:
             return None  # it only chains its submodules
-        return f"{self.kind(name)}.forward's own code between its submodules"
+        if not name and getattr(self.model, "function", False) is True:
+            return f"{self.kind('')}'s own code, between the custom Functions it applies"
+        return f"{self.kind(name)}.forward's own code, between its submodules"
