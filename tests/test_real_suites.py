@@ -47,7 +47,7 @@ def test_tolerances_as_dicts_keyed_by_dtype_are_accepted(jax_modules):
 
 
 def test_a_tolerance_dict_is_read_at_the_outputs_dtype():
-    from gradproof.jax import _tolerance
+    from gradproof.jax._dropin import tolerance as _tolerance
 
     dtypes = [np.dtype("float32")]
     assert _tolerance({np.float32: 1e-2, np.float64: 1e-5}, dtypes) == 1e-2

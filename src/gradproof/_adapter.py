@@ -9,6 +9,7 @@ evaluation of many perturbed copies at once (vmap).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -124,9 +125,19 @@ def _raised(params: dict[str, np.ndarray], opts: Options, raised: DerivativeRais
 MODES = ("rev", "fwd")
 
 
+class Derivative(str, enum.Enum):
+    """The derivative a checker checks: ``REV``, reverse mode (the gradient, VJPs);
+    ``FWD``, forward mode (JVPs); ``ORDER``, one order up: the gradient of
+    ``x -> <grad g(x), w>``, ``g`` the objective one order lower. Its values are the
+    ``modes`` a caller names (``"rev"``, ``"fwd"``)."""
+
+    REV = "rev"
+    FWD = "fwd"
+    ORDER = "order"
+
+
 class Checker(Adapter, Protocol):
-    """An adapter for one output and one kind of derivative ("rev", "fwd", or "order" at a
-    depth of 2 or more: the gradient of ``x -> <grad g(x), w>``, ``g`` one order lower)."""
+    """An adapter for one output and one `Derivative` (``ORDER`` at a depth of 2 or more)."""
 
     # The outputs checked, each in turn: [None] for a single one, else their positions
     # among the function's array outputs.
@@ -149,7 +160,7 @@ def check_all(
     (``None`` for a single output) and one kind of derivative (``depth``: the order
     of an ``"order"`` check). ``dropin``: a drop-in's check (see `run`).
     """
-    first = make(None, "rev")
+    first = make(None, Derivative.REV)
     outputs = first.output_indices
     parts, extra = [], []
     for output in outputs:
@@ -157,9 +168,9 @@ def check_all(
         analytic: dict[str, dict[str, np.ndarray]] = {}
         mode_reports: list[Report] = []
         left_out: dict[str, np.ndarray] = {}
-        for kind in modes:
+        for kind in map(Derivative, modes):
             # the first checker serves the first check, when it is the same one
-            reuse = output is None and kind == "rev"
+            reuse = output is None and kind is Derivative.REV
             checker = first if reuse else make(output, kind)
             report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
             analytic[kind] = checker.last_analytic
@@ -167,7 +178,10 @@ def check_all(
             for name, mask in (getattr(checker, "left_out", None) or {}).items():
                 left_out[name] = left_out.get(name, False) | mask
             parts.append(
-                (" ".join(x for x in (where, "[fwd]" if kind == "fwd" else "") if x), report)
+                (
+                    " ".join(x for x in (where, "[fwd]" if kind is Derivative.FWD else "") if x),
+                    report,
+                )
             )
         if len(analytic) == 2 and all(analytic.values()):  # (a mode that raised has none)
             floors = _roundoff_gradients(checker)
@@ -182,7 +196,7 @@ def check_all(
             )
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
-            parts.append((label, run(make(output, "order", depth), opts, dropin)))
+            parts.append((label, run(make(output, Derivative.ORDER, depth), opts, dropin)))
     return combine(parts, extra)
 
 

@@ -400,7 +400,7 @@ GRID_BITS = 24
 # Two factors within this share of each other are one.
 FACTOR_AGREEMENT = 0.05
 
-# --- Where an error enters, checked (`torch._origin`, `_jax_origin`).
+# --- Where an error enters, checked (`torch._origin`, `jax._origin`).
 # A part (a submodule, a custom Function, a JAX custom rule) called more often than this
 # in one forward pass is not checked on its own.
 ISOLATION_CALLS = 4

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _adapter, _policy
+from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
 from ._checker import Checker
@@ -139,7 +140,7 @@ def check_all(
 
         call = Call(fn, inputs, loss, opts.seed, weights, rng, dropin)
 
-        def make(output: int | None, kind: str, depth: int = 1) -> Checker:
+        def make(output: int | None, kind: Derivative, depth: int = 1) -> Checker:
             return Checker(torch, call, output, kind, depth)
 
         return _adapter.check_all(

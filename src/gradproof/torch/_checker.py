@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import _adapter, _policy
-from .._adapter import BATCH_ELEMENTS
+from .._adapter import BATCH_ELEMENTS, Derivative
 from .._errors import DerivativeRaised, GradientSpecError
 from ._batching import PROBE_ROWS, TORCH_ERRORS, SlowerBatched, cannot_batch, out_of_memory
 from ._intake import Call, float64_copy, nothing_to_check, private_copy, projection
@@ -23,7 +23,12 @@ class Checker:
     """The float64 copies, the cost over NumPy arrays, autograd's gradient, and vmap."""
 
     def __init__(
-        self, torch: Any, call: Call, output: int | None = None, kind: str = "rev", depth: int = 1
+        self,
+        torch: Any,
+        call: Call,
+        output: int | None = None,
+        kind: Derivative = Derivative.REV,
+        depth: int = 1,
     ):
         fn, inputs, loss, seed = call.fn, call.inputs, call.loss, call.seed
         weights, rng, dropin = call.weights, call.rng, call.dropin
@@ -31,10 +36,10 @@ class Checker:
         self.fn = fn
         self.loss = loss
         self.output = output  # which output of a tuple is checked
-        # "rev", "fwd" or "order": which derivative is the analytic side; an "order" check
-        # at depth k differentiates x -> <grad g(x), w>, g the objective of depth k - 1
+        # which derivative is the analytic side; an ORDER check at depth k differentiates
+        # x -> <grad g(x), w>, g the objective of depth k - 1
         self.kind = kind
-        self.depth = depth if kind == "order" else 1
+        self.depth = depth if kind is Derivative.ORDER else 1
         self.weights = weights  # output cotangents (grad_outputs) instead of random ones
         self.last_analytic: dict[str, np.ndarray] = {}
         self.magnitude = 0.0  # order >= 2: the size of the terms of <grad g, w> (by analytic)
@@ -268,13 +273,13 @@ class Checker:
         probed = self._probed_gradient()
         if probed is not None:
             result = probed
-        elif self.kind == "fwd":
+        elif self.kind is Derivative.FWD:
             with self._derivative():
                 result = self._forward_mode()
         else:
             self.replay()
             tensors = self._tensors(self.params, grad=True)
-            if self.kind == "order":
+            if self.kind is Derivative.ORDER:
                 with self._derivative("the backward"):  # the lower derivatives, made twice
                     cost = self._level(tensors, self.depth, create_graph=True)
             else:
@@ -298,7 +303,7 @@ class Checker:
         probe = self.probe
         if probe is None or probe.gradient is None or probe.outputs != [self.output or 0]:
             return None
-        if self.kind != "rev" or self.loss is not None or self.layouts:
+        if self.kind is not Derivative.REV or self.loss is not None or self.layouts:
             return None
         tensors = [t for t in self.buffers.values() if t.is_floating_point() or t.is_complex()]
         if any(t.dtype != self.torch.float64 for t in tensors):
@@ -312,9 +317,9 @@ class Checker:
         what = (
             what
             or {
-                "rev": "the backward",
-                "fwd": "forward-mode AD (the jvp)",
-                "order": "the double backward" if self.depth == 2 else "a higher backward",
+                Derivative.REV: "the backward",
+                Derivative.FWD: "forward-mode AD (the jvp)",
+                Derivative.ORDER: "the double backward" if self.depth == 2 else "a higher backward",
             }[self.kind]
         )
         try:
@@ -332,7 +337,7 @@ class Checker:
                     "a higher backward": f": check it with order={self.depth - 1}",
                 }[what]
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                if self.probe is not None and self.kind == "fwd":
+                if self.probe is not None and self.kind is Derivative.FWD:
                     # as torch's gradcheck raises it, in the drop-in's own terms
                     raise NotImplementedError(
                         f"{what} is not implemented for this function ({first}): "
@@ -455,7 +460,7 @@ class Checker:
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         started = time.perf_counter()
         self.replay()
-        if self.kind == "order":
+        if self.kind is Derivative.ORDER:
             tensors = self._tensors(arrays, grad=True)
             value = float(self._level(tensors, self.depth, create_graph=False))
             self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
@@ -471,7 +476,11 @@ class Checker:
         Falls back to one by one, for the rest of the check, when vmap cannot
         batch the cost or when batching turns out slower than one by one.
         """
-        if self.vmap_failed is None and self.vmap_slower is None and self.kind != "order":
+        if (
+            self.vmap_failed is None
+            and self.vmap_slower is None
+            and self.kind is not Derivative.ORDER
+        ):
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
             except SlowerBatched as slower:

@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _policy
-from ._intercept import Handler, intercepted
-from ._isolate import Isolation
-from ._isolate import locate as _locate
-from ._report import Report
+from .. import _policy
+from .._intercept import Handler, intercepted
+from .._isolate import Isolation
+from .._isolate import locate as _locate
+from .._report import Report
 
 
 @dataclass
@@ -251,7 +251,7 @@ def _alone(
         leaves = _leaves(jax, arg)
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             return None
-        if i not in fixed and leaves and all(_inexact(jax, x) for x in leaves):
+        if i not in fixed and leaves and all(inexact(jax, x) for x in leaves):
             free[names[i]] = arg
     if not free:
         return None
@@ -267,7 +267,7 @@ def _alone(
     return alone, free
 
 
-def _inexact(jax: Any, x: Any) -> bool:
+def inexact(jax: Any, x: Any) -> bool:
     return bool(jax.numpy.issubdtype(x.dtype, jax.numpy.inexact))
 
 

@@ -1,0 +1,131 @@
+"""`gradproof.jax.check`: every requested check of one function, the programs its checkers
+share, and where its error enters (`_origin`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _adapter, _policy
+from .._adapter import Derivative
+from .._options import Options, user_options
+from .._report import Report
+from ._checker import Checker, Shared
+from ._intake import JAX_CONVENTION, checking, float64_leaf, key_name, load_jax
+
+
+def check(
+    fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    **check_options: Any,
+) -> Report:
+    """Check what JAX computes for ``fn(params, *args)`` against finite differences.
+
+    Args:
+        fn: ``fn(params, *args)`` returning the cost. A non-scalar output ``y``
+            is reduced to ``sum(y * r)`` with a fixed random ``r`` (seeded by
+            ``seed``), which checks the backward pass for that cotangent; a
+            tuple of outputs is checked one output at a time, each named.
+        params: a pytree of arrays; leaves are named by path (``"layers.0.W"``).
+        args: further arguments for ``fn``, held fixed.
+        modes: ``"rev"`` checks ``jax.grad`` (VJPs, ``custom_vjp``); ``"fwd"``
+            checks forward mode (``jax.jvp``, ``custom_jvp``); both also
+            compare the two modes with each other.
+        order: 2 checks second derivatives too (``jax.grad`` of the
+            gradient against finite differences of the gradient), named
+            ``"W [order 2]"``.
+        check_options: as for [`gradproof.check`][gradproof.check].
+
+    Returns:
+        A [`gradproof.Report`][gradproof.Report], by leaf name.
+    """
+    jax, _ = load_jax()
+    modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
+    opts = user_options("gradproof.jax.check", **check_options)
+    with checking(jax):
+        report = check_all(jax, fn, params, args, opts, modes, order)
+        if not report.passed:
+            whole = functools.partial(check_all, jax, fn, params, args, modes=modes, order=order)
+            report = _isolated(jax, (fn, params, args), whole, opts, report)
+    return report
+
+
+def _isolated(
+    jax: Any,
+    call: tuple[Any, Any, tuple[Any, ...]],
+    whole: Callable[..., Report],
+    opts: Options,
+    report: Report,
+) -> Report:
+    """``report`` with where its error enters, where the function's custom rules, each
+    checked on its own at the arguments it received, show it (``Report.origin``)."""
+    from .. import _trace
+    from . import _origin as _jax_origin
+
+    alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
+
+    def check_alone(rule: Callable[[Any], Any], values: Any) -> Report:
+        size = sum(np.size(x) for x in jax.tree_util.tree_leaves(values))
+        mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
+        return check_all(jax, lambda p: rule(p), values, (), alone.with_mode(mode), ("rev",), 1)
+
+    def again() -> Report:  # (as closely as the function's own check looked)
+        mode: _policy.Mode = "full" if report.mode == "full" else "directional"
+        return whole(opts=alone.with_mode(mode))
+
+    started = time.perf_counter()
+    fn, params, args = call
+    point = jax.tree_util.tree_map(float64_leaf, params)
+    paths, _ = jax.tree_util.tree_flatten_with_path(point)
+    named = {".".join(key_name(k) for k in path) or "theta": leaf for path, leaf in paths}
+    subject = _jax_origin.Subject(fn, point, args, named)
+    found = _jax_origin.locate(jax, subject, report, check_alone, again)
+    policy = {**report.policy, "isolation": found.record()}
+    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
+    origin, tensors = found.origin, report.tensors
+    if origin is not None:
+        origin, tensors = _trace.traced(tensors, origin)
+    return dataclasses.replace(
+        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
+    )
+
+
+def check_all(
+    jax, fn, params, args, opts, modes, order, native=False, dropin=False, shared=None
+) -> Report:
+    """Every requested check (outputs × modes × orders) of one function, as one report.
+
+    ``native``: the function runs in its arguments' own precision (the caller's JAX
+    configuration), not on float64 copies. ``dropin``: ``check_grads``' semantics for
+    outputs that are nan or infinite at the check point (left out, as nan matches nan).
+    ``shared``: programs and values from an earlier check of the same function.
+    """
+    forward_only = tuple(modes) == ("fwd",)
+    shared = Shared(tuple(modes), order) if shared is None else shared
+    shared.batching = opts.mode in ("full", "sample")
+
+    def make(output: int | None, kind: Derivative, depth: int = 1) -> Checker:
+        return Checker(
+            jax,
+            fn,
+            params,
+            args,
+            opts.seed,
+            output,
+            kind,
+            depth,
+            native,
+            forward_only,
+            dropin,
+            shared,
+        )
+
+    return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
