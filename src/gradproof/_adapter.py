@@ -53,7 +53,7 @@ class Adapter(Protocol):
     def notes(self) -> list[str]: ...
 
 
-def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
+def check_one(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
     """Check the adapter's gradient; its notes (set while it ran) lead the warnings.
 
     A derivative the framework raised on is this check's finding: every
@@ -76,7 +76,7 @@ def run(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         trace_origin=getattr(adapter, "kind", "rev") == "rev"
         and getattr(adapter, "trace_origin", True),
     )
-    report = _check.run(adapter.cost, adapter.params, analytic, opts, front)
+    report = _check.check_with(adapter.cost, adapter.params, analytic, opts, front)
     notes = adapter.notes()
     # how the evaluations ran, for the record (a front-end's own keys in policy)
     record: dict[str, Any] = getattr(adapter, "record", dict)()
@@ -158,7 +158,7 @@ def check_all(
 
     ``make(output, kind, depth)`` builds the checker for one output of a tuple
     (``None`` for a single output) and one kind of derivative (``depth``: the order
-    of an ``"order"`` check). ``dropin``: a drop-in's check (see `run`).
+    of an ``"order"`` check). ``dropin``: a drop-in's check (see `check_one`).
     """
     first = make(None, Derivative.REV)
     outputs = first.output_indices
@@ -172,7 +172,9 @@ def check_all(
             # the first checker serves the first check, when it is the same one
             reuse = output is None and kind is Derivative.REV
             checker = first if reuse else make(output, kind)
-            report = conjugation(run(checker, opts, dropin), sorted(checker.complex), convention)
+            report = conjugation(
+                check_one(checker, opts, dropin), sorted(checker.complex), convention
+            )
             analytic[kind] = checker.last_analytic
             mode_reports.append(report)
             for name, mask in (getattr(checker, "left_out", None) or {}).items():
@@ -196,7 +198,7 @@ def check_all(
             )
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
-            parts.append((label, run(make(output, Derivative.ORDER, depth), opts, dropin)))
+            parts.append((label, check_one(make(output, Derivative.ORDER, depth), opts, dropin)))
     return combine(parts, extra)
 
 

@@ -1,6 +1,6 @@
 """The gradient check, top to bottom: options, a private working copy, the mode, the verdict.
 
-``check`` → `_options.options` → `run` (the analytic gradient,
+``check`` → `_options.options` → `check_with` (the analytic gradient,
 the check point) → `_full.run` or `_directional.run` (an
 `_records.Outcome`) → `_verdict` → [`_report.Report`][gradproof.Report].
 ``numerical_gradient`` and ``derivative`` share the same setup.
@@ -125,7 +125,7 @@ def check(
         executor=executor,
         progress=progress,
     )
-    return run(cost, params, grads, opts)
+    return check_with(cost, params, grads, opts)
 
 
 @_suggesting
@@ -162,7 +162,7 @@ def assert_gradients(
         executor=executor,
         progress=progress,
     )
-    report = run(cost, params, grads, opts)
+    report = check_with(cost, params, grads, opts)
     if not report.passed:
         raise GradientError(report)
     return report
@@ -254,7 +254,7 @@ class _CheckPoint:
 
 @dataclass(frozen=True)
 class FrontEnd:
-    """What a front-end (a framework's adapter, ``gradproof.nn``) tells `run` beyond
+    """What a front-end (a framework's adapter, ``gradproof.nn``) tells `check_with` beyond
     `check`'s arguments; the defaults are `check`'s own.
 
     ``batched`` evaluates chunks of a full check at once (a framework's vmap).
@@ -281,7 +281,9 @@ class FrontEnd:
     trace_origin: bool = True
 
 
-def run(cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = FrontEnd()) -> Report:
+def check_with(
+    cost: Cost, params: Any, grads: Any, opts: Options, front: FrontEnd = FrontEnd()
+) -> Report:
     """[`check`][gradproof.check] with validated options, and what a front-end adds."""
     batched, left_out = front.batched, front.left_out
     leaves = _tree.parse(params)

@@ -33,11 +33,11 @@ def _run(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from ._demo import run
+        from ._demo import tell
 
-        return run(sys.stdout)
+        return tell(sys.stdout)
     if args.command == "check":
-        from ._cli_check import run as run_check
+        from ._cli_check import command as run_check
 
         return run_check(args)
     parser.print_help()

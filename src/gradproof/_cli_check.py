@@ -354,7 +354,7 @@ def _show(report: Any, color: bool | None, json_out: bool = False) -> None:
         stdout_to_devnull()
 
 
-def run(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     from ._check import check
 
     try:

@@ -36,7 +36,7 @@ def _section(out: TextIO, title: str) -> None:
     out.write(f"\n== {title}\n")
 
 
-def run(out: TextIO) -> int:
+def tell(out: TextIO) -> int:
     started = time.perf_counter()
     w = out.write
     w("gradproof demo: proving backpropagation right, or showing where it is wrong\n")

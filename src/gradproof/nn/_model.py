@@ -99,7 +99,7 @@ class Sequential:
         try:
             # where an error enters is found from the layers checked on their own
             front = _check.FrontEnd(trace_origin=False)
-            report = _check.run(cost, original, grads, opts, front)
+            report = _check.check_with(cost, original, grads, opts, front)
             if report.passed:
                 return report
             self.load(original)  # (the layers run at the point itself, not a working copy)
