@@ -68,7 +68,7 @@ def automatic_step(x: float) -> float:
     return float(steps.h[0])
 
 
-def sweep(
+def cost_values(
     evaluate: Evaluator,
     flat: np.ndarray,
     values: Sequence[Sequence[float | complex]],

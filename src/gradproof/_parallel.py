@@ -27,7 +27,7 @@ import numpy as np
 from . import _tree
 from ._cost import CostFailed, Evaluator, RngState
 from ._errors import GradientSpecError, WorkerError
-from ._finite import sweep
+from ._finite import cost_values
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def run_chunk(
     flat = arrays[leaf].reshape(-1)
     before = evaluate.count
     try:
-        js = sweep(evaluate, flat, values, coords, None)
+        js = cost_values(evaluate, flat, values, coords, None)
     except CostFailed as exc:
         # the sweep calls the cost bare: the cause is the cost's own exception
         failed = CostFailed(exc.index, exc.point, _portable(exc.cause))

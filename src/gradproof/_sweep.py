@@ -18,7 +18,7 @@ from . import _policy
 from ._compare import Partials, Prober
 from ._cost import CostFailed, Evaluator, blame
 from ._errors import CostError, GradientSpecError
-from ._finite import Probe, Steps, Tick, make_steps, probe, sweep
+from ._finite import Probe, Steps, Tick, cost_values, make_steps, probe
 from ._options import Options
 from ._parallel import Chunk, ChunkResult, Workers
 from ._policy import Scheme, offset_label
@@ -161,7 +161,7 @@ def sweep_leaves(
         for chunk in chunks(CHUNK):
             flat = plans[chunk.leaf][1]
             try:
-                store(chunk, sweep(evaluate, flat, chunk.values, chunk.coords, tick, stride))
+                store(chunk, cost_values(evaluate, flat, chunk.values, chunk.coords, tick, stride))
             except CostFailed as exc:
                 raise _located(exc, plans[chunk.leaf][0], scheme) from exc.cause
     else:
@@ -217,7 +217,7 @@ def _finish(
                 h[j] = min(h[j], theta / 2)
             points = [p.tolist() for p in scheme.points(steps.theta[j : j + 1], h[j : j + 1])]
             try:
-                got = sweep(evaluate, flat, points, [i])
+                got = cost_values(evaluate, flat, points, [i])
             except CostFailed as exc:
                 raise _located(exc, leaf, scheme) from exc.cause
             for k, v in enumerate(got):
