@@ -265,3 +265,25 @@ def test_checks_in_threads_leave_the_rules_and_other_threads_alone():
     assert (jax.custom_vjp.__call__, jax.custom_jvp.__call__) == originals
     rule = np.asarray(2.0 * jax.nn.sigmoid(x))  # the rule's (wrong) derivative, every time
     assert grads and all(np.allclose(g, rule) for g in grads)
+
+
+def test_a_rule_handed_an_argument_the_check_holds_fixed_holds_it_fixed_too():
+    # masked's rule gives no cotangent for its mask (data, passed to the check in args):
+    # checked on its own with the mask held fixed it is right, and the wrong softplus
+    # upstream is still where the error enters
+    @jax.custom_vjp
+    def masked(x, mask):
+        return x * mask
+
+    masked.defvjp(lambda x, m: (x * m, m), lambda m, g: (g * m, jnp.zeros_like(m)))
+    softplus = _softplus(2.0)
+
+    def loss(p, X, mask):
+        return jnp.sum(masked(softplus(X @ p["W1"]) @ p["W2"], mask) @ p["v"])
+
+    rng = np.random.default_rng(0)
+    p = {"W1": rng.normal(size=(3, 4)), "W2": rng.normal(size=(4, 4)), "v": rng.normal(size=4)}
+    mask = (np.arange(4) % 2).astype(float)
+    report = gpj.check(loss, p, rng.normal(size=(5, 3)), mask)
+    assert report.origin is not None and report.origin.called == "softplus (custom_vjp)"
+    assert report.origin.inherited == ("W1",)

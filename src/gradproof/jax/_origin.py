@@ -71,8 +71,7 @@ def locate(
     rules = _record(jax, subject.fn, subject.params, subject.args)
     if not rules:
         return nothing
-    function = getattr(subject.fn, "__name__", "") or "the function"
-    parts = _Rules(jax, rules, subject.named, (check, whole), function)
+    parts = _Rules(jax, rules, subject, (check, whole))
     return _locate(parts, report)
 
 
@@ -136,12 +135,14 @@ class _Rules:
         self,
         jax: Any,
         rules: list[_Rule],
-        named: dict[str, Any],
+        subject: Subject,
         checks: tuple[Check, Callable[[], Report]],
-        function: str,
     ):
-        self.jax, self.function = jax, function
+        self.jax = jax
+        self.function = getattr(subject.fn, "__name__", "") or "the function"
         self.check, self.whole = checks  # (a rule on its own; the function again)
+        # the arrays the check holds fixed (``args``): a rule handed one holds it fixed too
+        self.held = {id(x) for x in _leaves(jax, subject.args)}
         self.rules: dict[str, _Rule] = {}
         for rule in rules:
             base = getattr(rule.function, "__name__", None) or rule.kind
@@ -149,7 +150,7 @@ class _Rules:
             while name in self.rules:
                 name, n = f"{base}#{n}", n + 1
             self.rules[name] = rule
-        self.leaves = named
+        self.leaves = subject.named
 
     def children(self, name: str) -> list[str]:
         if name:
@@ -164,7 +165,7 @@ class _Rules:
             return None
         reports = []
         for args, kwargs in rule.calls:
-            alone = _alone(self.jax, rule, args, kwargs)
+            alone = _alone(self.jax, rule, (args, kwargs), self.held)
             if alone is None:
                 return None
             try:
@@ -240,10 +241,12 @@ class _Rules:
 
 
 def _alone(
-    jax: Any, rule: _Rule, args: tuple[Any, ...], kwargs: dict[str, Any]
+    jax: Any, rule: _Rule, call: tuple[tuple[Any, ...], dict[str, Any]], held: set[int]
 ) -> tuple[Callable[[Any], Any], dict[str, Any]] | None:
-    """``rule``'s function of its differentiable arguments, and their values there
-    (``None`` where it has none, or received a traced value: no value to check at)."""
+    """``rule``'s function of its differentiable arguments at one ``call``, and their
+    values there (``None`` where it has none, or received a traced value: no value to
+    check at). An argument the check holds fixed (by identity: ``held``) stays fixed."""
+    args, kwargs = call
     fixed = set(getattr(rule.function, "nondiff_argnums", ()))
     names = _argument_names(rule.function.fun, len(args))
     free = {}
@@ -251,6 +254,8 @@ def _alone(
         leaves = _leaves(jax, arg)
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             return None
+        if any(id(x) in held for x in leaves):
+            continue
         if i not in fixed and leaves and all(inexact(jax, x) for x in leaves):
             free[names[i]] = arg
     if not free:
