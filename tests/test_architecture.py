@@ -143,7 +143,7 @@ ALLOWED = {
     ("_directional.py", "_one_direction", "lines"): TO_SPLIT,
     ("_directional.py", "check_parameter", "lines"): TO_SPLIT,
     ("_directional.py", "run", "lines"): TO_SPLIT,
-    ("_finite.py", "sweep", "lines"): "the hot loop, kept in one frame",
+    ("_finite.py", "cost_values", "lines"): "the hot loop, kept in one frame",
     ("_format.py", "headline", "lines"): "one sentence per kind of verdict",
     ("_full.py", "run", "lines"): TO_SPLIT,
     ("_sweep.py", "sweep_leaves", "lines"): TO_SPLIT,

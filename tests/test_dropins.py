@@ -412,3 +412,16 @@ def test_the_drop_ins_error_can_be_named_before_any_check_fails():
     assert error.__module__ == "gradproof.torch" and error.__name__ == "GradcheckError"
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         gpt.Nope  # noqa: B018
+
+
+def test_a_checker_told_a_derivative_by_its_name_checks_that_one():
+    # (the modes callers name are strings; a checker reads them as the enum)
+    from gradproof.torch import _intake
+
+    x = torch.linspace(-1, 1, 3, dtype=torch.float64, requires_grad=True)
+    call = _intake.Call(torch.tanh, (x,), None, 0, None, (torch.get_rng_state(), {}), None)
+    checker = _checker.Checker(torch, call, None, "order", 2)
+    assert checker.depth == 2 and checker.kind is _checker.Derivative.ORDER
+    namespace: dict = {}
+    exec("from gradproof.torch import *", namespace)
+    assert {"check", "gradcheck", "gradgradcheck", "GradcheckError"} <= set(namespace)

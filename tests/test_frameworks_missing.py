@@ -25,3 +25,11 @@ def test_importing_gradproof_does_not_import_frameworks():
     code = "import gradproof, sys; print('torch' in sys.modules, 'jax' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_without_pytorch_the_drop_ins_error_name_is_none_as_it_always_was(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    import gradproof.torch as gpt
+
+    assert gpt.GradcheckError is None  # (hasattr and getattr(..., None) do not raise)
+    assert hasattr(gpt, "GradcheckError") and gpt.GradientError is not None

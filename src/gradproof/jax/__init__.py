@@ -13,5 +13,8 @@ and batched with ``jax.vmap``. JAX is imported only when this module is used.
 
 from __future__ import annotations
 
+from .._report import GradientError as GradientError
 from ._check import check as check
 from ._dropin import check_grads as check_grads
+
+__all__ = ["GradientError", "check", "check_grads"]

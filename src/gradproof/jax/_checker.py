@@ -84,8 +84,8 @@ class Checker:
 
         self.jax, self.jnp, self.fn, self.args, self.seed = jax, jnp, fn, args, seed
         self.output = output  # which output of a tuple is checked
-        self.kind = kind
-        self.depth = depth if kind is Derivative.ORDER else 1
+        self.kind = Derivative(kind)  # (a caller's "rev" is Derivative.REV)
+        self.depth = depth if self.kind is Derivative.ORDER else 1
         self.native = native
         self.forward_only = forward_only
         self.last_analytic: dict[str, np.ndarray] = {}

@@ -256,7 +256,7 @@ def _alone(
             return None
         if any(id(x) in held for x in leaves):
             continue
-        if i not in fixed and leaves and all(inexact(jax, x) for x in leaves):
+        if i not in fixed and leaves and all(_inexact(jax, x) for x in leaves):
             free[names[i]] = arg
     if not free:
         return None
@@ -272,7 +272,7 @@ def _alone(
     return alone, free
 
 
-def inexact(jax: Any, x: Any) -> bool:
+def _inexact(jax: Any, x: Any) -> bool:
     return bool(jax.numpy.issubdtype(x.dtype, jax.numpy.inexact))
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._report import GradientError as GradientError
 from ._check import check as check
 from ._dropins import gradcheck as gradcheck
 from ._dropins import gradgradcheck as gradgradcheck
+
+__all__ = ["GradcheckError", "GradientError", "check", "gradcheck", "gradgradcheck"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,5 +32,9 @@ def __getattr__(name: str) -> Any:
         from ._dropins import gradcheck_error
         from ._intake import load_torch
 
-        return gradcheck_error(load_torch())
+        try:
+            torch = load_torch()
+        except ImportError:
+            return None  # (without PyTorch there is nothing it could be raised by)
+        return gradcheck_error(torch)
     raise AttributeError(f"module 'gradproof.torch' has no attribute {name!r}")

@@ -15,7 +15,8 @@ import numpy as np
 from .. import _adapter, _policy
 from .._adapter import BATCH_ELEMENTS, Derivative
 from .._errors import DerivativeRaised, GradientSpecError
-from ._batching import PROBE_ROWS, TORCH_ERRORS, SlowerBatched, cannot_batch, out_of_memory
+from . import _batching
+from ._batching import TORCH_ERRORS, SlowerBatched, cannot_batch, out_of_memory
 from ._intake import Call, float64_copy, nothing_to_check, private_copy, projection
 
 
@@ -38,8 +39,8 @@ class Checker:
         self.output = output  # which output of a tuple is checked
         # which derivative is the analytic side; an ORDER check at depth k differentiates
         # x -> <grad g(x), w>, g the objective of depth k - 1
-        self.kind = kind
-        self.depth = depth if kind is Derivative.ORDER else 1
+        self.kind = Derivative(kind)  # (a caller's "rev" is Derivative.REV)
+        self.depth = depth if self.kind is Derivative.ORDER else 1
         self.weights = weights  # output cotangents (grad_outputs) instead of random ones
         self.last_analytic: dict[str, np.ndarray] = {}
         self.magnitude = 0.0  # order >= 2: the size of the terms of <grad g, w> (by analytic)
@@ -514,7 +515,7 @@ class Checker:
         start, timed = 0, not self.vmap_timed
         while start < len(coords):
             # Two small batches first: the second, warm, is timed against one-by-one.
-            rows = min(PROBE_ROWS, size) if timed else size
+            rows = min(_batching.PROBE_ROWS, size) if timed else size
             idx = torch.as_tensor(coords[start : start + rows], device=self.device)
             leaf = base.expand(idx.numel(), flat.size).clone()
             leaf[torch.arange(idx.numel(), device=self.device), idx] = torch.as_tensor(
