@@ -92,6 +92,16 @@ def _numpy() -> Iterator[Case]:
             eps=1e-3,
         ),
     )
+    # costs that make the comparison look again: faster than the step, near a pole, a kink
+    x = np.linspace(0.1, 0.9, 8)
+    w = np.linspace(0.3, 1.1, 8)
+    for name, f, g in (
+        ("fast", lambda p: float(np.sum(np.sin(1e6 * p * x))), 1e6 * x * np.cos(1e6 * w * x)),
+        ("pole", lambda p: float(np.sum(1 / (p - 0.2999))), -1 / (w - 0.2999) ** 2),
+        ("kink", lambda p: float(np.sum(np.abs(p - w[3]))), np.sign(w - w[3])),
+    ):
+        for factor in (1.0, 1.001):
+            yield f"{name} cost x{factor}", lambda f=f, g=g * factor: gp.check(f, w, g)
     rng = np.random.default_rng(0)
     A = rng.standard_normal((6, 6))
     theta = rng.standard_normal(6)

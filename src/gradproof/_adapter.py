@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -193,9 +194,8 @@ def check_all(
                 max(_policy.MODES_AGREEMENT, _policy.MODES_AGREEMENT_LOW * unit),
                 _policy.MODES_AGREEMENT_MAX,
             )
-            extra += consistencies(
-                analytic["fwd"], analytic["rev"], where, floors, agreement, opts.accepted, left_out
-            )
+            allowed = ModesAllowance(agreement, opts.accepted, floors, left_out)
+            extra += consistencies(analytic["fwd"], analytic["rev"], where, allowed)
         for depth in range(2, order + 1):
             label = " ".join(x for x in (where, f"[order {depth}]") if x)
             parts.append((label, check_one(make(output, Derivative.ORDER, depth), opts, dropin)))
@@ -272,37 +272,34 @@ def _roundoff_gradients(checker: Checker) -> dict[str, np.ndarray]:
     return {n: level / np.maximum(1.0, np.abs(a)) for n, a in checker.params.items()}
 
 
+@dataclass(frozen=True)
+class ModesAllowance:
+    """What forward and reverse mode may differ by: ``agreement``, relative to both and
+    to the whole gradient's scale (``MODES_AGREEMENT`` unless the cost runs in a lower
+    precision); a caller's own tolerances (``accepted``), which accept a disagreement
+    within them; and by parameter, the gradients the cost cannot represent (``floors``,
+    see `_roundoff_gradients`) and the elements a front-end left out in either mode
+    (``skip``)."""
+
+    agreement: float = _policy.MODES_AGREEMENT
+    accepted: Accepted | None = None
+    floors: dict[str, np.ndarray] | None = None
+    skip: dict[str, np.ndarray] | None = None
+
+
 def consistencies(
     fwd: dict[str, np.ndarray],
     rev: dict[str, np.ndarray],
     where: str,
-    floors: dict[str, np.ndarray] | None = None,
-    agreement: float = _policy.MODES_AGREEMENT,
-    accepted: Accepted | None = None,
-    skip: dict[str, np.ndarray] | None = None,
+    allowed: ModesAllowance = ModesAllowance(),
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
-    (a gradient that is zero is round-off in both modes, and agrees), and above ``floors``,
-    the gradients the cost cannot represent (see `_roundoff_gradients`).
-    ``agreement``: the relative agreement expected (``_policy.MODES_AGREEMENT``
-    unless the cost runs in a lower precision); ``accepted``:
-    a caller's own tolerances, which accept a disagreement within them; ``skip``: by
-    parameter, elements a front-end left out (in either mode)."""
+    (a gradient that is zero is round-off in both modes, and agrees)."""
     scale = max((float(np.max(np.abs(g))) for g in rev.values() if g.size), default=0.0)
     label = " ".join(x for x in (where, "[fwd vs rev]") if x)
     return [
         dataclasses.replace(
-            consistency(
-                f"{name} {label}",
-                fwd[name],
-                g,
-                scale,
-                floor=None if floors is None else floors.get(name),
-                agreement=agreement,
-                accepted=accepted,
-                skip=None if skip is None else skip.get(name),
-            ),
-            check=label,
+            consistency(f"{name} {label}", fwd[name], g, scale, allowed, name), check=label
         )
         for name, g in rev.items()
     ]
@@ -313,21 +310,22 @@ def consistency(
     fwd: np.ndarray,
     rev: np.ndarray,
     scale: float,
-    floor: np.ndarray | None = None,
-    agreement: float = _policy.MODES_AGREEMENT,
-    accepted: Accepted | None = None,
-    skip: np.ndarray | None = None,
+    allowed: ModesAllowance = ModesAllowance(),
+    parameter: str | None = None,
 ) -> TensorReport:
-    """Forward and reverse mode compared with each other: no finite differences involved."""
+    """Forward and reverse mode compared with each other: no finite differences involved
+    (``parameter``: whose floors and left-out elements in ``allowed`` apply)."""
+    floor = None if allowed.floors is None else allowed.floors.get(parameter or name)
+    skip = None if allowed.skip is None else allowed.skip.get(parameter or name)
     a, b = fwd.reshape(-1).astype(np.float64), rev.reshape(-1).astype(np.float64)
     gap = np.abs(a - b)
-    bound = agreement * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
+    bound = allowed.agreement * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny
     if floor is not None:  # where both modes are below what the cost can represent
         tiny = np.maximum(np.abs(a), np.abs(b)) <= floor.reshape(-1)
         bound = np.where(tiny, np.maximum(bound, 2 * floor.reshape(-1)), bound)
     disagree = gap > bound
-    if accepted is not None:
-        disagree &= ~accepted(gap, b)
+    if allowed.accepted is not None:
+        disagree &= ~allowed.accepted(gap, b)
     if skip is not None:
         disagree &= ~skip.reshape(-1)
     wrong = np.flatnonzero(disagree)

@@ -330,7 +330,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                 # Smooth at a smaller step: large higher derivatives (a pole, a domain
                 # edge) faked the kink. Judge the partial from the smaller step instead.
                 status[i], small, shrink = _judge_smaller(
-                    scheme, probe_at, int(i), small, analytic[i], tol, roundoff[i], shrink
+                    allow, probe_at, _Coordinate(int(i), analytic[i], roundoff[i]), small, shrink
                 )
         elif status[i] in (Status.NUMERICS, Status.WRONG) and (
             shrink
@@ -340,13 +340,10 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
             # Near a pole or a domain edge the step is too coarse to tell: judge the
             # partial where truncation is much smaller (and round-off larger).
             status[i], small, shrink = _judge_smaller(
-                scheme,
+                allow,
                 probe_at,
-                int(i),
+                _Coordinate(int(i), analytic[i], roundoff[i]),
                 probe_at(int(i), shrink),
-                analytic[i],
-                tol,
-                roundoff[i],
                 shrink,
             )
         elif status[i] == Status.WRONG:
@@ -362,13 +359,10 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                 scheme, small, at_h, float(numeric[i]), float(roundoff[i]), shrink
             ):
                 status[i], small, shrink = _judge_smaller(
-                    scheme,
+                    allow,
                     probe_at,
-                    int(i),
+                    _Coordinate(int(i), analytic[i], roundoff[i]),
                     small,
-                    analytic[i],
-                    tol,
-                    roundoff[i],
                     shrink,
                     strict=True,
                 )
@@ -400,7 +394,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
                 refined.pop(int(i), None)
         probed += 1
         confirmed += status[i] == Status.WRONG
-    probed += _look_wider(p, doubt, status, scheme, noise, tol, probe_at)
+    probed += _look_wider(p, doubt, status, allow, probe_at)
     for i in screen:
         probed += 1
         at_h = probe_at(int(i))
@@ -413,13 +407,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
 
 
 def _look_wider(
-    p: Partials,
-    doubt: _Doubt,
-    status: np.ndarray,
-    scheme: Scheme,
-    noise: float,
-    tol: float,
-    probe_at: Prober,
+    p: Partials, doubt: _Doubt, status: np.ndarray, allow: Allowance, probe_at: Prober
 ) -> int:
     """Coordinates above tol but within round-off, judged again at a larger step.
 
@@ -430,6 +418,7 @@ def _look_wider(
     there, is added to the error. Only a smooth disagreement beyond both is
     wrong, and only where the cost moved at all. Returns the probes made.
     """
+    scheme, noise, tol = allow.scheme, allow.noise, allow.tol
     probes = 0
     for i, grow in zip(
         doubt.hidden[: _policy.LOOK_WIDER_MAX], doubt.grow[: _policy.LOOK_WIDER_MAX], strict=True
@@ -540,14 +529,21 @@ def _truncation_dominated(
     return status == Status.WRONG and truncation > 0.1 * gap
 
 
+@dataclass(frozen=True)
+class _Coordinate:
+    """One coordinate judged again: its position, analytic partial, and the round-off of
+    its partial at the automatic step."""
+
+    i: int
+    analytic: float
+    roundoff: float
+
+
 def _judge_smaller(
-    scheme: Scheme,
+    allow: Allowance,
     probe_at: Prober,
-    i: int,
+    at: _Coordinate,
     small: Probe,
-    analytic: float,
-    tol: float,
-    roundoff: float,
     shrink: float,
     strict: bool = False,
 ) -> tuple[Status, Probe, float]:
@@ -561,6 +557,8 @@ def _judge_smaller(
     smaller step's round-off, not its truncation, stays wrong (a verdict already wrong at
     the larger step is not overturned by a noisier one). Returns the status, and the
     probe and shrink it rests on."""
+    scheme, tol = allow.scheme, allow.tol
+    i, analytic, roundoff = at.i, at.analytic, at.roundoff
     while True:
         numeric = small.fine(scheme)
         gap = abs(analytic - numeric)

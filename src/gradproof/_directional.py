@@ -148,13 +148,14 @@ def _one_direction(
 
 
 def _disagrees(
-    analytic: float, numeric: float, mover: Mover, i: int, noise: _Noise, opts: Options, rel: float
+    analytic: float, numeric: float, theta: float, noise: _Noise, tol: float, rel: float
 ) -> bool:
-    """Whether element ``i``'s own central difference confirms that it is wrong."""
+    """Whether an element's own central difference (``numeric``, at the automatic step
+    from its value ``theta``) confirms that its ``analytic`` partial is wrong."""
     gap = abs(analytic - numeric)
-    h = automatic_step(float(mover.saved[i]))
+    h = automatic_step(theta)
     bound = _policy.ERROR_SAFETY * (noise.value / h + rel * abs(analytic))
-    return gap > opts.tol * (abs(analytic) + abs(numeric)) and gap > bound
+    return gap > tol * (abs(analytic) + abs(numeric)) and gap > bound
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,9 @@ def check_parameter(
             )
             partials = {i: mover.coordinate(i) for i in found}
             confirmed = [
-                i for i in found if _disagrees(g[i], partials[i], mover, i, noise, opts, rel)
+                i
+                for i in found
+                if _disagrees(g[i], partials[i], float(mover.saved[i]), noise, opts.tol, rel)
             ]
             # an element on a kink its analytic partial is a one-sided slope of is left out
             # (looked for among the first few; where none is one, the rest are not tried)
