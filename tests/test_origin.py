@@ -884,3 +884,26 @@ def test_checks_in_threads_leave_functions_and_other_threads_alone():
     user.join()
     assert torch.autograd.Function.__dict__["apply"] is original
     assert seen and all(seen)  # (never stopped, nor its output replaced)
+
+
+def test_a_search_that_raises_leaves_the_verdict_and_says_so(monkeypatch):
+    from gradproof import _narrow
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the search")
+
+    monkeypatch.setattr(_narrow, "narrow", broken)
+    report = gp.check(cost, PARAMS, backward("relu2", intermediates=True))
+    assert not report.passed and report.origin is not None  # (the layer order's)
+    assert report.origin.layer == "2" and "narrowed" not in report.origin.evidence
+    assert any("was not searched: the search raised RuntimeError" in w for w in report.warnings)
+
+    torch = pytest.importorskip("torch")
+    import gradproof.torch as gpt
+    from gradproof.torch import _origin as torch_origin
+
+    monkeypatch.setattr(torch_origin, "locate", broken)
+    model, x = _sequential_with_a_wrong_backward(torch)
+    report = gpt.check(model, x)
+    assert not report.passed and "isolation" not in report.policy
+    assert any("a bug in the search" in w for w in report.warnings)

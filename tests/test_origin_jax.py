@@ -287,3 +287,16 @@ def test_a_rule_handed_an_argument_the_check_holds_fixed_holds_it_fixed_too():
     report = gpj.check(loss, p, rng.normal(size=(5, 3)), mask)
     assert report.origin is not None and report.origin.called == "softplus (custom_vjp)"
     assert report.origin.inherited == ("W1",)
+
+
+def test_a_search_that_raises_leaves_the_jax_verdict_and_says_so(monkeypatch):
+    from gradproof.jax import _origin
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the search")
+
+    monkeypatch.setattr(_origin, "locate", broken)
+    p, X, y = _point()
+    report = gpj.check(_mlp(_softplus(2.0), _square()), p, X, y)
+    assert not report.passed and report.origin is None
+    assert any("was not searched" in w for w in report.warnings)

@@ -31,7 +31,7 @@ from ._progress import format_seconds
 from ._records import Outcome, TensorReport
 from ._report import GradientError, Report
 from ._sweep import Batched, Point, sweep_leaves
-from ._trace import told, traced
+from ._trace import told, traced, unsearched
 
 Cost = Callable[[Any], Any]
 
@@ -363,7 +363,10 @@ def _narrowed(
     origin = report.origin
     if origin is None or not point.evaluate.aside or point.evaluate.complex_ok:
         return report
-    narrowed = _narrow.narrow(origin, point.evaluate.aside, given, point.arrays, analytic)
+    try:
+        narrowed = _narrow.narrow(origin, point.evaluate.aside, given, point.arrays, analytic)
+    except Exception as exc:  # (the verdict and the layer order's origin stand without it)
+        return unsearched(report, exc)
     if narrowed is origin:
         return report
     return dataclasses.replace(report, origin=narrowed, tensors=told(outcome.tensors, narrowed))

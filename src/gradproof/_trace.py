@@ -58,3 +58,15 @@ def told(tensors: dict[str, TensorReport], origin: _origin.Origin) -> dict[str, 
         explanation = dataclasses.replace(t.explanation, cause=cause)
         out[name] = dataclasses.replace(t, explanation=explanation, inherited=True)
     return out
+
+
+def unsearched(report: Report, exc: Exception) -> Report:
+    """``report`` as it was, saying that the search for where its error enters raised
+    (the verdict does not rest on the search: it stands)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    note = (
+        f"where the error enters was not searched: the search raised {type(exc).__name__}"
+        f"{': ' + first if first else ''} (the verdict does not rest on it; a bug in "
+        "gradproof worth reporting)"
+    )
+    return dataclasses.replace(report, warnings=[*report.warnings, note])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _adapter, _policy
+from .. import _adapter, _policy, _trace
 from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
@@ -54,7 +54,10 @@ def check(
         report = check_all(jax, fn, params, args, opts, modes, order)
         if not report.passed:
             whole = functools.partial(check_all, jax, fn, params, args, modes=modes, order=order)
-            report = _isolated(jax, (fn, params, args), whole, opts, report)
+            try:
+                report = _isolated(jax, (fn, params, args), whole, opts, report)
+            except Exception as exc:  # (the verdict stands without it)
+                report = _trace.unsearched(report, exc)
     return report
 
 
@@ -67,7 +70,6 @@ def _isolated(
 ) -> Report:
     """``report`` with where its error enters, where the function's custom rules, each
     checked on its own at the arguments it received, show it (``Report.origin``)."""
-    from .. import _trace
     from . import _origin as _jax_origin
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _adapter, _policy
+from .. import _adapter, _policy, _trace
 from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
@@ -61,7 +61,10 @@ def check(
         model = fn_or_module
         if not isinstance(model, torch.nn.Module):  # (its parts: the custom Functions it applies)
             model = _Applying(torch, fn_or_module)
-        report = _isolated(torch, model, inputs, loss, opts, report)
+        try:
+            report = _isolated(torch, model, inputs, loss, opts, report)
+        except Exception as exc:  # (the verdict stands without it)
+            report = _trace.unsearched(report, exc)
     return report
 
 
@@ -84,7 +87,6 @@ def _isolated(
 ) -> Report:
     """``report`` with where its error enters the backward, where the model's submodules,
     each checked on its own at the inputs it received, show it (``Report.origin``)."""
-    from .. import _trace
     from . import _origin as _torch_origin
 
     alone = dataclasses.replace(opts, progress=False, k=None, executor=None)
