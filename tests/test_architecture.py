@@ -159,7 +159,6 @@ ALLOWED = {
     + " (torch.autograd.gradgradcheck's)",
     ("nn/_functional.py", "L_layer_model", "parameters"): PUBLIC + " (the seeds')",
     ("nn/_model.py", "fit", "parameters"): PUBLIC,
-    ("_check.py", "_verdict", "parameters"): TO_SPLIT,
     ("_directional.py", "_one_direction", "parameters"): TO_SPLIT,
     ("_directional.py", "check_parameter", "parameters"): TO_SPLIT,
     ("_finite.py", "probe", "parameters"): "the hot path: no record built per probe",

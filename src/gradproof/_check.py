@@ -339,18 +339,15 @@ def check_with(
         policy["confidence"] = _directional.confidence(opts.k)
     if evaluate.replay and not callable(grads) and _draw_matters(evaluate, point.j0):
         outcome = _another_draw_suspected(outcome)
-    report = _verdict(
-        outcome,
-        analytic,
-        opts,
+    ran = _Ran(
         policy=policy,
         spread=spread,
         j0=point.j0,
         warnings=[*_precision_warnings(leaves, analytic), *outcome.notes],
         evaluations=evaluate.count,
         seconds=time.perf_counter() - started,
-        trace_origin=front.trace_origin,
     )
+    report = _verdict(outcome, analytic, opts, ran, trace_origin=front.trace_origin)
     return _narrowed(report, outcome, point, given, analytic)
 
 
@@ -381,19 +378,29 @@ def _unchecked(params: Any, left_out: dict[str, np.ndarray] | None) -> dict[str,
     return unchecked
 
 
+@dataclass(frozen=True)
+class _Ran:
+    """What a check's run measured besides its mode's `Outcome`: the policy it ran under,
+    the spread of the cost's values at the check point and the value there, the warnings
+    so far, the evaluations made and the time taken."""
+
+    policy: dict[str, Any]
+    spread: float
+    j0: float
+    warnings: list[str]
+    evaluations: int
+    seconds: float
+
+
 def _verdict(
     outcome: Outcome,
     analytic: dict[str, np.ndarray],
     opts: Options,
-    *,
-    policy: dict[str, Any],
-    spread: float,
-    j0: float,
-    warnings: list[str],
-    evaluations: int,
-    seconds: float,
+    ran: _Ran,
     trace_origin: bool = True,
 ) -> Report:
+    policy, spread, j0, warnings = ran.policy, ran.spread, ran.j0, ran.warnings
+    evaluations, seconds = ran.evaluations, ran.seconds
     flats = [flat64(a) for a in analytic.values()]
     size = sum(f.size for f in flats)
     typical = math.sqrt(sum(float(f @ f) for f in flats) / max(size, 1))
