@@ -57,18 +57,19 @@ def _numpy() -> Iterator[Case]:
         grads = backward_propagation_n(X, Y, cache, buggy=buggy)
         yield f"seeds buggy={buggy}", lambda g=grads: gp.check(cost, params, g)
         yield f"seeds buggy={buggy} eps=1e-7", lambda g=grads: gp.check(cost, params, g, eps=1e-7)
-    right = backward_propagation_n(X, Y, cache)
+    (_, A1, _, _, _, A2, W2, _, _, A3, W3, _) = cache
+    m = X.shape[1]
     for key in ("dZ3", "dA2", "dZ2", "dA1", "dZ1"):
-        slipped = dict(right)
-        slipped[key] = slipped[key] * 1.1
-        # (the parameters' gradients made again from the slipped intermediate)
-        (_, A1, _, _, _, A2, W2, _, _, _, W3, _) = cache
-        m = X.shape[1]
-        dZ3 = slipped["dZ3"]
-        dA2 = W3.T @ dZ3 if key != "dA2" else slipped["dA2"]
-        dZ2 = dA2 * (A2 > 0) if key not in ("dZ2",) else right["dA2"] * (A2 > 0) * 1.1
-        dA1 = W2.T @ dZ2 if key != "dA1" else W2.T @ dZ2 * 1.1
-        dZ1 = dA1 * (A1 > 0) * (1.1 if key == "dZ1" else 1.0)
+        # the seeds' backward with the line that makes ``key`` off by 1.1
+
+        def s(name: str, value: np.ndarray, key: str = key) -> np.ndarray:
+            return value * 1.1 if name == key else value
+
+        dZ3 = s("dZ3", A3 - Y)
+        dA2 = s("dA2", W3.T @ dZ3)
+        dZ2 = s("dZ2", dA2 * (A2 > 0))
+        dA1 = s("dA1", W2.T @ dZ2)
+        dZ1 = s("dZ1", dA1 * (A1 > 0))
         made = {
             "dZ3": dZ3, "dW3": dZ3 @ A2.T / m, "db3": dZ3.sum(1, keepdims=True) / m,
             "dA2": dA2, "dZ2": dZ2, "dW2": dZ2 @ A1.T / m, "db2": dZ2.sum(1, keepdims=True) / m,

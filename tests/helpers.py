@@ -117,3 +117,51 @@ def old_style_exp(torch):
             return g * a.exp()
 
     return OldExp
+
+
+def tanh_function(torch, name="Tanh", slip=False):
+    """A custom ``autograd.Function`` named ``name`` computing tanh; with ``slip`` its
+    backward multiplies by ``1 - y`` where the derivative is ``1 - y**2``."""
+
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y) if slip else g * (1 - y**2)
+
+    methods = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    return type(name, (torch.autograd.Function,), methods)
+
+
+def beside(use, run, n):
+    """``run(i)`` for i in range(n), each in a thread of its own, while ``use()`` runs
+    again and again in another; an exception in any of them is raised here."""
+    import threading
+
+    stop = threading.Event()
+    errors = []
+
+    def caught(target, *args):
+        try:
+            target(*args)
+        except BaseException as exc:  # (raised below, in the test's own thread)
+            errors.append(exc)
+
+    def again():
+        while not stop.is_set():
+            use()
+
+    user = threading.Thread(target=caught, args=(again,))
+    user.start()
+    threads = [threading.Thread(target=caught, args=(run, i)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    user.join()
+    if errors:
+        raise errors[0]

@@ -9,6 +9,7 @@ import pytest
 
 import gradproof as gp
 from gradproof.examples import backward_propagation_n, forward_propagation_n, seed_case
+from helpers import beside, tanh_function
 
 X, Y, PARAMS = seed_case()
 _, CACHE = forward_propagation_n(X, Y, PARAMS)
@@ -325,17 +326,7 @@ def _torch_catalogue(torch):
     """Modules for the isolation tests: a tanh whose backward is wrong, a linear layer
     whose weight gradient is doubled (its input gradient right), and a block of both."""
 
-    class WrongTanh(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            y = torch.tanh(x)
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return g * (1 - y)  # the slip: 1 - y**2
+    WrongTanh = tanh_function(torch, "WrongTanh", slip=True)  # backward: 1 - y, not 1 - y**2
 
     class WrongWeight(torch.autograd.Function):
         @staticmethod
@@ -824,17 +815,7 @@ def test_a_plain_functions_own_code_is_named_as_a_functions():
     torch = pytest.importorskip("torch")
     import gradproof.torch as gpt
 
-    class Tanh(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            y = torch.tanh(x)
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return g * (1 - y**2)
+    Tanh = tanh_function(torch)  # (right)
 
     def f2(x, w):
         h = Tanh.apply(x @ w)
@@ -852,19 +833,15 @@ def test_a_plain_functions_own_code_is_named_as_a_functions():
 
 def test_checks_in_threads_leave_functions_and_other_threads_alone():
     torch = pytest.importorskip("torch")
-    import threading
-
     import gradproof.torch as gpt
 
     Act, _, _ = _torch_catalogue(torch)
     original = torch.autograd.Function.__dict__["apply"]
     z = torch.linspace(-1, 1, 5, dtype=torch.float64)
     seen: list[bool] = []
-    stop = threading.Event()
 
     def use():  # another thread applies the same Function while the checks run
-        while not stop.is_set():
-            seen.append(torch.equal(Act()(z), torch.tanh(z)))
+        seen.append(torch.equal(Act()(z), torch.tanh(z)))
 
     def run(i):
         torch.manual_seed(i)
@@ -873,15 +850,7 @@ def test_checks_in_threads_leave_functions_and_other_threads_alone():
             report = gpt.check(model.double(), torch.randn(6, 4, dtype=torch.float64))
             assert report.origin is not None
 
-    user = threading.Thread(target=use)
-    user.start()
-    checks = [threading.Thread(target=run, args=(i,)) for i in range(3)]
-    for t in checks:
-        t.start()
-    for t in checks:
-        t.join()
-    stop.set()
-    user.join()
+    beside(use, run, 3)
     assert torch.autograd.Function.__dict__["apply"] is original
     assert seen and all(seen)  # (never stopped, nor its output replaced)
 
@@ -907,3 +876,33 @@ def test_a_search_that_raises_leaves_the_verdict_and_says_so(monkeypatch):
     report = gpt.check(model, x)
     assert not report.passed and "isolation" not in report.policy
     assert any("a bug in the search" in w for w in report.warnings)
+
+
+def test_an_intercepted_method_is_restored_however_the_block_ends():
+    from gradproof._intercept import intercepted
+
+    class Rule:
+        def __call__(self, x):
+            return x + 1
+
+        @classmethod
+        def apply(cls, x):
+            return x * 2
+
+    original = Rule.__dict__["__call__"], Rule.__dict__["apply"]
+
+    def doubled(owner, proceed, args, kwargs):
+        return 2 * proceed(*args, **kwargs)
+
+    with (
+        pytest.raises(KeyboardInterrupt),
+        intercepted(Rule, "__call__", doubled),
+        intercepted(Rule, "apply", doubled),
+    ):
+        assert Rule()(1) == 4 and Rule.apply(3) == 12
+        with intercepted(Rule, "__call__", doubled):  # (nested: the inner one answers)
+            assert Rule()(1) == 4
+        assert Rule()(1) == 4
+        raise KeyboardInterrupt
+    assert (Rule.__dict__["__call__"], Rule.__dict__["apply"]) == original
+    assert Rule()(1) == 2 and Rule.apply(3) == 6

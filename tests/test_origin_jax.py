@@ -11,6 +11,8 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 gpj = pytest.importorskip("gradproof.jax")
 
+from helpers import beside  # noqa: E402
+
 
 def _softplus(factor: float = 1.0):
     @jax.custom_vjp
@@ -231,17 +233,13 @@ def test_every_rule_right_on_its_own_puts_the_error_in_the_functions_own_code():
 
 
 def test_checks_in_threads_leave_the_rules_and_other_threads_alone():
-    import threading
-
     originals = jax.custom_vjp.__call__, jax.custom_jvp.__call__
     rules = [_softplus(2.0), _softplus(3.0)]
     x = jnp.linspace(-1.0, 1.0, 4)
     grads: list[np.ndarray] = []
-    stop = threading.Event()
 
     def use():  # another thread differentiates through a rule while the checks run
-        while not stop.is_set():
-            grads.append(np.asarray(jax.grad(lambda x: rules[0](x).sum())(x)))
+        grads.append(np.asarray(jax.grad(lambda x: rules[0](x).sum())(x)))
 
     def run(i):
         rng = np.random.default_rng(i)
@@ -253,15 +251,7 @@ def test_checks_in_threads_leave_the_rules_and_other_threads_alone():
         for _ in range(2):
             assert gpj.check(loss, p, rng.normal(size=(5, 3))).origin is not None
 
-    user = threading.Thread(target=use)
-    user.start()
-    checks = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in checks:
-        t.start()
-    for t in checks:
-        t.join()
-    stop.set()
-    user.join()
+    beside(use, run, 2)
     assert (jax.custom_vjp.__call__, jax.custom_jvp.__call__) == originals
     rule = np.asarray(2.0 * jax.nn.sigmoid(x))  # the rule's (wrong) derivative, every time
     assert grads and all(np.allclose(g, rule) for g in grads)

@@ -13,7 +13,7 @@ import functools
 import inspect
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ from . import _directional, _full, _narrow, _policy, _tree
 from ._compare import flat64
 from ._cost import Evaluator, RngState, blame, check_finite, rng_state, to_scalar
 from ._errors import CostError, GradientSpecError
-from ._grads import resolve
+from ._grads import given, resolve
 from ._options import Executor, Options, options, refuse
 from ._policy import Method, Mode
 from ._progress import format_seconds
@@ -289,13 +289,10 @@ def check_with(
     leaves = _tree.parse(params)
     started = time.perf_counter()
     with _global_rng_kept() as rng_state:
-        given = grads  # (a callable's result: the intermediates beside the gradients)
-        if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
-            given = grads(_tree.working_copy(params, np.float64)[0])
+        as_given = given(grads, lambda: _tree.working_copy(params, np.float64)[0])
         analytic = resolve(
-            given,
+            as_given,
             leaves,
-            lambda: _tree.working_copy(params, np.float64)[0],
             unchecked=_unchecked(params, left_out),
             nonfinite_is_wrong=front.framework,
         )
@@ -348,20 +345,20 @@ def check_with(
         seconds=time.perf_counter() - started,
     )
     report = _verdict(outcome, analytic, opts, ran, trace_origin=front.trace_origin)
-    return _narrowed(report, outcome, point, given, analytic)
+    return _narrowed(report, outcome, point, as_given, analytic)
 
 
 def _narrowed(
-    report: Report, outcome: Outcome, point: _CheckPoint, given: Any, analytic: Any
+    report: Report, outcome: Outcome, point: _CheckPoint, as_given: Any, analytic: Any
 ) -> Report:
     """``report`` with its origin (from the layer order) narrowed to the line where the
-    error enters, where the cost returned its cache and ``given`` (the gradients as
+    error enters, where the cost returned its cache and ``as_given`` (the gradients as
     given) the intermediates (`_narrow`)."""
     origin = report.origin
     if origin is None or not point.evaluate.aside or point.evaluate.complex_ok:
         return report
     try:
-        narrowed = _narrow.narrow(origin, point.evaluate.aside, given, point.arrays, analytic)
+        narrowed = _narrow.narrow(origin, point.evaluate.aside, as_given, point.arrays, analytic)
     except Exception as exc:  # (the verdict and the layer order's origin stand without it)
         return unsearched(report, exc)
     if narrowed is origin:

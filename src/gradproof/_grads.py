@@ -12,25 +12,30 @@ from ._errors import GradientSpecError
 from ._tree import Leaf, iter_items, path_name
 
 
+def given(grads: Any, call_params: Callable[[], Any]) -> Any:
+    """``grads`` as a structure: a callable's result (called with ``call_params()``, the
+    copied params), else ``grads`` itself. Kept whole: a seed-style dict's intermediates
+    (``dA2``, ``dZ2``) are read beside the gradients (`_narrow`)."""
+    if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
+        return grads(call_params())
+    return grads
+
+
 def resolve(
     grads: Any,
     leaves: list[Leaf],
-    call_params: Callable[[], Any],
     unchecked: Mapping[str, np.ndarray] | None = None,
     nonfinite_is_wrong: bool = False,
 ) -> dict[str, np.ndarray]:
     """Analytic gradient by leaf name, each a finite array of the leaf's shape.
 
-    ``grads`` is the same structure as params, a flat ``"d" + name`` dict, or a
-    callable returning either; ``call_params()`` gives the (copied) params to
-    call it with. ``unchecked`` masks, by leaf name, the elements that will not
-    be checked (non-finite parameters): their gradient may be anything, and is
+    ``grads`` is the same structure as params or a flat ``"d" + name`` dict (a
+    callable's result: `given`). ``unchecked`` masks, by leaf name, the elements that
+    will not be checked (non-finite parameters): their gradient may be anything, and is
     taken as 0. A non-finite gradient elsewhere is bad input, unless
     ``nonfinite_is_wrong`` (a framework computed it): then it is kept, and the
     check judges those elements wrong.
     """
-    if callable(grads) and not isinstance(grads, (Mapping, np.ndarray)):
-        grads = grads(call_params())
     found = _index(grads, leaves)
     out: dict[str, np.ndarray] = {}
     for leaf in leaves:

@@ -65,10 +65,10 @@ def narrow(
     j = k + 1
     if f"W{j}" not in params or f"b{j}" not in params:
         return origin  # (the last layer: what its dZ should be depends on the labels)
-    cache = next((c for c in map(lambda a: _layers(a, params), aside) if c), None)
-    d = {key: np.asarray(v, dtype=np.float64) for key, v in grads.items() if _named(key)}
+    cache = next((c for a in aside if (c := _layers(a, params))), None)
     if cache is None or k not in cache or j not in cache:
         return origin
+    d = {key: np.asarray(v, dtype=np.float64) for key, v in grads.items() if _named(key)}
     found = _lines(k, cache, d, params, analytic)
     if found is None:
         return origin
@@ -105,7 +105,8 @@ def _lines(
     dA = d.get(f"dA{k}")
     if found is None or dA is None or dA.shape != A.shape:
         return None
-    if _activation(below) is None:
+    g = _activation(below)
+    if g is None:
         return None  # (A is not g(Z): a dropout mask, a scale; its backward is not known)
     dZ_above, vouched = found
     expected = W.T @ dZ_above
@@ -115,7 +116,8 @@ def _lines(
             f"dA{k} = W{j}.T @ dZ{j} (the gradient layer {j} passes down to layer {k})",
             f"{vouched}; dA{k} differs from W{j}.T @ dZ{j} at {n} of {dA.size} elements",
         )
-    return _activation_line(k, below, dA, d.get(f"dZ{k}"), f"{vouched}; dA{k} = W{j}.T @ dZ{j}")
+    shown = f"{vouched}; dA{k} = W{j}.T @ dZ{j}"
+    return _activation_line(k, (below, g), dA, d.get(f"dZ{k}"), shown)
 
 
 def _vouched(
@@ -144,14 +146,12 @@ def _vouched(
 
 
 def _activation_line(
-    k: int, below: dict[str, Array], dA: Array, dZ: Array | None, shown: str
+    k: int, layer: tuple[dict[str, Array], _Activation], dA: Array, dZ: Array | None, shown: str
 ) -> tuple[str, str] | None:
     """Where ``dAk`` is right (``shown``): layer ``k``'s activation derivative, where
-    ``dZk`` differs from ``dAk * g'(Zk)`` (or is not returned to compare)."""
-    g = _activation(below)
-    if g is None:
-        return None
-    name, _, derivative, code = g
+    ``dZk`` differs from ``dAk * g'(Zk)`` (or is not returned to compare); ``layer``: its
+    cache and the activation the cache shows."""
+    below, (name, _, derivative, code) = layer
     mask = code.format(Z=f"Z{k}", A=f"A{k}")
     line = f"dZ{k} = dA{k} * {mask}"
     if dZ is None or dZ.shape != dA.shape:

@@ -324,6 +324,15 @@ UNSETTLED_RATIO = 1.15
 # its kinks told apart; a larger one along random directions.
 ISOLATION_FULL = 512
 
+
+def part_mode(size: int, full: bool = False) -> Mode:
+    """The mode a part is checked in on its own: every element where that is cheap (its
+    kinks told apart, as a tie in a max pool after a ReLU), random directions where it is
+    not; ``full``: every element whatever the size (the model around the entry, checked
+    as closely as the model's own check looked)."""
+    return "full" if full or size <= ISOLATION_FULL else "directional"
+
+
 # Where in a layer's backward an error enters (`_narrow`): a line of the seeds'
 # backward recomputed from what it was handed (dA2 = W3.T @ dZ3, dZ2 = dA2 * (Z2 > 0))
 # agrees with what it made to round-off: this share of the larger array's scale (a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import _origin
+from ._isolate import Isolation
 from ._records import TensorReport
 from ._report import Report
 
@@ -70,3 +71,21 @@ def unsearched(report: Report, exc: Exception) -> Report:
         "gradproof worth reporting)"
     )
     return dataclasses.replace(report, warnings=[*report.warnings, note])
+
+
+def searched(report: Report, found: Isolation, seconds: float, layer_order: bool) -> Report:
+    """``report`` told what a search for where its error enters ``found``, its cost
+    counted (``seconds``, and its checks in ``policy["isolation"]``); with
+    ``layer_order``, where no part could be checked, what the layer order of the
+    backward's rows shows instead (a part checked and right would be blamed by it)."""
+    origin, tensors = found.origin, report.tensors
+    if origin is not None:
+        origin, tensors = traced(tensors, origin)
+    elif layer_order and found.checks == 0 and layered(report):
+        rows = {n: t for n, t in tensors.items() if not t.check}
+        origin, rows = traced(rows)
+        tensors = {n: rows.get(n, t) for n, t in tensors.items()}
+    policy = {**report.policy, "isolation": found.record()}
+    return dataclasses.replace(
+        report, origin=origin, tensors=tensors, policy=policy, seconds=report.seconds + seconds
+    )

@@ -16,7 +16,7 @@ from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
 from ._checker import Checker, Shared
-from ._intake import JAX_CONVENTION, checking, float64_leaf, key_name, load_jax
+from ._intake import JAX_CONVENTION, checking, float64_leaf, load_jax, path_name
 
 
 def check(
@@ -76,7 +76,7 @@ def _isolated(
 
     def check_alone(rule: Callable[[Any], Any], values: Any) -> Report:
         size = sum(np.size(x) for x in jax.tree_util.tree_leaves(values))
-        mode: _policy.Mode = "full" if size <= _policy.ISOLATION_FULL else "directional"
+        mode = _policy.part_mode(size)
         return check_all(jax, lambda p: rule(p), values, (), alone.with_mode(mode), ("rev",), 1)
 
     def again() -> Report:  # (as closely as the function's own check looked)
@@ -87,17 +87,10 @@ def _isolated(
     fn, params, args = call
     point = jax.tree_util.tree_map(float64_leaf, params)
     paths, _ = jax.tree_util.tree_flatten_with_path(point)
-    named = {".".join(key_name(k) for k in path) or "theta": leaf for path, leaf in paths}
+    named = {path_name(path): leaf for path, leaf in paths}
     subject = _jax_origin.Subject(fn, point, args, named)
     found = _jax_origin.locate(jax, subject, report, check_alone, again)
-    policy = {**report.policy, "isolation": found.record()}
-    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
-    origin, tensors = found.origin, report.tensors
-    if origin is not None:
-        origin, tensors = _trace.traced(tensors, origin)
-    return dataclasses.replace(
-        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
-    )
+    return _trace.searched(report, found, time.perf_counter() - started, layer_order=False)
 
 
 def check_all(

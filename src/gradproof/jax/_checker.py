@@ -14,7 +14,7 @@ import numpy as np
 from .. import _adapter, _policy
 from .._adapter import BATCH_ELEMENTS, Derivative
 from .._errors import GradientSpecError
-from ._intake import arrays_of, finite_mask, first_line, key_name
+from ._intake import arrays_of, finite_mask, first_line, path_name
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Checker:
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         if not paths_leaves:
             raise GradientSpecError("params holds no arrays to check")
-        self.names = [".".join(key_name(k) for k in path) or "theta" for path, _ in paths_leaves]
+        self.names = [path_name(path) for path, _ in paths_leaves]
         if len(set(self.names)) != len(self.names):
             raise GradientSpecError(
                 "two leaves of params have the same path name; use distinct keys"

@@ -87,7 +87,13 @@ def arrays_of(outputs: tuple[Any, ...] | list[Any]) -> list[Any]:
     return [o for o in outputs if hasattr(o, "dtype") and inexact(o)]
 
 
-def key_name(key: Any) -> str:
+def path_name(path: Any) -> str:
+    """A pytree leaf's name, as reports name it: its path's keys joined by dots
+    (``"layers.0.W"``); ``"theta"`` for a bare array."""
+    return ".".join(_key_name(k) for k in path) or "theta"
+
+
+def _key_name(key: Any) -> str:
     for attr in ("key", "idx", "name"):
         if hasattr(key, attr):
             return str(getattr(key, attr))

@@ -112,7 +112,6 @@ class Sequential:
     def _traced(self, report: Any, X: Any, y: Any, loss: Loss, lambd: float, opts: Any) -> Any:
         """A failed ``report`` told where its error enters: the layers checked on their
         own at the inputs they received (`_isolate`), else the layer order."""
-        import dataclasses
         import time
 
         from .. import _isolate, _trace
@@ -123,16 +122,7 @@ class Sequential:
             found = _isolate.locate(_Layers(self, X, y, loss, lambd, opts), report)
         finally:
             np.random.set_state(state)
-        seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
-        policy = {**report.policy, "isolation": found.record()}
-        origin, tensors = found.origin, report.tensors
-        # (layers that were checked and are right: the layer order would blame one of them)
-        fallback = found.checks == 0 and _trace.layered(report)
-        if origin is not None or fallback:
-            origin, tensors = _trace.traced(tensors, origin)
-        return dataclasses.replace(
-            report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
-        )
+        return _trace.searched(report, found, time.perf_counter() - started, layer_order=True)
 
     def predict(self, X) -> np.ndarray:
         """Class predictions: argmax of (N, C) outputs, or 0/1 for (N, 1) probabilities."""
@@ -265,7 +255,7 @@ class _Layers:
         return self._check_alone(check, cost, {"input": x}, grads)
 
     def _check_alone(self, check: Any, cost: Any, params: dict[str, np.ndarray], grads: Any) -> Any:
-        from .._policy import ISOLATION_FULL
+        from .._policy import part_mode
 
         size = sum(np.size(v) for v in params.values())
         o = self.opts
@@ -276,7 +266,7 @@ class _Layers:
                 grads,
                 tol=o.tol,
                 eps=o.eps,
-                mode="full" if size <= ISOLATION_FULL else "directional",
+                mode=part_mode(size),
                 seed=o.seed,
                 progress=False,
             )

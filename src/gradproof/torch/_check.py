@@ -94,28 +94,12 @@ def _isolated(
     def check_alone(module: Any, *args: Any, loss: Any = None, whole: bool = False) -> Report:
         grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
         size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
-        # every element where that is cheap (its kinks told apart, as a tie in a max
-        # pool after a ReLU), random directions where it is not; the model around the
-        # entry (``whole``) as closely as the model's own check looked
-        small = size <= _policy.ISOLATION_FULL or (whole and report.mode == "full")
-        mode: _policy.Mode = "full" if small else "directional"
+        mode = _policy.part_mode(size, full=whole and report.mode == "full")
         return check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
 
     started = time.perf_counter()
     found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
-    policy = {**report.policy, "isolation": found.record()}
-    seconds = report.seconds + time.perf_counter() - started  # (the search's time counts)
-    origin, tensors = found.origin, report.tensors
-    if origin is not None:
-        origin, tensors = _trace.traced(tensors, origin)
-    elif found.checks == 0 and _trace.layered(report):
-        # no submodule could be checked: the layer order of the backward's rows may show it
-        rows = {n: t for n, t in tensors.items() if not t.check}
-        origin, traced = _trace.traced(rows)
-        tensors = {n: traced.get(n, t) for n, t in tensors.items()}
-    return dataclasses.replace(
-        report, origin=origin, tensors=tensors, policy=policy, seconds=seconds
-    )
+    return _trace.searched(report, found, time.perf_counter() - started, layer_order=True)
 
 
 def check_all(
