@@ -9,6 +9,7 @@ verdict explained.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -451,11 +452,18 @@ def as_record(
 def thresholds() -> dict[str, float]:
     """Every number of this module the verdict depends on, by its name in lower case:
     a report records all of them, so a verdict can be reproduced and explained."""
-    return {
-        name.lower(): value
+    values = globals()
+    return {name.lower(): values[name] for name in _threshold_names()}
+
+
+@functools.cache
+def _threshold_names() -> tuple[str, ...]:
+    """The names `thresholds` records, found once (each check reads their values)."""
+    return tuple(
+        name
         for name, value in sorted(globals().items())
         if name.isupper()
         and not name.startswith("_")
         and isinstance(value, (int, float))
         and not isinstance(value, bool)
-    }
+    )
