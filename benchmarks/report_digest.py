@@ -35,6 +35,7 @@ from gradproof.examples import backward_propagation_n, forward_propagation_n, se
 from helpers import CATALOGUE, TwoLayerNet
 
 Case = tuple[str, Callable[[], Any]]
+DROPINS = "gradproof.torch._dropins"
 
 
 def _numpy() -> Iterator[Case]:
@@ -165,8 +166,28 @@ def _torch() -> Iterator[Case]:
     yield "torch right", lambda: gpt.check(model(torch.nn.Tanh()), x)
     yield "torch wrong Function", lambda: gpt.check(model(Act()), x)
     xs = x.clone().requires_grad_(True)
-    yield "torch gradcheck", lambda: gp.torch.gradcheck(torch.sin, (xs,))
+    yield "torch gradcheck", _reports_of(DROPINS, lambda: gp.torch.gradcheck(torch.sin, (xs,)))
     yield "torch modes", lambda: gpt.check(model(Act()), x, modes=("rev", "fwd"))
+    # what the front-ends' adapters compose: higher orders, complex inputs and outputs,
+    # lower precisions, several outputs, a drop-in's second order
+    yield "torch order 3", lambda: gpt.check(model(torch.nn.Tanh()), x[:2], order=3)
+    z = torch.randn(3, dtype=torch.complex128, generator=torch.Generator().manual_seed(2))
+    zs = z.clone().requires_grad_(True)
+    yield (
+        "torch complex",
+        _reports_of(DROPINS, lambda: gp.torch.gradcheck(lambda t: (t * t.conj() + t).exp(), (zs,))),
+    )
+    yield (
+        "torch complex order 2",
+        _reports_of(DROPINS, lambda: gp.torch.gradgradcheck(torch.sin, (zs,))),
+    )
+    x32 = x.float().requires_grad_(True)
+    yield (
+        "torch float32 two outputs",
+        lambda: gpt.check(
+            lambda t: (torch.tanh(t), t.sum(0) ** 2), x32, modes=("rev", "fwd"), order=2
+        ),
+    )
 
 
 def _jax() -> Iterator[Case]:
@@ -196,6 +217,63 @@ def _jax() -> Iterator[Case]:
     yield "jax right", lambda: gpj.check(right, p)
     yield "jax wrong rule", lambda: gpj.check(wrong, p)
     yield "jax order 2", lambda: gpj.check(right, p, order=2, modes=("rev", "fwd"))
+    yield "jax order 3 fwd", lambda: gpj.check(right, p, order=3, modes=("fwd",))
+    yield "jax wrong rule order 2", lambda: gpj.check(wrong, p, order=2)
+    zc = {"z": (rng.standard_normal(3) + 1j * rng.standard_normal(3)).astype(np.complex128)}
+    yield "jax complex", lambda: gpj.check(lambda q: jnp.sum(jnp.abs(jnp.sin(q["z"])) ** 2), zc)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    yield (
+        "jax float32 two outputs",
+        lambda: gpj.check(lambda q: (jnp.tanh(X @ q["W"]), jnp.sum(q["v"] ** 3)), p32, order=2),
+    )
+
+    from jax.test_util import check_grads as _  # noqa: F401  (the drop-in's reference)
+
+    def log_of(a: Any) -> Any:  # nan at the negative elements: left out, as JAX does
+        return jnp.log(a) * 2.0
+
+    a = np.array([0.5, -1.0, 2.0, 3.0])
+    yield (
+        "jax check_grads nan outputs",
+        _reports_of(
+            "gradproof.jax._dropin",
+            lambda: gpj.check_grads(log_of, (a,), order=2, modes=("fwd", "rev")),
+        ),
+    )
+
+
+def _reports_of(module: str, call: Callable[[], Any]) -> Callable[[], Any]:
+    """A drop-in's call, giving the reports it made (its ``check_all`` calls) and what it
+    returned, instead of the bool or ``None`` its own convention returns."""
+
+    def run() -> Any:
+        import importlib
+
+        where = importlib.import_module(module)
+        original, made = where.check_all, []
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            made.append(original(*args, **kwargs))
+            return made[-1]
+
+        where.check_all = recorded
+        try:
+            returned = call()
+        except Exception as exc:  # (a failed drop-in raises: its reports are the record)
+            returned = type(exc).__name__
+        finally:
+            where.check_all = original
+        return _Several([*made, returned])
+
+    return run
+
+
+class _Several:
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+    def to_dict(self) -> dict[str, Any]:
+        return {str(i): _stable(x) for i, x in enumerate(self.items)}
 
 
 def _stable(report: Any) -> dict[str, Any]:
