@@ -74,7 +74,7 @@ def check_one(adapter: Adapter, opts: Options, dropin: bool = False) -> Report:
         cost_magnitude=adapter.magnitude,
         spread_first=not dropin,
         left_out=getattr(adapter, "left_out", None) or None,
-        trace_origin=getattr(adapter, "kind", "rev") == "rev"
+        trace_origin=getattr(adapter, "kind", Derivative.REV) is Derivative.REV
         and getattr(adapter, "trace_origin", True),
     )
     report = _check.check_with(adapter.cost, adapter.params, analytic, opts, front)
@@ -212,6 +212,56 @@ def level_weights(
         generator = np.random.default_rng(weight_seed(seed, level))
         out.append({n: generator.standard_normal(shape) for n, shape in shapes.items()})
     return out
+
+
+def real_parts(values: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The arrays a front-end checks, as float64 copies by name, and which were complex:
+    a complex array is checked as its real and imaginary parts, ``"z.real"`` and
+    ``"z.imag"`` (each framework's gradient of a real cost, in its own convention, is
+    then read back by `conjugation`)."""
+    complex_ = {n for n, v in values.items() if np.iscomplexobj(v)}
+    params = {}
+    for n, v in values.items():
+        if n in complex_:
+            # np.array, not np.ascontiguousarray: that makes a 0-d array 1-d
+            params[f"{n}.real"] = np.array(v.real, dtype=np.float64, order="C")
+            params[f"{n}.imag"] = np.array(v.imag, dtype=np.float64, order="C")
+        else:
+            params[n] = np.array(v, dtype=np.float64)
+    return params, complex_
+
+
+def lifted(
+    cost: Callable[[Any], Any],
+    gradient: Callable[[Callable[[Any], Any], int], Callable[[Any], Any]],
+    inner: Callable[[Any, Any, int], Any],
+    weights: Sequence[Any],
+    depth: int,
+) -> Callable[[Any], Any]:
+    """The objective an order-``depth`` check differentiates: ``cost``, lifted one order
+    up per level, ``x -> <grad g(x), w>`` with ``g`` the objective a level lower and ``w``
+    that level's directions (``weights[level - 2]``); its gradient is the ``depth``-th
+    derivative along them (at depth 2, the Hessian times ``w``). Depth 1 is ``cost``.
+
+    The framework supplies its two primitives: ``gradient(g, level)``, the function
+    ``x -> grad g(x)`` (``level`` says which objective it lifts into, for an eager
+    framework that must know whether to record a graph for a derivative taken later),
+    and ``inner(grads, w, level)``, the scalar ``<grad g(x), w>``. The same recursion
+    serves reverse and forward mode and every order, in both front-ends (as autograd's
+    ``test_util`` checks higher orders)."""
+    objective = cost
+    for level in range(2, depth + 1):
+        objective = _along(gradient(objective, level), inner, weights[level - 2], level)
+    return objective
+
+
+def _along(
+    gradient: Callable[[Any], Any], inner: Callable[[Any, Any, int], Any], w: Any, level: int
+) -> Callable[[Any], Any]:
+    def objective(x: Any) -> Any:
+        return inner(gradient(x), w, level)
+
+    return objective
 
 
 def one_by_one(

@@ -113,19 +113,14 @@ class Checker:
         )
         # A complex leaf is checked as its real and imaginary parts ("z.real", "z.imag").
         self.leaf_names = self.names
-        self.complex = {n for n, x in zip(self.names, leaves, strict=True) if np.iscomplexobj(x)}
-        self.params = {}
-        self.dtypes: dict[str, Any] = {}  # native: the dtype each checked part is passed in
-        for n, x in zip(self.names, leaves, strict=True):
-            value = np.asarray(x)
-            if n in self.complex:
-                part = _policy.real_dtype(value.dtype)
-                self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64)
-                self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64)
-                self.dtypes[f"{n}.real"] = self.dtypes[f"{n}.imag"] = part
-            else:
-                self.params[n] = np.array(value, dtype=np.float64)
-                self.dtypes[n] = value.dtype
+        values = {n: np.asarray(x) for n, x in zip(self.names, leaves, strict=True)}
+        self.params, self.complex = _adapter.real_parts(values)
+        # native: the dtype each checked part is passed in (a complex leaf's parts: real)
+        self.dtypes: dict[str, Any] = {
+            part: _policy.real_dtype(v.dtype)
+            for n, v in values.items()
+            for part in ((f"{n}.real", f"{n}.imag") if n in self.complex else (n,))
+        }
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
         # A small check: float64 parts of SMALL_PARAMS elements in all, evaluated by one
@@ -247,18 +242,26 @@ class Checker:
         return self.jax.jacfwd(g) if forward else self.jax.grad(g)
 
     def _level(self, depth: int):
-        """The objective at ``depth``: the cost, then ``x -> <grad g(x), w>`` per level."""
-        if depth == 1:
-            return self._scalar_of
-        lower, weights = self._level(depth - 1), self.level_weights[depth - 2]
+        """The objective at ``depth`` (`_adapter.lifted`: the cost, then
+        ``x -> <grad g(x), w>`` per level), its gradients taken in the widest float the
+        configuration computes in, those of outputs left out set to 0."""
+        jnp = self.jnp
 
-        def along(leaves):
-            grads = [self._wide(g) for g in self._gradient(lower)(leaves)]
-            if self.finite_mask is not None:  # the derivatives of outputs left out, too
-                grads = [self.jnp.where(self.jnp.isfinite(g), g, 0) for g in grads]
-            return sum(self.jnp.sum(g * w) for g, w in zip(grads, weights, strict=True))
+        def gradient(g, level: int):
+            grad = self._gradient(g)
 
-        return along
+            def wide(leaves):
+                grads = [self._wide(x) for x in grad(leaves)]
+                if self.finite_mask is not None:  # the derivatives of outputs left out, too
+                    grads = [jnp.where(jnp.isfinite(x), x, 0) for x in grads]
+                return grads
+
+            return wide
+
+        def inner(grads, weights, level: int):
+            return sum(jnp.sum(g * w) for g, w in zip(grads, weights, strict=True))
+
+        return _adapter.lifted(self._scalar_of, gradient, inner, self.level_weights, depth)
 
     def _objective(self, leaves):
         """The function whose gradient is checked: the cost, or ``<grad g, w>`` (order)."""

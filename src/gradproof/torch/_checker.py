@@ -86,16 +86,9 @@ class Checker:
                 )
         # A complex tensor is checked as its real and imaginary parts ("input0.real",
         # "input0.imag"): autograd's gradient, in torch's convention, is d/dRe + i d/dIm.
-        self.complex = {n for n, t in named.items() if t.is_complex()}
-        self.params = {}
-        for n, t in named.items():
-            value = t.detach().to("cpu").resolve_conj().numpy()
-            if n in self.complex:
-                # np.array, not np.ascontiguousarray: that makes a 0-d input 1-d
-                self.params[f"{n}.real"] = np.array(value.real, dtype=np.float64, order="C")
-                self.params[f"{n}.imag"] = np.array(value.imag, dtype=np.float64, order="C")
-            else:
-                self.params[n] = value.astype(np.float64)
+        self.params, self.complex = _adapter.real_parts(
+            {n: t.detach().to("cpu").resolve_conj().numpy() for n, t in named.items()}
+        )
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
         wide = (torch.float64, torch.complex128)
@@ -280,9 +273,9 @@ class Checker:
         else:
             self.replay()
             tensors = self._tensors(self.params, grad=True)
-            if self.kind is Derivative.ORDER:
+            if self.depth > 1:
                 with self._derivative("the backward"):  # the lower derivatives, made twice
-                    cost = self._level(tensors, self.depth, create_graph=True)
+                    cost = self._objective(self.depth, differentiable=True)(tensors)
             else:
                 cost = self.forward(tensors)
             if cost.requires_grad:
@@ -349,30 +342,44 @@ class Checker:
                 ) from exc
             raise DerivativeRaised(what, exc) from exc
 
-    def _level(self, tensors: dict[str, Any], depth: int, create_graph: bool):
-        """The objective at ``depth``: the cost, then ``<grad g(x), w>`` per level above it
-        (its gradient is the Hessian times ``w`` at depth 2)."""
+    def _objective(self, depth: int, differentiable: bool) -> Any:
+        """The function of the tensors whose gradient an order-``depth`` check takes
+        (`_adapter.lifted`: the cost, then ``<grad g(x), w>`` per level above it).
+        ``differentiable``: its own gradient will be taken (the derivative under check),
+        so even the outermost level's backward records its graph; evaluated as a cost,
+        only the levels below do. At the check point, the terms of the outermost
+        ``<grad g, w>`` are the cost's magnitude (the sum may cancel, its terms do not)."""
         torch = self.torch
-        if depth == 1:
-            return self.forward(tensors)
-        with torch.enable_grad():
-            f = self._level(tensors, depth - 1, create_graph=True)
-            if not f.requires_grad:  # a constant to autograd: every gradient is zero
-                return torch.zeros((), dtype=torch.float64, device=self.device)
-            grads = torch.autograd.grad(
-                f, list(tensors.values()), create_graph=create_graph, allow_unused=True
-            )
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        terms = 0.0
-        for n, g in zip(self.names, grads, strict=True):
-            if g is not None:
-                w = torch.from_numpy(self.level_weights[depth - 2][n]).to(self.device)
-                total = total + (g * w).sum()
-                if create_graph:  # at the check point: <grad g, w> may cancel, its terms do not
-                    terms += float((g * w).detach().abs().sum())
-        if create_graph and depth == self.depth:
-            self.magnitude = terms
-        return total
+
+        def gradient(g: Any, level: int) -> Any:
+            def grads(tensors: dict[str, Any]) -> Any:
+                with torch.enable_grad():
+                    f = g(tensors)
+                    if not f.requires_grad:  # a constant to autograd: every gradient is zero
+                        return [None] * len(self.names)
+                    return torch.autograd.grad(
+                        f,
+                        list(tensors.values()),
+                        create_graph=differentiable or level < depth,
+                        allow_unused=True,
+                    )
+
+            return grads
+
+        def inner(grads: Any, weights: dict[str, np.ndarray], level: int) -> Any:
+            total = torch.zeros((), dtype=torch.float64, device=self.device)
+            terms = 0.0
+            for n, g in zip(self.names, grads, strict=True):
+                if g is not None:
+                    w = torch.from_numpy(weights[n]).to(self.device)
+                    total = total + (g * w).sum()
+                    if differentiable and level == depth:
+                        terms += float((g * w).detach().abs().sum())
+            if differentiable and level == depth:
+                self.magnitude = terms
+            return total
+
+        return _adapter.lifted(self.forward, gradient, inner, self.level_weights, depth)
 
     def _forward_mode(self) -> dict[str, np.ndarray]:
         """The gradient of the scalar cost by forward-mode AD, one tangent per element:
@@ -461,9 +468,9 @@ class Checker:
     def cost(self, arrays: dict[str, np.ndarray]) -> float:
         started = time.perf_counter()
         self.replay()
-        if self.kind is Derivative.ORDER:
+        if self.depth > 1:
             tensors = self._tensors(arrays, grad=True)
-            value = float(self._level(tensors, self.depth, create_graph=False))
+            value = float(self._objective(self.depth, differentiable=False)(tensors))
             self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
             return value
         with self.torch.no_grad():
@@ -477,11 +484,7 @@ class Checker:
         Falls back to one by one, for the rest of the check, when vmap cannot
         batch the cost or when batching turns out slower than one by one.
         """
-        if (
-            self.vmap_failed is None
-            and self.vmap_slower is None
-            and self.kind is not Derivative.ORDER
-        ):
+        if self.vmap_failed is None and self.vmap_slower is None and self.depth == 1:
             try:
                 return [self._vmapped(name, flat, coords, v) for v in values]
             except SlowerBatched as slower:
