@@ -148,8 +148,6 @@ ALLOWED = {
     ("_full.py", "run", "lines"): TO_SPLIT,
     ("_sweep.py", "sweep_leaves", "lines"): TO_SPLIT,
     ("jax/_dropin.py", "check_grads", "lines"): PUBLIC + " (jax.test_util.check_grads')",
-    ("jax/_checker.py", "__init__", "lines"): TO_SPLIT,
-    ("torch/_checker.py", "__init__", "lines"): TO_SPLIT,
     # functions over FUNCTION_PARAMETERS parameters
     ("_check.py", "check", "parameters"): PUBLIC,
     ("_check.py", "assert_gradients", "parameters"): PUBLIC + " (check's)",
@@ -166,11 +164,6 @@ ALLOWED = {
     ("_full.py", "_tensor_report", "parameters"): TO_SPLIT,
     ("_sweep.py", "sweep_leaves", "parameters"): TO_SPLIT,
     ("_sweep.py", "_finish", "parameters"): TO_SPLIT,
-    ("jax/_check.py", "check_all", "parameters"): TO_SPLIT,
-    ("jax/_dropin.py", "check_own_precision", "parameters"): TO_SPLIT,
-    ("jax/_checker.py", "__init__", "parameters"): TO_SPLIT,
-    ("torch/_check.py", "check_all", "parameters"): TO_SPLIT,
-    ("torch/_dropins.py", "dropin_report", "parameters"): TO_SPLIT,
     # modules over MODULE_LINES lines
     ("_compare.py", "", "module"): "to be split: judging and its probes (issue 19)",
 }

@@ -419,7 +419,7 @@ def test_a_checker_told_a_derivative_by_its_name_checks_that_one():
     from gradproof.torch import _intake
 
     x = torch.linspace(-1, 1, 3, dtype=torch.float64, requires_grad=True)
-    call = _intake.Call(torch.tanh, (x,), None, 0, None, (torch.get_rng_state(), {}), None)
+    call = _intake.Call(torch.tanh, (x,), rng=(torch.get_rng_state(), {}))
     checker = _checker.Checker(torch, call, None, "order", 2)
     assert checker.depth == 2 and checker.kind is _checker.Derivative.ORDER
     namespace: dict = {}

@@ -120,11 +120,13 @@ def test_an_iterative_solver_passes_the_drop_in_and_a_slip_is_still_found():
 def _dropin_report(fn, inputs):
     """The report behind a passing drop-in call (gradcheck returns only True): what
     gradcheck's defaults ask for, through the same path, its re-entrancy probe included."""
+    from gradproof._adapter import Request
     from gradproof.torch._dropins import dropin_options as _dropin_options
     from gradproof.torch._dropins import dropin_report as report
+    from gradproof.torch._intake import Call
 
     opts = _dropin_options(None, None, None, False)
-    return report(torch, fn, inputs, None, opts, ("rev",), 1, 0.0, [])
+    return report(torch, Call(fn, inputs), Request(opts), 0.0, [])
 
 
 def test_fast_mode_costs_a_handful_of_evaluations_whatever_the_size():

@@ -147,13 +147,22 @@ class Checker(Adapter, Protocol):
     last_analytic: dict[str, np.ndarray]  # the derivative the last run checked
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a front-end is asked to check of one function: with which options, which
+    derivatives (``modes``: ``"rev"``, ``"fwd"``), and up to which ``order``."""
+
+    opts: Options
+    modes: tuple[str, ...] = ("rev",)
+    order: int = 1
+
+    def using(self, opts: Options) -> Request:
+        """The same derivatives, checked with other options."""
+        return dataclasses.replace(self, opts=opts)
+
+
 def check_all(
-    make: Callable[..., Checker],
-    opts: Options,
-    modes: Sequence[str],
-    order: int,
-    convention: str,
-    dropin: bool = False,
+    make: Callable[..., Checker], request: Request, convention: str, dropin: bool = False
 ) -> Report:
     """Every requested check of one function (outputs × modes × orders), as one report.
 
@@ -161,6 +170,7 @@ def check_all(
     (``None`` for a single output) and one kind of derivative (``depth``: the order
     of an ``"order"`` check). ``dropin``: a drop-in's check (see `check_one`).
     """
+    opts, modes, order = request.opts, request.modes, request.order
     first = make(None, Derivative.REV)
     outputs = first.output_indices
     parts, extra = [], []

@@ -4,7 +4,6 @@ share, and where its error enters (`_origin`)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +15,7 @@ from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
 from ._checker import Checker, Shared
-from ._intake import JAX_CONVENTION, checking, float64_leaf, load_jax, path_name
+from ._intake import JAX_CONVENTION, Call, checking, float64_leaf, load_jax, path_name
 
 
 def check(
@@ -50,12 +49,17 @@ def check(
     jax, _ = load_jax()
     modes = _adapter.validate_modes("gradproof.jax.check", modes, order)
     opts = user_options("gradproof.jax.check", **check_options)
+    request = _adapter.Request(opts, modes, order)
+    call = Call(fn, params, args)
     with checking(jax):
-        report = check_all(jax, fn, params, args, opts, modes, order)
+        report = check_all(jax, call, request)
         if not report.passed:
-            whole = functools.partial(check_all, jax, fn, params, args, modes=modes, order=order)
+
+            def whole(opts: Options) -> Report:
+                return check_all(jax, call, request.using(opts))
+
             try:
-                report = _isolated(jax, (fn, params, args), whole, opts, report)
+                report = _isolated(jax, call, whole, opts, report)
             except Exception as exc:  # (the verdict stands without it)
                 report = _trace.unsearched(report, exc)
     return report
@@ -63,8 +67,8 @@ def check(
 
 def _isolated(
     jax: Any,
-    call: tuple[Any, Any, tuple[Any, ...]],
-    whole: Callable[..., Report],
+    call: Call,
+    whole: Callable[[Options], Report],
     opts: Options,
     report: Report,
 ) -> Report:
@@ -77,50 +81,33 @@ def _isolated(
     def check_alone(rule: Callable[[Any], Any], values: Any) -> Report:
         size = sum(np.size(x) for x in jax.tree_util.tree_leaves(values))
         mode = _policy.part_mode(size)
-        return check_all(jax, lambda p: rule(p), values, (), alone.with_mode(mode), ("rev",), 1)
+        return check_all(
+            jax, Call(lambda p: rule(p), values), _adapter.Request(alone.with_mode(mode))
+        )
 
     def again() -> Report:  # (as closely as the function's own check looked)
         mode: _policy.Mode = "full" if report.mode == "full" else "directional"
-        return whole(opts=alone.with_mode(mode))
+        return whole(alone.with_mode(mode))
 
     started = time.perf_counter()
-    fn, params, args = call
-    point = jax.tree_util.tree_map(float64_leaf, params)
+    point = jax.tree_util.tree_map(float64_leaf, call.params)
     paths, _ = jax.tree_util.tree_flatten_with_path(point)
     named = {path_name(path): leaf for path, leaf in paths}
-    subject = _jax_origin.Subject(fn, point, args, named)
+    subject = _jax_origin.Subject(call.fn, point, call.args, named)
     found = _jax_origin.locate(jax, subject, report, check_alone, again)
     return _trace.searched(report, found, time.perf_counter() - started, layer_order=False)
 
 
 def check_all(
-    jax, fn, params, args, opts, modes, order, native=False, dropin=False, shared=None
+    jax: Any, call: Call, request: _adapter.Request, shared: Shared | None = None
 ) -> Report:
-    """Every requested check (outputs × modes × orders) of one function, as one report.
-
-    ``native``: the function runs in its arguments' own precision (the caller's JAX
-    configuration), not on float64 copies. ``dropin``: ``check_grads``' semantics for
-    outputs that are nan or infinite at the check point (left out, as nan matches nan).
-    ``shared``: programs and values from an earlier check of the same function.
-    """
-    forward_only = tuple(modes) == ("fwd",)
-    shared = Shared(tuple(modes), order) if shared is None else shared
-    shared.batching = opts.mode in ("full", "sample")
+    """Every requested check (outputs × modes × orders) of one call, as one report.
+    ``shared``: programs and values from an earlier check of the same call."""
+    shared = Shared(request.modes, request.order) if shared is None else shared
+    shared.batching = request.opts.mode in ("full", "sample")
+    shared.seed = request.opts.seed
 
     def make(output: int | None, kind: Derivative, depth: int = 1) -> Checker:
-        return Checker(
-            jax,
-            fn,
-            params,
-            args,
-            opts.seed,
-            output,
-            kind,
-            depth,
-            native,
-            forward_only,
-            dropin,
-            shared,
-        )
+        return Checker(jax, call, shared, output, kind, depth)
 
-    return _adapter.check_all(make, opts, modes, order, JAX_CONVENTION)
+    return _adapter.check_all(make, request, JAX_CONVENTION)

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _adapter, _policy
 from .._adapter import BATCH_ELEMENTS, Derivative
 from .._errors import GradientSpecError
-from ._intake import arrays_of, finite_mask, first_line, path_name
+from ._intake import Call, arrays_of, finite_mask, first_line, path_name
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Shared:
 
     modes: tuple[str, ...] = ("rev",)
     order: int = 1
+    seed: int = 0  # the check's seed (its options'): the output's weights, the directions
     batching: bool = False  # the check evaluates coordinates in batches (full or sample mode)
     # The function's outputs are finite at the check point, as called (check_grads looked):
     # no float64 evaluation outside a program is needed to find the outputs left out.
@@ -67,53 +68,31 @@ class Checker:
 
     def __init__(
         self,
-        jax,
-        fn,
-        params,
-        args,
-        seed,
-        output=None,
-        kind=Derivative.REV,
-        depth=1,
-        native=False,
-        forward_only=False,
-        dropin=False,
-        shared=None,
+        jax: Any,
+        call: Call,
+        shared: Shared,
+        output: int | None = None,
+        kind: Derivative = Derivative.REV,
+        depth: int = 1,
     ):
         import jax.numpy as jnp
 
-        self.jax, self.jnp, self.fn, self.args, self.seed = jax, jnp, fn, args, seed
+        fn, params, native = call.fn, call.params, call.native
+        self.jax, self.jnp, self.fn, self.args = jax, jnp, fn, call.args
+        self.seed = shared.seed
         self.output = output  # which output of a tuple is checked
         self.kind = Derivative(kind)  # (a caller's "rev" is Derivative.REV)
         self.depth = depth if self.kind is Derivative.ORDER else 1
         self.native = native
-        self.forward_only = forward_only
+        # derivatives inside the objective are taken in forward mode where only it is checked
+        self.forward_only = tuple(shared.modes) == ("fwd",)
         self.last_analytic: dict[str, np.ndarray] = {}
         self.magnitude = 0.0  # order >= 2: the size of the terms of <grad g, w> (by analytic)
-        paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
-        if not paths_leaves:
-            raise GradientSpecError("params holds no arrays to check")
-        self.names = [path_name(path) for path, _ in paths_leaves]
-        if len(set(self.names)) != len(self.names):
-            raise GradientSpecError(
-                "two leaves of params have the same path name; use distinct keys"
-            )
-        leaves = [leaf for _, leaf in paths_leaves]
-        for name, leaf in zip(self.names, leaves, strict=True):
-            dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
-            if not (
-                jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)
-            ):
-                raise GradientSpecError(
-                    f"leaf {name!r} has dtype {dtype}; only float and complex leaves have gradients"
-                )
+        self.treedef, values = _checked_leaves(jax, params)
+        self.leaf_names = list(values)
         wide = (np.float64, np.complex128)
-        self.low = sorted(
-            {str(np.asarray(x).dtype) for x in leaves if np.asarray(x).dtype not in wide}
-        )
+        self.low = sorted({str(v.dtype) for v in values.values() if v.dtype not in wide})
         # A complex leaf is checked as its real and imaginary parts ("z.real", "z.imag").
-        self.leaf_names = self.names
-        values = {n: np.asarray(x) for n, x in zip(self.names, leaves, strict=True)}
         self.params, self.complex = _adapter.real_parts(values)
         # native: the dtype each checked part is passed in (a complex leaf's parts: real)
         self.dtypes: dict[str, Any] = {
@@ -127,9 +106,30 @@ class Checker:
         # batched program over all of them (_rows), its single evaluations included.
         self.small = not native and sum(a.size for a in self.params.values()) <= SMALL_PARAMS
         self.projection = None
-        self.shared = Shared() if shared is None else shared
-        out = None
-        if not dropin or self.shared.finite:  # only the outputs' shapes are needed
+        self.shared = shared
+        out = self._outputs(shapes_only=not call.dropin or shared.finite)
+        count = len(arrays_of(out)) if isinstance(out, (tuple, list)) else 1
+        self.output_indices: list[int | None] = [None] if count == 1 else [*range(count)]
+        # check_grads' outputs that are nan or infinite at the check point are left out
+        # (nan matches nan there), and so are the derivatives that are not finite with them
+        self.finite_mask = _left_out(out, output) if call.dropin and not shared.finite else None
+        self.left_out: dict[str, np.ndarray] = {}  # by part: derivatives left out with them
+        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
+        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
+        # (up to the call's highest order: one program computes every order's derivative)
+        self.level_weights = [
+            [w[n] for n in self.names]
+            for w in _adapter.level_weights(self.seed, self.shapes, max(self.depth, shared.order))
+        ]
+        self.compiled = shared.programs  # XLA compiles each program once per call
+        self.found_unbatched = False  # this checker found that vmap cannot batch the cost
+        self.rows_seconds = 0.0  # how long the last batch of a small check took to run
+
+    def _outputs(self, shapes_only: bool) -> Any:
+        """The function's outputs at the check point: their shapes (``jax.eval_shape``),
+        where that is all that is needed and can be found, else their values."""
+        jax, fn, args = self.jax, self.fn, self.args
+        if shapes_only:
 
             def outputs_of(leaves):
                 # (eval_shape would turn a Python number beside the outputs into an array:
@@ -138,33 +138,11 @@ class Checker:
                 return arrays_of(out) if isinstance(out, (tuple, list)) else out
 
             try:
-                out = jax.eval_shape(outputs_of, self._assemble(self._leaves(self.params)))
+                return jax.eval_shape(outputs_of, self._assemble(self._leaves(self.params)))
             except Exception:  # (what fn raises is reported where it is evaluated)
-                out = None
-        if out is None:
-            leaves = self._assemble([jnp.asarray(x) for x in self._leaves(self.params)])
-            out = fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args)
-        count = len(arrays_of(out)) if isinstance(out, (tuple, list)) else 1
-        self.output_indices: list[int | None] = [None] if count == 1 else [*range(count)]
-        # check_grads' outputs that are nan or infinite at the check point are left out
-        # (nan matches nan there), and so are the derivatives that are not finite with them
-        self.finite_mask = None
-        self.left_out: dict[str, np.ndarray] = {}  # by part: derivatives left out with them
-        if dropin and not self.shared.finite:
-            checked = arrays_of(out)[output or 0] if isinstance(out, (tuple, list)) else out
-            finite = finite_mask(checked)
-            if not finite.all():
-                self.finite_mask = finite
-        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
-        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
-        # (up to the call's highest order: one program computes every order's derivative)
-        self.level_weights = [
-            [w[n] for n in self.names]
-            for w in _adapter.level_weights(seed, self.shapes, max(self.depth, self.shared.order))
-        ]
-        self.compiled = self.shared.programs  # XLA compiles each program once per call
-        self.found_unbatched = False  # this checker found that vmap cannot batch the cost
-        self.rows_seconds = 0.0  # how long the last batch of a small check took to run
+                pass
+        leaves = self._assemble([self.jnp.asarray(x) for x in self._leaves(self.params)])
+        return fn(jax.tree_util.tree_unflatten(self.treedef, leaves), *args)
 
     @property
     def vmap_failed(self) -> str | None:
@@ -483,3 +461,32 @@ class Checker:
             # a short last chunk is padded to the compiled batch size
             out.append(np.asarray(self.compiled[key](batch, others))[: idx.size])
         return np.concatenate(out)
+
+
+def _checked_leaves(jax: Any, params: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """``params``' tree structure and its leaves by path name (``"layers.0.W"``), as NumPy
+    arrays; every leaf float or complex, every name distinct."""
+    import jax.numpy as jnp
+
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    if not paths_leaves:
+        raise GradientSpecError("params holds no arrays to check")
+    names = [path_name(path) for path, _ in paths_leaves]
+    if len(set(names)) != len(names):
+        raise GradientSpecError("two leaves of params have the same path name; use distinct keys")
+    for name, (_, leaf) in zip(names, paths_leaves, strict=True):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)):
+            raise GradientSpecError(
+                f"leaf {name!r} has dtype {dtype}; only float and complex leaves have gradients"
+            )
+    return treedef, {n: np.asarray(leaf) for n, (_, leaf) in zip(names, paths_leaves, strict=True)}
+
+
+def _left_out(out: Any, output: int | None) -> np.ndarray | None:
+    """Where the output checked (of ``out``, the function's outputs at the check point) is
+    finite, or ``None`` where it is finite everywhere: ``check_grads`` leaves the other
+    elements out (nan matches nan there)."""
+    checked = arrays_of(out)[output or 0] if isinstance(out, (tuple, list)) else out
+    finite = finite_mask(checked)
+    return None if finite.all() else finite

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from .. import _adapter, _policy
+from .._adapter import Request
 from .._errors import CostError, GradientSpecError
 from .._options import options
 from .._report import GradientError, Report
 from ._check import check_all
 from ._checker import Shared
-from ._intake import checking, finite_mask, first_line, float64_mode, inexact, load_jax
+from ._intake import Call, checking, finite_mask, first_line, float64_mode, inexact, load_jax
 
 
 def check_grads(
@@ -94,24 +95,21 @@ def check_grads(
             with checking(jax):
                 # One random direction per argument, as check_grads takes, at gradproof's
                 # accuracy, for large arguments; where it fails, every element is checked.
-                cost = lambda p: f(*p.values())  # noqa: E731
+                call = Call(lambda p: f(*p.values()), named, dropin=True)
                 # (the full check reuses the directional one's programs and values)
                 shared = Shared(modes, order, finite=value is not None and _all_finite(value))
-                report = check_all(
-                    jax, cost, named, (), opts, modes, order, dropin=True, shared=shared
-                )
+                report = check_all(jax, call, Request(opts, modes, order), shared)
                 if not report.passed and opts.mode != "full":
                     opts = dataclasses.replace(opts, mode="full", k=None)
-                    report = check_all(
-                        jax, cost, named, (), opts, modes, order, dropin=True, shared=shared
-                    )
+                    report = check_all(jax, call, Request(opts, modes, order), shared)
         except CostError:
             why = _not_finite_in_float64(jax, f, args, value)
             if why is None:
                 raise
     if why is not None:
+        asked = _Given(atol, rtol, eps, per_element, dtypes)
         report = check_own_precision(
-            jax, f, named, dtypes, why, modes, order, (atol, rtol, eps), per_element
+            jax, Call(lambda p: f(*p.values()), named), modes, order, asked, why
         )
     if not report.passed:
         raise GradientError(report)
@@ -142,25 +140,38 @@ def _finite_anywhere(out: Any) -> bool:
     return any(np.any(finite_mask(x)) for x in _flat_outputs(out))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Given:
+    """``check_grads``' tolerances as given (``None``: its defaults for the dtypes), the
+    share of ``atol`` each element gets, and the outputs' dtypes the defaults are for."""
+
+    atol: Any
+    rtol: Any
+    eps: float | None
+    per_element: float
+    dtypes: list[np.dtype]
+
+
 def check_own_precision(
-    jax, f, named, dtypes, why, modes, order, given, per_element: float
+    jax: Any, call: Call, modes: tuple[str, ...], order: int, given: _Given, why: str
 ) -> Report:
-    """``check_grads`` in the arguments' own precision: steps sized for it, and the
-    original's tolerances for it (``given`` (atol, rtol, eps), or ``check_grads``'
-    defaults) as the bound, ``atol`` shared out over the elements (``per_element``)."""
-    atol, rtol, eps = given
-    bits = min(_significand_bits(jax, np.asarray(a).dtype) for a in named.values() if inexact(a))
-    atol, rtol = _own_tolerance(atol, dtypes), _own_tolerance(rtol, dtypes)
+    """``check_grads`` in the arguments' own precision (``why``: float64 could not serve):
+    steps sized for it, and the original's tolerances for it (``given``, or
+    ``check_grads``' defaults) as the bound, ``atol`` shared out over the elements."""
+    arguments = [a for a in call.params.values() if inexact(a)]
+    bits = min(_significand_bits(jax, np.asarray(a).dtype) for a in arguments)
+    atol, rtol = _own_tolerance(given.atol, given.dtypes), _own_tolerance(given.rtol, given.dtypes)
     opts = dataclasses.replace(
-        options("gradproof.jax.check_grads", eps=eps, atol=atol * per_element, rtol=rtol),
+        options(
+            "gradproof.jax.check_grads", eps=given.eps, atol=atol * given.per_element, rtol=rtol
+        ),
         precision_bits=bits,
         normwise_floor=True,
     )
     with checking(jax, x64=False):
-        report = check_all(
-            jax, lambda p: f(*p.values()), named, (), opts, modes, order, native=True, dropin=True
-        )
-    kinds = "/".join(sorted({str(np.asarray(a).dtype) for a in named.values() if inexact(a)}))
+        native = dataclasses.replace(call, native=True, dropin=True)
+        report = check_all(jax, native, Request(opts, modes, order))
+    kinds = "/".join(sorted({str(np.asarray(a).dtype) for a in arguments}))
     note = (
         f"checked in the arguments' own precision ({kinds}), not on float64 copies: {why}. "
         f"Steps and round-off are sized for {bits} significand bits, and a disagreement "

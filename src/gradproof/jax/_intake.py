@@ -4,10 +4,26 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of a check, shared by the checks of its outputs, modes and orders:
+    ``fn(params, *args)``, ``params`` checked and ``args`` held fixed. ``native``: the
+    function runs in its leaves' own dtypes (the caller's JAX configuration), not on
+    float64 copies; ``dropin``: ``check_grads``' semantics for outputs that are nan or
+    infinite at the check point (left out, as nan matches nan there)."""
+
+    fn: Callable[..., Any]
+    params: Any  # a pytree of arrays
+    args: tuple[Any, ...] = ()
+    native: bool = False
+    dropin: bool = False
 
 
 def load_jax() -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ from .._adapter import Derivative
 from .._options import Options, user_options
 from .._report import Report
 from ._checker import Checker
-from ._intake import TORCH_CONVENTION, Call, Probe, cuda_devices, load_torch
+from ._intake import TORCH_CONVENTION, Call, cuda_devices, load_torch
 
 
 def check(
@@ -56,7 +56,8 @@ def check(
     torch = load_torch()
     modes = _adapter.validate_modes("gradproof.torch.check", modes, order)
     opts = user_options("gradproof.torch.check", **check_options)
-    report = check_all(torch, fn_or_module, inputs, loss, opts, modes, order)
+    request = _adapter.Request(opts, modes, order)
+    report = check_all(torch, Call(fn_or_module, inputs, loss), request)
     if not report.passed:
         model = fn_or_module
         if not isinstance(model, torch.nn.Module):  # (its parts: the custom Functions it applies)
@@ -95,40 +96,27 @@ def _isolated(
         grads = [a for a in args if torch.is_tensor(a) and a.requires_grad]
         size = sum(t.numel() for t in [*grads, *module.parameters()] if t.requires_grad)
         mode = _policy.part_mode(size, full=whole and report.mode == "full")
-        return check_all(torch, module, args, loss, alone.with_mode(mode), ("rev",), 1)
+        return check_all(torch, Call(module, args, loss), _adapter.Request(alone.with_mode(mode)))
 
     started = time.perf_counter()
     found = _torch_origin.locate(torch, model, inputs, loss, report, check_alone)
     return _trace.searched(report, found, time.perf_counter() - started, layer_order=True)
 
 
-def check_all(
-    torch: Any,
-    fn: Any,
-    inputs: tuple[Any, ...],
-    loss: Any,
-    opts: Options,
-    modes: Sequence[str],
-    order: int,
-    weights: Any = None,
-    dropin: Probe | None = None,
-) -> Report:
-    """Every requested check (outputs × modes × orders) of one function, as one report.
+def check_all(torch: Any, call: Call, request: _adapter.Request) -> Report:
+    """Every requested check (outputs × modes × orders) of one call, as one report.
 
-    ``dropin`` (a drop-in's `Probe`): check what torch's gradcheck checks: the
-    inputs that require grad (a module is a function of its inputs, its parameters
-    held fixed) and the outputs that require grad.
+    A drop-in's call (its `Probe`, ``call.dropin``) checks what torch's gradcheck
+    checks: the inputs that require grad (a module is a function of its inputs, its
+    parameters held fixed) and the outputs that require grad.
     """
-    devices = cuda_devices(torch, fn, inputs)
+    devices = cuda_devices(torch, call.fn, call.inputs)
     with torch.random.fork_rng(devices=devices):
         # One RNG state for every check of this call, so all replay the same draws.
         rng = (torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices})
-
-        call = Call(fn, inputs, loss, opts.seed, weights, rng, dropin)
+        call = dataclasses.replace(call, seed=request.opts.seed, rng=rng)
 
         def make(output: int | None, kind: Derivative, depth: int = 1) -> Checker:
             return Checker(torch, call, output, kind, depth)
 
-        return _adapter.check_all(
-            make, opts, modes, order, TORCH_CONVENTION, dropin=dropin is not None
-        )
+        return _adapter.check_all(make, request, TORCH_CONVENTION, dropin=call.dropin is not None)

@@ -8,6 +8,7 @@ import math
 import textwrap
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,23 +53,52 @@ class Checker:
         # A module's parameters: where an error enters is found by checking its submodules
         # on their own (gradproof.torch.check), not from the parameters' names alone.
         self.trace_origin = self.module is None or dropin is not None
+        named = self._checked_tensors(inputs)
+        # A complex tensor is checked as its real and imaginary parts ("input0.real",
+        # "input0.imag"): autograd's gradient, in torch's convention, is d/dRe + i d/dIm.
+        self.params, self.complex = _adapter.real_parts(
+            {n: t.detach().to("cpu").resolve_conj().numpy() for n, t in named.items()}
+        )
+        self.names = list(self.params)
+        self.shapes = {n: a.shape for n, a in self.params.items()}
+        wide = (torch.float64, torch.complex128)
+        self.low = sorted({str(t.dtype) for t in named.values() if t.dtype not in wide})
+        self.device = next(iter(named.values())).device
+        self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        self.inputs = [float64_copy(torch, x) for x in inputs]
+        self.layouts = _layouts(torch, named)
+        self.rng_state, self.cuda_state = rng
+        self.projection = None
+        self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
+        self.unbatched_seconds = 0.0  # time spent evaluating one by one since then
+        self.vmap_slower: str | None = None  # batching ran, but slower than one by one
+        self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
+        self.vmap_timed = False  # batching has been timed against one by one
+        self.output_indices = self._checked_outputs()
+        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
+        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
+        self.level_weights = _adapter.level_weights(seed, self.shapes, self.depth)
+
+    def _checked_tensors(self, inputs: Sequence[Any]) -> dict[str, Any]:
+        """What is checked, by name: a module's parameters that require grad (held fixed
+        when a drop-in checks the module as a function of its inputs), then the inputs
+        that require grad (``input0``, ...); float or complex. Sets ``buffers``: what
+        the module holds besides, frozen parameters included, run in float64 too."""
+        torch, dropin = self.torch, self.probe
         named = {}
+        self.buffers = {}
         if self.module is not None:
-            # gradcheck's module is a function of its inputs: its parameters are held fixed
             checked = dropin is None
             named = {n: p for n, p in self.module.named_parameters() if p.requires_grad and checked}
             self.buffers = {n: b.detach() for n, b in self.module.named_buffers()}
-            # Frozen parameters are not checked, but run in float64 like the rest.
             self.buffers.update(
                 (n, p.detach()) for n, p in self.module.named_parameters() if n not in named
             )
-        else:
-            if not callable(fn):
-                raise GradientSpecError(
-                    "gradproof.torch.check takes an nn.Module or a function, "
-                    f"got {type(fn).__name__}"
-                )
-            self.buffers = {}
+        elif not callable(self.fn):
+            raise GradientSpecError(
+                "gradproof.torch.check takes an nn.Module or a function, "
+                f"got {type(self.fn).__name__}"
+            )
         for i, x in enumerate(inputs):
             if torch.is_tensor(x) and x.requires_grad:
                 named[f"input{i}"] = x
@@ -84,46 +114,7 @@ class Checker:
                 raise GradientSpecError(
                     f"{name} has dtype {t.dtype}; only float and complex tensors have gradients"
                 )
-        # A complex tensor is checked as its real and imaginary parts ("input0.real",
-        # "input0.imag"): autograd's gradient, in torch's convention, is d/dRe + i d/dIm.
-        self.params, self.complex = _adapter.real_parts(
-            {n: t.detach().to("cpu").resolve_conj().numpy() for n, t in named.items()}
-        )
-        self.names = list(self.params)
-        self.shapes = {n: a.shape for n, a in self.params.items()}
-        wide = (torch.float64, torch.complex128)
-        self.low = sorted({str(t.dtype) for t in named.values() if t.dtype not in wide})
-        self.device = next(iter(named.values())).device
-        self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        self.inputs = [float64_copy(torch, x) for x in inputs]
-        # Inputs that are views into a larger storage keep that layout in every copy:
-        # an operation such as as_strided reads the storage, not just the elements.
-        self.layouts = {}
-        for n, t in named.items():
-            if not n.startswith("input"):
-                continue
-            # (an expanded input, stride 0, cannot be written through: it is copied whole)
-            if 0 not in t.stride() and (
-                t.storage_offset() != 0
-                or t.untyped_storage().nbytes() != t.numel() * t.element_size()
-            ):
-                base = torch.empty(0, dtype=t.dtype, device=t.device).set_(
-                    t.untyped_storage(), 0, (t.untyped_storage().nbytes() // t.element_size(),)
-                )
-                wide = torch.complex128 if t.is_complex() else torch.float64
-                storage = base.detach().to(wide).clone()
-                self.layouts[n] = (storage, tuple(t.shape), tuple(t.stride()), t.storage_offset())
-        self.rng_state, self.cuda_state = rng
-        self.projection = None
-        self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost
-        self.unbatched_seconds = 0.0  # time spent evaluating one by one since then
-        self.vmap_slower: str | None = None  # batching ran, but slower than one by one
-        self.seconds_per_eval = math.inf  # the fastest one-by-one evaluation seen
-        self.vmap_timed = False  # batching has been timed against one by one
-        self.output_indices = self._checked_outputs()
-        # order k checks x -> <grad g(x), w>: its gradient is the k-th derivative along ws.
-        # (Level 1's weights keep stream 1, so order-2 checks draw what they always drew.)
-        self.level_weights = _adapter.level_weights(seed, self.shapes, self.depth)
+        return named
 
     def notes(self) -> list[str]:
         notes = []
@@ -539,3 +530,24 @@ class Checker:
                         f"evaluation against {self.seconds_per_eval * 1e3:.3g} ms one by one"
                     )
         return np.concatenate(out)
+
+
+def _layouts(torch: Any, named: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """Inputs that are views into a larger storage, by name: (a float64 copy of the
+    storage, size, stride, offset), a layout every copy keeps (an operation such as
+    ``as_strided`` reads the storage, not just the elements). An expanded input (a
+    stride of 0) cannot be written through, and is copied whole like the rest."""
+    layouts = {}
+    for n, t in named.items():
+        if not n.startswith("input") or 0 in t.stride():
+            continue
+        storage = t.untyped_storage()
+        if t.storage_offset() == 0 and storage.nbytes() == t.numel() * t.element_size():
+            continue
+        base = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+            storage, 0, (storage.nbytes() // t.element_size(),)
+        )
+        wide = torch.complex128 if t.is_complex() else torch.float64
+        copy = base.detach().to(wide).clone()
+        layouts[n] = (copy, tuple(t.shape), tuple(t.stride()), t.storage_offset())
+    return layouts

@@ -10,12 +10,12 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from .. import _policy
+from .. import _adapter, _policy
 from .._errors import GradientSpecError
 from .._options import Options, options
 from .._report import GradientError, Report
 from ._check import check_all
-from ._intake import Probe, cuda_devices, load_torch, projection
+from ._intake import Call, Probe, cuda_devices, load_torch, projection
 
 
 def gradcheck(
@@ -71,7 +71,8 @@ def gradcheck(
     )
     opts = dropin_options(eps, atol, rtol, fast_mode)
     inputs = _as_tuple(torch, inputs)
-    report = dropin_report(torch, func, inputs, None, opts, modes, 1, nondet_tol, unchecked)
+    request = _adapter.Request(opts, modes, 1)
+    report = dropin_report(torch, Call(func, inputs), request, nondet_tol, unchecked)
     return _dropin_verdict(torch, report, raise_exception)
 
 
@@ -117,7 +118,10 @@ def gradgradcheck(
     )
     opts = dropin_options(eps, atol, rtol, fast_mode)
     inputs = _as_tuple(torch, inputs)
-    report = dropin_report(torch, func, inputs, weights, opts, modes, 2, nondet_tol, unchecked)
+    request = _adapter.Request(opts, modes, 2)
+    report = dropin_report(
+        torch, Call(func, inputs, weights=weights), request, nondet_tol, unchecked
+    )
     return _dropin_verdict(torch, report, raise_exception)
 
 
@@ -152,12 +156,12 @@ def dropin_options(eps, atol, rtol, fast_mode: bool) -> Options:
 
 
 def dropin_report(
-    torch, func, inputs, weights, opts, modes, order: int, nondet_tol: float, unchecked
+    torch: Any, call: Call, request: _adapter.Request, nondet_tol: float, unchecked: list[str]
 ) -> Report:
     """What a drop-in call found: gradproof's check of what gradcheck checks, the backward's
     re-entrancy (one forward, two backwards) and the options it does not check included."""
-    probe = _probe(torch, func, inputs, weights, nondet_tol, opts.seed)
-    report = check_all(torch, func, inputs, None, opts, modes, order, weights, dropin=probe)
+    probe = _probe(torch, call.fn, call.inputs, call.weights, nondet_tol, request.opts.seed)
+    report = check_all(torch, dataclasses.replace(call, dropin=probe), request)
     if unchecked:
         report = dataclasses.replace(report, warnings=[*unchecked, *report.warnings])
     if probe.unstable is not None:

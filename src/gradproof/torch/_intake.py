@@ -76,15 +76,17 @@ def float64_copy(torch: Any, x: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Call:
-    """One call of a check, shared by the checks of its outputs, modes and orders."""
+    """One call of a check, shared by the checks of its outputs, modes and orders.
+    ``seed`` and ``rng`` are the run's, set by `_check.check_all` as it starts."""
 
     fn: Any  # the function or module
     inputs: tuple[Any, ...]
-    loss: Callable[[Any], Any] | None
-    seed: int
-    weights: list[Any] | None  # output cotangents (grad_outputs) instead of random ones
-    rng: tuple[Any, dict[int, Any]]  # torch's CPU and CUDA RNG states, replayed by each
-    dropin: Probe | None  # a drop-in's probe: check what torch's gradcheck checks
+    loss: Callable[[Any], Any] | None = None
+    weights: list[Any] | None = None  # output cotangents (grad_outputs), not random ones
+    dropin: Probe | None = None  # a drop-in's probe: check what torch's gradcheck checks
+    seed: int = 0  # the check's seed (its options')
+    # torch's CPU and CUDA RNG states, replayed before each evaluation
+    rng: tuple[Any, dict[int, Any]] = (None, {})
 
 
 @dataclasses.dataclass(frozen=True)
