@@ -137,7 +137,6 @@ ALLOWED = {
     ("_check.py", "check", "lines"): PUBLIC + ", and their docstring",
     ("_check.py", "check_with", "lines"): TO_SPLIT,
     ("_coarse.py", "resolve", "lines"): TO_SPLIT,
-    ("_compare.py", "judge", "lines"): TO_SPLIT,
     ("_demo.py", "tell", "lines"): "the demo's story, told in order",
     ("_diagnose.py", "diagnose", "lines"): "one pattern after another, in order of evidence",
     ("_directional.py", "_one_direction", "lines"): TO_SPLIT,

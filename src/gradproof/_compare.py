@@ -295,23 +295,22 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
         probe_at: evaluates the cost around one coordinate (by position in
             ``p``); ``None`` when the scheme cannot be probed (complex step).
     """
-    scheme, noise, tol = allow.scheme, allow.noise, allow.tol
-    analytic, numeric, h = p.analytic, p.numeric, p.h
-    n = analytic.size
+    n = p.analytic.size
     doubt = _doubt(p, allow)
-    gap, roundoff, doubtful, screen = doubt.gap, doubt.roundoff, doubt.doubtful, doubt.screen
-    bound = _policy.ERROR_SAFETY * roundoff
-    negligible = (np.abs(analytic) <= bound) & (np.abs(numeric) <= bound)
+    bound = _policy.ERROR_SAFETY * doubt.roundoff
+    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
     floor = float(np.max(bound)) if n else 0.0
 
     status = np.zeros(n, dtype=np.int8)
     if probe_at is None:
-        status[doubtful] = Status.WRONG
+        status[doubt.doubtful] = Status.WRONG
         return Judgement(status, 0, negligible, floor, floored=doubt.floored)
 
-    order = np.flatnonzero(doubtful)
-    order = order[np.argsort(-gap[order], kind="stable")]
+    # the largest disagreements first: after CONFIRMED_ENOUGH errors, the rest are SUSPECT
+    order = np.flatnonzero(doubt.doubtful)
+    order = order[np.argsort(-doubt.gap[order], kind="stable")]
 
+    judging = _Judging(p, allow, probe_at, doubt)
     confirmed = 0
     probed = 0
     unsettled: dict[int, tuple[tuple[float, float], ...]] = {}
@@ -320,90 +319,142 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
         if confirmed >= _policy.CONFIRMED_ENOUGH:
             status[i] = Status.SUSPECT
             continue
-        at_h = probe_at(int(i))
-        status[i] = classify(scheme, at_h, gap=gap[i], roundoff=roundoff[i], noise=noise, h=h[i])
-        shrink = p.closer(int(i))
-        small = None
-        if status[i] == Status.KINK:
-            small = probe_at(int(i), shrink)
-            if not _kink_persists(at_h, small, noise, h[i], shrink):
+        found = judging.coordinate(int(i))
+        status[i] = found.status
+        if found.refined is not None:
+            refined[int(i)] = found.refined
+        if found.unsettled is not None:
+            unsettled[int(i)] = found.unsettled
+        probed += 1
+        confirmed += status[i] == Status.WRONG
+    probed += _look_wider(p, doubt, status, allow, probe_at)
+    probed += judging.screened(status)
+    return Judgement(status, probed, negligible, floor, unsettled, refined, doubt.floored)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One coordinate in doubt, probed: its status, the partial the verdict rests on where
+    a smaller step gave it (``refined``), and the steps at which its partial never
+    settled (``unsettled``, status ``KINK``)."""
+
+    status: Status
+    refined: float | None = None
+    unsettled: tuple[tuple[float, float], ...] | None = None
+
+
+@dataclass(frozen=True)
+class _Judging:
+    """What judging one parameter's coordinates in doubt works from: the partials, the
+    allowance, the probe, and what is in doubt (`_doubt`)."""
+
+    p: Partials
+    allow: Allowance
+    probe_at: Prober
+    doubt: _Doubt
+
+    def coordinate(self, i: int) -> _Found:
+        """Coordinate ``i``, probed at its step, judged again at a smaller one where that
+        step cannot tell, and watched for a partial that never settles."""
+        scheme, doubt = self.allow.scheme, self.doubt
+        at_h = self.probe_at(i)
+        status = classify(
+            scheme,
+            at_h,
+            gap=doubt.gap[i],
+            roundoff=doubt.roundoff[i],
+            noise=self.allow.noise,
+            h=self.p.h[i],
+        )
+        status, small, shrink = self._second_look(i, at_h, status)
+        if small is None:
+            return _Found(status)
+        numeric, roundoff = self.p.numeric[i], doubt.roundoff[i]
+        refined = None
+        if (status == Status.NUMERICS and shrink > _policy.KINK_CONFIRM) or (
+            status == Status.WRONG and _apart(scheme, small, numeric, roundoff, shrink)
+        ):
+            # near a pole or a domain edge, or where the cost varies faster than the step,
+            # the partial at the smaller step is the one the verdict rests on: shown
+            refined = _extrapolated(scheme, small)
+        if status != Status.KINK:
+            steps = self._never_settles(i, at_h, small, shrink)
+            if steps is not None and _beyond_tol(self.p.analytic[i], steps[-1][1], self.allow.tol):
+                # not differentiable here (a kink under a square root, a jump), or steeper
+                # than any step resolves: no verdict, and the evidence kept for the report
+                return _Found(Status.KINK, None, steps)
+        return _Found(status, refined)
+
+    def _second_look(
+        self, i: int, at_h: Probe, status: Status
+    ) -> tuple[Status, Probe | None, float]:
+        """The coordinate's status after a look at a step ``shrink`` times smaller, where
+        the first cannot be trusted, and the probe there (``None``: not needed)."""
+        scheme, allow, probe_at = self.allow.scheme, self.allow, self.probe_at
+        roundoff = self.doubt.roundoff[i]
+        at = _Coordinate(i, self.p.analytic[i], roundoff)
+        shrink = self.p.closer(i)
+        if status == Status.KINK:
+            small = probe_at(i, shrink)
+            if not _kink_persists(at_h, small, allow.noise, self.p.h[i], shrink):
                 # Smooth at a smaller step: large higher derivatives (a pole, a domain
                 # edge) faked the kink. Judge the partial from the smaller step instead.
-                status[i], small, shrink = _judge_smaller(
-                    allow, probe_at, _Coordinate(int(i), analytic[i], roundoff[i]), small, shrink
-                )
-        elif status[i] in (Status.NUMERICS, Status.WRONG) and (
+                return _judge_smaller(allow, probe_at, at, small, shrink)
+            return status, small, shrink
+        if status in (Status.NUMERICS, Status.WRONG) and (
             shrink
             > _policy.KINK_CONFIRM  # the step reaches 0: a pole or domain edge may lie inside it
-            or _truncation_dominated(status[i], at_h.truncation(scheme), gap[i], roundoff[i])
+            or _truncation_dominated(status, at_h.truncation(scheme), self.doubt.gap[i], roundoff)
         ):
             # Near a pole or a domain edge the step is too coarse to tell: judge the
             # partial where truncation is much smaller (and round-off larger).
-            status[i], small, shrink = _judge_smaller(
-                allow,
-                probe_at,
-                _Coordinate(int(i), analytic[i], roundoff[i]),
-                probe_at(int(i), shrink),
-                shrink,
-            )
-        elif status[i] == Status.WRONG:
+            return _judge_smaller(allow, probe_at, at, probe_at(i, shrink), shrink)
+        if status == Status.WRONG:
             # Confirmed at a smaller step: a cost that varies faster than the step aliases
             # at h (its partials at h and h/2 may agree by chance, and the error bound
             # made from them means nothing). Only where the partial at h is not settled (it
             # moves by a large share of itself from h to h/2), or the smaller step refutes
             # its bound, is the coordinate judged again, where it settles (overturned only
             # by agreement there, not by a noisier step's round-off); whether it ever
-            # settles is asked below.
-            small = probe_at(int(i), shrink)
-            if _moving(scheme, at_h, float(roundoff[i])) or _refutes(
-                scheme, small, at_h, float(numeric[i]), float(roundoff[i]), shrink
+            # settles is asked after.
+            small = probe_at(i, shrink)
+            if _moving(scheme, at_h, float(roundoff)) or _refutes(
+                scheme, small, at_h, float(self.p.numeric[i]), float(roundoff), shrink
             ):
-                status[i], small, shrink = _judge_smaller(
-                    allow,
-                    probe_at,
-                    _Coordinate(int(i), analytic[i], roundoff[i]),
-                    small,
-                    shrink,
-                    strict=True,
-                )
-        if small is not None and (
-            (status[i] == Status.NUMERICS and shrink > _policy.KINK_CONFIRM)
-            or (
-                status[i] == Status.WRONG and _apart(scheme, small, numeric[i], roundoff[i], shrink)
-            )
-        ):
-            # near a pole or a domain edge, or where the cost varies faster than the step,
-            # the partial at the smaller step is the one the verdict rests on: shown
-            refined[int(i)] = _extrapolated(scheme, small)
-        if small is not None and status[i] != Status.KINK:
-            steps = _unsettled(scheme, at_h, small, float(h[i]), shrink, float(roundoff[i]))
-            if steps is not None:  # and still growing a further 16 times smaller (aliasing
-                # of a fast oscillation at the larger steps settles there)
-                finer = probe_at(int(i), shrink * _policy.KINK_CONFIRM)
-                value = finer.fine(scheme)
-                grows = np.sign(value) == np.sign(steps[-1][1]) and abs(value) >= (
-                    _policy.UNSETTLED_RATIO * abs(steps[-1][1])
-                )
-                step = float(h[i]) / (2 * shrink * _policy.KINK_CONFIRM)
-                steps = (*steps, (step, value)) if grows else None
-            if steps is not None and _beyond_tol(analytic[i], steps[-1][1], tol):
-                # not differentiable here (a kink under a square root, a jump), or steeper
-                # than any step resolves: no verdict, and the evidence kept for the report
+                return _judge_smaller(allow, probe_at, at, small, shrink, strict=True)
+            return status, small, shrink
+        return status, None, shrink
+
+    def _never_settles(
+        self, i: int, at_h: Probe, small: Probe, shrink: float
+    ) -> tuple[tuple[float, float], ...] | None:
+        """The steps and partials at which coordinate ``i``'s partial keeps growing, a
+        further ``KINK_CONFIRM`` times smaller too (aliasing of a fast oscillation at the
+        larger steps settles there), or ``None`` where it settles."""
+        scheme, h, roundoff = self.allow.scheme, float(self.p.h[i]), float(self.doubt.roundoff[i])
+        steps = _unsettled(scheme, at_h, small, h, shrink, roundoff)
+        if steps is None:
+            return None
+        finer = self.probe_at(i, shrink * _policy.KINK_CONFIRM)
+        value = finer.fine(scheme)
+        grows = np.sign(value) == np.sign(steps[-1][1]) and abs(value) >= (
+            _policy.UNSETTLED_RATIO * abs(steps[-1][1])
+        )
+        step = h / (2 * shrink * _policy.KINK_CONFIRM)
+        return (*steps, (step, value)) if grows else None
+
+    def screened(self, status: np.ndarray) -> int:
+        """The coordinates screened for a kink (`_Doubt.screen`), probed: those whose kink
+        persists at a smaller step are ``KINK``. Returns the probes made."""
+        scheme, noise, doubt, p = self.allow.scheme, self.allow.noise, self.doubt, self.p
+        for i in doubt.screen:
+            at_h = self.probe_at(int(i))
+            shrink = p.closer(int(i))
+            if is_kink(scheme, at_h, doubt.gap[i], noise, p.h[i]) and _kink_persists(
+                at_h, self.probe_at(int(i), shrink), noise, p.h[i], shrink
+            ):
                 status[i] = Status.KINK
-                unsettled[int(i)] = steps
-                refined.pop(int(i), None)
-        probed += 1
-        confirmed += status[i] == Status.WRONG
-    probed += _look_wider(p, doubt, status, allow, probe_at)
-    for i in screen:
-        probed += 1
-        at_h = probe_at(int(i))
-        shrink = p.closer(int(i))
-        if is_kink(scheme, at_h, gap[i], noise, h[i]) and _kink_persists(
-            at_h, probe_at(int(i), shrink), noise, h[i], shrink
-        ):
-            status[i] = Status.KINK
-    return Judgement(status, probed, negligible, floor, unsettled, refined, doubt.floored)
+        return len(doubt.screen)
 
 
 def _look_wider(
