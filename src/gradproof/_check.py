@@ -300,18 +300,10 @@ def check_with(
         _within_range(point.j0, analytic)
         evaluate = point.evaluate
         evaluate.magnitude = front.cost_magnitude
-        # Evaluations after the warm-up are timed: they size progress ticks and the
-        # estimate of mode="auto" (which times a few more to be sure of it).
-        timings, spread = [], 0.0
         repeats = _policy.AUTO_TIMED_EVALUATIONS if opts.mode == "auto" else 1
         if opts.mode != "auto" and not front.spread_first:
             repeats = 0
-        for _ in range(repeats):
-            started_eval = time.perf_counter()
-            with blame("at the check point (second evaluation)"):
-                spread = max(spread, abs(_real(evaluate()) - point.j0))
-            timings.append(time.perf_counter() - started_eval)
-        seconds_per_eval = float(np.median(timings)) if timings else 0.0
+        spread, seconds_per_eval = _evaluated_again(evaluate, point.j0, repeats)
         opts, auto_policy = _chosen_mode(opts, leaves, seconds_per_eval)
         at = Point(
             leaves,
@@ -328,12 +320,7 @@ def check_with(
         outcome = mode(at, analytic, opts)
         with blame("at the check point (final evaluation)"):
             spread = max(spread, abs(_real(evaluate()) - point.j0))
-    policy = opts.policy()
-    policy.update(auto_policy)
-    if outcome.cost_unit > _policy.UNIT_ROUNDOFF:  # a lower-precision cost: its round-off
-        policy["cost_unit"] = outcome.cost_unit
-    if opts.mode == "directional":
-        policy["confidence"] = _directional.confidence(opts.k)
+    policy = _policy_of(opts, auto_policy, outcome)
     if evaluate.replay and not callable(grads) and _draw_matters(evaluate, point.j0):
         outcome = _another_draw_suspected(outcome)
     ran = _Ran(
@@ -346,6 +333,33 @@ def check_with(
     )
     report = _verdict(outcome, analytic, opts, ran, trace_origin=front.trace_origin)
     return _narrowed(report, outcome, point, as_given, analytic)
+
+
+def _evaluated_again(evaluate: Evaluator, j0: float, repeats: int) -> tuple[float, float]:
+    """The cost evaluated ``repeats`` more times at the check point, after the warm-up:
+    how far its values moved from ``j0`` (the spread), and the median seconds one took,
+    which size progress ticks and the estimate of ``mode="auto"`` (which times a few more
+    to be sure of it)."""
+    timings, spread = [], 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with blame("at the check point (second evaluation)"):
+            spread = max(spread, abs(_real(evaluate()) - j0))
+        timings.append(time.perf_counter() - started)
+    return spread, float(np.median(timings)) if timings else 0.0
+
+
+def _policy_of(opts: Options, auto_policy: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The numerical policy the check ran under, for the report: the options', how
+    ``mode="auto"`` chose, a lower-precision cost's unit round-off, and directional
+    mode's confidence."""
+    policy = opts.policy()
+    policy.update(auto_policy)
+    if outcome.cost_unit > _policy.UNIT_ROUNDOFF:  # a lower-precision cost: its round-off
+        policy["cost_unit"] = outcome.cost_unit
+    if opts.mode == "directional":
+        policy["confidence"] = _directional.confidence(opts.k)
+    return policy
 
 
 def _narrowed(
