@@ -8,7 +8,7 @@ import gradproof as gp  # noqa: E402
 import gradproof.torch as gpt  # noqa: E402
 from gradproof import _policy  # noqa: E402
 from gradproof.torch import _checker  # noqa: E402
-from helpers import old_style_exp  # noqa: E402
+from helpers import old_style_exp, tanh_function  # noqa: E402
 
 
 class MulSin(torch.autograd.Function):
@@ -85,6 +85,25 @@ def test_module_parameters_are_named_and_module_and_rng_left_intact():
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]) and v.dtype == before[k].dtype
     assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_bfloat16_inputs_and_parameters_are_checked_on_float64_copies():
+    # (NumPy has no bfloat16: the copies are widened first; torch's own gradcheck runs
+    # its finite differences in bfloat16, where a right sin fails)
+    torch.manual_seed(0)
+    x = torch.randn(4, dtype=torch.bfloat16, requires_grad=True)
+    before = x.detach().clone()
+    report = gpt.check(lambda t: torch.sin(t).sum(), x)
+    assert report.passed, str(report)
+    assert any("bfloat16" in w and "float64 copies" in w for w in report.warnings)
+    assert torch.equal(x.detach(), before) and x.dtype == torch.bfloat16
+    slip = tanh_function(torch, slip=True)  # its backward: 1 - y for 1 - y**2
+    wrong = gpt.check(lambda t: slip.apply(t).sum(), x)
+    assert not wrong.passed and not wrong.tensors["input0"].passed
+    model = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    report = gpt.check(model, torch.randn(5, 3, dtype=torch.bfloat16))
+    assert report.passed, str(report)
+    assert model.weight.dtype == torch.bfloat16
 
 
 def test_batch_norm_buffers_are_not_touched():

@@ -56,8 +56,9 @@ class Checker:
         named = self._checked_tensors(inputs)
         # A complex tensor is checked as its real and imaginary parts ("input0.real",
         # "input0.imag"): autograd's gradient, in torch's convention, is d/dRe + i d/dIm.
+        # (widened before NumPy sees them: NumPy has no bfloat16)
         self.params, self.complex = _adapter.real_parts(
-            {n: t.detach().to("cpu").resolve_conj().numpy() for n, t in named.items()}
+            {n: float64_copy(torch, t).to("cpu").resolve_conj().numpy() for n, t in named.items()}
         )
         self.names = list(self.params)
         self.shapes = {n: a.shape for n, a in self.params.items()}
