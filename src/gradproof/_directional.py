@@ -4,165 +4,41 @@ Along a direction ``v`` the analytic side is ``vᵀg`` and the numeric side one
 central difference, 2 evaluations, however many elements the parameter has.
 A stray factor shows as the same ratio along every direction; an error in a
 few elements does not, and is found by bisection of ``v``'s support
-(`_bisection`). The moves themselves (a direction, a step along it, the
-evaluations about the point) are `_mover`'s.
+(`_bisection`). One direction's judgement is `_along`'s; the moves themselves (a
+direction, a step along it, the evaluations about the point) are `_mover`'s.
+
+A parameter's check runs in stages over records: `_walk` judges its directions
+(`_Walked`), `_localize` follows a failure to the wrong elements (`_Localized`), and
+`_checked` makes its row (`_Checked`); `run` combines the rows (`_combined`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _compare, _diagnose, _outcome, _policy
+from ._along import CENTRAL, Along, Context, CostNoise, Parameter, judge_along, step_along
 from ._bisection import Bisected, localize
 from ._compare import flat64
 from ._cost import Evaluator, blame
-from ._finite import NoiseSite, Probe, Tick, automatic_step, measure_noise
+from ._finite import NoiseSite, automatic_step, measure_noise
 from ._mover import Mover
 from ._options import Options
 from ._progress import Progress
-from ._records import NO_DIAGNOSIS, Outcome, TensorReport
+from ._records import NO_DIAGNOSIS, Diagnosis, Outcome, TensorReport
 from ._sweep import Point
 from ._tree import Leaf, index_tuple
-
-CENTRAL = _policy.SCHEMES["central"]
-
-
-@dataclass(frozen=True)
-class _Along:
-    analytic: float  # vᵀg along the displacement actually taken
-    numeric: float
-    step: float
-    status: _compare.Status
-
-
-def _step(noise: _Noise, tol: float, vg: float, eps: float | None) -> float:
-    """The step along a direction: round-off ``DIRECTION_SIGNAL`` times below tol·|vᵀg|.
-
-    It is capped at the central scheme's automatic step, except for a cost whose
-    measured round-off is large (float32 inside, say): there the cap rises to the
-    step that balances truncation against that round-off, cbrt(relative noise),
-    since a smaller step could resolve nothing at all.
-    """
-    if eps is not None:
-        return eps
-    cap = _policy.DIRECTION_STEP_MAX
-    if noise.measured and noise.relative > 0:
-        cap = max(cap, min(_policy.DIRECTION_STEP_NOISY_MAX, noise.relative ** (1 / 3)))
-    if vg == 0.0:
-        return cap
-    t = _policy.DIRECTION_SIGNAL * noise.value / (tol * abs(vg))
-    return float(np.clip(t, _policy.DIRECTION_STEP_MIN, cap))
-
-
-class _Noise:
-    """The error of one cost value: modelled at first, measured only once a direction
-    is in doubt (a correct model's directions all agree, and the measurement is most
-    of what a directional check would otherwise spend)."""
-
-    def __init__(self, model: float, measure: Callable[[], float], j0: float):
-        self.model = model  # (a kink itself inflates what is measured near it)
-        self.value = model
-        self.measured = False
-        self._measure = measure
-        self._scale = abs(j0)
-
-    @property
-    def relative(self) -> float:
-        """The error of one cost value relative to the cost (0 when the cost is 0)."""
-        return self.value / self._scale if self._scale > 0 else 0.0
-
-    def measure(self) -> None:
-        self.value = max(self.value, self._measure())
-        self.measured = True
-
-
-def _one_direction(
-    mover: Mover,
-    v: np.ndarray,
-    g: np.ndarray,
-    j0: float,
-    noise: _Noise,
-    *,
-    tol: float,
-    rel: float,
-    eps: float | None,
-    accepted: _compare.Accepted,
-) -> tuple[_Along, int]:
-    """Judge one direction; returns it and the number of probes spent.
-
-    In doubt, the cheapest evidence comes first: the same difference at a
-    smaller step (a crossed kink, or truncation error, fades there), then the
-    cost's measured round-off, then a probe at half the step that tells a
-    kink, numerical error and a wrong gradient apart.
-    """
-    probes = 0
-    vg = float(v @ g)
-    t = _step(noise, tol, vg, eps)
-    looked_closer = False
-    attempt = 0
-    while True:
-        jp, jm, d = mover.central(v, t, g)
-        dn = (jp - jm) / (2 * t)
-        gap = abs(d - dn)
-        roundoff = noise.value / t + rel * abs(d)
-        if (
-            gap <= tol * (abs(d) + abs(dn))
-            or gap <= _policy.ERROR_SAFETY * roundoff
-            or accepted(np.asarray(gap), np.asarray(dn))
-        ):
-            return _Along(d, dn, t, _compare.Status.AGREES), probes
-        if not looked_closer:
-            t /= _policy.KINK_RETRY_SHRINK
-            looked_closer = True
-            continue
-        if not noise.measured:  # still in doubt at the modelled round-off: measure it
-            noise.measure()
-            t, looked_closer = _step(noise, tol, vg, eps), False
-            continue
-        jp2, jm2, _ = mover.central(v, t / 2, g)
-        probes += 1
-        probe = Probe(
-            forward=(jp - j0) / t,
-            backward=(j0 - jm) / t,
-            forward_half=(jp2 - j0) / (t / 2),
-            backward_half=(j0 - jm2) / (t / 2),
-        )
-        status = _compare.classify(
-            CENTRAL, probe, gap=gap, roundoff=roundoff, noise=noise.value, h=t
-        )
-        # A kink crossed off-centre reads as large truncation error rather than
-        # as a kink: either way, a smaller step makes crossing one unlikely.
-        if (
-            status in (_compare.Status.KINK, _compare.Status.NUMERICS)
-            and attempt < _policy.KINK_RETRIES
-        ):
-            t /= _policy.KINK_RETRY_SHRINK
-            attempt += 1
-            continue
-        return _Along(d, dn, t, status), probes
-
-
-def _disagrees(
-    analytic: float, numeric: float, theta: float, noise: _Noise, tol: float, rel: float
-) -> bool:
-    """Whether an element's own central difference (``numeric``, at the automatic step
-    from its value ``theta``) confirms that its ``analytic`` partial is wrong."""
-    gap = abs(analytic - numeric)
-    h = automatic_step(theta)
-    bound = _policy.ERROR_SAFETY * (noise.value / h + rel * abs(analytic))
-    return gap > tol * (abs(analytic) + abs(numeric)) and gap > bound
 
 
 @dataclass(frozen=True)
 class _Tally:
     """One parameter's directions: those that count (kinks left out), and their verdict."""
 
-    directions: tuple[_Along, ...]
+    directions: tuple[Along, ...]
 
     @property
     def valid(self) -> np.ndarray:
@@ -208,120 +84,199 @@ class _Checked:
     signal: bool  # some vᵀg is beyond round-off: a flat cost would be a finding
 
 
-def check_parameter(
-    leaf: Leaf,
-    flat: np.ndarray,
-    g: np.ndarray,
-    evaluate: Evaluator,
-    *,
-    j0: float,
-    noise: _Noise,
-    opts: Options,
-    rng: np.random.Generator,
-    rel: float,
-    tick: Tick | None,
-    dtype: str = "float64",
-) -> _Checked:
-    """Check one parameter along k random directions; localize a failure."""
-    name, shape = leaf.name, leaf.shape
-    assert opts.k is not None  # resolved by Options for mode="directional"
-    k = opts.k
-    mover = Mover(flat, evaluate)
-    if not np.all(np.isfinite(g)):  # a framework's derivative with inf/NaN: wrong as it is
-        if tick is not None:
-            tick(k)
+@dataclass(frozen=True)
+class _Walked:
+    """One parameter's random directions, judged: the seeds they were drawn from (kept
+    instead of the vectors: k vectors would be k copies of the parameter), each
+    direction's verdict and norm, the probes spent, and whether some vᵀg is beyond
+    round-off (a cost flat along all of them would then be a finding)."""
+
+    seeds: tuple[int, ...]
+    directions: tuple[Along, ...]
+    norms: tuple[float, ...]
+    probed: int
+    signal: bool
+
+
+@dataclass(frozen=True)
+class _Localized:
+    """What a parameter's failure came to: its directions (those found wrong left out
+    instead, where their wrong elements agreed one by one), the wrong elements (flat
+    indices) and their own partials, the elements left out on a kink, and the diagnosis
+    (`NO_DIAGNOSIS` where nothing failed: the report's stage gives that one)."""
+
+    tally: _Tally
+    found: tuple[int, ...]
+    partials: dict[int, float]
+    kinks: tuple[int, ...]
+    diagnosis: Diagnosis
+
+
+def check_parameter(param: Parameter, ctx: Context) -> _Checked:
+    """Check one parameter along k random directions and localize a failure: its row,
+    and its share of the overall figures."""
+    mover = Mover(param.flat, ctx.evaluate)
+    unmoved = _unmoved(param, mover, ctx)
+    if unmoved is not None:
+        return unmoved
+    walked = _walk(param, mover, ctx)
+    tally = _Tally(walked.directions)
+    if tally.failed:
+        localized = _localize(param, mover, walked, tally, ctx)
+    else:
+        localized = _Localized(tally, (), {}, (), NO_DIAGNOSIS)
+    return _checked(param, walked, localized, ctx)
+
+
+def _unmoved(param: Parameter, mover: Mover, ctx: Context) -> _Checked | None:
+    """The row of a parameter no direction is taken along, its k directions counted as
+    done: a gradient with inf or NaN (a framework's, wrong as it is), or no element free
+    to move (none, or all inf/NaN); ``None`` for a parameter to check."""
+    name, shape, g = param.leaf.name, param.leaf.shape, param.g
+    if not np.all(np.isfinite(g)):
+        if ctx.tick is not None:
+            ctx.tick(ctx.k)
         bad = np.flatnonzero(~np.isfinite(g))
         first = index_tuple(int(bad[0]), shape)
         report = _outcome.not_finite(
             dataclasses.replace(_outcome.empty(name, shape), worst_index=first), bad
         )
         return _Checked(report, 0.0, 0.0, 0.0, crossed=0, signal=False)
-    if flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
-        if tick is not None:
-            tick(k)
+    if param.flat.size == 0 or (mover.frozen is not None and mover.frozen.all()):
+        if ctx.tick is not None:
+            ctx.tick(ctx.k)
         return _Checked(_outcome.empty(name, shape), 0.0, 0.0, 0.0, crossed=0, signal=False)
-    # Directions are kept as seeds, not vectors: k vectors would be k copies. A
-    # direction in doubt (a kink, numerical error) earns the parameter another one.
+    return None
+
+
+def _walk(param: Parameter, mover: Mover, ctx: Context) -> _Walked:
+    """Judge ``param`` along k random directions, and along one more for each direction
+    in doubt (a kink, numerical error), up to ``DIRECTIONS_MAX`` in all; hands on their
+    verdicts and the seeds to draw them again from."""
+    rng, k = ctx.rng, ctx.k
     seeds = [int(x) for x in rng.integers(2**63, size=k)]
     most = max(k, _policy.DIRECTIONS_MAX)
     directions, norms, probed = [], [], 0
-    kinks: list[int] = []  # elements found on a kink by bisection, left out
     for seed in seeds:
         v = mover.direction(seed)
-        along, spent = _one_direction(
-            mover, v, g, j0, noise, tol=opts.tol, rel=rel, eps=opts.eps, accepted=opts.accepted
-        )
+        along, spent = judge_along(mover, v, param, ctx)
         directions.append(along)
         norms.append(float(np.linalg.norm(v)))
         probed += spent
         del v
         if along.status in (_compare.Status.NUMERICS, _compare.Status.KINK) and len(seeds) < most:
             seeds.append(int(rng.integers(2**63)))
-        if tick is not None:
-            tick(1)
+        if ctx.tick is not None:
+            ctx.tick(1)
+    noise, rel = ctx.noise, param.rel
     signal = any(
         abs(a.analytic) > _policy.ERROR_SAFETY * (noise.value / a.step + rel * abs(a.analytic))
         for a in directions
     )
-    tally = _Tally(tuple(directions))
-    found: list[int] = []
-    partials: dict[int, float] = {}
-    diagnosis = NO_DIAGNOSIS
-    if tally.failed:
-        seen = _diagnose.along_directions(name, g, tally.d, tally.dn)
-        if seen is not None:
-            diagnosis = seen
-        else:
-            gaps = [
-                abs(a.analytic - a.numeric) if a.status == _compare.Status.WRONG else -1.0
-                for a in directions
-            ]
-            j = int(np.argmax(gaps))
-            v = mover.direction(seeds[j])
-            # Bisect at the step the noise calls for: a direction found wrong only after
-            # smaller steps would bisect in round-off there.
-            t = max(directions[j].step, _step(noise, opts.tol, float(v @ g), opts.eps))
-            whole = directions[j]
-            if t != whole.step:
-                jp, jm, d_t = mover.central(v, t, g)
-                whole = _Along(d_t, (jp - jm) / (2 * t), t, whole.status)
-            found = localize(
-                mover, Bisected(v, g, t, whole.analytic, whole.numeric), noise.value, opts.tol
-            )
-            partials = {i: mover.coordinate(i) for i in found}
-            confirmed = [
-                i
-                for i in found
-                if _disagrees(g[i], partials[i], float(mover.saved[i]), noise, opts.tol, rel)
-            ]
-            # an element on a kink its analytic partial is a one-sided slope of is left out
-            # (looked for among the first few; where none is one, the rest are not tried)
-            for n, i in enumerate(confirmed):
-                if n >= _policy.KINK_SAMPLE and not kinks:
-                    break
-                if mover.kink(i, float(g[i]), j0, noise.model):
-                    kinks.append(i)
-            confirmed = [i for i in confirmed if i not in kinks]
-            if found and not confirmed:
-                # Bisection led to elements that agree one by one, or sit on kinks: the
-                # directions' disagreement was numerical, not an error in dθ.
-                tally = tally.wrong_as_kinks()
-                found, partials = [], {}
-            else:
-                many = len(found) >= _policy.LOCALIZE_MAX
-                found = confirmed or found
-                partials = {i: partials[i] for i in found}
-                diagnosis = _diagnose.localized(name, shape, g, partials, many)
+    return _Walked(tuple(seeds), tuple(directions), tuple(norms), probed, signal)
+
+
+def _localize(
+    param: Parameter, mover: Mover, walked: _Walked, tally: _Tally, ctx: Context
+) -> _Localized:
+    """From a failed parameter's directions (``walked``, ``tally``) to what it came to: a
+    pattern its directions show on their own (a stray factor), or else its wrong
+    elements, by bisection, each confirmed by its own central difference and left out
+    where it sits on a kink."""
+    name, shape, g = param.leaf.name, param.leaf.shape, param.g
+    seen = _diagnose.along_directions(name, g, tally.d, tally.dn)
+    if seen is not None:
+        return _Localized(tally, (), {}, (), seen)
+    found = _bisect_worst(param, mover, walked, ctx)
+    partials = {i: mover.coordinate(i) for i in found}
+    confirmed, kinks = _confirmed(param, mover, found, partials, ctx)
+    if found and not confirmed:
+        # Bisection led to elements that agree one by one, or sit on kinks: the
+        # directions' disagreement was numerical, not an error in dθ.
+        return _Localized(tally.wrong_as_kinks(), (), {}, kinks, NO_DIAGNOSIS)
+    many = len(found) >= _policy.LOCALIZE_MAX
+    found = confirmed or found
+    partials = {i: partials[i] for i in found}
+    diagnosis = _diagnose.localized(name, shape, g, partials, many)
+    return _Localized(tally, tuple(found), partials, kinks, diagnosis)
+
+
+def _bisect_worst(param: Parameter, mover: Mover, walked: _Walked, ctx: Context) -> list[int]:
+    """The wrong elements (flat indices) on the support of the direction ``walked`` found
+    wrong by the largest gap, by bisection (`_bisection.localize`)."""
+    g, directions = param.g, walked.directions
+    gaps = [
+        abs(a.analytic - a.numeric) if a.status == _compare.Status.WRONG else -1.0
+        for a in directions
+    ]
+    j = int(np.argmax(gaps))
+    v = mover.direction(walked.seeds[j])
+    # Bisect at the step the noise calls for: a direction found wrong only after
+    # smaller steps would bisect in round-off there.
+    t = max(directions[j].step, step_along(ctx.noise, ctx.opts.tol, float(v @ g), ctx.opts.eps))
+    whole = directions[j]
+    if t != whole.step:
+        jp, jm, d_t = mover.central(v, t, g)
+        whole = Along(d_t, (jp - jm) / (2 * t), t, whole.status)
+    return localize(
+        mover, Bisected(v, g, t, whole.analytic, whole.numeric), ctx.noise.value, ctx.opts.tol
+    )
+
+
+def _confirmed(
+    param: Parameter,
+    mover: Mover,
+    found: list[int],
+    partials: dict[int, float],
+    ctx: Context,
+) -> tuple[list[int], tuple[int, ...]]:
+    """Of the elements bisection ``found``, those whose own central difference
+    (``partials``) confirms them wrong, and apart, those of them on a kink their
+    analytic partial is a one-sided slope of (left out, as full mode leaves kinks)."""
+    g, noise, tol = param.g, ctx.noise, ctx.opts.tol
+    confirmed = [
+        i
+        for i in found
+        if _disagrees(g[i], partials[i], float(mover.saved[i]), noise, tol, param.rel)
+    ]
+    # looked for among the first few; where none is one, the rest are not tried
+    kinks: list[int] = []
+    for n, i in enumerate(confirmed):
+        if n >= _policy.KINK_SAMPLE and not kinks:
+            break
+        if mover.kink(i, float(g[i]), ctx.j0, noise.model):
+            kinks.append(i)
+    return [i for i in confirmed if i not in kinks], tuple(kinks)
+
+
+def _disagrees(
+    analytic: float, numeric: float, theta: float, noise: CostNoise, tol: float, rel: float
+) -> bool:
+    """Whether an element's own central difference (``numeric``, at the automatic step
+    from its value ``theta``) confirms that its ``analytic`` partial is wrong."""
+    gap = abs(analytic - numeric)
+    h = automatic_step(theta)
+    bound = _policy.ERROR_SAFETY * (noise.value / h + rel * abs(analytic))
+    return gap > tol * (abs(analytic) + abs(numeric)) and gap > bound
+
+
+def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Context) -> _Checked:
+    """The parameter's row (`_Checked`) from its directions (``walked``) and what they
+    came to (``localized``), with its share of the overall difference: over the
+    directions judged, those that crossed a kink left out."""
+    name, shape, g, opts = param.leaf.name, param.leaf.shape, param.g, ctx.opts
+    tally, found, partials = localized.tally, localized.found, localized.partials
     d, dn, valid = tally.d, tally.dn, tally.valid
+    diagnosis = localized.diagnosis
     if not tally.failed:
         diagnosis = _diagnose.within_numerics(
-            tally.difference, opts.tol, opts.method, opts.eps, dtype
+            tally.difference, opts.tol, opts.method, opts.eps, param.dtype
         )
     worst = max(found, key=lambda i: abs(g[i] - partials[i]), default=None)
     if worst is not None:
         max_error = abs(g[worst] - partials[worst])
     else:  # the largest error along a unit direction
-        unit = np.asarray(norms)[valid]
+        unit = np.asarray(walked.norms)[valid]
         max_error = float(np.max(np.abs(d - dn) / unit)) if unit.size else 0.0
     wrong = len(found) if found else (g.size if tally.failed else 0)
     report = TensorReport(
@@ -336,9 +291,9 @@ def check_parameter(
         explanation=diagnosis,
         wrong=int(wrong),
         wrong_indices=tuple(index_tuple(i, shape) for i in found[: _policy.WRONG_SHOWN]),
-        kinks=tuple(index_tuple(i, shape) for i in kinks),
-        probed=probed,
-        dtype=dtype,
+        kinks=tuple(index_tuple(i, shape) for i in localized.kinks),
+        probed=walked.probed,
+        dtype=param.dtype,
     )
     return _Checked(
         report,
@@ -346,7 +301,7 @@ def check_parameter(
         gg=float(np.sum(d**2)),
         nn=float(np.sum(dn**2)),
         crossed=int(np.count_nonzero(~valid)),
-        signal=signal,
+        signal=walked.signal,
     )
 
 
@@ -367,71 +322,92 @@ def miss_probability(k: int) -> float:
 
 def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome:
     """Check every parameter along ``opts.k`` random directions, localizing any failure."""
-    evaluate, arrays, leaves, j0 = point.evaluate, point.arrays, point.leaves, point.j0
-    spread = point.spread
+    notes = _notes(point, opts)
+    noise = _noise(point, analytic)
+    rng = np.random.default_rng(opts.seed)
+    assert opts.k is not None  # resolved by Options for mode="directional"
+    bar = Progress(opts.k * len(point.leaves), "gradproof directions", opts.progress)
+    ctx = Context(point.evaluate, point.j0, noise, opts, rng, bar.tick)
+    results: dict[str, _Checked] = {}
+    try:
+        for leaf in point.leaves:
+            with blame(f"while {leaf.name} was moved along a random direction"):
+                results[leaf.name] = check_parameter(_parameter(leaf, point, analytic), ctx)
+    finally:
+        bar.close()
+    return _outcome.said(_combined(point, results, notes))
+
+
+def _notes(point: Point, opts: Options) -> list[str]:
+    """The report's notes before any direction is taken: an executor left unused, and
+    each parameter's inf and NaN elements, which no step can move."""
     notes = []
     if opts.executor is not None:
         notes.append(
             "directional mode ran in this process (it needs a few hundred evaluations); "
             "executor= spreads full and sampled checks"
         )
-    notes += [
-        n for leaf in leaves if (n := _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1)))
+    return notes + [
+        n
+        for leaf in point.leaves
+        if (n := _diagnose.left_out(leaf.name, point.arrays[leaf.name].reshape(-1)))
     ]
-    noise = _Noise(
+
+
+def _noise(point: Point, analytic: dict[str, np.ndarray]) -> CostNoise:
+    """The cost's round-off, modelled now (plus how far another evaluation at the point
+    moved), measured near the largest analytic partials only if a direction needs it."""
+    evaluate, arrays, leaves, j0 = point.evaluate, point.arrays, point.leaves, point.j0
+    spread = point.spread
+    return CostNoise(
         measure_noise(evaluate, [], j0, magnitude=evaluate.magnitude).bound + spread,
         lambda: _noise_near(evaluate, arrays, leaves, analytic, j0) + spread,
         j0,
     )
-    rng = np.random.default_rng(opts.seed)
-    assert opts.k is not None  # resolved by Options for mode="directional"
-    bar = Progress(opts.k * len(leaves), "gradproof directions", opts.progress)
-    results: dict[str, _Checked] = {}
-    try:
-        for leaf in leaves:
-            with blame(f"while {leaf.name} was moved along a random direction"):
-                results[leaf.name] = check_parameter(
-                    leaf,
-                    arrays[leaf.name].reshape(-1),
-                    flat64(analytic[leaf.name]),
-                    evaluate,
-                    j0=j0,
-                    noise=noise,
-                    opts=opts,
-                    rng=rng,
-                    rel=_policy.analytic_roundoff(analytic[leaf.name].dtype),
-                    tick=bar.tick,
-                    dtype=str(analytic[leaf.name].dtype),
-                )
-    finally:
-        bar.close()
+
+
+def _parameter(leaf: Leaf, point: Point, analytic: dict[str, np.ndarray]) -> Parameter:
+    """``leaf`` as checked (`Parameter`): its working values and analytic gradient, flat."""
+    return Parameter(
+        leaf,
+        point.arrays[leaf.name].reshape(-1),
+        flat64(analytic[leaf.name]),
+        rel=_policy.analytic_roundoff(analytic[leaf.name].dtype),
+        dtype=str(analytic[leaf.name].dtype),
+    )
+
+
+def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> Outcome:
+    """The parameters' rows as one `Outcome`: the difference over every direction judged,
+    what was left out at kinks, and whether the cost is flat about the point."""
     ee, gg, nn = (sum(getattr(r, key) for r in results.values()) for key in ("ee", "gg", "nn"))
     den = math.sqrt(gg) + math.sqrt(nn)
     difference = math.sqrt(ee) / den if den > 0 else 0.0
     kinky = sum(r.crossed for r in results.values())
     if kinky:
-        notes.append(
-            f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller step "
-            "and were left out of the verdict"
-        )
+        notes = [
+            *notes,
+            f"{kinky} random direction{'s' * (kinky != 1)} crossed a kink even at a smaller "
+            "step and were left out of the verdict",
+        ]
     judged = any(r.report.checked for r in results.values())  # (not all left out as kinks)
     cost_flat = nn == 0.0 and judged and any(r.signal for r in results.values())
-    if cost_flat and _moves(evaluate, arrays, leaves, j0):
+    if cost_flat and _moves(point.evaluate, point.arrays, point.leaves, point.j0):
         # even about the point (|θ| at 0): its central differences vanish, its value does not
         cost_flat = False
-        notes.append(
+        notes = [
+            *notes,
             "the cost's central differences vanish along every direction, yet its value "
             "moves: the check point is a kink or an extremum of it in every direction "
-            "(|θ| at θ = 0); move the check point off it to check the gradient"
-        )
-    found = Outcome(
+            "(|θ| at θ = 0); move the check point off it to check the gradient",
+        ]
+    return Outcome(
         tensors={name: r.report for name, r in results.items()},
         difference=difference,
         cost_flat=cost_flat,
         step=_policy.DIRECTION_STEP_MAX,
         notes=tuple(notes),
     )
-    return _outcome.said(found)
 
 
 def _noise_near(
