@@ -135,13 +135,10 @@ TO_SPLIT = "to be split into records and stages (issue 19)"
 ALLOWED = {
     # functions over FUNCTION_LINES lines
     ("_check.py", "check", "lines"): PUBLIC + ", and their docstring",
-    ("_coarse.py", "resolve", "lines"): TO_SPLIT,
     ("_demo.py", "tell", "lines"): "the demo's story, told in order",
     ("_diagnose.py", "diagnose", "lines"): "one pattern after another, in order of evidence",
     ("_finite.py", "cost_values", "lines"): "the hot loop, kept in one frame",
     ("_format.py", "headline", "lines"): "one sentence per kind of verdict",
-    ("_full.py", "run", "lines"): TO_SPLIT,
-    ("_sweep.py", "sweep_leaves", "lines"): TO_SPLIT,
     ("jax/_dropin.py", "check_grads", "lines"): PUBLIC + " (jax.test_util.check_grads')",
     # functions over FUNCTION_PARAMETERS parameters
     ("_check.py", "check", "parameters"): PUBLIC,
@@ -153,10 +150,6 @@ ALLOWED = {
     ("nn/_functional.py", "L_layer_model", "parameters"): PUBLIC + " (the seeds')",
     ("nn/_model.py", "fit", "parameters"): PUBLIC,
     ("_finite.py", "probe", "parameters"): "the hot path: no record built per probe",
-    ("_full.py", "_coarse_parameters", "parameters"): TO_SPLIT,
-    ("_full.py", "_tensor_report", "parameters"): TO_SPLIT,
-    ("_sweep.py", "sweep_leaves", "parameters"): TO_SPLIT,
-    ("_sweep.py", "_finish", "parameters"): TO_SPLIT,
     # modules over MODULE_LINES lines
     ("_compare.py", "", "module"): "to be split: judging and its probes (issue 19)",
 }

@@ -89,6 +89,20 @@ class Resolution:
         return not self.decided
 
 
+@dataclass(frozen=True)
+class _Ladder:
+    """One parameter and what each `Level` of its grown steps is measured from: its
+    partials at the automatic step, what they are judged against, the probe of a
+    coordinate at a smaller (or larger) step, the unit round-off of the precision the
+    cost takes its inputs in (the step rounds in it) and the cost at the check point."""
+
+    partials: Partials
+    allow: Allowance
+    probe_at: Prober
+    unit: float
+    j0: float
+
+
 def resolve(
     p: Partials,
     allow: Allowance,
@@ -105,6 +119,24 @@ def resolve(
     round-off of the precision the cost takes its inputs in (the step rounds in it);
     ``j0`` the cost at the check point.
     """
+    ladder = _Ladder(p, allow, probe_at, unit, j0)
+    levels = _climbed(ladder, reference)
+    if not levels:
+        return as_is(p, allow, reference)
+    _add_one_below(ladder, levels)
+    vouched = _vouched(levels)
+    if not vouched:
+        return as_is(p, allow, reference)
+    best = min(vouched, key=lambda g: _norm(vouched[g], levels[g]))
+    return _judged(
+        levels[best], vouched[best], allow, reference, probes=len(levels) * p.analytic.size
+    )
+
+
+def _first_growth(p: Partials, allow: Allowance, reference: float) -> tuple[float, float]:
+    """How much to grow the automatic step first: enough that the noise's share of the
+    partials falls to ``COARSE_NOISE_TARGET`` (a power of ``COARSE_STEP_RATIO``), and the
+    most it may grow (to `widest`)."""
     scheme = allow.scheme
     grow_max = float(np.min(widest(p) / p.h))
     noise_now = scheme.roundoff_gain * allow.noise / p.h
@@ -117,42 +149,63 @@ def resolve(
     grow = _policy.COARSE_STEP_RATIO ** np.ceil(
         np.log(max(need, _policy.COARSE_STEP_RATIO)) / np.log(_policy.COARSE_STEP_RATIO)
     )
-    grow = float(min(grow, grow_max))
+    return float(min(grow, grow_max)), grow_max
 
+
+def _climbed(ladder: _Ladder, reference: float) -> dict[float, Level]:
+    """The levels tried, by growth: from the first growth, by ``COARSE_STEP_RATIO`` in
+    whichever direction the error estimate falls, until it rises again or turns (the best
+    then lies behind), or a step leaves the cost's domain or the admitted range."""
+    grow, grow_max = _first_growth(ladder.partials, ladder.allow, reference)
     levels: dict[float, Level] = {}
     direction = 0.0
     for _ in range(_policy.COARSE_LEVELS):
         if grow < 1.0 or grow > grow_max or grow in levels:
             break
-        level = _level(p, allow, probe_at, grow, unit, j0)
+        level = _level(ladder, grow)
         if level is None:  # the larger step left the cost's domain
             break
         levels[grow] = level
         if min(levels.values(), key=_size) is not level:
             break  # the estimate rose again: the best lies behind
-        bias = np.maximum(level.truncation - level.contamination, 0.0)[level.judged]
-        noise = (level.soft + level.hard)[level.judged]
-        step = (
-            1 / _policy.COARSE_STEP_RATIO
-            if np.linalg.norm(bias) > np.linalg.norm(noise)
-            else _policy.COARSE_STEP_RATIO
-        )
+        step = _downhill(level)
         if direction and step != direction:
             break  # turned: the level before was on the other side of the best
         direction = step
         grow = min(grow * step, grow_max) if step > 1 else grow * step
-    if not levels:
-        return as_is(p, allow, reference)
-    # Each level is vouched for by the one below it (a smaller step: more noise, less
-    # truncation). A truncation estimate from H and H/2 alone fails where the step is
-    # beyond the cost's smoothness (a fast oscillation aliases, both partials wrong alike):
-    # the agreement a level allows is at least its disagreement with the level below plus
-    # that level's own error. The lowest level tried is vouched for by one more below it.
+    return levels
+
+
+def _downhill(level: Level) -> float:
+    """The factor to grow the step by next: smaller where truncation (less the noise's
+    share of it) outweighs the noise, larger where the noise does."""
+    bias = np.maximum(level.truncation - level.contamination, 0.0)[level.judged]
+    noise = (level.soft + level.hard)[level.judged]
+    if np.linalg.norm(bias) > np.linalg.norm(noise):
+        return 1 / _policy.COARSE_STEP_RATIO
+    return _policy.COARSE_STEP_RATIO
+
+
+def _add_one_below(ladder: _Ladder, levels: dict[float, Level]) -> None:
+    """The level one ratio below the lowest tried, into ``levels``, where the step there is
+    no smaller than the automatic one and stays in the cost's domain: every level tried
+    is then vouched for by the one below it (`_vouched`)."""
     lowest = min(levels)
     if lowest / _policy.COARSE_STEP_RATIO >= 1.0:
-        level = _level(p, allow, probe_at, lowest / _policy.COARSE_STEP_RATIO, unit, j0)
+        level = _level(ladder, lowest / _policy.COARSE_STEP_RATIO)
         if level is not None:
             levels[lowest / _policy.COARSE_STEP_RATIO] = level
+
+
+def _vouched(levels: dict[float, Level]) -> dict[float, np.ndarray]:
+    """Each level's allowance, as the level below it vouches for it (infinite where it
+    cannot), by growth in increasing order.
+
+    A smaller step has more noise and less truncation. A truncation estimate from H and
+    H/2 alone fails where the step is beyond the cost's smoothness (a fast oscillation
+    aliases, both partials wrong alike): the agreement a level allows is at least its
+    disagreement with the level below plus that level's own error.
+    """
     # (each from its own truncation estimate: a level above cannot vouch for a smaller
     # truncation here, it may be aliased itself)
     allowances = {g: level.allowance() for g, level in levels.items()}
@@ -175,16 +228,10 @@ def resolve(
         # and a level that cannot be vouched for vouches for nothing above it
         untrusted = ~np.isfinite(vouched.get(below, allowances[below]))
         vouched[g][stalled | flipped | untrusted] = np.inf
-    if (
-        ordered[0] < _policy.COARSE_STEP_RATIO
-    ):  # at (or near) the automatic step: nothing smaller to ask
+    if ordered[0] < _policy.COARSE_STEP_RATIO:
+        # at (or near) the automatic step: nothing smaller to ask
         vouched[ordered[0]] = allowances[ordered[0]]
-    if not vouched:
-        return as_is(p, allow, reference)
-    best = min(vouched, key=lambda g: _norm(vouched[g], levels[g]))
-    return _judged(
-        levels[best], vouched[best], allow, reference, probes=len(levels) * p.analytic.size
-    )
+    return vouched
 
 
 def short(value: float) -> bool:
@@ -211,15 +258,16 @@ def _size(level: Level) -> float:
     return _norm(level.allowance(), level)
 
 
-def _level(
-    p: Partials, allow: Allowance, probe_at: Prober, grow: float, unit: float, j0: float
-) -> Level | None:
+def _level(ladder: _Ladder, grow: float) -> Level | None:
+    """The parameter's partials at the automatic step times ``grow``, with the parts of
+    their error (`Level`); ``None`` where a probe leaves the cost's domain."""
+    p, allow, j0 = ladder.partials, ladder.allow, ladder.j0
     scheme = allow.scheme
     n = p.analytic.size
     probes = []
     for j in range(n):
         try:
-            probes.append(probe_at(j, 1 / grow))
+            probes.append(ladder.probe_at(j, 1 / grow))
         except CostError:
             return None
     coarse = np.array([pr.coarse(scheme) for pr in probes])
@@ -250,7 +298,7 @@ def _level(
         dtype=bool,
     )
     # The step itself errs where the cost rounds its inputs to a lower precision.
-    rounding = np.abs(fine) * unit * _scale(p) / half
+    rounding = np.abs(fine) * ladder.unit * _scale(p) / half
     analytic_error = _compare.analytic_error(p.analytic, allow.analytic_rel)
     soft = rounding + analytic_error + (0.0 if gridded else direct)
     hard = direct if gridded else np.zeros(n)

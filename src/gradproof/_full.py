@@ -15,161 +15,65 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _coarse, _compare, _diagnose, _outcome, _policy, _tree
-from ._compare import Allowance, Judgement, Partials, flat64
-from ._cost import Evaluator
+from ._compare import Allowance, Judgement, Partials, Prober, flat64
 from ._errors import GradientSpecError
 from ._finite import Noise, NoiseSite, cost_unit, measure_noise, quantum
 from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
 from ._records import Outcome, TensorReport
-from ._sweep import LeafSweep, Point, sweep_leaves
+from ._sweep import LeafSweep, Point, sweep_at
 from ._tree import Leaf, index_tuple
 
 
 def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome:
     """Check every coordinate (``opts.mode == "full"``) or a seeded sample of ``opts.k``;
-    ``point.left_out`` masks, by parameter, elements a front-end leaves out of the check."""
-    evaluate, arrays, leaves, j0 = point.evaluate, point.arrays, point.leaves, point.j0
-    spread, skip = point.spread, point.left_out
+    ``point.left_out`` masks, by parameter, elements a front-end leaves out of the check.
+
+    In stages: the coordinates, their sweep (`_swept`), the cost's resolution
+    (`_resolving`), each parameter's `_Evidence` and its judgement, a second judgement at
+    a larger step where the cost is coarse (`_coarse_parameters`), then the verdicts.
+    """
     # A framework's derivative may hold inf/NaN: those elements are wrong as they stand,
     # and are not swept (the cost may not even be finite beside them).
     broken = {n: np.flatnonzero(~np.isfinite(flat64(a))) for n, a in analytic.items()}
-    excluded = dict(broken)
-    for name, mask in (skip or {}).items():
-        excluded[name] = np.union1d(excluded.get(name, []), np.flatnonzero(mask)).astype(int)
-    coords = _coordinates(leaves, arrays, opts, excluded)
-    bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
-    try:
-        if opts.executor is not None:
-            if evaluate.replay and isinstance(opts.executor, cf.ThreadPoolExecutor):
-                raise GradientSpecError(
-                    "the cost draws from np.random, and executor is a ThreadPoolExecutor: its "
-                    "threads share one global RNG, so the replayed draws would race. Use "
-                    "executor=n (worker processes), a ProcessPoolExecutor, or executor=None"
-                )
-            task = Task(
-                evaluate.cost,
-                point.params,
-                evaluate.rng_state,
-                np.complex128 if opts.scheme.is_complex else np.float64,
-                evaluate.replay,
-                evaluate.complex_ok,
-            )
-            with Workers(opts.executor, task) as workers:
-                sweeps = sweep_leaves(
-                    evaluate, arrays, leaves, coords, j0, opts, tick=bar.tick, workers=workers
-                )
-        else:
-            sweeps = sweep_leaves(
-                evaluate,
-                arrays,
-                leaves,
-                coords,
-                j0,
-                opts,
-                tick=bar.tick,
-                seconds_per_eval=point.seconds,
-                batched=point.batched,
-            )
-    finally:
-        bar.close()
+    coords = _coordinates(point.leaves, point.arrays, opts, _excluded(broken, point.left_out))
+    sweeps = _swept(point, coords, opts)
     partials = {
-        leaf.name: sweeps[leaf.name].partials(opts.scheme, j0, flat64(analytic[leaf.name]))
-        for leaf in leaves
+        leaf.name: sweeps[leaf.name].partials(opts.scheme, point.j0, flat64(analytic[leaf.name]))
+        for leaf in point.leaves
     }
     rel = {n: _policy.analytic_roundoff(a.dtype) for n, a in analytic.items()}
-    # A cost computed in float32 rounds as float32 does: its model round-off says so
-    # (up to 8 values of each offset of each parameter: some parameters may not move it).
-    swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
-    unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
-
-    # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
-    values = [v for s in sweeps.values() for v in s.values]
-    grid = quantum(j0, np.concatenate(values) if values else np.empty(0))
-
-    def measured(sites: list[NoiseSite]) -> Noise:
-        """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
-        found = measure_noise(evaluate, sites, j0, unit, evaluate.magnitude)
-        return Noise(max(found.bound, grid / 2), found.seen)
-
-    # The modelled round-off is a lower bound: where everything agrees even at it,
-    # measuring the real round-off would change no verdict, and is skipped.
-    modelled = measured([]).bound
-    noise = modelled + spread
-
-    def allowance(name: str, noise: float, inexact: bool) -> Allowance:
-        return Allowance(opts.scheme, noise, rel[name], opts.tol, opts.accepted, inexact)
-
-    if not all(
-        _compare.settled(p, allowance(n, noise, opts.normwise_floor)) for n, p in partials.items()
-    ):
-        noise = _noise(sweeps, partials, opts, measured, modelled) + spread
-    inexact = opts.normwise_floor or noise > _policy.INEXACT_EVIDENCE * modelled
-    allows = {leaf.name: allowance(leaf.name, noise, inexact) for leaf in leaves}
-    judgements = {
-        leaf.name: _compare.judge(
-            partials[leaf.name],
-            allows[leaf.name],
-            None if opts.scheme.is_complex else sweeps[leaf.name].prober(opts.scheme, evaluate, j0),
+    cost = _resolving(point, sweeps, partials, rel, opts)
+    evidence = {}
+    for name, s in sweeps.items():
+        allow = cost.allowance(opts, rel[name])
+        probe_at = (
+            None if opts.scheme.is_complex else s.prober(opts.scheme, point.evaluate, point.j0)
         )
-        for leaf in leaves
-    }
-    cost = _Resolving(j0, unit, grid, noise, modelled, evaluate.magnitude, inexact)
+        judgement = _compare.judge(partials[name], allow, probe_at)
+        dtype = str(analytic[name].dtype)
+        evidence[name] = _Evidence(
+            s, partials[name], allow, probe_at, judgement, dtype, broken[name]
+        )
     reference = max((float(np.linalg.norm(flat64(a))) for a in analytic.values()), default=0.0)
-    resolved = _coarse_parameters(
-        leaves, partials, judgements, sweeps, allows, cost, evaluate, opts, reference
-    )
-    # A coordinate judged from a smaller step reports the partial found there.
-    for name, judgement in judgements.items():
-        if judgement.refined:
-            numeric = partials[name].numeric.copy()
-            numeric[list(judgement.refined)] = list(judgement.refined.values())
-            partials[name] = dataclasses.replace(partials[name], numeric=numeric)
-            sweeps[name] = dataclasses.replace(sweeps[name], numeric=numeric)
-    # Flat: the cost never moved, yet some analytic partial is beyond round-off.
-    # (not merely even: |θ| at 0 has zero central differences, yet its value moves; the
-    # swept values are compared only where every partial is zero)
-    cost_flat = (
-        not any(np.any(p.numeric) for p in partials.values())
-        and not all(np.all(j.negligible) for j in judgements.values())
-        and all(np.all(np.real(v) == j0) for s in sweeps.values() for v in s.values)
-    )
-    tensors: dict[str, TensorReport] = {}
-    judged_g, judged_n = [], []
-    for leaf in leaves:
-        p, judgement = partials[leaf.name], judgements[leaf.name]
-        dtype = str(analytic[leaf.name].dtype)
-        resolution = resolved.get(leaf.name)
-        slack = resolution.accuracy if resolution is not None else 0.0
-        report = _tensor_report(leaf, sweeps[leaf.name].coords, p, judgement, opts, dtype, slack)
-        if resolution is not None:
-            report = _resolved_report(report, resolution, cost.why(opts, resolution.grid), opts)
-        if broken[leaf.name].size:
-            report = _outcome.not_finite(report, broken[leaf.name])
-        tensors[leaf.name] = report
-        # Kinks are left out of the verdict, and so out of the difference too; a
-        # parameter that is zero within round-off counts as zero on both sides.
-        kept = judgement.judged & ~_roundoff_level(judgement)
-        judged_g.append(p.analytic[kept])
-        judged_n.append(p.numeric[kept])
+    evidence = _coarse_parameters(evidence, cost, opts, reference)
+    evidence = {name: e.refined() for name, e in evidence.items()}
     full = opts.mode == "full"
-    numeric = {leaf.name: _scattered(sweeps[leaf.name], leaf.size) for leaf in leaves}
+    numeric = {name: _scattered(e) for name, e in evidence.items()}
     found = Outcome(
-        tensors=tensors,
-        difference=_compare.difference(np.concatenate(judged_g), np.concatenate(judged_n)),
-        cost_flat=cost_flat,
-        step=_typical_step(sweeps, opts),
-        numerical=_tree.from_flat(point.params, leaves, numeric) if full else None,
-        analytic=_tree.from_flat(point.params, leaves, analytic) if full else None,
-        notes=tuple(
-            [
-                *_left_out_notes(leaves, arrays, sweeps),
-                *_unsettled_notes(leaves, sweeps, partials, judgements),
-                *_floored_notes(leaves, partials, judgements, opts),
-            ]
+        tensors={name: _verdict(e, cost, opts) for name, e in evidence.items()},
+        difference=_difference(evidence),
+        cost_flat=_flat(evidence, cost.j0),
+        step=_typical_step(evidence, opts),
+        numerical=_tree.from_flat(point.params, point.leaves, numeric) if full else None,
+        analytic=_tree.from_flat(point.params, point.leaves, analytic) if full else None,
+        notes=(
+            *_left_out_notes(evidence, point.arrays),
+            *_unsettled_notes(evidence),
+            *_floored_notes(evidence, opts),
         ),
-        cost_unit=unit,
+        cost_unit=cost.unit,
     )
     return _outcome.said(found)
 
@@ -190,6 +94,13 @@ class _Resolving:
     def float64(self) -> bool:
         """Values in float64's precision and on no coarser grid."""
         return self.unit <= _policy.UNIT_ROUNDOFF and self.grid == 0.0
+
+    def allowance(self, opts: Options, analytic_rel: float) -> Allowance:
+        """What a parameter's disagreements are measured against at this noise, given the
+        relative accuracy of its analytic gradient's dtype."""
+        return Allowance(
+            opts.scheme, self.noise, analytic_rel, opts.tol, opts.accepted, self.inexact
+        )
 
     def coarse(self, opts: Options) -> bool:
         """Shown to be coarse: lower-precision or gridded values, or noisier than the model."""
@@ -222,20 +133,130 @@ class _Resolving:
         return f"the cost's round-off ({self.noise:.2g}) is large beside its gradient"
 
 
-def _coarse_parameters(
-    leaves: list[Leaf],
-    partials: dict[str, Partials],
-    judgements: dict[str, Judgement],
+@dataclass(frozen=True)
+class _Evidence:
+    """What one parameter's verdict is built from: its sweep, its partials, what their
+    disagreements are measured against, its prober (a coordinate's cost at a second
+    step), its judgement, and, for the report, its analytic gradient's dtype and
+    non-finite elements. A second judgement at a larger step (`_coarse_parameters`) or
+    at smaller ones (`refined`) replaces ``partials`` and ``judgement``."""
+
+    sweep: LeafSweep  # where, at which steps, the cost values (and the automatic step's partials)
+    partials: Partials  # the partials judged
+    allow: Allowance
+    probe_at: Prober | None  # None: the complex step, which is not probed
+    judgement: Judgement
+    dtype: str  # the analytic gradient's
+    broken: np.ndarray  # flat indices where the analytic gradient is not finite
+    resolution: _coarse.Resolution | None = None  # judged at a step the cost's noise allows
+
+    @property
+    def leaf(self) -> Leaf:
+        return self.sweep.leaf
+
+    @property
+    def accuracy(self) -> float:
+        """The accuracy the parameter was checked to at a larger step (0: not judged there)."""
+        return self.resolution.accuracy if self.resolution is not None else 0.0
+
+    def refined(self) -> _Evidence:
+        """The same, where the judgement took a smaller step for some coordinates, with the
+        partials found there: a coordinate judged from a smaller step reports them."""
+        refined = self.judgement.refined
+        if not refined:
+            return self
+        numeric = self.partials.numeric.copy()
+        numeric[list(refined)] = list(refined.values())
+        return dataclasses.replace(
+            self, partials=dataclasses.replace(self.partials, numeric=numeric)
+        )
+
+
+def _excluded(
+    broken: dict[str, np.ndarray], left_out: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """The flat indices not swept, by parameter: where the analytic gradient is not finite,
+    and the elements a front-end leaves out (``left_out``: masks)."""
+    excluded = dict(broken)
+    for name, mask in (left_out or {}).items():
+        excluded[name] = np.union1d(excluded.get(name, []), np.flatnonzero(mask)).astype(int)
+    return excluded
+
+
+def _swept(point: Point, coords: dict[str, np.ndarray], opts: Options) -> dict[str, LeafSweep]:
+    """The sweep of ``coords`` at ``point`` (`_sweep.sweep_at`) under a progress bar: on
+    worker processes where ``opts.executor`` asks for them."""
+    bar = Progress(sum(c.size for c in coords.values()), "gradproof", opts.progress)
+    try:
+        if opts.executor is None:
+            return sweep_at(point, coords, opts, bar.tick)
+        with Workers(opts.executor, _task(point, opts)) as workers:
+            return sweep_at(point, coords, opts, bar.tick, workers)
+    finally:
+        bar.close()
+
+
+def _task(point: Point, opts: Options) -> Task:
+    """What every worker needs to evaluate the cost at ``point``: refused for a cost that
+    draws from np.random on a thread pool (its replayed draws would race)."""
+    evaluate = point.evaluate
+    if evaluate.replay and isinstance(opts.executor, cf.ThreadPoolExecutor):
+        raise GradientSpecError(
+            "the cost draws from np.random, and executor is a ThreadPoolExecutor: its "
+            "threads share one global RNG, so the replayed draws would race. Use "
+            "executor=n (worker processes), a ProcessPoolExecutor, or executor=None"
+        )
+    return Task(
+        evaluate.cost,
+        point.params,
+        evaluate.rng_state,
+        np.complex128 if opts.scheme.is_complex else np.float64,
+        evaluate.replay,
+        evaluate.complex_ok,
+    )
+
+
+def _resolving(
+    point: Point,
     sweeps: dict[str, LeafSweep],
-    allows: dict[str, Allowance],
-    cost: _Resolving,
-    evaluate: Evaluator,
+    partials: dict[str, Partials],
+    rel: dict[str, float],
     opts: Options,
-    reference: float,
-) -> dict[str, _coarse.Resolution]:
-    """Parameters the automatic step cannot resolve, judged at a step chosen from the
-    cost's noise (`_coarse`); ``partials``, ``judgements`` and ``sweeps`` are
-    updated in place to what was found there. ``reference`` is the check's largest
+) -> _Resolving:
+    """The cost's resolution as the sweep shows it: the unit round-off of its values, their
+    grid, and the error of one value, modelled, or measured (`_noise`) where some
+    parameter (``rel``: its analytic gradient's relative accuracy) is not settled at the
+    model's."""
+    evaluate, j0 = point.evaluate, point.j0
+    # A cost computed in float32 rounds as float32 does: its model round-off says so
+    # (up to 8 values of each offset of each parameter: some parameters may not move it).
+    swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
+    unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
+    # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
+    values = [v for s in sweeps.values() for v in s.values]
+    grid = quantum(j0, np.concatenate(values) if values else np.empty(0))
+
+    def measured(sites: list[NoiseSite]) -> Noise:
+        """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
+        found = measure_noise(evaluate, sites, j0, unit, evaluate.magnitude)
+        return Noise(max(found.bound, grid / 2), found.seen)
+
+    # The modelled round-off is a lower bound: where everything agrees even at it,
+    # measuring the real round-off would change no verdict, and is skipped.
+    modelled = measured([]).bound
+    noise = modelled + point.spread
+    model = _Resolving(j0, unit, grid, noise, modelled, evaluate.magnitude, opts.normwise_floor)
+    if not all(_compare.settled(p, model.allowance(opts, rel[n])) for n, p in partials.items()):
+        noise = _noise(sweeps, partials, opts, measured, modelled) + point.spread
+    inexact = opts.normwise_floor or noise > _policy.INEXACT_EVIDENCE * modelled
+    return dataclasses.replace(model, noise=noise, inexact=inexact)
+
+
+def _coarse_parameters(
+    evidence: dict[str, _Evidence], cost: _Resolving, opts: Options, reference: float
+) -> dict[str, _Evidence]:
+    """The evidence, with parameters the automatic step cannot resolve judged at a step
+    chosen from the cost's noise (`_coarse`). ``reference`` is the check's largest
     analytic gradient norm.
 
     Only a cost shown to be coarse (`_Resolving.coarse`) is examined, or one that
@@ -243,44 +264,87 @@ def _coarse_parameters(
     (its caller's tolerances); the complex step has no round-off to escape.
     """
     if opts.scheme.is_complex or opts.normwise_floor or (opts.atol, opts.rtol) != (None, None):
-        return {}
-    j0 = cost.j0
-    out = {}
-    for leaf in leaves:
-        p, judgement, allow = partials[leaf.name], judgements[leaf.name], allows[leaf.name]
-        if not p.analytic.size:
-            continue
-        # A cost that did not move at all and whose value is a short binary fraction (an
-        # integer, a float16 number) may be rounded to a grid coarser than the step's
-        # change: its parameters' "wrong" verdicts rest on no evidence yet.
-        still = _coarse.short(j0) and all(np.all(v == j0) for v in sweeps[leaf.name].values)
-        if judgement.failed and not still:
-            continue
-        if not judgement.failed and not (still and reference == 0.0):
-            if not cost.coarse(opts):
-                continue  # an exact float64 cost: the automatic step's verdict stands
-            # an analytic gradient that an exact float64 cost would not show even at the
-            # largest step is zero (the round-off of a zero gradient): no cost could show it
-            zero = _policy.ERROR_SAFETY * cost.zero_noise() / _coarse.widest(p)
-            bound = _policy.ERROR_SAFETY * _compare.numeric_error(p, allow)
-            if np.all(np.abs(p.analytic) <= zero) or (
-                _coarse.accuracy(p, bound, judgement.judged, reference) <= _policy.COARSE_TRIGGER
-            ):
-                continue
-        if opts.eps is not None:  # the step is the caller's: judged there
-            resolution = _coarse.as_is(p, allow, reference)
-        else:
-            prober = sweeps[leaf.name].prober(opts.scheme, evaluate, j0)
-            resolution = _coarse.resolve(
-                p, allow, prober, reference=reference, unit=cost.unit, j0=j0
-            )
-        out[leaf.name] = resolution
-        partials[leaf.name] = resolution.partials
-        judgements[leaf.name] = resolution.judgement
-        sweeps[leaf.name] = dataclasses.replace(
-            sweeps[leaf.name], numeric=resolution.partials.numeric
+        return evidence
+    return {
+        name: _resolved(e, cost, opts, reference) if _unresolved(e, cost, opts, reference) else e
+        for name, e in evidence.items()
+    }
+
+
+def _unresolved(e: _Evidence, cost: _Resolving, opts: Options, reference: float) -> bool:
+    """Whether a parameter's verdict at the automatic step may rest on the cost's noise
+    alone: it failed on a cost that never moved from a short value, or it passed on a
+    coarse cost that could not have shown it wrong."""
+    p, judgement = e.partials, e.judgement
+    if not p.analytic.size:
+        return False
+    # A cost that did not move at all and whose value is a short binary fraction (an
+    # integer, a float16 number) may be rounded to a grid coarser than the step's
+    # change: its parameters' "wrong" verdicts rest on no evidence yet.
+    still = _coarse.short(cost.j0) and all(np.all(v == cost.j0) for v in e.sweep.values)
+    if judgement.failed:
+        return still
+    if still and reference == 0.0:
+        return True
+    if not cost.coarse(opts):
+        return False  # an exact float64 cost: the automatic step's verdict stands
+    # an analytic gradient that an exact float64 cost would not show even at the
+    # largest step is zero (the round-off of a zero gradient): no cost could show it
+    zero = _policy.ERROR_SAFETY * cost.zero_noise() / _coarse.widest(p)
+    bound = _policy.ERROR_SAFETY * _compare.numeric_error(p, e.allow)
+    return not (
+        np.all(np.abs(p.analytic) <= zero)
+        or _coarse.accuracy(p, bound, judgement.judged, reference) <= _policy.COARSE_TRIGGER
+    )
+
+
+def _resolved(e: _Evidence, cost: _Resolving, opts: Options, reference: float) -> _Evidence:
+    """A parameter judged at the step its cost's noise allows (`_coarse.resolve`), or, where
+    the step is the caller's, judged there to the accuracy it allows."""
+    if opts.eps is not None:
+        resolution = _coarse.as_is(e.partials, e.allow, reference)
+    else:
+        assert e.probe_at is not None  # only the complex step is not probed
+        resolution = _coarse.resolve(
+            e.partials, e.allow, e.probe_at, reference=reference, unit=cost.unit, j0=cost.j0
         )
-    return out
+    return dataclasses.replace(
+        e, partials=resolution.partials, judgement=resolution.judgement, resolution=resolution
+    )
+
+
+def _verdict(e: _Evidence, cost: _Resolving, opts: Options) -> TensorReport:
+    """One parameter's report: as judged (`_tensor_report`), then as a larger step left it
+    (`_resolved_report`), then with its non-finite analytic elements failed."""
+    report = _tensor_report(e, opts)
+    if e.resolution is not None:
+        report = _resolved_report(report, e.resolution, cost.why(opts, e.resolution.grid), opts)
+    if e.broken.size:
+        report = _outcome.not_finite(report, e.broken)
+    return report
+
+
+def _difference(evidence: dict[str, _Evidence]) -> float:
+    """The check's difference, over every parameter's judged coordinates. Kinks are left
+    out of the verdict, and so out of the difference too; a parameter that is zero
+    within round-off counts as zero on both sides."""
+    judged_g, judged_n = [], []
+    for e in evidence.values():
+        kept = e.judgement.judged & ~_roundoff_level(e.judgement)
+        judged_g.append(e.partials.analytic[kept])
+        judged_n.append(e.partials.numeric[kept])
+    return _compare.difference(np.concatenate(judged_g), np.concatenate(judged_n))
+
+
+def _flat(evidence: dict[str, _Evidence], j0: float) -> bool:
+    """Whether the cost never moved, yet some analytic partial is beyond round-off. (Not
+    merely even: |θ| at 0 has zero central differences, yet its value moves; the swept
+    values are compared only where every partial is zero.)"""
+    return (
+        not any(np.any(e.partials.numeric) for e in evidence.values())
+        and not all(np.all(e.judgement.negligible) for e in evidence.values())
+        and all(np.all(np.real(v) == j0) for e in evidence.values() for v in e.sweep.values)
+    )
 
 
 def _resolved_report(
@@ -307,17 +371,18 @@ def _resolved_report(
     return report
 
 
-def _scattered(s: LeafSweep, size: int) -> np.ndarray:
+def _scattered(e: _Evidence) -> np.ndarray:
     """The numeric partials at every element, NaN where an element was left out."""
-    if s.coords.size == size:
-        return s.numeric
+    coords, numeric, size = e.sweep.coords, e.partials.numeric, e.leaf.size
+    if coords.size == size:
+        return numeric
     out = np.full(size, np.nan)
-    out[s.coords] = s.numeric
+    out[coords] = numeric
     return out
 
 
-def _typical_step(sweeps: dict[str, LeafSweep], opts: Options) -> float:
-    steps = np.concatenate([s.steps.h for s in sweeps.values()])
+def _typical_step(evidence: dict[str, _Evidence], opts: Options) -> float:
+    steps = np.concatenate([e.sweep.steps.h for e in evidence.values()])
     return float(np.median(steps)) if steps.size else opts.scheme.step_factor
 
 
@@ -328,18 +393,16 @@ def _roundoff_level(judgement: Judgement) -> np.ndarray:
     return np.full(negligible.shape, everywhere)
 
 
-def _left_out_notes(
-    leaves: list[Leaf], arrays: dict[str, np.ndarray], sweeps: dict[str, LeafSweep]
-) -> list[str]:
+def _left_out_notes(evidence: dict[str, _Evidence], arrays: dict[str, np.ndarray]) -> list[str]:
     notes = []
-    for leaf in leaves:
-        note = _diagnose.left_out(leaf.name, arrays[leaf.name].reshape(-1).real)
+    for name, e in evidence.items():
+        note = _diagnose.left_out(name, arrays[name].reshape(-1).real)
         if note:
             notes.append(note)
-        shrunk = sweeps[leaf.name].shrunk
+        shrunk = e.sweep.shrunk
         if shrunk:
             notes.append(
-                f"{leaf.name}: {shrunk} coordinate{'s' * (shrunk != 1)} near the edge of the "
+                f"{name}: {shrunk} coordinate{'s' * (shrunk != 1)} near the edge of the "
                 "cost's domain were checked at a smaller step (the automatic one left the domain)"
             )
     return notes
@@ -349,15 +412,16 @@ def _coordinates(
     leaves: list[Leaf],
     arrays: dict[str, np.ndarray],
     opts: Options,
-    broken: dict[str, np.ndarray],
+    excluded: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """The flat indices checked in each parameter: all of them, or a seeded sample.
+    """The flat indices checked in each parameter: all of them, or a seeded sample, none
+    of ``excluded``.
 
     Elements that are not finite (an input masked with -inf) cannot be moved
     by a step, and are left out.
     """
     finite = {leaf.name: np.isfinite(arrays[leaf.name].reshape(-1).real) for leaf in leaves}
-    for name, bad in broken.items():
+    for name, bad in excluded.items():
         finite[name][bad] = False
     if opts.mode == "full":
         return {
@@ -424,15 +488,10 @@ def _noise(
     return min(coarse, fine.bound) if fine.seen else coarse
 
 
-def _tensor_report(
-    leaf: Leaf,
-    coords: np.ndarray,
-    p: Partials,
-    judgement: Judgement,
-    opts: Options,
-    dtype: str,
-    accuracy: float = 0.0,
-) -> TensorReport:
+def _tensor_report(e: _Evidence, opts: Options) -> TensorReport:
+    """One parameter's report from its judgement: the difference over its judged
+    coordinates, the worst and wrong elements, and what the evidence says of them."""
+    leaf, coords, p, judgement, dtype = e.leaf, e.sweep.coords, e.partials, e.judgement, e.dtype
     judged = judgement.judged
     errors = np.abs(p.analytic - p.numeric)
     masked = np.where(judged, errors, -1.0)
@@ -441,7 +500,7 @@ def _tensor_report(
     diff = _compare.difference(p.analytic[judged], p.numeric[judged])
     if judgement.failed:
         sampled = None if opts.mode == "full" else coords
-        explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled, accuracy)
+        explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled, e.accuracy)
     elif diff > 0 and np.all(_roundoff_level(judgement)):
         diff = 0.0
         explanation = _diagnose.zero_within_roundoff(judgement.floor)
@@ -481,19 +540,14 @@ def _steep_share(p: Partials, judged: np.ndarray, judgement: Judgement) -> float
     return float(errors[list(judgement.refined)].sum()) / total if total else 0.0
 
 
-def _floored_notes(
-    leaves: list[Leaf],
-    partials: dict[str, Partials],
-    judgements: dict[str, Judgement],
-    opts: Options,
-) -> list[str]:
+def _floored_notes(evidence: dict[str, _Evidence], opts: Options) -> list[str]:
     """For each parameter with disagreements accepted below the floor, how many, how large."""
     notes = []
-    for leaf in leaves:
-        floored = judgements[leaf.name].floored
+    for name, e in evidence.items():
+        floored = e.judgement.floored
         if not floored.size:
             continue
-        p = partials[leaf.name]
+        p = e.partials
         norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
         largest = float(np.max(np.abs(p.analytic[floored] - p.numeric[floored])))
         why = (
@@ -502,7 +556,7 @@ def _floored_notes(
             else "the cost is measured noisier than round-off (an iterative solver's tolerance?)"
         )
         notes.append(
-            f"{leaf.name}: {floored.size} element{'s' * (floored.size != 1)} disagree beyond tol "
+            f"{name}: {floored.size} element{'s' * (floored.size != 1)} disagree beyond tol "
             f"relative to themselves but by at most {largest:.2g}, below "
             f"{_policy.ELEMENT_FLOOR * opts.tol:.0e} of the parameter's gradient norm "
             f"({norm:.3g}): accepted, {why}"
@@ -510,27 +564,22 @@ def _floored_notes(
     return notes
 
 
-def _unsettled_notes(
-    leaves: list[Leaf],
-    sweeps: dict[str, LeafSweep],
-    partials: dict[str, Partials],
-    judgements: dict[str, Judgement],
-) -> list[str]:
+def _unsettled_notes(evidence: dict[str, _Evidence]) -> list[str]:
     """For each parameter with coordinates whose finite differences do not settle, the
     evidence at the first of them: the numeric partial at each step, and the analytic."""
     notes = []
-    for leaf in leaves:
-        unsettled = judgements[leaf.name].unsettled
+    for name, e in evidence.items():
+        unsettled = e.judgement.unsettled
         if not unsettled:
             continue
         j = min(unsettled)
-        index = list(index_tuple(int(sweeps[leaf.name].coords[j]), leaf.shape))
+        index = list(index_tuple(int(e.sweep.coords[j]), e.leaf.shape))
         steps = ", ".join(f"{value:.3g} at h={step:.2g}" for step, value in unsettled[j])
         more = f" (and {len(unsettled) - 1} more elements)" if len(unsettled) > 1 else ""
         notes.append(
-            f"{leaf.name}: not differentiable at {index}{more}, or steeper there than any "
+            f"{name}: not differentiable at {index}{more}, or steeper there than any "
             f"step resolves: the finite differences do not settle as the step shrinks "
-            f"({steps}; analytic {partials[leaf.name].analytic[j]:.3g}); left out of the "
+            f"({steps}; analytic {e.partials.analytic[j]:.3g}); left out of the "
             "verdict. A kink under a square root or a jump does this: move the check point "
             "off it to check it"
         )

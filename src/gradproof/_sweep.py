@@ -96,6 +96,51 @@ class LeafSweep:
         return probe_at
 
 
+@dataclass(frozen=True)
+class LeafPlan:
+    """One parameter's share of a sweep: its coordinates, their steps, and the arrays
+    their cost values are stored in (filled in place, chunk by chunk, wherever the
+    chunks are evaluated)."""
+
+    leaf: Leaf
+    flat: np.ndarray  # the working array, flat (a view)
+    coords: np.ndarray  # flat indices checked; ``steps`` and ``values`` are aligned with them
+    steps: Steps
+    values: list[np.ndarray]  # one array per scheme offset
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep needs: the cost on the working copy, its value at the point, the
+    scheme, and each parameter's `LeafPlan` (by name, in the leaves' order)."""
+
+    evaluate: Evaluator
+    j0: float
+    scheme: Scheme
+    plans: dict[str, LeafPlan]
+
+    def chunks(self, size: int) -> Iterator[Chunk]:
+        """The checked coordinates, ``size`` at a time, with the values each takes."""
+        for name, plan in self.plans.items():
+            c, steps = plan.coords, plan.steps
+            for start in range(0, c.size, size):
+                part = slice(start, start + size)
+                points = self.scheme.points(steps.theta[part], steps.h[part])
+                yield Chunk(name, start, c[part].tolist(), [p.tolist() for p in points])
+
+    def store(self, chunk: Chunk, part: Sequence[np.ndarray]) -> None:
+        """A chunk's cost values, one array per offset, into its parameter's plan."""
+        values = self.plans[chunk.leaf].values
+        for k, v in enumerate(part):
+            if self.scheme.is_complex and np.asarray(v).dtype.kind != "c":
+                _refuse_real()
+            values[k][chunk.start : chunk.start + len(v)] = v
+
+    def located(self, failed: CostFailed, name: str) -> CostError:
+        """The user's error for a failure at one of parameter ``name``'s points."""
+        return _located(failed, self.plans[name].leaf, self.scheme)
+
+
 def sweep_leaves(
     evaluate: Evaluator,
     arrays: dict[str, np.ndarray],
@@ -103,85 +148,117 @@ def sweep_leaves(
     coords: dict[str, np.ndarray],
     j0: float,
     opts: Options,
-    *,
-    tick: Tick | None = None,
-    seconds_per_eval: float = 0.0,
-    workers: Workers | None = None,
-    batched: Batched | None = None,
 ) -> dict[str, LeafSweep]:
-    """Sweep every parameter's checked coordinates: here, on ``workers``, or ``batched``.
+    """Sweep every parameter's checked coordinates here, with no progress shown: the
+    numeric gradient alone (`gp.numerical_gradient`). Returns a `LeafSweep` per
+    parameter name."""
+    sweep = _planned(evaluate, arrays, leaves, coords, j0, opts)
+    _sweep_here(sweep, None, 0.0)
+    return _finished(sweep)
 
-    ``tick(n)`` reports coordinates done, about every ``PROGRESS_INTERVAL``
-    seconds given ``seconds_per_eval``. Returns a `LeafSweep` per
-    parameter name.
+
+def sweep_at(
+    point: Point,
+    coords: dict[str, np.ndarray],
+    opts: Options,
+    tick: Tick | None = None,
+    workers: Workers | None = None,
+) -> dict[str, LeafSweep]:
+    """Sweep every parameter's checked coordinates ``coords`` at ``point``: on
+    ``workers`` if given, else through the point's batched evaluator (vmap) if it has
+    one, else here. Returns a `LeafSweep` per parameter name.
+
+    ``tick(n)`` reports coordinates done (here, about every ``PROGRESS_INTERVAL``
+    seconds given the point's time per evaluation).
     """
+    sweep = _planned(point.evaluate, point.arrays, point.leaves, coords, point.j0, opts)
+    if workers is not None:
+        _sweep_on_workers(sweep, workers, tick)
+    elif point.batched is not None:
+        _sweep_batched(sweep, point.batched, tick)
+    else:
+        _sweep_here(sweep, tick, point.seconds)
+    return _finished(sweep)
+
+
+def _planned(
+    evaluate: Evaluator,
+    arrays: dict[str, np.ndarray],
+    leaves: list[Leaf],
+    coords: dict[str, np.ndarray],
+    j0: float,
+    opts: Options,
+) -> Sweep:
+    """The `Sweep` of ``coords``: each parameter's steps, and empty arrays for the cost
+    values at them (the sweep fills those)."""
     scheme = opts.scheme
-    per_coordinate = max(seconds_per_eval * scheme.evaluations, 1e-9)
-    stride = int(np.clip(_policy.PROGRESS_INTERVAL / per_coordinate, 1, 512))
+    dtype = np.complex128 if scheme.is_complex else np.float64
     plans = {}
     for leaf in leaves:
         flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
         c = coords[leaf.name]
         steps = make_steps(scheme, flat.real[c], opts.eps, opts.precision_bits)
-        dtype = np.complex128 if scheme.is_complex else np.float64
         values = [np.empty(c.size, dtype=dtype) for _ in scheme.offsets]
-        plans[leaf.name] = (leaf, flat, c, steps, values)
+        plans[leaf.name] = LeafPlan(leaf, flat, c, steps, values)
+    return Sweep(evaluate, j0, scheme, plans)
 
-    def chunks(size: int) -> Iterator[Chunk]:
-        for name, (_, _, c, steps, _) in plans.items():
-            for start in range(0, c.size, size):
-                part = slice(start, start + size)
-                points = scheme.points(steps.theta[part], steps.h[part])
-                yield Chunk(name, start, c[part].tolist(), [p.tolist() for p in points])
 
-    def store(chunk: Chunk, part: Sequence[np.ndarray]) -> None:
-        values = plans[chunk.leaf][4]
-        for k, v in enumerate(part):
-            if scheme.is_complex and np.asarray(v).dtype.kind != "c":
-                _refuse_real()
-            values[k][chunk.start : chunk.start + len(v)] = v
+def _sweep_here(sweep: Sweep, tick: Tick | None, seconds_per_eval: float) -> None:
+    """Fill ``sweep``'s values in this process (`_finite.cost_values`, the hot loop),
+    ``tick`` called about every ``PROGRESS_INTERVAL`` seconds given ``seconds_per_eval``
+    (0: not timed)."""
+    per_coordinate = max(seconds_per_eval * sweep.scheme.evaluations, 1e-9)
+    stride = int(np.clip(_policy.PROGRESS_INTERVAL / per_coordinate, 1, 512))
+    for chunk in sweep.chunks(CHUNK):
+        flat = sweep.plans[chunk.leaf].flat
+        try:
+            got = cost_values(sweep.evaluate, flat, chunk.values, chunk.coords, tick, stride)
+            sweep.store(chunk, got)
+        except CostFailed as exc:
+            raise sweep.located(exc, chunk.leaf) from exc.cause
 
-    if batched is not None:
-        for chunk in chunks(CHUNK):
-            flat = plans[chunk.leaf][1]
-            try:
-                part = batched(chunk.leaf, flat, chunk.coords, chunk.values)
-            except (CostError, GradientSpecError):
-                raise
-            except Exception as exc:
-                raise CostError(
-                    f"the cost raised {type(exc).__name__} while a batch of {chunk.leaf} "
-                    f"coordinates was evaluated: {exc}"
-                ) from exc
-            store(chunk, [np.asarray(v) for v in part])
-            evaluate.count += len(chunk.coords) * len(chunk.values)
-            if tick is not None:
-                tick(len(chunk.coords))
-    elif workers is None:
-        for chunk in chunks(CHUNK):
-            flat = plans[chunk.leaf][1]
-            try:
-                store(chunk, cost_values(evaluate, flat, chunk.values, chunk.coords, tick, stride))
-            except CostFailed as exc:
-                raise _located(exc, plans[chunk.leaf][0], scheme) from exc.cause
-    else:
-        total = sum(plan[2].size for plan in plans.values())
-        size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
 
-        def done(chunk: Chunk, result: ChunkResult) -> None:
-            evaluate.count += result.evaluations
-            if result.failed is not None:
-                failed = result.failed
-                raise _located(failed, plans[chunk.leaf][0], scheme) from failed.cause
-            store(chunk, result.values or [])
-            if tick is not None:
-                tick(len(chunk.coords))
+def _sweep_batched(sweep: Sweep, batched: Batched, tick: Tick | None) -> None:
+    """Fill ``sweep``'s values through a front-end's evaluator of many points at once;
+    the cost's own errors reach the user as a `CostError` naming the batch."""
+    for chunk in sweep.chunks(CHUNK):
+        flat = sweep.plans[chunk.leaf].flat
+        try:
+            part = batched(chunk.leaf, flat, chunk.coords, chunk.values)
+        except (CostError, GradientSpecError):
+            raise
+        except Exception as exc:
+            raise CostError(
+                f"the cost raised {type(exc).__name__} while a batch of {chunk.leaf} "
+                f"coordinates was evaluated: {exc}"
+            ) from exc
+        sweep.store(chunk, [np.asarray(v) for v in part])
+        sweep.evaluate.count += len(chunk.coords) * len(chunk.values)
+        if tick is not None:
+            tick(len(chunk.coords))
 
-        workers.run(list(chunks(size)), done)
-    return {
-        name: _finish(evaluate, leaf, flat, c, steps, values, j0, scheme)
-        for name, (leaf, flat, c, steps, values) in plans.items()
-    }
+
+def _sweep_on_workers(sweep: Sweep, workers: Workers, tick: Tick | None) -> None:
+    """Fill ``sweep``'s values on worker processes, in chunks sized to give each worker
+    about four; a worker's failure is told as this process's would be."""
+    total = sum(plan.coords.size for plan in sweep.plans.values())
+    size = int(np.clip(total // (4 * workers.n), 64, CHUNK))
+
+    def done(chunk: Chunk, result: ChunkResult) -> None:
+        sweep.evaluate.count += result.evaluations
+        if result.failed is not None:
+            failed = result.failed
+            raise sweep.located(failed, chunk.leaf) from failed.cause
+        sweep.store(chunk, result.values or [])
+        if tick is not None:
+            tick(len(chunk.coords))
+
+    workers.run(list(sweep.chunks(size)), done)
+
+
+def _finished(sweep: Sweep) -> dict[str, LeafSweep]:
+    """Each parameter's `LeafSweep`, from the values the sweep stored."""
+    return {name: _finish(sweep, plan) for name, plan in sweep.plans.items()}
 
 
 def _refuse_real() -> None:
@@ -192,48 +269,46 @@ def _refuse_real() -> None:
     )
 
 
-def _finish(
-    evaluate: Evaluator,
-    leaf: Leaf,
-    flat: np.ndarray,
-    coords: np.ndarray,
-    steps: Steps,
-    values: list[np.ndarray],
-    j0: float,
-    scheme: Scheme,
-) -> LeafSweep:
+def _finish(sweep: Sweep, plan: LeafPlan) -> LeafSweep:
     """The partials, once every cost value is finite: near the edge of the cost's domain
     (log, sqrt close to 0) the step is made smaller until the points stay inside it."""
+    values, steps = plan.values, plan.steps
     bad = np.flatnonzero(~np.all([np.isfinite(v) for v in values], axis=0))
     h = steps.h
     if bad.size:
         h = h.copy()
     for j in bad:
-        i = int(coords[j])
-        for _ in range(_policy.DOMAIN_RETRIES):
-            h[j] /= _policy.DOMAIN_SHRINK
-            theta = abs(float(steps.theta[j].real))
-            if theta > 0:  # the edge is often at 0 (log, sqrt): stay well inside it
-                h[j] = min(h[j], theta / 2)
-            points = [p.tolist() for p in scheme.points(steps.theta[j : j + 1], h[j : j + 1])]
-            try:
-                got = cost_values(evaluate, flat, points, [i])
-            except CostFailed as exc:
-                raise _located(exc, leaf, scheme) from exc.cause
-            for k, v in enumerate(got):
-                values[k][j] = v[0]
-            if all(np.isfinite(v[j]) for v in values):
-                break
-        else:
-            k = next(k for k, v in enumerate(values) if not np.isfinite(v[j]))
-            raise CostError(
-                f"the cost is {values[k][j]} at {location(leaf, i, k, scheme)} even at a step "
-                f"of {h[j]:.1e}; the step leaves the cost's domain there (log(0), overflow?). "
-                "Check the parameter's value, or pass a smaller eps"
-            )
+        _shrink_into_domain(sweep, plan, int(j), h)
     final = Steps(steps.theta, h)
-    numeric = scheme.estimate(j0, values, final.h)
-    return LeafSweep(leaf, flat, coords, final, values, numeric, int(bad.size))
+    numeric = sweep.scheme.estimate(sweep.j0, values, final.h)
+    return LeafSweep(plan.leaf, plan.flat, plan.coords, final, values, numeric, int(bad.size))
+
+
+def _shrink_into_domain(sweep: Sweep, plan: LeafPlan, j: int, h: np.ndarray) -> None:
+    """Coordinate ``j``'s step ``h[j]`` made smaller until the cost is finite at each of
+    its points (``h`` and ``plan.values`` updated in place); a `CostError` saying where
+    if it never is."""
+    i, scheme, values, thetas = int(plan.coords[j]), sweep.scheme, plan.values, plan.steps.theta
+    for _ in range(_policy.DOMAIN_RETRIES):
+        h[j] /= _policy.DOMAIN_SHRINK
+        theta = abs(float(thetas[j].real))
+        if theta > 0:  # the edge is often at 0 (log, sqrt): stay well inside it
+            h[j] = min(h[j], theta / 2)
+        points = [p.tolist() for p in scheme.points(thetas[j : j + 1], h[j : j + 1])]
+        try:
+            got = cost_values(sweep.evaluate, plan.flat, points, [i])
+        except CostFailed as exc:
+            raise sweep.located(exc, plan.leaf.name) from exc.cause
+        for k, v in enumerate(got):
+            values[k][j] = v[0]
+        if all(np.isfinite(v[j]) for v in values):
+            return
+    k = next(k for k, v in enumerate(values) if not np.isfinite(v[j]))
+    raise CostError(
+        f"the cost is {values[k][j]} at {location(plan.leaf, i, k, scheme)} even at a step "
+        f"of {h[j]:.1e}; the step leaves the cost's domain there (log(0), overflow?). "
+        "Check the parameter's value, or pass a smaller eps"
+    )
 
 
 def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:
