@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _compare, _policy
+from . import _compare, _judge, _policy
 from ._cost import Evaluator
 from ._finite import Probe, Tick
 from ._mover import Mover
@@ -145,7 +145,7 @@ def judge_along(mover: Mover, v: np.ndarray, param: Parameter, ctx: Context) -> 
             continue
         probe = _half_step(mover, v, g, t, j0, (jp, jm))
         probes += 1
-        status = _compare.classify(
+        status = _judge.classify(
             CENTRAL, probe, gap=gap, roundoff=roundoff, noise=noise.value, h=t
         )
         # A kink crossed off-centre reads as large truncation error rather than
@@ -165,7 +165,7 @@ def _half_step(
 ) -> Probe:
     """The one-sided slopes about θ along ``v``: at ``t`` from ``sides`` (the cost at
     θ + t·v and θ − t·v, already paid for), at t/2 from 2 more evaluations; what
-    `_compare.classify` tells a kink, numerical error and a wrong gradient apart by."""
+    `_judge.classify` tells a kink, numerical error and a wrong gradient apart by."""
     jp, jm = sides
     jp2, jm2, _ = mover.central(v, t / 2, g)
     return Probe(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _compare, _policy
+from . import _compare, _judge, _policy
 from ._compare import Allowance, Judgement, Partials, Prober, Status
 from ._errors import CostError
 from ._finite import quantum, significant_bits
@@ -292,7 +292,7 @@ def _level(ladder: _Ladder, grow: float) -> Level | None:
     gap = np.abs(p.analytic - fine)
     kinks = np.array(
         [
-            _compare.is_kink(scheme, pr, g, noise, hj)
+            _judge.is_kink(scheme, pr, g, noise, hj)
             for pr, g, hj in zip(probes, gap, h, strict=True)
         ],
         dtype=bool,

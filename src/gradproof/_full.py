@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _coarse, _compare, _diagnose, _outcome, _policy, _tree
+from . import _coarse, _compare, _diagnose, _judge, _outcome, _policy, _tree
 from ._compare import Allowance, Judgement, Partials, Prober, flat64
 from ._errors import GradientSpecError
 from ._finite import Noise, NoiseSite, cost_unit, measure_noise, quantum
@@ -51,7 +51,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
         probe_at = (
             None if opts.scheme.is_complex else s.prober(opts.scheme, point.evaluate, point.j0)
         )
-        judgement = _compare.judge(partials[name], allow, probe_at)
+        judgement = _judge.judge(partials[name], allow, probe_at)
         dtype = str(analytic[name].dtype)
         evidence[name] = _Evidence(
             s, partials[name], allow, probe_at, judgement, dtype, broken[name]
