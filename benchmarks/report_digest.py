@@ -117,6 +117,97 @@ def _numpy() -> Iterator[Case]:
         yield f"coarse {dtype} wrong", lambda r=rounded, g=g_right: gp.check(r, theta, 1.3 * g)
 
 
+def _paths() -> Iterator[Case]:
+    """Paths inside the modes the cases above do not reach: bisection to several
+    elements, kinks at 0, frozen, empty and non-finite entries, a noisy cost, float32
+    and float16 costs, worker processes, the other schemes, sample mode, a domain edge."""
+    rng = np.random.default_rng(3)
+    w = {"W": rng.standard_normal((200, 300)), "b": rng.standard_normal(7)}
+
+    def waves(p: dict[str, np.ndarray]) -> float:
+        return float(np.sum(np.sin(p["W"])) + np.sum(p["b"] ** 2))
+
+    for wrong in (1, 3, 40):
+        grads = {"W": np.cos(w["W"]), "b": 2 * w["b"]}
+        grads["W"].reshape(-1)[rng.choice(w["W"].size, wrong, replace=False)] += 1e-3
+        yield f"bisect {wrong}", lambda g=grads: gp.check(waves, w, g, mode="directional")
+    v = np.random.default_rng(0).standard_normal(200)
+
+    def tanh32(p: np.ndarray) -> float:
+        return float(np.sum(np.tanh(p.astype(np.float32))))
+
+    for factor in (1.0, 1.0001):
+        g32 = factor * (1 - np.tanh(v) ** 2)
+        yield (
+            f"float32 x{factor} directional",
+            lambda g=g32: gp.check(tanh32, v, g, mode="directional"),
+        )
+    z = np.zeros(5)
+    z[::2] = [0.3, -0.2, 0.7]
+    for label, g in (("sign", np.sign(z)), ("wrong", 2 * np.sign(z))):
+        for mode in ("full", "directional"):
+            yield (
+                f"abs kink {label} {mode}",
+                lambda g=g, m=mode: gp.check(lambda p: float(np.sum(np.abs(p))), z, g, mode=m),
+            )
+    finite = np.array([0.1, np.nan, 0.3, np.inf])
+    yield (
+        "frozen some",
+        lambda: gp.check(
+            lambda p: float(np.sum(np.where(np.isfinite(p), p, 0) ** 2)),
+            finite,
+            np.where(np.isfinite(finite), 2 * finite, 0),
+            mode="directional",
+        ),
+    )
+    yield (
+        "empty",
+        lambda: gp.check(
+            lambda p: float(np.sum(p["b"] ** 2)),
+            {"a": np.zeros(0), "b": np.array([1.0, 2.0])},
+            {"a": np.zeros(0), "b": np.array([2.0, 4.0])},
+            mode="directional",
+        ),
+    )
+    squares = np.arange(5.0)
+    for mode in ("full", "directional"):
+        yield (
+            f"nan grad {mode}",
+            lambda m=mode: gp.check(
+                lambda p: float(np.sum(p**2)), squares, np.array([0, 2, np.nan, 6, np.inf]), mode=m
+            ),
+        )
+
+    def noisy(p: np.ndarray) -> float:
+        return float(np.sum(p**2) + 1e-9 * np.random.standard_normal())
+
+    yield "noisy", lambda: np.random.seed(0) or gp.check(noisy, np.arange(6.0), 2 * np.arange(6.0))
+    q = {"a": rng.standard_normal(6), "b": rng.standard_normal((3, 2))}
+    right = {"a": np.cos(q["a"]), "b": 3 * q["b"] ** 2}
+    slipped = {"a": np.cos(q["a"]), "b": 2.9 * q["b"] ** 2}
+
+    def smooth(p: dict[str, Any]) -> Any:
+        return np.sum(np.sin(p["a"])) + np.sum(p["b"] ** 3)
+
+    def half(p: dict[str, Any]) -> float:
+        return float(np.float16(smooth(p)))
+
+    yield "workers", lambda: gp.check(lambda p: float(smooth(p)), q, slipped, executor=2)
+    yield "complex step", lambda: gp.check(smooth, q, slipped, method="complex")
+    yield (
+        "forward scheme",
+        lambda: gp.check(lambda p: float(smooth(p)), q, slipped, method="forward"),
+    )
+    yield "sample", lambda: gp.check(lambda p: float(smooth(p)), q, slipped, mode="sample", k=3)
+    yield "float16 right", lambda: gp.check(half, q, right)
+    yield "float16 eps", lambda: gp.check(half, q, slipped, eps=1e-2)
+    edge = {"x": np.array([1e-9, 2.0, 3.0])}
+    yield (
+        "domain edge",
+        lambda: gp.check(lambda p: float(np.sum(np.log(p["x"]))), edge, {"x": 1 / edge["x"]}),
+    )
+
+
 def _torch() -> Iterator[Case]:
     try:
         import torch
@@ -168,6 +259,13 @@ def _torch() -> Iterator[Case]:
     xs = x.clone().requires_grad_(True)
     yield "torch gradcheck", _reports_of(DROPINS, lambda: gp.torch.gradcheck(torch.sin, (xs,)))
     yield "torch modes", lambda: gpt.check(model(Act()), x, modes=("rev", "fwd"))
+    ties = torch.relu(
+        torch.randn(4, 1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    )
+    yield (
+        "torch max-pool ties directional",
+        lambda: gpt.check(torch.nn.MaxPool1d(2), ties.requires_grad_(True), mode="directional"),
+    )
     # what the front-ends' adapters compose: higher orders, complex inputs and outputs,
     # lower precisions, several outputs, a drop-in's second order
     yield "torch order 3", lambda: gpt.check(model(torch.nn.Tanh()), x[:2], order=3)
@@ -288,7 +386,7 @@ def main() -> int:
     parser.add_argument("--show", help="print this check's report (JSON) instead")
     args = parser.parse_args()
     np.seterr(all="ignore")
-    for name, run in [*_numpy(), *_torch(), *_jax()]:
+    for name, run in [*_numpy(), *_paths(), *_torch(), *_jax()]:
         try:
             data = _stable(run())
         except Exception as exc:  # (a check that raises is a result too)

@@ -229,3 +229,53 @@ def test_a_noise_measurement_that_saw_a_grid_at_one_site_only_does_not_hide_the_
     right = gp.check(cost, theta, grad)
     assert right.passed or right.undecided
     assert not right.tensors["theta"].kinks
+
+
+@pytest.mark.parametrize("eps", [1e-2, 3e-2])
+def test_a_rounded_cost_at_a_given_step_wider_than_its_grid_raises_no_false_alarm(eps):
+    # At a step many grid spacings wide, a float16 cost's values no longer repeat (the sign
+    # of a grid at the automatic step): they were taken for an exact cost's, its noise for
+    # nothing, and a right gradient failed as "a mask forgotten" at elements where the
+    # rounding swallowed the change. The automatic step shows the grid again.
+    # (a point where it happened: the cost's value, 1.5889, lies on float16's 2**-10 grid)
+    q = {
+        "a": np.array([-0.4831908374, -0.8463513965, 0.1241736080, 0.2522029192, -0.5655226718,
+                       1.4782430109]),
+        "b": np.array([[-0.3079412005, -0.0054422827], [0.1623550062, 1.4450888060],
+                       [-1.1236718538, 0.7336523453]]),
+    }  # fmt: skip
+    right = {"a": np.cos(q["a"]), "b": 3 * q["b"] ** 2}
+
+    def cost(p):
+        return float(f16(np.sum(np.sin(p["a"])) + np.sum(p["b"] ** 3)))
+
+    report = gp.check(cost, q, right, eps=eps)
+    assert not [t.name for t in report.failing if not t.undecided], report
+    wrong = gp.check(cost, q, {"a": right["a"], "b": 2 * right["b"]}, eps=eps)
+    assert not wrong.passed and not wrong.tensors["b"].passed, wrong
+
+
+def test_an_exact_cost_of_short_values_at_a_power_of_two_step_stays_exact():
+    # (the other cost of short values that do not repeat: it moves at the automatic step)
+    c = np.array([3.0, -1.0, 2.0, 5.0])
+    theta = np.array([1.0, 2.0, 0.5, -1.5])
+    report = gp.check(lambda t: float(np.sum(c * t) + 1000.0), theta, c * 1.01, eps=2.0**-10)
+    assert not report.passed and not report.undecided and report.tensors["theta"].wrong == 4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_directional_mode_leaves_a_rounded_cost_that_never_moved_undecided(seed):
+    # at directional mode's steps a float16 cost does not move along any direction: that
+    # is no evidence that it ignores its parameters (it was reported so), and none that
+    # the gradient is right
+    w, right = tanh2(seed)
+    cost = COSTS["float16"][0]
+    for grads in (right, 2 * right):
+        report = gp.check(cost, w, grads, mode="directional")
+        assert not report.passed and not report.cost_flat, report
+        assert [t.name for t in report.undecided] == ["theta"], report
+        assert "mode='full'" in report.tensors["theta"].cause
+    # a float64 cost that never moves is still one that ignores its parameters
+    x = np.array([0.3, -0.2])
+    ignores = gp.check(lambda p: float(np.sum(np.tanh(x)) + 0.1), w, right, mode="directional")
+    assert ignores.cost_flat and not ignores.undecided

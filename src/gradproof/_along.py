@@ -145,9 +145,7 @@ def judge_along(mover: Mover, v: np.ndarray, param: Parameter, ctx: Context) -> 
             continue
         probe = _half_step(mover, v, g, t, j0, (jp, jm))
         probes += 1
-        status = _judge.classify(
-            CENTRAL, probe, gap=gap, roundoff=roundoff, noise=noise.value, h=t
-        )
+        status = _judge.classify(CENTRAL, probe, gap=gap, roundoff=roundoff, noise=noise.value, h=t)
         # A kink crossed off-centre reads as large truncation error rather than
         # as a kink: either way, a smaller step makes crossing one unlikely.
         if (

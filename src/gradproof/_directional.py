@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _compare, _diagnose, _outcome, _policy
+from . import _coarse, _compare, _diagnose, _outcome, _policy
 from ._along import CENTRAL, Along, Context, CostNoise, Parameter, judge_along, step_along
 from ._bisection import Bisected, localize
 from ._compare import flat64
@@ -392,7 +392,8 @@ def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> O
         ]
     judged = any(r.report.checked for r in results.values())  # (not all left out as kinks)
     cost_flat = nn == 0.0 and judged and any(r.signal for r in results.values())
-    if cost_flat and _moves(point.evaluate, point.arrays, point.leaves, point.j0):
+    moving = (point.evaluate, point.arrays, point.leaves, point.j0)
+    if cost_flat and _moves(*moving, _policy.SCHEMES["central"].step_factor):
         # even about the point (|θ| at 0): its central differences vanish, its value does not
         cost_flat = False
         notes = [
@@ -401,13 +402,37 @@ def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> O
             "moves: the check point is a kink or an extremum of it in every direction "
             "(|θ| at θ = 0); move the check point off it to check the gradient",
         ]
+    tensors = {name: r.report for name, r in results.items()}
+    if cost_flat and _coarse.short(point.j0) and _moves(*moving, _policy.COARSE_STEP_MAX):
+        # A short value (float16, an integer) that did not move at the directions' steps
+        # but moves at full mode's largest: a cost rounded to a grid coarser than any
+        # direction's change, not one that ignores its params.
+        cost_flat = False
+        tensors = {name: _too_coarse(row, point.j0) for name, row in tensors.items()}
     return Outcome(
-        tensors={name: r.report for name, r in results.items()},
+        tensors=tensors,
         difference=difference,
         cost_flat=cost_flat,
         step=_policy.DIRECTION_STEP_MAX,
         notes=tuple(notes),
     )
+
+
+def _too_coarse(row: TensorReport, j0: float) -> TensorReport:
+    """A failing row of a cost that never moved from a short value: undecided, as full
+    mode leaves such a cost until a step from its grid resolves it (`_coarse`)."""
+    if row.passed or not row.checked:
+        return row
+    explanation = Diagnosis(
+        "undecided",
+        f"could not be judged: the cost's value ({j0:.6g}) is a short binary fraction, as "
+        "a value rounded to a grid is (float16, an integer), and it did not change along "
+        "any random direction at directional mode's steps: a change smaller than the "
+        "grid cannot be seen",
+        "check it with mode='full', which sizes its steps from the cost's grid, or compute "
+        "the cost in float64",
+    )
+    return dataclasses.replace(row, undecided=True, explanation=explanation)
 
 
 def _noise_near(
@@ -436,16 +461,16 @@ def _noise_near(
 
 
 def _moves(
-    evaluate: Evaluator, arrays: dict[str, np.ndarray], leaves: list[Leaf], j0: float
+    evaluate: Evaluator, arrays: dict[str, np.ndarray], leaves: list[Leaf], j0: float, by: float
 ) -> bool:
-    """Whether the cost's value changes at all when one element moves by a small step
+    """Whether the cost's value changes at all when one element moves by ``by · max(1, |θ|)``
     (each parameter's first element in turn, put back after)."""
     for leaf in leaves:
         flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
         if not flat.size:
             continue
         old = flat[0]
-        flat[0] = old + _policy.SCHEMES["central"].step_factor * max(1.0, abs(float(old.real)))
+        flat[0] = old + by * max(1.0, abs(float(old.real)))
         try:
             moved = evaluate() != j0
         finally:

@@ -354,6 +354,30 @@ def measure_noise(
     return Noise(max(model, _policy.NOISE_MARGIN * sigma), sigma > 0)
 
 
+def rounded_near(evaluate: Evaluate, sites: Sequence[NoiseSite], j0: float) -> bool:
+    """Whether the cost shows a grid at the automatic step, one on either side of each
+    site's coordinate: a cost rounded to a coarse grid mostly returns the same values
+    there, of few bits, where an exact cost of short binary fractions moves to values of
+    all their bits.
+
+    Asked of values of few bits that did not repeat at the step the check took (a step
+    given as ``eps``, many grid spacings wide), which either cost could have returned."""
+    values = []
+    for s in sites:
+        x0 = s.flat[s.index]
+        h = automatic_step(float(x0))
+        try:
+            with blame(f"while its grid was looked for near {s.name}"):
+                for x in (x0 + h, x0 - h):
+                    s.flat[s.index] = x
+                    values.append(float(np.real(evaluate())))
+        finally:
+            s.flat[s.index] = x0
+    near = np.asarray([j0, *values])
+    repeats = 2 * np.unique(near).size <= near.size
+    return bool(values) and repeats and quantum(j0, near, repeats=False) > 0
+
+
 def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     """The spacing of the grid the cost's values are rounded to, at the largest of them
     (0 when they show no grid).

@@ -17,12 +17,12 @@ import numpy as np
 from . import _coarse, _compare, _diagnose, _judge, _outcome, _policy, _tree
 from ._compare import Allowance, Judgement, Partials, Prober, flat64
 from ._errors import GradientSpecError
-from ._finite import Noise, NoiseSite, cost_unit, measure_noise, quantum
+from ._finite import Noise, NoiseSite, cost_unit, measure_noise
 from ._options import Options
 from ._parallel import Task, Workers
 from ._progress import Progress
 from ._records import Outcome, TensorReport
-from ._sweep import LeafSweep, Point, sweep_at
+from ._sweep import LeafSweep, Point, grid_of, sweep_at
 from ._tree import Leaf, index_tuple
 
 
@@ -233,8 +233,8 @@ def _resolving(
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
     # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
-    values = [v for s in sweeps.values() for v in s.values]
-    grid = quantum(j0, np.concatenate(values) if values else np.empty(0))
+    roundoff = measure_noise(evaluate, [], j0, unit, evaluate.magnitude).bound
+    grid = grid_of(list(sweeps.values()), evaluate, j0, roundoff)
 
     def measured(sites: list[NoiseSite]) -> Noise:
         """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""

@@ -18,7 +18,17 @@ from . import _policy
 from ._compare import Partials, Prober
 from ._cost import CostFailed, Evaluator, blame
 from ._errors import CostError, GradientSpecError
-from ._finite import Probe, Steps, Tick, cost_values, make_steps, probe
+from ._finite import (
+    NoiseSite,
+    Probe,
+    Steps,
+    Tick,
+    cost_values,
+    make_steps,
+    probe,
+    quantum,
+    rounded_near,
+)
 from ._options import Options
 from ._parallel import Chunk, ChunkResult, Workers
 from ._policy import Scheme, offset_label
@@ -321,3 +331,28 @@ def location(leaf: Leaf, i: int, k: int, scheme: Scheme) -> str:
 def _located(failed: CostFailed, leaf: Leaf, scheme: Scheme) -> CostError:
     """The user's error for a failure at one of a sweep's points."""
     return failed.error(f"at {location(leaf, failed.index or 0, failed.point or 0, scheme)}")
+
+
+def grid_of(sweeps: list[LeafSweep], evaluate: Evaluator, j0: float, model: float) -> float:
+    """The spacing of the grid the cost's values are rounded to (float16, integers), as
+    the sweeps show it (`_finite.quantum`), 0 for none. ``model``: the error of one value
+    the check already allows for (its precision's round-off).
+
+    Values of few bits that do not repeat, on a grid wider than ``model`` allows for,
+    are a coarse cost's at a step many grid spacings wide (a step given as ``eps``), or
+    an exact cost's of short binary fractions; the automatic step tells them apart
+    (`_finite.rounded_near`, 6 evaluations at the coordinates the cost moved most with)."""
+    values = np.concatenate([v for s in sweeps for v in s.values]) if sweeps else np.empty(0)
+    grid = quantum(j0, values)
+    short = quantum(j0, values, repeats=False)
+    seen = np.concatenate([[j0], np.real(values).reshape(-1)])
+    if grid or short / 2 <= model or 2 * np.unique(seen).size <= seen.size:
+        return grid
+    moved = sorted(
+        ((float(abs(s.numeric[j])), s, int(j)) for s in sweeps for j in range(s.numeric.size)),
+        key=lambda c: -c[0],
+    )[: _policy.NOISE_COORDINATES]
+    sites = [
+        NoiseSite(s.leaf.name, s.flat, int(s.coords[j]), float(s.steps.h[j])) for _, s, j in moved
+    ]
+    return short if rounded_near(evaluate, sites, j0) else 0.0
