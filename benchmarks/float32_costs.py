@@ -122,9 +122,9 @@ def numdifftools_check() -> Callable | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = nd.Gradient(cost, full_output=True)(theta)
-        numeric = np.asarray(result[0]).reshape(-1)
+        numerical = np.asarray(result[0]).reshape(-1)
         error = np.asarray(result[1]).reshape(-1)
-        return bool(np.all(np.abs(grad - numeric) <= 4 * error + 1e-7 * np.abs(grad)))
+        return bool(np.all(np.abs(grad - numerical) <= 4 * error + 1e-7 * np.abs(grad)))
 
     return check
 

@@ -28,7 +28,7 @@ class Along:
     """One direction's verdict: its two sides at the step it was judged at, and its status."""
 
     analytic: float  # vᵀg along the displacement actually taken
-    numeric: float
+    numerical: float
     step: float
     status: _compare.Status
 

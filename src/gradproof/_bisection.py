@@ -26,7 +26,7 @@ class Bisected:
     g: np.ndarray
     step: float
     analytic: float
-    numeric: float
+    numerical: float
 
 
 def localize(mover: Mover, along: Bisected, noise: float, tol: float) -> list[int]:
@@ -40,7 +40,7 @@ def localize(mover: Mover, along: Bisected, noise: float, tol: float) -> list[in
     def significant(e: float, d: float, dn: float) -> bool:
         return abs(e) > max(tol * (abs(d) + abs(dn)), threshold_noise)
 
-    stack = [(0, n, along.analytic - along.numeric, along.analytic, along.numeric)]
+    stack = [(0, n, along.analytic - along.numerical, along.analytic, along.numerical)]
     while stack and len(found) < _policy.LOCALIZE_MAX:
         lo, hi, e, d, dn = stack.pop()
         if hi - lo == 1:

@@ -185,7 +185,7 @@ def numerical_gradient(
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
         coords = {leaf.name: np.arange(leaf.size) for leaf in leaves}
         sweeps = sweep_leaves(point.evaluate, point.arrays, leaves, coords, point.j0, opts)
-    return _tree.from_flat(params, leaves, {name: s.numeric for name, s in sweeps.items()})
+    return _tree.from_flat(params, leaves, {name: s.numerical for name, s in sweeps.items()})
 
 
 def derivative(

@@ -36,7 +36,7 @@ def accuracy(p: Partials, bound: np.ndarray, judged: np.ndarray, reference: floa
     exact (0) when that is zero too: every partial, analytic and numeric, is zero.
     """
     b = float(np.linalg.norm(bound[judged]))
-    size = float(np.linalg.norm(p.analytic[judged]) + np.linalg.norm(p.numeric[judged]))
+    size = float(np.linalg.norm(p.analytic[judged]) + np.linalg.norm(p.numerical[judged]))
     if size == 0.0:
         size = 2 * reference
     if b == 0.0 or size == 0.0:
@@ -212,7 +212,7 @@ def _vouched(levels: dict[float, Level]) -> dict[float, np.ndarray]:
     ordered = sorted(levels)
     vouched = {}
     for below, g in itertools.pairwise(ordered):
-        here, there = levels[g].partials.numeric, levels[below].partials.numeric
+        here, there = levels[g].partials.numerical, levels[below].partials.numerical
         apart = np.abs(here - there)
         vouched[g] = np.maximum(allowances[g], apart + allowances[below])
         # Still at this step and moving at the smaller one: the step spans a period of
@@ -317,8 +317,8 @@ def _judged(
     level: Level, bound: np.ndarray, allow: Allowance, reference: float, probes: int
 ) -> Resolution:
     p, judged = level.partials, level.judged
-    gap = np.abs(p.analytic - p.numeric)
-    size = np.abs(p.analytic) + np.abs(p.numeric)
+    gap = np.abs(p.analytic - p.numerical)
+    size = np.abs(p.analytic) + np.abs(p.numerical)
     wrong = judged & (gap > allow.tol * size) & (gap > bound)
     status = np.full(p.analytic.size, Status.AGREES, dtype=np.int8)
     status[level.kinks] = Status.KINK
@@ -326,7 +326,7 @@ def _judged(
     acc = accuracy(p, bound, judged, reference)
     enough = judged.sum() >= _policy.COARSE_JUDGED_SHARE * judged.size
     decided = bool(wrong.any()) or (enough and acc <= _policy.ACCURACY_LIMIT)
-    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
+    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numerical) <= bound)
     judgement = Judgement(status, probes, negligible, float(bound.max(initial=0.0)))
     step = float(np.median(p.h)) if p.h.size else 0.0
     return Resolution(p, judgement, acc, step, decided, level.grid)
@@ -335,7 +335,7 @@ def _judged(
 def as_is(p: Partials, allow: Allowance, reference: float) -> Resolution:
     """Judged where it stands: the step is the caller's, or no larger one stays in the
     cost's domain."""
-    error = _compare.numeric_error(p, allow)
+    error = _compare.numerical_error(p, allow)
     zeros = np.zeros(p.analytic.size)
     level = Level(p, zeros, zeros, error, zeros, zeros.astype(bool), 0.0)
     return _judged(level, level.allowance(), allow, reference, probes=0)

@@ -47,19 +47,19 @@ def flat64(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
-def difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
+def difference(analytic: np.ndarray, numerical: np.ndarray) -> float:
     """``‖g − g̃‖₂ / (‖g‖₂ + ‖g̃‖₂)``, and 0.0 when both are zero; scaled first by the
     largest magnitude, so that gradients near float64's range do not overflow the norms
     (an inf over inf would read as no difference at all)."""
-    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    analytic, numerical = np.asarray(analytic, np.float64), np.asarray(numerical, np.float64)
     largest = max(
-        float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0))
+        float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numerical), initial=0.0))
     )
     if largest == 0.0:
         return 0.0
     if not np.isfinite(largest):
-        return 1.0 if np.any(analytic != numeric) else 0.0
-    a, n = analytic / largest, numeric / largest
+        return 1.0 if np.any(analytic != numerical) else 0.0
+    a, n = analytic / largest, numerical / largest
     return float(np.linalg.norm(a - n)) / float(np.linalg.norm(a) + np.linalg.norm(n))
 
 
@@ -118,7 +118,7 @@ class Partials:
     """
 
     analytic: np.ndarray
-    numeric: np.ndarray
+    numerical: np.ndarray
     h: np.ndarray
     second_difference: np.ndarray | None
     theta: np.ndarray | None = None  # the coordinates' values, to keep a smaller step inside
@@ -188,7 +188,7 @@ def _roundoff(p: Partials, allow: Allowance) -> tuple[np.ndarray, np.ndarray]:
     """The finite differences' round-off (it shrinks as h grows) and the analytic
     gradient's own (no step changes it), for each coordinate of ``p``."""
     if allow.scheme.is_complex:
-        differences = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numeric)
+        differences = _policy.COST_ROUNDOFF * _policy.UNIT_ROUNDOFF * np.abs(p.numerical)
     else:
         differences = allow.scheme.roundoff_gain * allow.noise / p.h
     return differences, analytic_error(p.analytic, allow.analytic_rel)
@@ -196,8 +196,8 @@ def _roundoff(p: Partials, allow: Allowance) -> tuple[np.ndarray, np.ndarray]:
 
 def in_doubt(p: Partials, allow: Allowance) -> Doubt:
     scheme, noise, tol, accepted = allow.scheme, allow.noise, allow.tol, allow.accepted
-    gap = np.abs(p.analytic - p.numeric)
-    size = np.abs(p.analytic) + np.abs(p.numeric)
+    gap = np.abs(p.analytic - p.numerical)
+    size = np.abs(p.analytic) + np.abs(p.numerical)
     differences_error, analytic_error = _roundoff(p, allow)
     roundoff = differences_error + analytic_error
     beyond = gap > tol * size
@@ -206,13 +206,13 @@ def in_doubt(p: Partials, allow: Allowance) -> Doubt:
         # A cost measured to be inexact (noisier than round-off: an iterative solver's
         # tolerance), or a drop-in's: below a share of tol of the parameter's gradient
         # norm, an element's disagreement is that inexactness, not a finding.
-        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
+        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numerical))
         below = gap <= _policy.ELEMENT_FLOOR * tol * norm
         floored = np.flatnonzero(beyond & below & (gap > _policy.ERROR_SAFETY * roundoff))
         beyond &= ~below
     doubtful = beyond & (gap > _policy.ERROR_SAFETY * roundoff)
     if accepted is not None:
-        doubtful &= ~accepted(gap, p.numeric)
+        doubtful &= ~accepted(gap, p.numerical)
     screen = np.zeros(0, dtype=np.int64)
     if p.second_difference is not None and not scheme.is_complex:
         kinkish = (p.second_difference > _policy.KINK_SCREEN * size) & (
@@ -223,7 +223,7 @@ def in_doubt(p: Partials, allow: Allowance) -> Doubt:
     if scheme.two_sided:
         hidden, grow = _hidden(gap, beyond, differences_error, analytic_error, doubtful)
         if accepted is not None:
-            kept = ~accepted(gap[hidden], p.numeric[hidden])
+            kept = ~accepted(gap[hidden], p.numerical[hidden])
             hidden, grow = hidden[kept], grow[kept]
     return Doubt(
         gap=gap,
@@ -265,7 +265,7 @@ def _hidden(
     return order, grow
 
 
-def numeric_error(p: Partials, allow: Allowance) -> np.ndarray:
+def numerical_error(p: Partials, allow: Allowance) -> np.ndarray:
     """The error round-off alone can put in each comparison of ``p`` (finite differences'
     and the analytic gradient's own)."""
     differences, analytic = _roundoff(p, allow)

@@ -149,12 +149,12 @@ def ignored(name: str) -> Diagnosis:
     )
 
 
-def fit_scale(analytic: np.ndarray, numeric: np.ndarray) -> float | None:
+def fit_scale(analytic: np.ndarray, numerical: np.ndarray) -> float | None:
     """The ``s`` minimizing ``‖g − s·g̃‖``; ``None`` when the numeric side is all zero."""
-    nn = float(np.dot(numeric, numeric))
+    nn = float(np.dot(numerical, numerical))
     if nn == 0.0:
         return None
-    return float(np.dot(analytic, numeric)) / nn
+    return float(np.dot(analytic, numerical)) / nn
 
 
 def _grad_name(name: str) -> str:
@@ -190,14 +190,14 @@ def diagnose(
         max(_policy.PATTERN_FIT, 4 * accuracy),
         min(0.5, max(_policy.PATTERN_EXPLAINS, 4 * accuracy)),
     )
-    analytic, numeric = p.analytic, p.numeric
+    analytic, numerical = p.analytic, p.numerical
     judged, wrong = judgement.judged, judgement.wrong
 
     def index_of(position: int) -> int:
         return int(position) if coords is None else int(coords[position])
 
     dname = _grad_name(name)
-    g, gt = analytic[judged], numeric[judged]
+    g, gt = analytic[judged], numerical[judged]
     n, k = int(g.size), int(wrong.size)
     g_norm = float(np.linalg.norm(g))
     scale = fit_scale(g, gt)
@@ -208,7 +208,7 @@ def diagnose(
             f"analytic gradient is zero for all {n} elements; the numeric one is not",
             f"a missing path: {dname} is never computed or never accumulated",
         )
-    aw, nw = analytic[wrong], numeric[wrong]
+    aw, nw = analytic[wrong], numerical[wrong]
     flat_cost = int(np.count_nonzero((nw == 0) & (aw != 0)))
     dropped = int(np.count_nonzero((aw == 0) & (nw != 0)))
     if k and min(flat_cost, dropped) >= _policy.MASK_SHARE * k / 2:
@@ -248,7 +248,7 @@ def diagnose(
             return _scaled(scale, f"for {every}", dname, single=moved <= 1)
     square = coords is None and len(shape) == 2 and shape[0] == shape[1] > 1
     a2 = analytic.reshape(shape) if square else analytic
-    n2 = numeric.reshape(shape) if square else numeric
+    n2 = numerical.reshape(shape) if square else numerical
     transposed = float(np.linalg.norm(a2 - n2.T)) if square else np.inf
     if transposed <= fits * max(g_norm, float(np.linalg.norm(n2))) and (
         transposed <= explains * disagreement
@@ -274,7 +274,7 @@ def diagnose(
     if line is not None and coords is None and k == shape[1 if line.pattern == "row" else 0]:
         return line
     if 0 < k <= _policy.FEW_ELEMENTS and k < n:
-        items = [(index_of(i), analytic[i], numeric[i]) for i in wrong]
+        items = [(index_of(i), analytic[i], numerical[i]) for i in wrong]
         return _few(name, shape, items, f"{k} of {n} elements wrong")
     offset = _offset(aw - nw, name, dname)
     if offset is not None:

@@ -50,7 +50,7 @@ class _Tally:
 
     @property
     def dn(self) -> np.ndarray:
-        return np.array([a.numeric for a in self.directions])[self.valid]
+        return np.array([a.numerical for a in self.directions])[self.valid]
 
     @property
     def failed(self) -> bool:
@@ -206,7 +206,7 @@ def _bisect_worst(param: Parameter, mover: Mover, walked: _Walked, ctx: Context)
     wrong by the largest gap, by bisection (`_bisection.localize`)."""
     g, directions = param.g, walked.directions
     gaps = [
-        abs(a.analytic - a.numeric) if a.status == _compare.Status.WRONG else -1.0
+        abs(a.analytic - a.numerical) if a.status == _compare.Status.WRONG else -1.0
         for a in directions
     ]
     j = int(np.argmax(gaps))
@@ -219,7 +219,7 @@ def _bisect_worst(param: Parameter, mover: Mover, walked: _Walked, ctx: Context)
         jp, jm, d_t = mover.central(v, t, g)
         whole = Along(d_t, (jp - jm) / (2 * t), t, whole.status)
     return localize(
-        mover, Bisected(v, g, t, whole.analytic, whole.numeric), ctx.noise.value, ctx.opts.tol
+        mover, Bisected(v, g, t, whole.analytic, whole.numerical), ctx.noise.value, ctx.opts.tol
     )
 
 
@@ -250,14 +250,14 @@ def _confirmed(
 
 
 def _disagrees(
-    analytic: float, numeric: float, theta: float, noise: CostNoise, tol: float, rel: float
+    analytic: float, numerical: float, theta: float, noise: CostNoise, tol: float, rel: float
 ) -> bool:
-    """Whether an element's own central difference (``numeric``, at the automatic step
+    """Whether an element's own central difference (``numerical``, at the automatic step
     from its value ``theta``) confirms that its ``analytic`` partial is wrong."""
-    gap = abs(analytic - numeric)
+    gap = abs(analytic - numerical)
     h = automatic_step(theta)
     bound = _policy.ERROR_SAFETY * (noise.value / h + rel * abs(analytic))
-    return gap > tol * (abs(analytic) + abs(numeric)) and gap > bound
+    return gap > tol * (abs(analytic) + abs(numerical)) and gap > bound
 
 
 def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Context) -> _Checked:

@@ -60,13 +60,13 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
     evidence = _coarse_parameters(evidence, cost, opts, reference)
     evidence = {name: e.refined() for name, e in evidence.items()}
     full = opts.mode == "full"
-    numeric = {name: _scattered(e) for name, e in evidence.items()}
+    numerical = {name: _scattered(e) for name, e in evidence.items()}
     found = Outcome(
         tensors={name: _verdict(e, cost, opts) for name, e in evidence.items()},
         difference=_difference(evidence),
         cost_flat=_flat(evidence, cost.j0),
         step=_typical_step(evidence, opts),
-        numerical=_tree.from_flat(point.params, point.leaves, numeric) if full else None,
+        numerical=_tree.from_flat(point.params, point.leaves, numerical) if full else None,
         analytic=_tree.from_flat(point.params, point.leaves, analytic) if full else None,
         notes=(
             *_left_out_notes(evidence, point.arrays),
@@ -165,10 +165,10 @@ class _Evidence:
         refined = self.judgement.refined
         if not refined:
             return self
-        numeric = self.partials.numeric.copy()
-        numeric[list(refined)] = list(refined.values())
+        numerical = self.partials.numerical.copy()
+        numerical[list(refined)] = list(refined.values())
         return dataclasses.replace(
-            self, partials=dataclasses.replace(self.partials, numeric=numeric)
+            self, partials=dataclasses.replace(self.partials, numerical=numerical)
         )
 
 
@@ -291,7 +291,7 @@ def _unresolved(e: _Evidence, cost: _Resolving, opts: Options, reference: float)
     # an analytic gradient that an exact float64 cost would not show even at the
     # largest step is zero (the round-off of a zero gradient): no cost could show it
     zero = _policy.ERROR_SAFETY * cost.zero_noise() / _coarse.widest(p)
-    bound = _policy.ERROR_SAFETY * _compare.numeric_error(p, e.allow)
+    bound = _policy.ERROR_SAFETY * _compare.numerical_error(p, e.allow)
     return not (
         np.all(np.abs(p.analytic) <= zero)
         or _coarse.accuracy(p, bound, judgement.judged, reference) <= _policy.COARSE_TRIGGER
@@ -332,7 +332,7 @@ def _difference(evidence: dict[str, _Evidence]) -> float:
     for e in evidence.values():
         kept = e.judgement.judged & ~_roundoff_level(e.judgement)
         judged_g.append(e.partials.analytic[kept])
-        judged_n.append(e.partials.numeric[kept])
+        judged_n.append(e.partials.numerical[kept])
     return _compare.difference(np.concatenate(judged_g), np.concatenate(judged_n))
 
 
@@ -341,7 +341,7 @@ def _flat(evidence: dict[str, _Evidence], j0: float) -> bool:
     merely even: |θ| at 0 has zero central differences, yet its value moves; the swept
     values are compared only where every partial is zero.)"""
     return (
-        not any(np.any(e.partials.numeric) for e in evidence.values())
+        not any(np.any(e.partials.numerical) for e in evidence.values())
         and not all(np.all(e.judgement.negligible) for e in evidence.values())
         and all(np.all(np.real(v) == j0) for e in evidence.values() for v in e.sweep.values)
     )
@@ -373,11 +373,11 @@ def _resolved_report(
 
 def _scattered(e: _Evidence) -> np.ndarray:
     """The numeric partials at every element, NaN where an element was left out."""
-    coords, numeric, size = e.sweep.coords, e.partials.numeric, e.leaf.size
+    coords, numerical, size = e.sweep.coords, e.partials.numerical, e.leaf.size
     if coords.size == size:
-        return numeric
+        return numerical
     out = np.full(size, np.nan)
-    out[coords] = numeric
+    out[coords] = numerical
     return out
 
 
@@ -456,7 +456,7 @@ def _noise(
     smooth_candidates: list[tuple[float, str, int]] = []
     other_candidates: list[tuple[float, str, int]] = []
     for name, p in partials.items():
-        size = np.abs(p.numeric)
+        size = np.abs(p.numerical)
         smooth = np.ones(size.shape, dtype=bool)
         if p.second_difference is not None:
             smooth = p.second_difference <= _policy.KINK_SCREEN * size
@@ -493,11 +493,11 @@ def _tensor_report(e: _Evidence, opts: Options) -> TensorReport:
     coordinates, the worst and wrong elements, and what the evidence says of them."""
     leaf, coords, p, judgement, dtype = e.leaf, e.sweep.coords, e.partials, e.judgement, e.dtype
     judged = judgement.judged
-    errors = np.abs(p.analytic - p.numeric)
+    errors = np.abs(p.analytic - p.numerical)
     masked = np.where(judged, errors, -1.0)
     worst = int(np.argmax(masked)) if masked.size else 0
     wrong = judgement.wrong
-    diff = _compare.difference(p.analytic[judged], p.numeric[judged])
+    diff = _compare.difference(p.analytic[judged], p.numerical[judged])
     if judgement.failed:
         sampled = None if opts.mode == "full" else coords
         explanation = _diagnose.diagnose(leaf.name, leaf.shape, p, judgement, sampled, e.accuracy)
@@ -516,7 +516,7 @@ def _tensor_report(e: _Evidence, opts: Options) -> TensorReport:
         difference=diff,
         max_abs_error=float(max(masked[worst], 0.0)) if masked.size else 0.0,
         worst_index=index_tuple(coords[worst], leaf.shape) if coords.size else (),
-        scale=_diagnose.fit_scale(p.analytic[judged], p.numeric[judged]),
+        scale=_diagnose.fit_scale(p.analytic[judged], p.numerical[judged]),
         checked=int(p.analytic.size),
         explanation=explanation,
         wrong=int(wrong.size),
@@ -535,7 +535,7 @@ def _tensor_report(e: _Evidence, opts: Options) -> TensorReport:
 def _steep_share(p: Partials, judged: np.ndarray, judgement: Judgement) -> float:
     """The share of a parameter's squared disagreement that lies at coordinates judged
     from a smaller step (where the cost is steep for the automatic one)."""
-    errors = np.where(judged, p.analytic - p.numeric, 0.0) ** 2
+    errors = np.where(judged, p.analytic - p.numerical, 0.0) ** 2
     total = float(errors.sum())
     return float(errors[list(judgement.refined)].sum()) / total if total else 0.0
 
@@ -548,8 +548,8 @@ def _floored_notes(evidence: dict[str, _Evidence], opts: Options) -> list[str]:
         if not floored.size:
             continue
         p = e.partials
-        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numeric))
-        largest = float(np.max(np.abs(p.analytic[floored] - p.numeric[floored])))
+        norm = float(np.linalg.norm(p.analytic) + np.linalg.norm(p.numerical))
+        largest = float(np.max(np.abs(p.analytic[floored] - p.numerical[floored])))
         why = (
             "as the checker it replaces would"
             if opts.normwise_floor

@@ -34,7 +34,7 @@ def judge(p: Partials, allow: Allowance, probe_at: Prober | None) -> Judgement:
     n = p.analytic.size
     doubt = in_doubt(p, allow)
     bound = _policy.ERROR_SAFETY * doubt.roundoff
-    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numeric) <= bound)
+    negligible = (np.abs(p.analytic) <= bound) & (np.abs(p.numerical) <= bound)
     floor = float(np.max(bound)) if n else 0.0
 
     status = np.zeros(n, dtype=np.int8)
@@ -105,10 +105,10 @@ class _Judging:
         status, small, shrink = self._second_look(i, at_h, status)
         if small is None:
             return _Found(status)
-        numeric, roundoff = self.p.numeric[i], doubt.roundoff[i]
+        numerical, roundoff = self.p.numerical[i], doubt.roundoff[i]
         refined = None
         if (status == Status.NUMERICS and shrink > _policy.KINK_CONFIRM) or (
-            status == Status.WRONG and _apart(scheme, small, numeric, roundoff, shrink)
+            status == Status.WRONG and _apart(scheme, small, numerical, roundoff, shrink)
         ):
             # near a pole or a domain edge, or where the cost varies faster than the step,
             # the partial at the smaller step is the one the verdict rests on: shown
@@ -155,7 +155,7 @@ class _Judging:
             # settles is asked after.
             small = probe_at(i, shrink)
             if _moving(scheme, at_h, float(roundoff)) or _refutes(
-                scheme, small, at_h, float(self.p.numeric[i]), float(roundoff), shrink
+                scheme, small, at_h, float(self.p.numerical[i]), float(roundoff), shrink
             ):
                 return _judge_smaller(allow, probe_at, at, small, shrink, strict=True)
             return status, small, shrink
@@ -221,8 +221,8 @@ def _look_wider(
         slopes = (wide.forward, wide.backward, wide.forward_half, wide.backward_half)
         if not all(np.isfinite(slopes)) or not any(slopes):
             continue  # not moved even there: below what the cost resolves, no evidence
-        numeric = wide.fine(scheme)
-        wide_gap = abs(float(p.analytic[i]) - numeric)
+        numerical = wide.fine(scheme)
+        wide_gap = abs(float(p.analytic[i]) - numerical)
         # the round-off at the half of the larger step, and the truncation estimated there
         error = (
             wide.truncation(scheme)
@@ -230,7 +230,7 @@ def _look_wider(
             + float(doubt.analytic_error[i])
         )
         if (
-            wide_gap > tol * (abs(float(p.analytic[i])) + abs(numeric))
+            wide_gap > tol * (abs(float(p.analytic[i])) + abs(numerical))
             and wide_gap > _policy.ERROR_SAFETY * error
             and not is_kink(scheme, wide, wide_gap, noise, float(p.h[i]) * grow)
         ):
@@ -299,8 +299,8 @@ def _moving(scheme: Scheme, p: Probe, roundoff: float) -> bool:
     )
 
 
-def _beyond_tol(analytic: float, numeric: float, tol: float) -> bool:
-    return abs(analytic - numeric) > tol * (abs(analytic) + abs(numeric))
+def _beyond_tol(analytic: float, numerical: float, tol: float) -> bool:
+    return abs(analytic - numerical) > tol * (abs(analytic) + abs(numerical))
 
 
 def _truncation_dominated(
@@ -347,11 +347,11 @@ def _judge_smaller(
     scheme, tol = allow.scheme, allow.tol
     i, analytic, roundoff = at.i, at.analytic, at.roundoff
     while True:
-        numeric = small.fine(scheme)
-        gap = abs(analytic - numeric)
+        numerical = small.fine(scheme)
+        gap = abs(analytic - numerical)
         truncation = small.truncation(scheme)
         rounding = _rounding(roundoff, shrink)
-        if gap <= tol * (abs(analytic) + abs(numeric)):
+        if gap <= tol * (abs(analytic) + abs(numerical)):
             return Status.NUMERICS, small, shrink
         finer = shrink * _policy.KINK_CONFIRM
         last = (
@@ -379,28 +379,33 @@ def _rounding(roundoff: float, shrink: float) -> float:
 
 
 def _beyond(
-    scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink: float, at_h: float = 0.0
+    scheme: Scheme,
+    small: Probe,
+    numerical: float,
+    roundoff: float,
+    shrink: float,
+    at_h: float = 0.0,
 ) -> bool:
-    """Whether the partial at the smaller step ``small`` differs from ``numeric`` by more
-    than its own error, plus ``at_h`` (the error of ``numeric`` itself, where it counts)."""
+    """Whether the partial at the smaller step ``small`` differs from ``numerical`` by more
+    than its own error, plus ``at_h`` (the error of ``numerical`` itself, where it counts)."""
     error = small.truncation(scheme) + _rounding(roundoff, shrink) + at_h
-    return abs(small.fine(scheme) - numeric) > _policy.ERROR_SAFETY * error
+    return abs(small.fine(scheme) - numerical) > _policy.ERROR_SAFETY * error
 
 
 def _refutes(
-    scheme: Scheme, small: Probe, at_h: Probe, numeric: float, roundoff: float, shrink: float
+    scheme: Scheme, small: Probe, at_h: Probe, numerical: float, roundoff: float, shrink: float
 ) -> bool:
     """Whether the partial at the smaller step ``small`` lies outside the error bound of
-    the one at h (``numeric``, its truncation estimated from ``at_h``), beyond its own."""
+    the one at h (``numerical``, its truncation estimated from ``at_h``), beyond its own."""
     error_h = at_h.truncation(scheme) + roundoff
-    return _beyond(scheme, small, numeric, roundoff, shrink, at_h=error_h)
+    return _beyond(scheme, small, numerical, roundoff, shrink, at_h=error_h)
 
 
-def _apart(scheme: Scheme, small: Probe, numeric: float, roundoff: float, shrink: float) -> bool:
+def _apart(scheme: Scheme, small: Probe, numerical: float, roundoff: float, shrink: float) -> bool:
     """Whether the partial at the smaller step ``small`` differs from the one at h by
     more than its own error: the one at h is then not the one to show (elsewhere it is,
     as a within-error verdict at a caller's ``eps`` and the seeds' figures show it)."""
-    return _beyond(scheme, small, numeric, roundoff, shrink)
+    return _beyond(scheme, small, numerical, roundoff, shrink)
 
 
 def is_kink(scheme: Scheme, p: Probe, gap: float, noise: float, h: float) -> bool:

@@ -48,11 +48,11 @@ class Options:
     # its parameter's gradient norm is accepted (far inside the original's tolerances).
     normwise_floor: bool = False
 
-    def accepted(self, gap: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    def accepted(self, gap: np.ndarray, numerical: np.ndarray) -> np.ndarray:
         """Where the caller's own tolerances, if any, accept a disagreement."""
         if self.atol is None and self.rtol is None:
             return np.zeros(np.shape(gap), dtype=bool)
-        return gap <= (self.atol or 0.0) + (self.rtol or 0.0) * np.abs(numeric)
+        return gap <= (self.atol or 0.0) + (self.rtol or 0.0) * np.abs(numerical)
 
     @property
     def scheme(self) -> Scheme:

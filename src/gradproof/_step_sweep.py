@@ -123,8 +123,8 @@ def step_sweep(
     analytic = np.concatenate([np.ravel(v) for v in by_name(auto.analytic).values()])
     found: list[float] = []
     for h in steps:
-        numeric = numerical_gradient(cost, params, method=method, eps=float(h))
-        flat = np.concatenate([np.ravel(v) for v in by_name(numeric).values()])
+        numerical = numerical_gradient(cost, params, method=method, eps=float(h))
+        flat = np.concatenate([np.ravel(v) for v in by_name(numerical).values()])
         den = np.linalg.norm(analytic) + np.linalg.norm(flat)
         found.append(float(np.linalg.norm(analytic - flat) / den) if den else 0.0)
     differences = np.asarray(found)

@@ -76,7 +76,7 @@ class LeafSweep:
     coords: np.ndarray  # flat indices checked; the arrays below are aligned with them
     steps: Steps
     values: list[np.ndarray]  # cost values at each of the scheme's offsets
-    numeric: np.ndarray
+    numerical: np.ndarray
     shrunk: int = 0  # coordinates whose step was made smaller to stay in the cost's domain
 
     def partials(self, scheme: Scheme, j0: float, analytic: np.ndarray) -> Partials:
@@ -86,7 +86,7 @@ class LeafSweep:
             jp, jm = self.values[0], self.values[1]
             second = np.abs(jp - 2 * j0 + jm) / self.steps.h
         theta = self.steps.theta.real
-        return Partials(analytic[self.coords], self.numeric, self.steps.h, second, theta)
+        return Partials(analytic[self.coords], self.numerical, self.steps.h, second, theta)
 
     def prober(self, scheme: Scheme, evaluate: Evaluator, j0: float) -> Prober:
         """Probes coordinate ``coords[j]`` at ±h and ±h/2 (reusing the values swept), or
@@ -290,8 +290,8 @@ def _finish(sweep: Sweep, plan: LeafPlan) -> LeafSweep:
     for j in bad:
         _shrink_into_domain(sweep, plan, int(j), h)
     final = Steps(steps.theta, h)
-    numeric = sweep.scheme.estimate(sweep.j0, values, final.h)
-    return LeafSweep(plan.leaf, plan.flat, plan.coords, final, values, numeric, int(bad.size))
+    numerical = sweep.scheme.estimate(sweep.j0, values, final.h)
+    return LeafSweep(plan.leaf, plan.flat, plan.coords, final, values, numerical, int(bad.size))
 
 
 def _shrink_into_domain(sweep: Sweep, plan: LeafPlan, j: int, h: np.ndarray) -> None:
@@ -349,7 +349,7 @@ def grid_of(sweeps: list[LeafSweep], evaluate: Evaluator, j0: float, model: floa
     if grid or short / 2 <= model or 2 * np.unique(seen).size <= seen.size:
         return grid
     moved = sorted(
-        ((float(abs(s.numeric[j])), s, int(j)) for s in sweeps for j in range(s.numeric.size)),
+        ((float(abs(s.numerical[j])), s, int(j)) for s in sweeps for j in range(s.numerical.size)),
         key=lambda c: -c[0],
     )[: _policy.NOISE_COORDINATES]
     sites = [
