@@ -2,8 +2,11 @@
 
 Runs the planted-bug catalogue (``tests/helpers.py``) in full and directional mode, the
 seeds' network (right, with their two bugs, with one slip in each backward line, with and
-without the intermediates), coarse costs (rounded to float16, computed in float32), and,
-where installed, a few PyTorch and JAX checks; prints one line per check: its name and a
+without the intermediates), coarse costs (rounded to float16, computed in float32), the
+paths inside the modes (bisection, kinks, frozen and non-finite entries, workers, the
+other schemes, sample mode, a domain edge), and, where installed, PyTorch and JAX checks
+(higher orders, complex, float32, several outputs, the drop-ins, digested by the reports
+they made); prints one line per check: its name and a
 digest of ``report.to_dict()`` without the time it took (``seconds``) and without
 ``policy["thresholds"]`` (the numbers it ran under, which a change to the policy's table
 adds to). Two runs of the same verdicts print the same lines::
