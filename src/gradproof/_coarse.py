@@ -332,10 +332,19 @@ def _judged(
     return Resolution(p, judgement, acc, step, decided, level.grid)
 
 
-def as_is(p: Partials, allow: Allowance, reference: float) -> Resolution:
+def as_is(
+    p: Partials, allow: Allowance, reference: float, probed: Judgement | None = None
+) -> Resolution:
     """Judged where it stands: the step is the caller's, or no larger one stays in the
-    cost's domain."""
+    cost's domain. A coordinate the ``probed`` judgement at this step found within the
+    finite differences' own error (``NUMERICS``: the truncation of a large step, seen
+    from its probes at half the step) is allowed its disagreement, which the accuracy
+    then counts: no truncation is estimated here."""
     error = _compare.numerical_error(p, allow)
+    if probed is not None:
+        explained = probed.status == Status.NUMERICS
+        gap = np.abs(p.analytic - p.numerical)
+        error = np.where(explained, np.maximum(error, gap / _policy.ERROR_SAFETY), error)
     zeros = np.zeros(p.analytic.size)
     level = Level(p, zeros, zeros, error, zeros, zeros.astype(bool), 0.0)
     return _judged(level, level.allowance(), allow, reference, probes=0)

@@ -302,7 +302,7 @@ def _resolved(e: _Evidence, cost: _Resolving, opts: Options, reference: float) -
     """A parameter judged at the step its cost's noise allows (`_coarse.resolve`), or, where
     the step is the caller's, judged there to the accuracy it allows."""
     if opts.eps is not None:
-        resolution = _coarse.as_is(e.partials, e.allow, reference)
+        resolution = _coarse.as_is(e.partials, e.allow, reference, e.judgement)
     else:
         assert e.probe_at is not None  # only the complex step is not probed
         resolution = _coarse.resolve(

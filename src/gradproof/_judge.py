@@ -212,7 +212,12 @@ def _look_wider(
     ):
         if status[i] != Status.AGREES:
             continue
-        grow = float(grow)
+        # (no wider than full mode's largest step: beyond it, at a step given as eps
+        # already large, the partials are no longer in the regime truncation is estimated in)
+        theta = 0.0 if p.theta is None else float(abs(p.theta[i]))
+        grow = min(float(grow), _policy.COARSE_STEP_MAX * max(1.0, theta) / float(p.h[i]))
+        if grow <= 1.0:
+            continue
         try:
             wide = probe_at(int(i), 1 / grow)
         except CostError:
