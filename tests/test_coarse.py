@@ -303,3 +303,51 @@ def test_directional_mode_leaves_a_rounded_cost_that_never_moved_undecided(seed)
     x = np.array([0.3, -0.2])
     ignores = gp.check(lambda p: float(np.sum(np.tanh(x)) + 0.1), w, right, mode="directional")
     assert ignores.cost_flat and not ignores.undecided
+
+
+def test_an_exact_cost_that_a_wide_step_clips_is_not_taken_for_a_rounded_one():
+    # The coordinates the cost moved most with sit just past a clip: the wide step given
+    # crosses it, the automatic step does not, and there the exact cost does not move,
+    # as a rounded one would not. Only smooth coordinates may show a grid: a 3e-5 slip
+    # in b still fails (it passed as "checked to 5.2e-04").
+    rng = np.random.default_rng(0)
+    c = np.round(rng.uniform(10, 20, 6) * 2**10) / 2**10
+    b0 = np.round(rng.uniform(-1, 1, 6) * 2**6) / 2**6
+    const = 0.5 - 256.0 - float(np.sum(c * b0))
+
+    def cost(p):
+        return float(const + 256.0 * np.sum(np.clip(p["a"], -1, 1)) + np.sum(c * p["b"]))
+
+    q = {"a": np.array([1 + 2**-6, -1 - 2**-6, 1 + 2**-5]), "b": b0}
+    for factor in (1.00003, 1.0001):
+        report = gp.check(cost, q, {"a": np.zeros(3), "b": factor * c}, eps=2.0**-4)
+        assert not report.tensors["b"].passed and not report.tensors["b"].undecided, report
+
+
+def test_a_cost_that_fails_beyond_its_domain_leaves_directional_mode_a_report():
+    # piecewise constant (a lookup), and out of range at the larger step directional mode
+    # tries to tell a coarse cost from a flat one: a report, not an internal error
+    table = np.arange(10.0)
+    report = gp.check(
+        lambda p: float(table[int(p[0] * 10)]),
+        np.array([0.55, 0.2]),
+        np.array([1.0, 0.0]),
+        mode="directional",
+    )
+    assert not report.passed and report.cost_flat, report
+
+
+def test_the_complex_step_at_a_given_step_is_not_looked_at_for_a_grid():
+    # (its working values are complex: the second look at the automatic step raised
+    # ComplexWarning, an error where warnings are, on the short values a wide step gives)
+    x = np.array([1.0, 2.0, -1.0, 3.0, 0.5])
+    report = gp.check(lambda p: np.sum(p**3), x, 3 * x**2, method="complex", eps=0.5)
+    assert report.method == "complex" and report.evaluations < 10, report
+
+
+def test_a_coarse_note_at_the_step_given_says_it_was_given():
+    w, g = tanh2(0)
+    report = gp.check(lambda w: float(f16(np.sum(np.tanh(w) ** 2))), w, g, eps=3e-2)
+    coarse = [t for t in report.tensors.values() if t.pattern == "coarse"]
+    assert all("the step given" in t.finding for t in coarse), report
+    assert all("chosen from the cost's noise" not in t.finding for t in coarse), report

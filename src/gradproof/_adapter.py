@@ -257,8 +257,10 @@ def lifted(
     ``x -> grad g(x)`` (``level`` says which objective it lifts into, for an eager
     framework that must know whether to record a graph for a derivative taken later),
     and ``inner(grads, w, level)``, the scalar ``<grad g(x), w>``. The same recursion
-    serves reverse and forward mode and every order, in both front-ends (as autograd's
-    ``test_util`` checks higher orders)."""
+    gives every order's objective in both front-ends (as autograd's ``test_util`` checks
+    higher orders); the derivative checked is then taken of it, in reverse mode, or in
+    forward mode by JVPs (torch's one tangent per element; JAX's ``jacfwd``, which also
+    lifts the orders below where only forward mode is checked)."""
     objective = cost
     for level in range(2, depth + 1):
         objective = _along(gradient(objective, level), inner, weights[level - 2], level)

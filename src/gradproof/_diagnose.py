@@ -64,11 +64,12 @@ def zero_within_roundoff(floor: float) -> Diagnosis:
     )
 
 
-def coarse(accuracy: float, step: float, why: str) -> Diagnosis:
+def coarse(accuracy: float, step: float, why: str, eps_given: bool = False) -> Diagnosis:
     """The note for a parameter checked through a coarse cost, to a stated accuracy."""
+    chosen = "the step given" if eps_given else "chosen from the cost's noise"
     return Diagnosis(
         "coarse",
-        f"checked to {accuracy:.1e} (at a step of {step:.2g}, chosen from the cost's noise): {why}",
+        f"checked to {accuracy:.1e} (at a step of {step:.2g}, {chosen}): {why}",
         "a difference smaller than that cannot be seen; compute the cost in float64 to check "
         "it finer",
     )
@@ -91,6 +92,20 @@ def undecided(accuracy: float, step: float, why: str, eps_given: bool) -> Diagno
         f"resolve a difference of {reach} at best, not enough to tell a right gradient "
         "from a wrong one",
         remedy,
+    )
+
+
+def too_coarse(j0: float) -> Diagnosis:
+    """A parameter directional mode cannot judge: the cost, at a short value, moved
+    along no direction at the directions' steps, yet moves at a larger one."""
+    return Diagnosis(
+        "undecided",
+        f"could not be judged: the cost's value ({j0:.6g}) is a short binary fraction, as "
+        "a value rounded to a grid is (float16, an integer), and it did not change along "
+        "any random direction at directional mode's steps, though it does at a larger "
+        "one: a change smaller than its grid cannot be seen",
+        "check it with mode='full', which sizes its steps from the cost's grid, or compute "
+        "the cost in float64",
     )
 
 

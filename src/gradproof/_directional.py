@@ -24,7 +24,7 @@ from . import _coarse, _compare, _diagnose, _outcome, _policy
 from ._along import CENTRAL, Along, Context, CostNoise, Parameter, judge_along, step_along
 from ._bisection import Bisected, localize
 from ._compare import flat64
-from ._cost import Evaluator, blame
+from ._cost import CostFailed, Evaluator, blame
 from ._finite import NoiseSite, automatic_step, measure_noise
 from ._mover import Mover
 from ._options import Options
@@ -403,7 +403,8 @@ def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> O
             "(|θ| at θ = 0); move the check point off it to check the gradient",
         ]
     tensors = {name: r.report for name, r in results.items()}
-    if cost_flat and _coarse.short(point.j0) and _moves(*moving, _policy.COARSE_STEP_MAX):
+    short = point.j0 != 0 and _coarse.short(point.j0)  # (0: a dead network's, no grid's)
+    if cost_flat and short and _moves(*moving, _policy.COARSE_STEP_MAX):
         # A short value (float16, an integer) that did not move at the directions' steps
         # but moves at full mode's largest: a cost rounded to a grid coarser than any
         # direction's change, not one that ignores its params.
@@ -423,16 +424,7 @@ def _too_coarse(row: TensorReport, j0: float) -> TensorReport:
     mode leaves such a cost until a step from its grid resolves it (`_coarse`)."""
     if row.passed or not row.checked:
         return row
-    explanation = Diagnosis(
-        "undecided",
-        f"could not be judged: the cost's value ({j0:.6g}) is a short binary fraction, as "
-        "a value rounded to a grid is (float16, an integer), and it did not change along "
-        "any random direction at directional mode's steps: a change smaller than the "
-        "grid cannot be seen",
-        "check it with mode='full', which sizes its steps from the cost's grid, or compute "
-        "the cost in float64",
-    )
-    return dataclasses.replace(row, undecided=True, explanation=explanation)
+    return dataclasses.replace(row, undecided=True, explanation=_diagnose.too_coarse(j0))
 
 
 def _noise_near(
@@ -473,6 +465,8 @@ def _moves(
         flat[0] = old + by * max(1.0, abs(float(old.real)))
         try:
             moved = evaluate() != j0
+        except CostFailed:  # (outside the cost's domain there: no evidence it moves)
+            moved = False
         finally:
             flat[0] = old
         if moved:

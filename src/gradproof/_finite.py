@@ -355,27 +355,31 @@ def measure_noise(
 
 
 def rounded_near(evaluate: Evaluate, sites: Sequence[NoiseSite], j0: float) -> bool:
-    """Whether the cost shows a grid at the automatic step, one on either side of each
-    site's coordinate: a cost rounded to a coarse grid mostly returns the same values
-    there, of few bits, where an exact cost of short binary fractions moves to values of
-    all their bits.
+    """Whether the cost shows a grid at each site's step (the automatic one), one on
+    either side of its coordinate: a cost rounded to a coarse grid mostly returns the
+    same values there, of few bits, where an exact cost of short binary fractions moves
+    to values of all their bits.
 
     Asked of values of few bits that did not repeat at the step the check took (a step
     given as ``eps``, many grid spacings wide), which either cost could have returned."""
     values = []
     for s in sites:
         x0 = s.flat[s.index]
-        h = automatic_step(float(x0))
         try:
             with blame(f"while its grid was looked for near {s.name}"):
-                for x in (x0 + h, x0 - h):
+                for x in (x0 + s.h, x0 - s.h):
                     s.flat[s.index] = x
                     values.append(float(np.real(evaluate())))
         finally:
             s.flat[s.index] = x0
     near = np.asarray([j0, *values])
-    repeats = 2 * np.unique(near).size <= near.size
-    return bool(values) and repeats and quantum(j0, near, repeats=False) > 0
+    return bool(values) and repeated(near) and quantum(j0, near, repeats=False) > 0
+
+
+def repeated(values: np.ndarray) -> bool:
+    """Whether at most half of ``values`` are distinct: a grid's values repeat where an
+    exact cost's change at nearly every point."""
+    return 2 * np.unique(values).size <= values.size
 
 
 def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
@@ -400,7 +404,7 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     v = v[np.isfinite(v)]
     distinct = np.unique(v)
     distinct = distinct[distinct != 0]
-    if distinct.size < (2 if repeats else 1) or (repeats and 2 * np.unique(v).size > v.size):
+    if distinct.size < (2 if repeats else 1) or (repeats and not repeated(v)):
         return 0.0
     mantissa, exponent = np.frexp(np.abs(distinct))
     m = (mantissa * 2.0**53).astype(np.int64)

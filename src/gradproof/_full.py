@@ -233,8 +233,8 @@ def _resolving(
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
     # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
-    roundoff = measure_noise(evaluate, [], j0, unit, evaluate.magnitude).bound
-    grid = grid_of(list(sweeps.values()), evaluate, j0, roundoff)
+    precision = measure_noise(evaluate, [], j0, unit, evaluate.magnitude).bound
+    grid = grid_of(list(sweeps.values()), evaluate, j0, precision, opts.scheme.is_complex)
 
     def measured(sites: list[NoiseSite]) -> Noise:
         """The cost's round-off: modelled, and measured at ``sites`` (none: the model)."""
@@ -366,7 +366,10 @@ def _resolved_report(
         )
     if resolution.accuracy > opts.tol:
         return dataclasses.replace(
-            report, explanation=_diagnose.coarse(resolution.accuracy, resolution.step, why)
+            report,
+            explanation=_diagnose.coarse(
+                resolution.accuracy, resolution.step, why, opts.eps is not None
+            ),
         )
     return report
 

@@ -82,7 +82,7 @@ class _Found:
 @dataclass(frozen=True)
 class _Judging:
     """What judging one parameter's coordinates in doubt works from: the partials, the
-    allowance, the probe, and what is in doubt (`_doubt`)."""
+    allowance, the probe, and what is in doubt (`_compare.in_doubt`)."""
 
     p: Partials
     allow: Allowance

@@ -23,10 +23,12 @@ from ._finite import (
     Probe,
     Steps,
     Tick,
+    automatic_step,
     cost_values,
     make_steps,
     probe,
     quantum,
+    repeated,
     rounded_near,
 )
 from ._options import Options
@@ -333,26 +335,46 @@ def _located(failed: CostFailed, leaf: Leaf, scheme: Scheme) -> CostError:
     return failed.error(f"at {location(leaf, failed.index or 0, failed.point or 0, scheme)}")
 
 
-def grid_of(sweeps: list[LeafSweep], evaluate: Evaluator, j0: float, model: float) -> float:
+def grid_of(
+    sweeps: list[LeafSweep], evaluate: Evaluator, j0: float, roundoff: float, complex_step: bool
+) -> float:
     """The spacing of the grid the cost's values are rounded to (float16, integers), as
-    the sweeps show it (`_finite.quantum`), 0 for none. ``model``: the error of one value
-    the check already allows for (its precision's round-off).
+    the sweeps show it (`_finite.quantum`), 0 for none. ``roundoff``: the error of one
+    value the check already allows for (its precision's).
 
-    Values of few bits that do not repeat, on a grid wider than ``model`` allows for,
+    Values of few bits that do not repeat, on a grid wider than ``roundoff`` allows for,
     are a coarse cost's at a step many grid spacings wide (a step given as ``eps``), or
     an exact cost's of short binary fractions; the automatic step tells them apart
-    (`_finite.rounded_near`, 6 evaluations at the coordinates the cost moved most with)."""
+    (`_finite.rounded_near`: 6 evaluations, at the coordinates the cost moved most with
+    where it is smooth: a kink or a clip crossed by the wide step, not by the automatic
+    one, would leave an exact cost unmoved there). Not for the ``complex_step``: no cost
+    evaluated at complex points is rounded to a grid."""
     values = np.concatenate([v for s in sweeps for v in s.values]) if sweeps else np.empty(0)
     grid = quantum(j0, values)
     short = quantum(j0, values, repeats=False)
-    seen = np.concatenate([[j0], np.real(values).reshape(-1)])
-    if grid or short / 2 <= model or 2 * np.unique(seen).size <= seen.size:
+    if (
+        grid
+        or complex_step
+        or short / 2 <= roundoff
+        or repeated(np.append(np.real(values).reshape(-1), j0))
+    ):
         return grid
-    moved = sorted(
-        ((float(abs(s.numerical[j])), s, int(j)) for s in sweeps for j in range(s.numerical.size)),
-        key=lambda c: -c[0],
-    )[: _policy.NOISE_COORDINATES]
+    smooth = []
+    for s in sweeps:
+        if len(s.values) != 2:  # (a one-sided scheme: no second difference to tell a kink)
+            continue
+        second = np.abs(np.real(s.values[0] - 2 * j0 + s.values[1])) / s.steps.h
+        size = np.abs(s.numerical)
+        for j in np.flatnonzero((second <= _policy.KINK_SCREEN * size) & (size > 0)):
+            smooth.append((float(size[j]), s, int(j)))
+    smooth.sort(key=lambda c: -c[0])
     sites = [
-        NoiseSite(s.leaf.name, s.flat, int(s.coords[j]), float(s.steps.h[j])) for _, s, j in moved
+        NoiseSite(
+            s.leaf.name,
+            s.flat,
+            int(s.coords[j]),
+            automatic_step(float(np.real(s.flat[s.coords[j]]))),
+        )
+        for _, s, j in smooth[: _policy.NOISE_COORDINATES]
     ]
-    return short if rounded_near(evaluate, sites, j0) else 0.0
+    return short if sites and rounded_near(evaluate, sites, j0) else 0.0

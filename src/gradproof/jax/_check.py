@@ -103,9 +103,11 @@ def check_all(
 ) -> Report:
     """Every requested check (outputs × modes × orders) of one call, as one report.
     ``shared``: programs and values from an earlier check of the same call."""
-    shared = Shared(request.modes, request.order) if shared is None else shared
+    if shared is None:
+        shared = Shared(request.modes, request.order, seed=request.opts.seed)
+    elif shared.seed != request.opts.seed:  # (its programs hold the directions of its seed)
+        raise ValueError("a Shared serves the checks of one seed")
     shared.batching = request.opts.mode in ("full", "sample")
-    shared.seed = request.opts.seed
 
     def make(output: int | None, kind: Derivative, depth: int = 1) -> Checker:
         return Checker(jax, call, shared, output, kind, depth)

@@ -97,7 +97,8 @@ def check_grads(
                 # accuracy, for large arguments; where it fails, every element is checked.
                 call = Call(lambda p: f(*p.values()), named, dropin=True)
                 # (the full check reuses the directional one's programs and values)
-                shared = Shared(modes, order, finite=value is not None and _all_finite(value))
+                finite = value is not None and _all_finite(value)
+                shared = Shared(modes, order, seed=opts.seed, finite=finite)
                 report = check_all(jax, call, Request(opts, modes, order), shared)
                 if not report.passed and opts.mode != "full":
                     opts = dataclasses.replace(opts, mode="full", k=None)

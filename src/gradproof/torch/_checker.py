@@ -68,6 +68,8 @@ class Checker:
         self.cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         self.inputs = [float64_copy(torch, x) for x in inputs]
         self.layouts = _layouts(torch, named)
+        if rng is None:  # (a Checker runs inside check_all, which forks and sets them)
+            raise ValueError("Call.rng is not set: build checkers through _check.check_all")
         self.rng_state, self.cuda_state = rng
         self.projection = None
         self.vmap_failed: str | None = None  # why torch.func.vmap could not batch the cost

@@ -86,7 +86,7 @@ class Call:
     dropin: Probe | None = None  # a drop-in's probe: check what torch's gradcheck checks
     seed: int = 0  # the check's seed (its options')
     # torch's CPU and CUDA RNG states, replayed before each evaluation
-    rng: tuple[Any, dict[int, Any]] = (None, {})
+    rng: tuple[Any, dict[int, Any]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
