@@ -109,6 +109,24 @@ def too_coarse(j0: float) -> Diagnosis:
     )
 
 
+def noisy_directions(difference: float, none_judged: bool) -> Diagnosis:
+    """A parameter directional mode cannot judge on a noisy cost (`_directional._unresolved`)."""
+    seen = (
+        "every random direction looked like a kink, as the cost's noise makes one-sided "
+        "slopes disagree"
+        if none_judged
+        else f"the directions agree only within the finite differences' error, at a "
+        f"difference of {difference:.2g}, as large as a 10% error would give"
+    )
+    return Diagnosis(
+        "undecided",
+        f"could not be judged: the cost's measured noise is well above float64 round-off, "
+        f"and {seen}",
+        "check it with mode='full', which sizes its steps from the cost's noise and says "
+        "the accuracy it reached, or compute the cost in float64",
+    )
+
+
 def _clipped(aw: np.ndarray, nw: np.ndarray, analytic: np.ndarray, dname: str) -> Diagnosis | None:
     """Gradient clipping: at every wrong element (two or more) the analytic value is the
     same bound ``±c``, and the numeric one lies beyond it on the same side, while no

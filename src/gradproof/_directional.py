@@ -295,6 +295,13 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
         probed=walked.probed,
         dtype=param.dtype,
     )
+    if not tally.failed and _unresolved(tally, ctx):
+        report = dataclasses.replace(
+            report,
+            passed=False,
+            undecided=True,
+            explanation=_diagnose.noisy_directions(tally.difference, not np.any(valid)),
+        )
     return _Checked(
         report,
         ee=float(np.sum((d - dn) ** 2)),
@@ -303,6 +310,21 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
         crossed=int(np.count_nonzero(~valid)),
         signal=walked.signal,
     )
+
+
+def _unresolved(tally: _Tally, ctx: Context) -> bool:
+    """Whether a parameter's pass rests on nothing a noisy cost resolves: every direction
+    left out as a kink, or agreement only within the finite differences' error at a
+    difference a 10% error would give (`_policy.NOISY_DIRECTIONS_LIMIT`). Only on a cost
+    whose measured noise is well above its model: an exact cost's kinks are kinks (every
+    direction a kink on a cost of exactly 0: |θ| at 0, whose kinks inflate what is
+    measured near them)."""
+    noise = ctx.noise
+    if not (noise.measured and noise.value > _policy.INEXACT_EVIDENCE * noise.model):
+        return False
+    if not np.any(tally.valid):
+        return bool(tally.directions) and ctx.j0 != 0
+    return tally.difference > _policy.NOISY_DIRECTIONS_LIMIT
 
 
 def confidence(k: int | None) -> str:

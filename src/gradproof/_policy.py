@@ -368,6 +368,13 @@ COARSE_TRIGGER = 1e-4
 # A parameter checked no finer than this is undecided: a passing verdict would allow a
 # wrong gradient with a 10% error to pass. (x1.3, a missing term, always show.)
 ACCURACY_LIMIT = 0.1
+# Directional mode on a cost whose measured noise is above INEXACT_EVIDENCE times its
+# model (float32 inside, float16, a solver's tolerance) states no accuracy: a parameter
+# whose every direction was left out as a kink (noise makes one-sided slopes disagree),
+# or that passed only within the finite differences' error at a difference above
+# NOISY_DIRECTIONS_LIMIT (a 10% error in the gradient: the difference is about half the
+# relative error, so ACCURACY_LIMIT's error), is undecided, not passed.
+NOISY_DIRECTIONS_LIMIT = ACCURACY_LIMIT / 2
 # The first step tried makes the noise alone this coarse; from there the step moves by
 # COARSE_STEP_RATIO per level, up to COARSE_LEVELS levels, never beyond
 # COARSE_STEP_MAX * max(1, |θ|).
