@@ -298,7 +298,7 @@ def test_directional_mode_leaves_a_rounded_cost_that_never_moved_undecided(seed)
         report = gp.check(cost, w, grads, mode="directional")
         assert not report.passed and not report.cost_flat, report
         assert [t.name for t in report.undecided] == ["theta"], report
-        assert "mode='full'" in report.tensors["theta"].cause
+        assert "rounded to a grid" in report.tensors["theta"].finding
     # a float64 cost that never moves is still one that ignores its parameters
     x = np.array([0.3, -0.2])
     ignores = gp.check(lambda p: float(np.sum(np.tanh(x)) + 0.1), w, right, mode="directional")
@@ -371,3 +371,20 @@ def test_directional_mode_on_a_noisy_cost_does_not_pass_on_kinks_or_a_large_diff
     )  # fmt: skip
     assert not report.passed and report.undecided, report
     assert "mode='full'" in report.tensors["theta"].cause
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_a_cost_rounded_to_decimals_that_did_not_move_is_not_said_to_ignore_its_params(mode):
+    # (found by fuzzing) np.round(J, 3) is no binary grid: the automatic step moved it
+    # nowhere, and a right gradient failed with "the cost ignores params"; so did a float16
+    # cost at eps=1e-5. The cost moves at a larger step: undecided, no evidence either way.
+    w = np.array([0.1, -0.5, 0.4])
+    g = 2 * np.tanh(w) / np.cosh(w) ** 2
+    decimals = gp.check(lambda w: float(np.round(np.sum(np.tanh(w) ** 2), 3)), w, g, mode=mode)
+    half = gp.check(lambda w: float(f16(np.sum(np.tanh(w) ** 2))), w, g, eps=1e-5, mode=mode)
+    for report in (decimals, half):
+        assert not report.cost_flat and [t.name for t in report.undecided] == ["theta"], report
+    # a cost that closes over its arrays does not move at any step: it still ignores them
+    x = np.array([0.3, -0.2, 0.7])
+    ignores = gp.check(lambda p: float(np.round(np.sum(np.tanh(x) ** 2), 3)), w, g, mode=mode)
+    assert ignores.cost_flat and "ignores" in str(ignores), ignores

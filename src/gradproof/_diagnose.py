@@ -95,17 +95,16 @@ def undecided(accuracy: float, step: float, why: str, eps_given: bool) -> Diagno
     )
 
 
-def too_coarse(j0: float) -> Diagnosis:
-    """A parameter directional mode cannot judge: the cost, at a short value, moved
-    along no direction at the directions' steps, yet moves at a larger one."""
+def too_coarse() -> Diagnosis:
+    """A parameter no step taken could judge: the cost did not move at them, yet moves at
+    a larger one (`_outcome.said`)."""
     return Diagnosis(
         "undecided",
-        f"could not be judged: the cost's value ({j0:.6g}) is a short binary fraction, as "
-        "a value rounded to a grid is (float16, an integer), and it did not change along "
-        "any random direction at directional mode's steps, though it does at a larger "
-        "one: a change smaller than its grid cannot be seen",
-        "check it with mode='full', which sizes its steps from the cost's grid, or compute "
-        "the cost in float64",
+        "could not be judged: the cost did not change at the steps taken, though it does "
+        "at a larger one: its values are rounded to a grid coarser than the steps' change "
+        "(float16, a fixed number of decimals), or it is piecewise constant here",
+        "compute the cost in float64, without rounding; a piecewise constant cost has no "
+        "derivative here to check",
     )
 
 

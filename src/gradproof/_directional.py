@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _coarse, _compare, _diagnose, _outcome, _policy
+from . import _compare, _diagnose, _outcome, _policy
 from ._along import CENTRAL, Along, Context, CostNoise, Parameter, judge_along, step_along
 from ._bisection import Bisected, localize
 from ._compare import flat64
-from ._cost import CostFailed, Evaluator, blame
-from ._finite import NoiseSite, automatic_step, measure_noise
+from ._cost import Evaluator, blame
+from ._finite import NoiseSite, automatic_step, measure_noise, moves
 from ._mover import Mover
 from ._options import Options
 from ._progress import Progress
@@ -357,7 +357,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
                 results[leaf.name] = check_parameter(_parameter(leaf, point, analytic), ctx)
     finally:
         bar.close()
-    return _outcome.said(_combined(point, results, notes))
+    return _outcome.said(_combined(point, results, notes), point)
 
 
 def _notes(point: Point, opts: Options) -> list[str]:
@@ -415,7 +415,7 @@ def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> O
     judged = any(r.report.checked for r in results.values())  # (not all left out as kinks)
     cost_flat = nn == 0.0 and judged and any(r.signal for r in results.values())
     moving = (point.evaluate, point.arrays, point.leaves, point.j0)
-    if cost_flat and _moves(*moving, _policy.SCHEMES["central"].step_factor):
+    if cost_flat and moves(*moving, _policy.SCHEMES["central"].step_factor):
         # even about the point (|θ| at 0): its central differences vanish, its value does not
         cost_flat = False
         notes = [
@@ -424,29 +424,13 @@ def _combined(point: Point, results: dict[str, _Checked], notes: list[str]) -> O
             "moves: the check point is a kink or an extremum of it in every direction "
             "(|θ| at θ = 0); move the check point off it to check the gradient",
         ]
-    tensors = {name: r.report for name, r in results.items()}
-    short = point.j0 != 0 and _coarse.short(point.j0)  # (0: a dead network's, no grid's)
-    if cost_flat and short and _moves(*moving, _policy.COARSE_STEP_MAX):
-        # A short value (float16, an integer) that did not move at the directions' steps
-        # but moves at full mode's largest: a cost rounded to a grid coarser than any
-        # direction's change, not one that ignores its params.
-        cost_flat = False
-        tensors = {name: _too_coarse(row, point.j0) for name, row in tensors.items()}
     return Outcome(
-        tensors=tensors,
+        tensors={name: r.report for name, r in results.items()},
         difference=difference,
         cost_flat=cost_flat,
         step=_policy.DIRECTION_STEP_MAX,
         notes=tuple(notes),
     )
-
-
-def _too_coarse(row: TensorReport, j0: float) -> TensorReport:
-    """A failing row of a cost that never moved from a short value: undecided, as full
-    mode leaves such a cost until a step from its grid resolves it (`_coarse`)."""
-    if row.passed or not row.checked:
-        return row
-    return dataclasses.replace(row, undecided=True, explanation=_diagnose.too_coarse(j0))
 
 
 def _noise_near(
@@ -472,25 +456,3 @@ def _noise_near(
         h = float(CENTRAL.default_step(np.asarray(float(flat[i]))))
         sites.append(NoiseSite(name, flat, i, h))
     return measure_noise(evaluate, sites, j0, magnitude=evaluate.magnitude).bound
-
-
-def _moves(
-    evaluate: Evaluator, arrays: dict[str, np.ndarray], leaves: list[Leaf], j0: float, by: float
-) -> bool:
-    """Whether the cost's value changes at all when one element moves by ``by · max(1, |θ|)``
-    (each parameter's first element in turn, put back after)."""
-    for leaf in leaves:
-        flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
-        if not flat.size:
-            continue
-        old = flat[0]
-        flat[0] = old + by * max(1.0, abs(float(old.real)))
-        try:
-            moved = evaluate() != j0
-        except CostFailed:  # (outside the cost's domain there: no evidence it moves)
-            moved = False
-        finally:
-            flat[0] = old
-        if moved:
-            return True
-    return False

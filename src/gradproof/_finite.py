@@ -17,6 +17,7 @@ import numpy as np
 from . import _policy
 from ._cost import CostFailed, Evaluator, blame
 from ._policy import Scheme
+from ._tree import Leaf
 
 Evaluate = Callable[[], float | complex]
 Tick = Callable[[int], None]
@@ -413,3 +414,29 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     if bits > _policy.GRID_BITS:
         return 0.0  # finer than float32: float64 values that lost low bits to cancellation
     return float(2.0 ** int(np.max(exponent) - bits))
+
+
+def moves(
+    evaluate: Evaluator,
+    arrays: dict[str, np.ndarray],
+    leaves: Sequence[Leaf],
+    j0: float,
+    by: float,
+) -> bool:
+    """Whether the cost's value changes at all when one element moves by ``by · max(1, |θ|)``
+    (each parameter's first element in turn, put back after)."""
+    for leaf in leaves:
+        flat = arrays[leaf.name].reshape(-1)  # a view: the working array is C-contiguous
+        if not flat.size:
+            continue
+        old = flat[0]
+        flat[0] = old + by * max(1.0, abs(float(old.real)))
+        try:
+            moved = evaluate() != j0
+        except CostFailed:  # (outside the cost's domain there: no evidence it moves)
+            moved = False
+        finally:
+            flat[0] = old
+        if moved:
+            return True
+    return False

@@ -75,7 +75,7 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
         ),
         cost_unit=cost.unit,
     )
-    return _outcome.said(found)
+    return _outcome.said(found, point)
 
 
 @dataclass(frozen=True)
