@@ -295,7 +295,7 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
         probed=walked.probed,
         dtype=param.dtype,
     )
-    if not tally.failed and _unresolved(tally, ctx):
+    if not tally.failed and walked.signal and _unresolved(tally, ctx):
         report = dataclasses.replace(
             report,
             passed=False,
@@ -313,7 +313,9 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
 
 
 def _unresolved(tally: _Tally, ctx: Context) -> bool:
-    """Whether a parameter's pass rests on nothing a noisy cost resolves: every direction
+    """Whether a parameter's pass, with some ``vᵀg`` beyond round-off (a gradient at
+    round-off level is zero within it, whatever its difference), rests on nothing a
+    noisy cost resolves: every direction
     left out as a kink, or agreement only within the finite differences' error at a
     difference a 10% error would give (`_policy.NOISY_DIRECTIONS_LIMIT`). Only on a cost
     whose measured noise is well above its model: an exact cost's kinks are kinks (every
