@@ -77,7 +77,9 @@ from conformance_report import (
 
 import gradproof
 import gradproof.torch as gpt
+from gradproof._adapter import Request
 from gradproof.torch import _dropins
+from gradproof.torch._intake import Call
 
 MUTATIONS = ("scale 1.5", "sign flip", "one element 1e-3", "zeroed", "swap/transpose")
 
@@ -406,7 +408,8 @@ def dropin_report(fn: Callable, leaves: list, suite: Suite) -> gradproof.Report:
     opts = _dropins.dropin_options(None, None, None, fast_mode=False)
     modes = ("fwd",) if suite.name == "fwd" else ("rev",)
     order = 2 if suite.name == "gradgrad" else 1
-    return _dropins.dropin_report(torch, fn, tuple(leaves), None, opts, modes, order, 0.0, [])
+    request = Request(opts, modes, order)
+    return _dropins.dropin_report(torch, Call(fn, tuple(leaves)), request, 0.0, [])
 
 
 def _modified(before: list, leaves: list) -> list[int]:

@@ -102,8 +102,10 @@ def torch_model() -> None:
     model = torch.nn.Sequential(*layers).double()
     n = sum(p.numel() for p in model.parameters())
     x = torch.randn(32, 64, dtype=torch.float64)
+    from gradproof._adapter import Request
     from gradproof._options import user_options
     from gradproof.torch._check import check_all
+    from gradproof.torch._intake import Call
 
     opts = user_options("benchmark", mode="directional")
     times, alone = [], []
@@ -112,7 +114,7 @@ def torch_model() -> None:
         report = gpt.check(model, x, mode="directional")
         times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        check_all(torch, model, (x,), None, opts, ("rev",), 1)
+        check_all(torch, Call(model, (x,)), Request(opts))
         alone.append(time.perf_counter() - started)
     total, check = statistics.median(times), statistics.median(alone)
     isolation = report.policy["isolation"]
