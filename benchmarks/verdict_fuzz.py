@@ -14,31 +14,38 @@ flipped, one term left out, one to three elements off by 1e-3, 1e-2 or 0.3 of th
 tensor's largest element.
 
 Case N draws everything from ``np.random.default_rng(N)``; its configuration is
-``CONFIGS[N % 46]``. A run checks cases 0, 1, 2, ... until its budget is spent, so two
-runs of equal length check the same cases, and a shorter one a prefix of a longer one::
+``CONFIGS[N % 46]``. A run checks cases 0, 1, 2, ... until its budget is spent, so any
+two runs share the shorter one's cases (compare them on those)::
 
     python benchmarks/verdict_fuzz.py run --budget 600 --out /tmp/verdict_fuzz.jsonl
     python benchmarks/verdict_fuzz.py table /tmp/verdict_fuzz.jsonl
     python benchmarks/verdict_fuzz.py case 29      # one case, every check, verbose
 
-``run`` writes one JSON line per case (one process; about 20 to 30 cases a second on a
-2-core machine). ``table`` prints, per configuration, the right-gradient checks, how
-many passed and how many failed as WRONG (a false alarm: a row WRONG, not undecided),
-and the wrong-gradient checks, how many passed and how many passed beyond the accuracy
-claimed (a false pass: ``report.passed`` while a tensor's true difference
-``||g - g_true|| / (||g|| + ||g_true||)`` exceeds its row's ``accuracy``, or 1e-7 where
-it states none); then the false passes by wrong gradient, and every finding by kind
-(FA-1 ... FP-7) with its count per configuration and one case to re-run with ``case``.
-``case N`` prints the case's parameters and, for each check, its verdict and
-classification, with the whole report where it is a finding.
+``run`` writes one JSON line per case (one process; 25 to 30 cases a second on a shared
+2-core machine), after a first line with the gradproof commit it imported (``+modified``
+where its source differs from that commit: rerun from a clean copy). Another commit::
+
+    git clone -q /path/to/gradproof /tmp/gp && git -C /tmp/gp checkout -q COMMIT
+    PYTHONPATH=/tmp/gp/src python benchmarks/verdict_fuzz.py run --budget 600 --out FILE
+
+``table`` prints, per configuration, the right-gradient checks, how many passed and how
+many failed as WRONG (a false alarm: a row WRONG, not undecided), and the wrong-gradient
+checks, how many passed and how many passed beyond the accuracy claimed (a false pass:
+``report.passed`` while a tensor's true difference ``||g - g_true|| / (||g|| + ||g_true||)``
+exceeds its row's ``accuracy``, or 1e-7 where it states none); then the false passes by
+wrong gradient, and every finding by kind (FA-1 ... FP-7) with its count per
+configuration and one case to re-run with ``case``. ``case N`` prints the case's
+parameters and, for each check, its report's first line, or where it is a finding, its
+kind and the whole report.
 
 Counted apart, not as false alarms or passes: findings at a given ``eps`` where the
 smooth cost's own truncation at that step (its finite difference in long double) is
 above 0.1 x tol (alarms) or 0.1 x the bug (passes), the step's fault, not the
 checker's ("user-step"); sample-mode passes whose wrong elements were never perturbed
 ("unsampled", by design); case 16518, whose sigmoid (via tanh) underflows in the tail
-(the harness's error). A check that raises is an error: seven f64/complex cases raise
-because this harness's complex softplus overflows; the others are the checker's.
+(the harness's error). A check that raises is an error: case 20153's seven checks
+(f64/complex) raise because this harness's complex softplus overflows; the others are
+the checker's.
 
 Results: ``benchmarks/results/verdict_fuzz.md``. Among 7,807 flagged checks of an
 earlier 21,519-case run, two (case 13496, f16, eps=1e-2) gave another verdict when
