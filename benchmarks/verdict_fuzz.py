@@ -679,22 +679,18 @@ def table(path):
 # ---------------------------------------------------------------------------------------
 
 
+def _git(where, *args):
+    return subprocess.run(
+        ["git", "-C", where, *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def _commit():
     """HEAD of the gradproof imported, with '+modified' where its source differs."""
     where = str(Path(gp.__file__).parent)
     try:
-        head = subprocess.run(
-            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", where, "status", "--porcelain", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = _git(where, "rev-parse", "--short", "HEAD")
+        changed = _git(where, "status", "--porcelain", ".")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+modified" if changed else "")

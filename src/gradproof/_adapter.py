@@ -353,7 +353,7 @@ def consistencies(
     fwd: dict[str, np.ndarray],
     rev: dict[str, np.ndarray],
     where: str,
-    allowed: ModesAllowance = ModesAllowance(),
+    allowed: ModesAllowance,
 ) -> list[TensorReport]:
     """Forward against reverse mode for every parameter, on the scale of the whole gradient
     (a gradient that is zero is round-off in both modes, and agrees)."""
@@ -372,13 +372,13 @@ def consistency(
     fwd: np.ndarray,
     rev: np.ndarray,
     scale: float,
-    allowed: ModesAllowance = ModesAllowance(),
-    parameter: str | None = None,
+    allowed: ModesAllowance,
+    parameter: str,
 ) -> TensorReport:
     """Forward and reverse mode compared with each other: no finite differences involved
     (``parameter``: whose floors and left-out elements in ``allowed`` apply)."""
-    floor = None if allowed.floors is None else allowed.floors.get(parameter or name)
-    skip = None if allowed.skip is None else allowed.skip.get(parameter or name)
+    floor = None if allowed.floors is None else allowed.floors.get(parameter)
+    skip = None if allowed.skip is None else allowed.skip.get(parameter)
     a, b = fwd.reshape(-1).astype(np.float64), rev.reshape(-1).astype(np.float64)
     gap = np.abs(a - b)
     bound = allowed.agreement * (np.abs(a) + np.abs(b) + scale) + np.finfo(np.float64).tiny

@@ -30,7 +30,7 @@ from ._policy import Method, Mode
 from ._progress import format_seconds
 from ._records import Outcome, TensorReport
 from ._report import GradientError, Report
-from ._sweep import Batched, Point, sweep_leaves
+from ._sweep import Batched, Point, sweep_at
 from ._trace import told, traced, unsearched
 
 Cost = Callable[[Any], Any]
@@ -184,7 +184,8 @@ def numerical_gradient(
     with _global_rng_kept() as rng_state:
         point = _CheckPoint.at(cost, params, leaves, opts, rng_state)
         coords = {leaf.name: np.arange(leaf.size) for leaf in leaves}
-        sweeps = sweep_leaves(point.evaluate, point.arrays, leaves, coords, point.j0, opts)
+        at = Point(leaves, point.arrays, params, point.evaluate, point.j0)
+        sweeps = sweep_at(at, coords, opts)
     return _tree.from_flat(params, leaves, {name: s.numerical for name, s in sweeps.items()})
 
 

@@ -142,11 +142,7 @@ class Doubt:
     doubtful: np.ndarray  # disagreements beyond tol and round-off: to be probed
     screen: np.ndarray  # positions that agree but look like kinks: to be probed too
     floored: np.ndarray  # beyond tol and round-off, accepted below the inexact cost's floor
-
-    @property
-    def roundoff(self) -> np.ndarray:
-        """The error round-off alone can put in each comparison."""
-        return self.differences_error + self.analytic_error
+    roundoff: np.ndarray  # the error round-off alone can put in each comparison (the sum)
 
 
 @dataclass(frozen=True)
@@ -234,6 +230,7 @@ def in_doubt(p: Partials, allow: Allowance) -> Doubt:
         doubtful=doubtful,
         screen=screen,
         floored=floored,
+        roundoff=roundoff,
     )
 
 

@@ -15,6 +15,7 @@ A parameter's check runs in stages over records: `_walk` judges its directions
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -40,15 +41,15 @@ class _Tally:
 
     directions: tuple[Along, ...]
 
-    @property
+    @functools.cached_property
     def valid(self) -> np.ndarray:
         return np.array([a.status != _compare.Status.KINK for a in self.directions], dtype=bool)
 
-    @property
+    @functools.cached_property
     def d(self) -> np.ndarray:
         return np.array([a.analytic for a in self.directions])[self.valid]
 
-    @property
+    @functools.cached_property
     def dn(self) -> np.ndarray:
         return np.array([a.numerical for a in self.directions])[self.valid]
 
@@ -56,7 +57,7 @@ class _Tally:
     def failed(self) -> bool:
         return any(a.status == _compare.Status.WRONG for a in self.directions)
 
-    @property
+    @functools.cached_property
     def difference(self) -> float:
         return _compare.difference(self.d, self.dn)
 
@@ -295,7 +296,7 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
         probed=walked.probed,
         dtype=param.dtype,
     )
-    if not tally.failed and walked.signal and _unresolved(tally, ctx):
+    if not tally.failed and _unresolved(walked, tally, ctx):
         report = dataclasses.replace(
             report,
             passed=False,
@@ -312,20 +313,19 @@ def _checked(param: Parameter, walked: _Walked, localized: _Localized, ctx: Cont
     )
 
 
-def _unresolved(tally: _Tally, ctx: Context) -> bool:
-    """Whether a parameter's pass, with some ``vᵀg`` beyond round-off (a gradient at
-    round-off level is zero within it, whatever its difference), rests on nothing a
-    noisy cost resolves: every direction
-    left out as a kink, or agreement only within the finite differences' error at a
-    difference a 10% error would give (`_policy.NOISY_DIRECTIONS_LIMIT`). Only on a cost
-    whose measured noise is well above its model: an exact cost's kinks are kinks (every
-    direction a kink on a cost of exactly 0: |θ| at 0, whose kinks inflate what is
-    measured near them)."""
+def _unresolved(walked: _Walked, tally: _Tally, ctx: Context) -> bool:
+    """Whether a parameter's pass rests on nothing a noisy cost resolves, where some
+    ``vᵀg`` is beyond round-off (``walked.signal``; a gradient at round-off level is zero
+    within it, whatever its difference): every direction left out as a kink, or agreement
+    only within the finite differences' error at a difference a 10% error would give
+    (`_policy.NOISY_DIRECTIONS_LIMIT`). Only on a cost whose measured noise is well above
+    its model: an exact cost's kinks are kinks (every direction a kink on a cost of
+    exactly 0: |θ| at 0, whose kinks inflate what is measured near them)."""
     noise = ctx.noise
-    if not (noise.measured and noise.value > _policy.INEXACT_EVIDENCE * noise.model):
+    if not walked.signal or noise.value <= _policy.INEXACT_EVIDENCE * noise.model:
         return False
     if not np.any(tally.valid):
-        return bool(tally.directions) and ctx.j0 != 0
+        return ctx.j0 != 0  # (k >= 1: some direction was taken)
     return tally.difference > _policy.NOISY_DIRECTIONS_LIMIT
 
 

@@ -401,19 +401,28 @@ def quantum(j0: float, values: np.ndarray, repeats: bool = True) -> float:
     at every point; at a step grown from the noise it uses all of them. Without
     ``repeats`` a cost that never moved is bounded by its one value's own bits.
     """
+    short, grid, _ = spacings(j0, values)
+    return grid if repeats else short
+
+
+def spacings(j0: float, values: np.ndarray) -> tuple[float, float, bool]:
+    """`quantum` both ways from one pass over the values: without ``repeats``, with it,
+    and whether the values repeat (at most half of them distinct, `repeated`)."""
     v = np.concatenate([[j0], np.real(np.asarray(values, dtype=np.complex128).reshape(-1))])
     v = v[np.isfinite(v)]
-    distinct = np.unique(v)
-    distinct = distinct[distinct != 0]
-    if distinct.size < (2 if repeats else 1) or (repeats and not repeated(v)):
-        return 0.0
+    every = np.unique(v)
+    repeats = 2 * every.size <= v.size
+    distinct = every[every != 0]
+    if not distinct.size:
+        return 0.0, 0.0, repeats
     mantissa, exponent = np.frexp(np.abs(distinct))
     m = (mantissa * 2.0**53).astype(np.int64)
     trailing = np.log2((m & -m).astype(np.float64)).astype(np.int64)
     bits = int(np.max(53 - trailing))
-    if bits > _policy.GRID_BITS:
-        return 0.0  # finer than float32: float64 values that lost low bits to cancellation
-    return float(2.0 ** int(np.max(exponent) - bits))
+    if bits > _policy.GRID_BITS:  # finer than float32: float64 values that lost low bits
+        return 0.0, 0.0, repeats  # to cancellation
+    short = float(2.0 ** int(np.max(exponent) - bits))
+    return short, short if distinct.size >= 2 and repeats else 0.0, repeats
 
 
 def moves(

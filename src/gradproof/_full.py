@@ -60,13 +60,16 @@ def run(point: Point, analytic: dict[str, np.ndarray], opts: Options) -> Outcome
     evidence = _coarse_parameters(evidence, cost, opts, reference)
     evidence = {name: e.refined() for name, e in evidence.items()}
     full = opts.mode == "full"
-    numerical = {name: _scattered(e) for name, e in evidence.items()}
     found = Outcome(
         tensors={name: _verdict(e, cost, opts) for name, e in evidence.items()},
         difference=_difference(evidence),
         cost_flat=_flat(evidence, cost.j0),
         step=_typical_step(evidence, opts),
-        numerical=_tree.from_flat(point.params, point.leaves, numerical) if full else None,
+        numerical=_tree.from_flat(
+            point.params, point.leaves, {name: _scattered(e) for name, e in evidence.items()}
+        )
+        if full
+        else None,
         analytic=_tree.from_flat(point.params, point.leaves, analytic) if full else None,
         notes=(
             *_left_out_notes(evidence, point.arrays),
@@ -232,7 +235,8 @@ def _resolving(
     # (up to 8 values of each offset of each parameter: some parameters may not move it).
     swept = [float(np.real(v)) for s in sweeps.values() for vs in s.values for v in vs[:8]]
     unit = max(cost_unit(j0, swept), _policy.roundoff_of(opts.precision_bits))
-    # A cost rounded to a coarse grid (float16, integers) errs by up to half its spacing.
+    # The round-off of the precision the values are in, and, for a cost rounded to a
+    # coarse grid (float16, integers), half the grid's spacing.
     precision = measure_noise(evaluate, [], j0, unit, evaluate.magnitude).bound
     grid = grid_of(list(sweeps.values()), evaluate, j0, precision, opts.scheme.is_complex)
 
@@ -243,7 +247,7 @@ def _resolving(
 
     # The modelled round-off is a lower bound: where everything agrees even at it,
     # measuring the real round-off would change no verdict, and is skipped.
-    modelled = measured([]).bound
+    modelled = max(precision, grid / 2)  # (what measured([]) would say)
     noise = modelled + point.spread
     model = _Resolving(j0, unit, grid, noise, modelled, evaluate.magnitude, opts.normwise_floor)
     if not all(_compare.settled(p, model.allowance(opts, rel[n])) for n, p in partials.items()):
@@ -256,8 +260,9 @@ def _coarse_parameters(
     evidence: dict[str, _Evidence], cost: _Resolving, opts: Options, reference: float
 ) -> dict[str, _Evidence]:
     """The evidence, with parameters the automatic step cannot resolve judged at a step
-    chosen from the cost's noise (`_coarse`). ``reference`` is the check's largest
-    analytic gradient norm.
+    chosen from the cost's noise (`_coarse`), or, where ``eps`` is given, at the caller's
+    step to the accuracy it allows. ``reference`` is the check's largest analytic
+    gradient norm.
 
     Only a cost shown to be coarse (`_Resolving.coarse`) is examined, or one that
     never moved from a short value. A drop-in keeps the replaced checker's judgement

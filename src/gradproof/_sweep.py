@@ -27,9 +27,8 @@ from ._finite import (
     cost_values,
     make_steps,
     probe,
-    quantum,
-    repeated,
     rounded_near,
+    spacings,
 )
 from ._options import Options
 from ._parallel import Chunk, ChunkResult, Workers
@@ -151,22 +150,6 @@ class Sweep:
     def located(self, failed: CostFailed, name: str) -> CostError:
         """The user's error for a failure at one of parameter ``name``'s points."""
         return _located(failed, self.plans[name].leaf, self.scheme)
-
-
-def sweep_leaves(
-    evaluate: Evaluator,
-    arrays: dict[str, np.ndarray],
-    leaves: list[Leaf],
-    coords: dict[str, np.ndarray],
-    j0: float,
-    opts: Options,
-) -> dict[str, LeafSweep]:
-    """Sweep every parameter's checked coordinates here, with no progress shown: the
-    numeric gradient alone (`gp.numerical_gradient`). Returns a `LeafSweep` per
-    parameter name."""
-    sweep = _planned(evaluate, arrays, leaves, coords, j0, opts)
-    _sweep_here(sweep, None, 0.0)
-    return _finished(sweep)
 
 
 def sweep_at(
@@ -350,23 +333,18 @@ def grid_of(
     one, would leave an exact cost unmoved there). Not for the ``complex_step``: no cost
     evaluated at complex points is rounded to a grid."""
     values = np.concatenate([v for s in sweeps for v in s.values]) if sweeps else np.empty(0)
-    grid = quantum(j0, values)
-    short = quantum(j0, values, repeats=False)
-    if (
-        grid
-        or complex_step
-        or short / 2 <= roundoff
-        or repeated(np.append(np.real(values).reshape(-1), j0))
-    ):
+    short, grid, repeats = spacings(j0, values)
+    if grid or complex_step or repeats or short / 2 <= roundoff:
         return grid
-    smooth = []
+    smooth = []  # each sweep's largest smooth partials, the largest of them looked at
     for s in sweeps:
-        if len(s.values) != 2:  # (a one-sided scheme: no second difference to tell a kink)
-            continue
+        if len(s.values) != 2:  # (the central scheme's ±h only: the second difference
+            continue  # tells a kink there; one-sided schemes and Richardson are not looked at)
         second = np.abs(np.real(s.values[0] - 2 * j0 + s.values[1])) / s.steps.h
         size = np.abs(s.numerical)
-        for j in np.flatnonzero((second <= _policy.KINK_SCREEN * size) & (size > 0)):
-            smooth.append((float(size[j]), s, int(j)))
+        kept = np.flatnonzero((second <= _policy.KINK_SCREEN * size) & (size > 0))
+        top = kept[np.argsort(-size[kept], kind="stable")][: _policy.NOISE_COORDINATES]
+        smooth += [(float(size[j]), s, int(j)) for j in top]
     smooth.sort(key=lambda c: -c[0])
     sites = [
         NoiseSite(

@@ -269,7 +269,7 @@ class Checker:
             tensors = self._tensors(self.params, grad=True)
             if self.depth > 1:
                 with self._derivative("the backward"):  # the lower derivatives, made twice
-                    cost = self._objective(self.depth, differentiable=True)(tensors)
+                    cost = self._objective(differentiable=True)(tensors)
             else:
                 cost = self.forward(tensors)
             if cost.requires_grad:
@@ -336,14 +336,14 @@ class Checker:
                 ) from exc
             raise DerivativeRaised(what, exc) from exc
 
-    def _objective(self, depth: int, differentiable: bool) -> Any:
-        """The function of the tensors whose gradient an order-``depth`` check takes
+    def _objective(self, differentiable: bool) -> Any:
+        """The function of the tensors whose gradient this check takes (order ``depth``)
         (`_adapter.lifted`: the cost, then ``<grad g(x), w>`` per level above it).
         ``differentiable``: its own gradient will be taken (the derivative under check),
         so even the outermost level's backward records its graph; evaluated as a cost,
         only the levels below do. At the check point, the terms of the outermost
         ``<grad g, w>`` are the cost's magnitude (the sum may cancel, its terms do not)."""
-        torch = self.torch
+        torch, depth = self.torch, self.depth
 
         def gradient(g: Any, level: int) -> Any:
             def grads(tensors: dict[str, Any]) -> Any:
@@ -464,7 +464,7 @@ class Checker:
         self.replay()
         if self.depth > 1:
             tensors = self._tensors(arrays, grad=True)
-            value = float(self._objective(self.depth, differentiable=False)(tensors))
+            value = float(self._objective(differentiable=False)(tensors))
             self.seconds_per_eval = min(self.seconds_per_eval, time.perf_counter() - started)
             return value
         with self.torch.no_grad():
